@@ -1,0 +1,1 @@
+"""Bundled data files for the default scene (package data)."""

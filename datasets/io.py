@@ -1,0 +1,210 @@
+"""File reading shared by every loader: folders, json, images, depth maps and masks.
+
+Everything the user can get wrong (a missing folder, a missing or corrupt file) raises
+:class:`~render3d.errors.Render3DError` with one line that names the file and says what
+to do. Images come back as ``uint8`` numpy arrays ``[H, W, 3]`` or ``[H, W, 4]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from render3d.errors import Render3DError
+
+#: File extensions treated as images when a folder is listed (compared lower-case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def require_dir(path: Path | str, what: str = "scene folder") -> Path:
+    """``path`` as a ``Path`` if it is a folder, else a Render3DError naming it."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        if path.exists():
+            raise Render3DError(f"{path} is a file, not a folder; pass the {what}")
+        raise Render3DError(f"{what} not found: {path}; check the path")
+    return path
+
+
+def require_file(path: Path, source: str | Path | None = None, what: str = "file") -> Path:
+    """``path`` if it is a file, else a Render3DError naming it (and the file that lists it)."""
+    if not path.is_file():
+        if source:
+            raise Render3DError(f"{what} not found: {path} (listed in {source}); restore the file or remove it from that list")
+        raise Render3DError(f"{what} not found: {path}; check the path")
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Parse a json file, with a one-line Render3DError when it is missing or invalid."""
+    require_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Render3DError(f"{path} is not valid json ({e}); fix or regenerate it") from None
+    if not isinstance(data, dict):
+        raise Render3DError(f"{path} should hold a json object (with a 'frames' list); fix or regenerate it")
+    return data
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name (hidden files skipped)."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def find_image_folder(root: Path, downscale: int, base: str = "images") -> tuple[Path, int]:
+    """The image folder to read for ``downscale`` and the factor still to apply.
+
+    ``root/images_N`` (already ``N`` times smaller) is used when it exists, with factor 1;
+    otherwise ``root/images`` with factor ``N``. Raises when neither exists, listing the
+    folders that do.
+    """
+    if downscale > 1:
+        shrunk = root / f"{base}_{downscale}"
+        if shrunk.is_dir():
+            return shrunk, 1
+    full = root / base
+    if full.is_dir():
+        return full, downscale
+    found = sorted(p.name for p in root.glob(f"{base}*") if p.is_dir() and re.fullmatch(rf"{base}(_\d+)?", p.name))
+    if found:
+        factors = ", ".join("1" if n == base else n.rsplit("_", 1)[1] for n in found)
+        wanted = f"{base}_{downscale}/ or {base}/" if downscale > 1 else f"{base}/"
+        raise Render3DError(f"no {wanted} folder in {root}; pass a downscale factor it has ({factors})")
+    raise Render3DError(f"no {base}/ folder in {root}; put the photos in {root / base}")
+
+
+def downscaled_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """Image size after shrinking by ``factor`` (rounded, at least 1 pixel)."""
+    if factor <= 1:
+        return width, height
+    return max(1, round(width / factor)), max(1, round(height / factor))
+
+
+def image_size(path: Path, source: str | Path | None = None) -> tuple[int, int]:
+    """``(width, height)`` of an image file, reading only its header."""
+    require_file(path, source, "image")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise _corrupt(path, source, e) from None
+
+
+def read_image(path: Path, source: str | Path | None = None) -> np.ndarray:
+    """Read an image as ``uint8 [H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA).
+
+    Greyscale becomes RGB, palette images keep their transparency as alpha, and 16-bit
+    images are reduced to 8 bits.
+    """
+    require_file(path, source, "image")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _to_uint8_rgb(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise _corrupt(path, source, e) from None
+
+
+def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("RGB", "RGBA"):
+        return np.asarray(im).copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    has_alpha = im.mode in ("LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info)
+    return np.asarray(im.convert("RGBA" if has_alpha else "RGB")).copy()
+
+
+def _corrupt(path: Path, source: str | Path | None, err: Exception) -> Render3DError:
+    listed = f" listed in {source}" if source else ""
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return Render3DError(
+        f"cannot read image {path}{listed} ({reason}); the file is corrupt or not an image: replace or remove it"
+    )
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a ``uint8 [H, W, C]`` image to ``size = (width, height)`` with antialiasing.
+
+    Uses Lanczos filtering; RGBA is resized with premultiplied alpha (Pillow does this),
+    so transparent pixels do not bleed their colour into the edges.
+    """
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    mode = "RGBA" if image.shape[-1] == 4 else "RGB"
+    resized = Image.fromarray(image, mode).resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(resized).copy()
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D array (depth, mask) to ``size = (width, height)`` by nearest neighbour."""
+    if (array.shape[1], array.shape[0]) == tuple(size):
+        return array
+    height, width = array.shape
+    ys = np.minimum(((np.arange(size[1]) + 0.5) * height / size[1]).astype(np.int64), height - 1)
+    xs = np.minimum(((np.arange(size[0]) + 0.5) * width / size[0]).astype(np.int64), width - 1)
+    return array[ys[:, None], xs[None, :]]
+
+
+def composite(image: np.ndarray, background: Sequence[float]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Split an image into ``uint8`` RGB composited on ``background`` and its alpha.
+
+    Returns ``(rgb [H, W, 3], alpha [H, W, 1] or None)``; alpha is None for RGB input.
+    """
+    if image.shape[-1] == 3:
+        return image, None
+    alpha = image[..., 3:4]
+    a = alpha.astype(np.float32) / 255.0
+    bg = np.asarray(background, dtype=np.float32).reshape(1, 1, 3) * 255.0
+    rgb = image[..., :3].astype(np.float32) * a + bg * (1.0 - a)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8), alpha.copy()
+
+
+def read_depth(path: Path, scale: float = 1.0, source: str | Path | None = None) -> np.ndarray:
+    """Read a depth map as ``float32 [H, W]`` z-depth: ``depth = stored value / scale``.
+
+    ``.npy`` files hold any numeric array ``[H, W]`` (or ``[H, W, 1]``); image files (16-bit
+    PNG) hold integers. Zero means "no depth" (background). Non-finite values become 0.
+    """
+    require_file(path, source, "depth map")
+    try:
+        if path.suffix.lower() == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as im:
+                raw = np.asarray(im)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        listed = f" listed in {source}" if source else ""
+        raise Render3DError(f"cannot read depth map {path}{listed} ({e}); replace or remove it") from None
+    raw = np.squeeze(np.asarray(raw))
+    if raw.ndim != 2:
+        raise Render3DError(f"depth map {path} has shape {raw.shape}, expected [H, W]; write one z-depth value per pixel")
+    depth = raw.astype(np.float64) / float(scale)
+    depth[~np.isfinite(depth)] = 0.0
+    return depth.astype(np.float32)
+
+
+def read_mask(path: Path, source: str | Path | None = None) -> np.ndarray:
+    """Read a mask image as ``bool [H, W]``: True where the grey value (and alpha, if any) is above half."""
+    require_file(path, source, "mask")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            values = np.asarray(im.convert("L"))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                values = np.minimum(values, np.asarray(im.convert("RGBA"))[..., 3])
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        listed = f" listed in {source}" if source else ""
+        raise Render3DError(f"cannot read mask {path}{listed} ({e}); replace or remove it") from None
+    return values > 127

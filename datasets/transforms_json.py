@@ -1,0 +1,192 @@
+"""The NeRF ``transforms*.json`` family, shared by the Blender and nerfstudio loaders.
+
+One json holds optional top-level camera keys and a ``frames`` list; every frame may
+override any camera key. Keys read (all optional except a focal length and the pose):
+
+``fl_x``, ``fl_y``
+    focal lengths in pixels; ``camera_angle_x`` / ``camera_angle_y`` (radians, full
+    field of view) when absent; ``fl_y`` defaults to ``fl_x``.
+``cx``, ``cy``, ``w``, ``h``
+    principal point and the image size they refer to; default: the image centre and the
+    image file's own size.
+``k1``, ``k2``, ``p1``, ``p2``
+    OpenCV distortion (``k3``, ``k4`` are ignored with a warning).
+``camera_model``
+    ``OPENCV`` or ``PINHOLE`` (or absent); fisheye / equirectangular are refused.
+``transform_matrix``
+    4x4 (or 3x4) camera-to-world in the OpenGL / Blender convention (+y up, -z forward),
+    converted here to OpenCV.
+``file_path``
+    image path relative to the json's folder, with or without extension (``.png`` is
+    tried first, then the other image extensions).
+``depth_file_path`` (or ``depth_path``), ``depth_scale``
+    optional z-depth map (``.npy`` float, or 16-bit PNG) with
+    ``depth = stored value / depth_scale`` (default ``depth_scale`` 1: the stored values
+    are world units; e.g. 1000 for a PNG in millimetres of a metre-scale scene). Zero
+    means no depth.
+``mask_file_path`` (or ``mask_path``)
+    optional mask image, True where the value is above half.
+``near``, ``far`` (top level)
+    optional ray range; estimated from the cameras when absent.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from render3d.cameras import opengl_to_opencv
+from render3d.errors import Render3DError
+
+from .checks import check_pose
+from .frames import Frame
+from .io import IMAGE_EXTENSIONS, image_size
+
+_CAMERA_KEYS = (
+    "fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y",
+    "k1", "k2", "k3", "k4", "p1", "p2", "camera_model", "depth_scale",
+)
+_SUPPORTED_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "")
+
+
+def frame_list(meta: dict[str, Any], source: Path) -> list[dict[str, Any]]:
+    """The ``frames`` list of a transforms json (a Render3DError when it is missing)."""
+    frames = meta.get("frames")
+    if not isinstance(frames, list):
+        raise Render3DError(f"{source} has no 'frames' list; regenerate it (e.g. with ns-process-data or colmap2nerf)")
+    return frames
+
+
+def resolve_image(root: Path, file_path: str) -> tuple[Path, bool]:
+    """``(path, exists)`` for a frame's ``file_path``, trying image extensions when it has none."""
+    path = root / file_path
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return path, path.is_file()
+    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", *IMAGE_EXTENSIONS[3:]):
+        candidate = path.with_name(path.name + ext)
+        if candidate.is_file():
+            return candidate, True
+    return path, False
+
+
+def opencv_pose(frame: dict[str, Any], name: str, source: Path) -> np.ndarray:
+    """The frame's ``transform_matrix`` converted from OpenGL to OpenCV axes, checked."""
+    if "transform_matrix" not in frame:
+        raise Render3DError(f"{source}: frame {name} has no transform_matrix; add its pose or remove the frame")
+    try:
+        matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Render3DError(f"{source}: frame {name} has a transform_matrix that is not a 4x4 matrix; fix that frame") from None
+    c2w = check_pose(matrix, name, source)
+    return opengl_to_opencv(torch.from_numpy(c2w)).numpy()
+
+
+def intrinsics(
+    camera: dict[str, Any], image_path: Path, name: str, source: Path
+) -> tuple[np.ndarray, int, int, Optional[np.ndarray]]:
+    """``(K, width, height, distortion)`` from the merged top-level and per-frame camera keys."""
+    model = str(camera.get("camera_model", "")).upper()
+    if model not in _SUPPORTED_MODELS:
+        raise Render3DError(
+            f"{source}: camera_model {model} is not supported (only OPENCV / PINHOLE); undistort the images first"
+        )
+    if "w" in camera and "h" in camera:
+        width, height = int(round(float(camera["w"]))), int(round(float(camera["h"])))
+    else:
+        width, height = image_size(image_path, source)
+    try:
+        if "fl_x" in camera:
+            fx = float(camera["fl_x"])
+        elif "camera_angle_x" in camera:
+            fx = 0.5 * width / math.tan(0.5 * float(camera["camera_angle_x"]))
+        elif "fl_y" in camera:
+            fx = float(camera["fl_y"])
+        else:
+            raise Render3DError(f"{source}: frame {name} has no focal length; add fl_x or camera_angle_x")
+        if "fl_y" in camera:
+            fy = float(camera["fl_y"])
+        elif "camera_angle_y" in camera and "fl_x" not in camera:
+            fy = 0.5 * height / math.tan(0.5 * float(camera["camera_angle_y"]))
+        else:
+            fy = fx
+        cx = float(camera.get("cx", width / 2.0))
+        cy = float(camera.get("cy", height / 2.0))
+        dist = np.array([float(camera.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2")])
+    except (TypeError, ValueError):
+        raise Render3DError(f"{source}: frame {name} has a camera value that is not a number; fix it") from None
+    if not all(math.isfinite(v) and v > 0 for v in (fx, fy)) or not all(math.isfinite(v) for v in (cx, cy)):
+        raise Render3DError(f"{source}: frame {name} has an invalid focal length or principal point; fix it")
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return K, width, height, (dist if np.any(dist != 0) else None)
+
+
+def parse_frames(
+    meta: dict[str, Any], root: Path, source: Path, shrink: int, skip_missing: bool
+) -> tuple[list[Frame], list[str]]:
+    """Frames of a transforms json as :class:`Frame` records (OpenCV poses).
+
+    Returns ``(frames, missing)``: with ``skip_missing`` frames whose image file is absent
+    are left out and their ``file_path`` listed in ``missing``; without it the first one
+    raises a Render3DError naming it.
+    """
+    top = {k: meta[k] for k in _CAMERA_KEYS if k in meta}
+    frames: list[Frame] = []
+    missing: list[str] = []
+    ignored_k34 = False
+    for index, entry in enumerate(frame_list(meta, source)):
+        file_path = entry.get("file_path") if isinstance(entry, dict) else None
+        if not isinstance(file_path, str) or not file_path:
+            raise Render3DError(f"{source}: frame {index} has no file_path; add the image path or remove the frame")
+        image_path, exists = resolve_image(root, file_path)
+        if not exists:
+            if skip_missing:
+                missing.append(file_path)
+                continue
+            raise Render3DError(f"image not found: {image_path} (listed in {source}); restore the file or remove the frame")
+        name = image_path.relative_to(root).as_posix() if image_path.is_relative_to(root) else file_path
+        camera = {**top, **{k: entry[k] for k in _CAMERA_KEYS if k in entry}}
+        ignored_k34 |= any(float(camera.get(k, 0.0)) != 0.0 for k in ("k3", "k4"))
+        K, width, height, dist = intrinsics(camera, image_path, name, source)
+        depth = entry.get("depth_file_path", entry.get("depth_path"))
+        mask = entry.get("mask_file_path", entry.get("mask_path"))
+        frames.append(
+            Frame(
+                name=name,
+                image_path=image_path,
+                c2w=opencv_pose(entry, name, source),
+                K=K,
+                width=width,
+                height=height,
+                source=str(source),
+                shrink=shrink,
+                distortion=dist,
+                depth_path=None if depth is None else root / depth,
+                depth_scale=float(camera.get("depth_scale", 1.0)),
+                mask_path=None if mask is None else root / mask,
+            )
+        )
+    if ignored_k34:
+        warnings.warn(f"{source}: distortion terms k3 / k4 are ignored (only k1, k2, p1, p2 are modelled)", stacklevel=3)
+    return frames, missing
+
+
+def stated_bounds(meta: dict[str, Any]) -> Optional[np.ndarray]:
+    """Top-level ``aabb`` ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of a transforms json, when given."""
+    if "aabb" not in meta:
+        return None
+    box = np.asarray(meta["aabb"], dtype=np.float64)
+    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[1] <= box[0]):
+        return None
+    return box
+
+
+def stated_near_far(meta: dict[str, Any]) -> Optional[tuple[float, float]]:
+    """Top-level ``near`` / ``far`` of a transforms json, when both are given."""
+    if "near" in meta and "far" in meta:
+        return float(meta["near"]), float(meta["far"])
+    return None

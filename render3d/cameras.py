@@ -1,0 +1,202 @@
+"""Pinhole cameras in the OpenCV convention.
+
+``c2w`` maps camera to world; camera axes are +x right, +y down, +z forward.
+Conversions from the Blender/OpenGL (+y up, -z forward) and COLMAP (world-to-camera)
+conventions happen once, in the dataset loaders, with the helpers at the bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+Index = Union[int, slice, Sequence[int], Tensor]
+
+
+@dataclass
+class Cameras:
+    """A batch of ``N`` cameras sharing one image size.
+
+    Attributes:
+        K: intrinsics ``[N, 3, 3]`` (fx, fy, cx, cy in pixels; pixel centres at +0.5).
+        c2w: camera-to-world ``[N, 4, 4]``, OpenCV axes.
+        width: image width in pixels.
+        height: image height in pixels.
+        distortion: optional OpenCV coefficients ``[N, 4]`` = (k1, k2, p1, p2).
+    """
+
+    K: Tensor
+    c2w: Tensor
+    width: int
+    height: int
+    distortion: Optional[Tensor] = None
+
+    def __post_init__(self) -> None:
+        if self.K.ndim == 2:
+            self.K = self.K[None]
+        if self.c2w.ndim == 2:
+            self.c2w = self.c2w[None]
+        if self.c2w.shape[-2:] == (3, 4):
+            bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=self.c2w.dtype, device=self.c2w.device)
+            self.c2w = torch.cat([self.c2w, bottom.expand(*self.c2w.shape[:-2], 1, 4)], dim=-2)
+        if self.K.shape[0] != self.c2w.shape[0]:
+            if self.K.shape[0] == 1:
+                self.K = self.K.expand(self.c2w.shape[0], 3, 3).clone()
+            else:
+                raise ValueError(f"K has {self.K.shape[0]} cameras but c2w has {self.c2w.shape[0]}")
+        self.width = int(self.width)
+        self.height = int(self.height)
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    def __getitem__(self, index: Index) -> "Cameras":
+        if isinstance(index, int):
+            index = [index]
+        dist = None if self.distortion is None else self.distortion[index]
+        return Cameras(self.K[index], self.c2w[index], self.width, self.height, dist)
+
+    @property
+    def device(self) -> torch.device:
+        return self.c2w.device
+
+    def to(self, device: Union[str, torch.device]) -> "Cameras":
+        """Move to a device (float32)."""
+        dist = None if self.distortion is None else self.distortion.to(device, torch.float32)
+        return Cameras(self.K.to(device, torch.float32), self.c2w.to(device, torch.float32), self.width, self.height, dist)
+
+    @property
+    def viewmats(self) -> Tensor:
+        """World-to-camera matrices ``[N, 4, 4]`` (what rasterisers call ``viewmats``)."""
+        return torch.linalg.inv(self.c2w)
+
+    @property
+    def centers(self) -> Tensor:
+        """Camera centres in world space ``[N, 3]``."""
+        return self.c2w[:, :3, 3]
+
+    def fov_y(self) -> Tensor:
+        """Vertical field of view in radians ``[N]``."""
+        return 2.0 * torch.atan(0.5 * self.height / self.K[:, 1, 1])
+
+    def scaled(self, factor: float) -> "Cameras":
+        """The same cameras at ``factor`` times the resolution (e.g. 0.5 halves it)."""
+        width = max(1, int(round(self.width * factor)))
+        height = max(1, int(round(self.height * factor)))
+        K = self.K.clone()
+        K[:, 0, :] *= width / self.width
+        K[:, 1, :] *= height / self.height
+        return replace(self, K=K, width=width, height=height)
+
+    def resized(self, width: int, height: int) -> "Cameras":
+        """The same cameras rendered at an explicit ``width`` x ``height``."""
+        K = self.K.clone()
+        K[:, 0, :] *= width / self.width
+        K[:, 1, :] *= height / self.height
+        return replace(self, K=K, width=int(width), height=int(height))
+
+    def pixel_directions(self, index: int = 0) -> Tensor:
+        """Unit-free camera-space directions ``[H, W, 3]`` (z = 1) through pixel centres.
+
+        Lens distortion, if present, is undone by a few fixed-point iterations.
+        """
+        K = self.K[index]
+        ys, xs = torch.meshgrid(
+            torch.arange(self.height, dtype=torch.float32, device=self.device) + 0.5,
+            torch.arange(self.width, dtype=torch.float32, device=self.device) + 0.5,
+            indexing="ij",
+        )
+        x = (xs - K[0, 2]) / K[0, 0]
+        y = (ys - K[1, 2]) / K[1, 1]
+        if self.distortion is not None and bool(torch.any(self.distortion[index] != 0)):
+            x, y = undistort_points(x, y, self.distortion[index])
+        return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+    def generate_rays(self, index: int = 0) -> tuple[Tensor, Tensor]:
+        """Rays through every pixel of camera ``index``.
+
+        Returns:
+            origins ``[H, W, 3]`` and unit directions ``[H, W, 3]`` in world space.
+        """
+        dirs_cam = self.pixel_directions(index)
+        rot = self.c2w[index, :3, :3]
+        dirs = dirs_cam @ rot.T
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+        origins = self.c2w[index, :3, 3].expand_as(dirs)
+        return origins, dirs
+
+    def state_dict(self) -> dict:
+        return {"K": self.K, "c2w": self.c2w, "width": self.width, "height": self.height, "distortion": self.distortion}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Cameras":
+        return cls(state["K"], state["c2w"], state["width"], state["height"], state.get("distortion"))
+
+
+def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> Tensor:
+    """A ``[3, 3]`` intrinsics matrix."""
+    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def undistort_points(x: Tensor, y: Tensor, coeffs: Tensor, iterations: int = 10) -> tuple[Tensor, Tensor]:
+    """Invert the OpenCV radial-tangential model (k1, k2, p1, p2) on normalised coordinates."""
+    k1, k2, p1, p2 = (coeffs[i] for i in range(4))
+    xu, yu = x.clone(), y.clone()
+    for _ in range(iterations):
+        r2 = xu * xu + yu * yu
+        radial = 1 + k1 * r2 + k2 * r2 * r2
+        dx = 2 * p1 * xu * yu + p2 * (r2 + 2 * xu * xu)
+        dy = p1 * (r2 + 2 * yu * yu) + 2 * p2 * xu * yu
+        xu = (x - dx) / radial
+        yu = (y - dy) / radial
+    return xu, yu
+
+
+def opengl_to_opencv(c2w: Tensor) -> Tensor:
+    """Convert camera-to-world matrices from OpenGL/Blender axes (+y up, -z forward) to OpenCV."""
+    out = c2w.clone()
+    out[..., :3, 1] *= -1
+    out[..., :3, 2] *= -1
+    return out
+
+
+def opencv_to_opengl(c2w: Tensor) -> Tensor:
+    """Inverse of :func:`opengl_to_opencv` (the same flip)."""
+    return opengl_to_opencv(c2w)
+
+
+def qvec_to_rotmat(qvec: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` from unit quaternions ``[..., 4]`` in (w, x, y, z) order."""
+    q = qvec / qvec.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(*q.shape[:-1], 3, 3)
+
+
+def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
+    """OpenCV camera-to-world ``[4, 4]`` for a camera at ``eye`` looking at ``target``.
+
+    ``up`` is the world direction that should appear upwards in the image.
+    """
+    forward = target - eye
+    forward = forward / forward.norm()
+    right = torch.linalg.cross(forward, up)
+    if right.norm() < 1e-6:  # looking straight along up: pick any perpendicular
+        right = torch.linalg.cross(forward, torch.tensor([1.0, 0.0, 0.0], dtype=eye.dtype))
+    right = right / right.norm()
+    down = torch.linalg.cross(forward, right)
+    c2w = torch.eye(4, dtype=eye.dtype)
+    c2w[:3, 0] = right
+    c2w[:3, 1] = down
+    c2w[:3, 2] = forward
+    c2w[:3, 3] = eye
+    return c2w

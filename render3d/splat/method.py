@@ -1,0 +1,189 @@
+"""3D Gaussian Splatting as a trainable method: config, optimisers, loss and densification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from render3d.cameras import Cameras
+from render3d.metrics import ssim
+from render3d.splat.model import GaussianSplats, init_params, random_points
+from render3d.splat.render import RasterSettings
+from render3d.splat.strategies import make_strategy
+
+REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class SplatConfig:
+    """Options of the Gaussian Splatting method (CLI: ``--splat.NAME``)."""
+
+    sh_degree: int = _help("highest spherical-harmonics degree (0-3)", default=3)
+    sh_degree_interval: int = _help("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
+    init_points: int = _help("random Gaussians to start from when the data has no sparse points", default=20_000)
+    init_opacity: float = _help("initial opacity of every Gaussian", default=0.1)
+    init_scale: float = _help("initial size relative to the mean distance to the 3 nearest Gaussians", default=1.0)
+    strategy: str = _help("densification strategy: default (clone/split/prune) or mcmc", default="default")
+    cap_max: int = _help("most Gaussians the mcmc strategy may use", default=100_000)
+    refine_start: int = _help("first densification step of a 30k-step run (scaled to --steps)", default=500)
+    refine_stop: int = _help("last densification step of a 30k-step run (scaled)", default=15_000)
+    refine_every: int = _help("densify every N steps (not scaled: the gradient statistics need this many steps)", default=100)
+    reset_every: int = _help("reset opacities every N steps of a 30k-step run (scaled; default strategy)", default=3000)
+    grow_grad2d: float = _help("screen-space gradient above which a Gaussian is cloned or split", default=0.0002)
+    lr_means: float = _help("learning rate of positions, times the scene scale; decays 100x over the run", default=1.6e-4)
+    lr_scales: float = _help("learning rate of log-scales", default=5e-3)
+    lr_quats: float = _help("learning rate of rotations", default=1e-3)
+    lr_opacities: float = _help("learning rate of opacity logits", default=5e-2)
+    lr_sh0: float = _help("learning rate of the SH DC colour", default=2.5e-3)
+    lr_shN: float = _help("learning rate of the higher SH bands", default=2.5e-3 / 20)
+    ssim_weight: float = _help("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
+    opacity_reg: float = _help("L1 penalty on opacities (mcmc uses 0.01)", default=0.0)
+    scale_reg: float = _help("L1 penalty on scales (mcmc uses 0.01)", default=0.0)
+    packed: bool = _help("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
+    near_plane: float = _help("Gaussians closer than this to the camera are not drawn", default=0.01)
+
+
+def scaled(value: int, total_steps: int) -> int:
+    """A step count of the 30k reference schedule, scaled to a run of ``total_steps``."""
+    return max(1, int(round(value * total_steps / REFERENCE_STEPS)))
+
+
+class SplatMethod:
+    """Trains :class:`GaussianSplats` on a scene, one camera per step."""
+
+    name = "splat"
+
+    def __init__(self, config: SplatConfig, model: GaussianSplats, scene_scale: float, total_steps: int) -> None:
+        self.config = config
+        self.model = model
+        self.scene_scale = scene_scale
+        self.total_steps = total_steps
+        c = config
+        if c.strategy == "mcmc":
+            c.opacity_reg = c.opacity_reg or 0.01
+            c.scale_reg = c.scale_reg or 0.01
+        self.strategy = make_strategy(
+            c.strategy,
+            packed=model.backend == "cuda" and c.packed,
+            refine_start=scaled(c.refine_start, total_steps),
+            refine_stop=scaled(c.refine_stop, total_steps),
+            refine_every=c.refine_every,
+            reset_every=scaled(c.reset_every, total_steps),
+            grow_grad2d=c.grow_grad2d,
+            cap_max=c.cap_max,
+        )
+        self.optimizers = self._make_optimizers()
+        self.strategy.check_sanity(model.params, self.optimizers)
+        self.strategy_state = (
+            self.strategy.initialize_state(scene_scale=scene_scale)
+            if c.strategy == "default"
+            else self.strategy.initialize_state()
+        )
+
+    @classmethod
+    def create(
+        cls, config: SplatConfig, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int
+    ) -> "SplatMethod":
+        """Initialise Gaussians from the scene's sparse points, or uniformly in its bounds."""
+        generator = torch.Generator().manual_seed(seed)
+        if scene.points is not None and len(scene.points) > 0:
+            points = scene.points.float()
+            colors = scene.point_colors.float() / 255.0 if scene.point_colors is not None else torch.full_like(points, 0.5)
+        else:
+            points, colors = random_points(scene.bounds, config.init_points, generator)
+        params = init_params(points, colors, config.sh_degree, config.init_opacity, config.init_scale).to(device)
+        settings = RasterSettings(near_plane=config.near_plane, packed=config.packed)
+        model = GaussianSplats(params, config.sh_degree, backend, scene.background.to(device), settings).to(device)
+        return cls(config, model, scene.scene_scale, total_steps)
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c = self.config
+        lrs = {
+            "means": c.lr_means * self.scene_scale,
+            "scales": c.lr_scales,
+            "quats": c.lr_quats,
+            "opacities": c.lr_opacities,
+            "sh0": c.lr_sh0,
+            "shN": c.lr_shN,
+        }
+        return {
+            name: torch.optim.Adam([{"params": self.model.params[name], "lr": lr, "name": name}], eps=1e-15)
+            for name, lr in lrs.items()
+        }
+
+    def _schedule(self, step: int) -> None:
+        """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
+        lr0 = self.config.lr_means * self.scene_scale
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
+        interval = scaled(self.config.sh_degree_interval, self.total_steps)
+        self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
+
+    def loss(self, rgb: Tensor, target: Tensor) -> Tensor:
+        """(1 - w) * L1 + w * (1 - SSIM), plus the optional opacity / scale penalties."""
+        c = self.config
+        loss = (1 - c.ssim_weight) * F.l1_loss(rgb, target) + c.ssim_weight * (1 - ssim(rgb, target))
+        if c.opacity_reg > 0:
+            loss = loss + c.opacity_reg * torch.sigmoid(self.model.params["opacities"]).mean()
+        if c.scale_reg > 0:
+            loss = loss + c.scale_reg * torch.exp(self.model.params["scales"]).mean()
+        return loss
+
+    def train_step(self, step: int, camera: Cameras, target: Tensor) -> dict[str, float]:
+        """One optimisation step on one camera and its ``[H, W, 3]`` float image."""
+        self._schedule(step)
+        colors, _, _, info = self.model.rasterize(camera)
+        loss = self.loss(colors[0], target)
+        self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, info)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        packed = bool(info.get("packed", False))
+        if self.config.strategy == "default":
+            self.strategy.step_post_backward(
+                self.model.params, self.optimizers, self.strategy_state, step, info, packed=packed
+            )
+        else:
+            lr = self.optimizers["means"].param_groups[0]["lr"]
+            self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state, step, info, lr=lr)
+        return {"loss": float(loss.item()), "gaussians": float(self.model.num_gaussians)}
+
+    def stats(self) -> dict[str, float]:
+        """Numbers for progress bars and the viewer."""
+        return {"gaussians": float(self.model.num_gaussians), "sh_degree": float(self.model.active_sh_degree)}
+
+    def state_dict(self) -> dict:
+        """Model, optimiser and strategy state for a resumable checkpoint."""
+        return {
+            "model": self.model.export_state(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (parameter shapes come from the checkpoint)."""
+        device = self.model.params["means"].device
+        restored = GaussianSplats.from_state(state["model"], self.model.backend).to(device)
+        self.model.params = restored.params
+        self.model.active_sh_degree = restored.active_sh_degree
+        self.optimizers = self._make_optimizers()
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        self.strategy_state = {
+            k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in state["strategy_state"].items()
+        }
+
+
+def load_model(state: dict, backend: str, device: torch.device) -> GaussianSplats:
+    """A renderable model from a checkpoint's method state (no optimisers)."""
+    return GaussianSplats.from_state(state["model"], backend).to(device)
+

@@ -1,0 +1,146 @@
+"""The Gaussian scene model: parameters, initialisation and ``render(cameras, mode)``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from render3d.cameras import Cameras
+from render3d.protocol import RenderOutput
+from render3d.splat.render import RasterSettings, rasterize
+from render3d.splat.sh import num_sh_bases, rgb_to_sh
+
+PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
+    """Mean distance from each point to its ``k`` nearest neighbours (chunked brute force)."""
+    out = torch.empty(len(points), dtype=points.dtype)
+    for start in range(0, len(points), chunk):
+        d = torch.cdist(points[start : start + chunk], points)
+        nearest = d.topk(min(k + 1, len(points)), largest=False).values[:, 1:]
+        out[start : start + chunk] = nearest.mean(-1)
+    return out
+
+
+def init_params(
+    points: Tensor,
+    colors: Tensor,
+    sh_degree: int,
+    init_opacity: float = 0.1,
+    init_scale: float = 1.0,
+) -> nn.ParameterDict:
+    """Gaussians at ``points [N, 3]`` with ``colors [N, 3]`` in [0, 1], isotropic scales from kNN distance."""
+    n = len(points)
+    dist = knn_mean_distance(points).clamp_min(1e-7)
+    scales = torch.log(dist * init_scale)[:, None].repeat(1, 3)
+    quats = torch.zeros(n, 4)
+    quats[:, 0] = 1.0
+    sh = torch.zeros(n, num_sh_bases(sh_degree), 3)
+    sh[:, 0] = rgb_to_sh(colors)
+    return nn.ParameterDict(
+        {
+            "means": nn.Parameter(points.float().clone()),
+            "scales": nn.Parameter(scales),
+            "quats": nn.Parameter(quats),
+            "opacities": nn.Parameter(torch.logit(torch.full((n,), init_opacity))),
+            "sh0": nn.Parameter(sh[:, :1].contiguous()),
+            "shN": nn.Parameter(sh[:, 1:].contiguous()),
+        }
+    )
+
+
+def random_points(bounds: Tensor, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``count`` points uniform in the box ``bounds [2, 3]`` with random colours."""
+    lo, hi = bounds[0].float(), bounds[1].float()
+    points = lo + (hi - lo) * torch.rand(count, 3, generator=generator)
+    return points, torch.rand(count, 3, generator=generator)
+
+
+class GaussianSplats(nn.Module):
+    """3D Gaussians with SH colour; implements the :class:`render3d.protocol.SceneModel` protocol.
+
+    ``params`` holds raw (unconstrained) tensors: log-scales, (w, x, y, z) quaternions,
+    opacity logits, SH DC ``sh0 [N, 1, 3]`` and higher bands ``shN [N, K-1, 3]``.
+    """
+
+    def __init__(
+        self,
+        params: nn.ParameterDict,
+        sh_degree: int,
+        backend: str = "torch",
+        background: Optional[Tensor] = None,
+        settings: Optional[RasterSettings] = None,
+    ) -> None:
+        super().__init__()
+        self.params = params
+        self.max_sh_degree = sh_degree
+        self.active_sh_degree = sh_degree
+        self.backend = backend
+        self.settings = settings or RasterSettings()
+        self.register_buffer("background", torch.ones(3) if background is None else background.float().clone())
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    def activated(self) -> dict[str, Tensor]:
+        """Parameters in rasteriser form: linear scales, normalised quaternions, opacities in [0, 1]."""
+        p = self.params
+        return {
+            "means": p["means"],
+            "quats": p["quats"],
+            "scales": torch.exp(p["scales"]),
+            "opacities": torch.sigmoid(p["opacities"]),
+            "coeffs": torch.cat([p["sh0"], p["shN"]], dim=1),
+        }
+
+    def rasterize(
+        self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None
+    ) -> tuple[Tensor, Tensor, Tensor, dict]:
+        """Render ``cameras`` and return gsplat-style ``(colors, depth, alphas, info)`` (used in training)."""
+        a = self.activated()
+        cams = cameras.to(a["means"].device)
+        return rasterize(
+            self.backend,
+            a["means"],
+            a["quats"],
+            a["scales"],
+            a["opacities"],
+            a["coeffs"],
+            self.active_sh_degree if sh_degree is None else sh_degree,
+            cams.viewmats,
+            cams.K,
+            cams.width,
+            cams.height,
+            self.settings,
+            self.background if background is None else background,
+        )
+
+    def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """Render ``cameras`` (all modes come out of one pass; ``mode`` is accepted for the protocol)."""
+        with torch.no_grad():
+            colors, depth, alphas, _ = self.rasterize(cameras)
+        return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas)
+
+    @classmethod
+    def from_state(cls, state: dict, backend: str = "torch") -> "GaussianSplats":
+        """Rebuild from :meth:`export_state` output (shapes taken from the tensors)."""
+        params = nn.ParameterDict({k: nn.Parameter(state["params"][k].float().clone()) for k in PARAM_NAMES})
+        settings = RasterSettings(**state.get("settings", {}))
+        model = cls(params, state["sh_degree"], backend, state.get("background"), settings)
+        model.active_sh_degree = state.get("active_sh_degree", state["sh_degree"])
+        return model
+
+    def export_state(self) -> dict:
+        """Everything needed to rebuild the model (no optimiser state)."""
+        return {
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "sh_degree": self.max_sh_degree,
+            "active_sh_degree": self.active_sh_degree,
+            "background": self.background.cpu(),
+            "settings": dict(vars(self.settings)),
+        }
+

@@ -1,0 +1,112 @@
+"""Densification strategies: gsplat's ``DefaultStrategy`` and ``MCMCStrategy`` on any device.
+
+gsplat's strategies are plain PyTorch except two helpers that call CUDA kernels:
+``compute_relocation`` (MCMC relocation / sample-add) and ``quat_scale_to_covar_preci``
+(MCMC position noise). :func:`enable_cpu_strategies` points gsplat's strategy ops at
+device-aware versions: tensors on CUDA still go to gsplat's kernels, everything else to
+the pure-PyTorch implementations below, which compute the same formulas.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from render3d.splat.project import covariance_3d
+
+_ENABLED = False
+
+
+def relocation_torch(opacities: Tensor, scales: Tensor, ratios: Tensor, binoms: Tensor) -> tuple[Tensor, Tensor]:
+    """MCMC relocation (Kheradmand et al. 2024, eq. 9) in PyTorch.
+
+    A Gaussian split into ``n`` copies gets opacity ``1 - (1 - o)^(1/n)`` and its scale
+    multiplied by ``o / sum_{i=1..n} sum_{k=0..i-1} C(i-1, k) (-1)^k o'^(k+1) / sqrt(k+1)``.
+    """
+    n_max = binoms.shape[0]
+    n = ratios.clamp(1, n_max).long()
+    new_opacities = 1.0 - torch.pow(1.0 - opacities, 1.0 / n.to(opacities.dtype))
+    k = torch.arange(n_max, device=opacities.device, dtype=opacities.dtype)
+    sign_sqrt = torch.pow(-1.0, k) / torch.sqrt(k + 1.0)
+    # coeff[n, k] = sign_sqrt[k] * sum_{i=k+1..n} C(i-1, k)  (rows n = 0..n_max)
+    cumulative = torch.cumsum(binoms.to(opacities.dtype), dim=0)  # [i-1, k] summed over i
+    coeff = torch.cat([torch.zeros_like(cumulative[:1]), cumulative], dim=0) * sign_sqrt
+    powers = new_opacities[:, None] ** (k + 1.0)
+    denom = (coeff[n] * powers).sum(-1)
+    new_scales = (opacities / denom)[:, None] * scales
+    return new_opacities, new_scales
+
+
+def _compute_relocation_any_device(opacities: Tensor, scales: Tensor, ratios: Tensor, binoms: Tensor):
+    if opacities.is_cuda:
+        from gsplat.relocation import compute_relocation
+
+        return compute_relocation(opacities, scales, ratios, binoms)
+    return relocation_torch(opacities, scales, ratios, binoms)
+
+
+def _quat_scale_to_covar_preci_any_device(
+    quats: Tensor, scales: Tensor, compute_covar: bool = True, compute_preci: bool = True, triu: bool = False
+):
+    if quats.is_cuda:
+        from gsplat import quat_scale_to_covar_preci
+
+        return quat_scale_to_covar_preci(quats, scales, compute_covar, compute_preci, triu)
+    if triu:
+        raise NotImplementedError("triu covariances are only needed by gsplat's CUDA kernels")
+    covars = covariance_3d(quats, scales) if compute_covar else None
+    precis = covariance_3d(quats, 1.0 / scales) if compute_preci else None
+    return covars, precis
+
+
+def enable_cpu_strategies() -> None:
+    """Make gsplat's strategy ops device-aware (idempotent)."""
+    global _ENABLED
+    if _ENABLED:
+        return
+    import gsplat.strategy.ops as ops
+
+    ops.compute_relocation = _compute_relocation_any_device
+    ops.quat_scale_to_covar_preci = _quat_scale_to_covar_preci_any_device
+    _ENABLED = True
+
+
+def make_strategy(
+    name: str,
+    packed: bool,
+    refine_start: int,
+    refine_stop: int,
+    refine_every: int,
+    reset_every: int,
+    grow_grad2d: float,
+    cap_max: int,
+    absgrad: bool = False,
+    verbose: bool = False,
+) -> Union["DefaultStrategy", "MCMCStrategy"]:  # noqa: F821
+    """Build gsplat's ``DefaultStrategy`` (``name='default'``) or ``MCMCStrategy`` (``'mcmc'``)."""
+    enable_cpu_strategies()
+    from gsplat.strategy import DefaultStrategy, MCMCStrategy
+
+    if name == "default":
+        return DefaultStrategy(
+            grow_grad2d=grow_grad2d,
+            refine_start_iter=refine_start,
+            refine_stop_iter=refine_stop,
+            refine_every=refine_every,
+            reset_every=reset_every,
+            absgrad=absgrad,
+            key_for_gradient="means2d",
+            verbose=verbose,
+        )
+    if name == "mcmc":
+        return MCMCStrategy(
+            cap_max=cap_max,
+            refine_start_iter=refine_start,
+            refine_stop_iter=refine_stop,
+            refine_every=refine_every,
+            verbose=verbose,
+        )
+    raise ValueError(f"unknown strategy {name!r}: use default or mcmc")
+

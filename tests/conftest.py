@@ -1,0 +1,24 @@
+"""Shared fixtures: a tiny rendering of the default scene, made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_scene_dir(tmp_path_factory) -> Path:
+    """The default scene at 32x32 with 16 train, 2 val and 4 test views (Blender layout)."""
+    from render3d.datasets.synthetic import generate_scene
+
+    return generate_scene(tmp_path_factory.mktemp("scenes") / "tiny", resolution=32, n_train=16, n_val=2, n_test=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tiny_scene_dir):
+    from render3d.datasets import load_scene
+
+    return load_scene(tiny_scene_dir)
