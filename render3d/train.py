@@ -34,7 +34,7 @@ class TrainConfig:
     data: Optional[str] = _help("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
     method: str = _help("what to train: splat (3D Gaussian Splatting)", default="splat")
     backend: str = _help("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
-    steps: int = _help("training steps (one image per step)", default=3000)
+    steps: int = _help("training steps (one image per step)", default=1200)
     out: Optional[str] = _help("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
     resume: Optional[str] = _help("continue from a run folder or checkpoint file", default=None)
     seed: int = _help("random seed; the same seed gives the same result", default=0)

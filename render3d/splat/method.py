@@ -28,9 +28,9 @@ class SplatConfig:
 
     sh_degree: int = _help("highest spherical-harmonics degree (0-3)", default=3)
     sh_degree_interval: int = _help("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
-    init_points: int = _help("random Gaussians to start from when the data has no sparse points", default=20_000)
+    init_points: int = _help("random Gaussians to start from when the data has no sparse points", default=10_000)
     init_opacity: float = _help("initial opacity of every Gaussian", default=0.1)
-    init_scale: float = _help("initial size relative to the mean distance to the 3 nearest Gaussians", default=1.0)
+    init_scale: float = _help("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
     strategy: str = _help("densification strategy: default (clone/split/prune) or mcmc", default="default")
     cap_max: int = _help("most Gaussians the mcmc strategy may use", default=100_000)
     refine_start: int = _help("first densification step of a 30k-step run (scaled to --steps)", default=500)

@@ -15,14 +15,13 @@ from render3d.splat.sh import num_sh_bases, rgb_to_sh
 PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
-def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
-    """Mean distance from each point to its ``k`` nearest neighbours (chunked brute force)."""
-    out = torch.empty(len(points), dtype=points.dtype)
-    for start in range(0, len(points), chunk):
-        d = torch.cdist(points[start : start + chunk], points)
-        nearest = d.topk(min(k + 1, len(points)), largest=False).values[:, 1:]
-        out[start : start + chunk] = nearest.mean(-1)
-    return out
+def knn_mean_distance(points: Tensor, k: int = 3) -> Tensor:
+    """Mean distance from each point to its ``k`` nearest neighbours (scipy's k-d tree)."""
+    from scipy.spatial import cKDTree
+
+    pts = points.detach().cpu().double().numpy()
+    dist, _ = cKDTree(pts).query(pts, k=min(k + 1, len(pts)))
+    return torch.from_numpy(dist[:, 1:].mean(-1)).float() if len(pts) > 1 else torch.ones(len(pts))
 
 
 def init_params(

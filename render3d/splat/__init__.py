@@ -1,0 +1,1 @@
+"""3D Gaussian Splatting: model, rasterisers (torch and gsplat CUDA), densification, training."""
