@@ -126,9 +126,12 @@ class Trainer:
             raise Render3DError(f"the train split of {self.scene.root} is empty: add images or check the split files")
         self.run_dir = Path(config.out) if config.out else default_run_dir(config)
         torch.manual_seed(config.seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(config.seed)
         self.method = self.entry.method_type().create(
             method_config, self.scene, self.backend, self.device, config.steps, config.seed
         )
+        self._rng = self._capture_rng()
         self.step = 0
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.order: list[int] = []
@@ -153,6 +156,18 @@ class Trainer:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    # ----- random state ---------------------------------------------------------------------
+    def _capture_rng(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
     # ----- checkpoints --------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
@@ -165,7 +180,7 @@ class Trainer:
             "method_config": asdict(self.method_config),
             "step": self.step,
             "method_state": self.method.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler.get_state(), "order": list(self.order)},
+            "rng": {**self._rng, "sampler": self.sampler.get_state(), "order": list(self.order)},
             "history": self.history,
             "train_seconds": self.train_seconds,
         }
@@ -178,7 +193,7 @@ class Trainer:
     def load_state_dict(self, ckpt: dict) -> None:
         self.step = int(ckpt["step"])
         self.method.load_state_dict(ckpt["method_state"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        self._rng = {k: v for k, v in ckpt["rng"].items() if k in ("torch", "cuda")}
         self.sampler.set_state(ckpt["rng"]["sampler"])
         self.order = list(ckpt["rng"]["order"])
         self.history = list(ckpt.get("history", []))
@@ -208,7 +223,11 @@ class Trainer:
         camera = split.cameras[index].to(self.device)
         target = split.image_float(index, self.device)
         with self.lock:
+            # the trainer owns its random stream (strategies draw from torch's global one),
+            # so other users of torch's RNG between steps cannot change the result
+            self._restore_rng(self._rng)
             out = self.method.train_step(self.step, camera, target)
+            self._rng = self._capture_rng()
         if not math.isfinite(out["loss"]):
             raise Render3DError(
                 f"training diverged at step {self.step} (loss is {out['loss']}); the last good checkpoint is "

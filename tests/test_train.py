@@ -13,9 +13,13 @@ from render3d.train import TrainConfig, Trainer, load_checkpoint
 
 
 def small_splat_config(**overrides) -> SplatConfig:
-    # refine_start 7500 of a 30k schedule = step 10 of a 40-step run
-    base = dict(init_points=1500, init_scale=0.5, refine_start=7500, refine_every=10, sh_degree=1)
+    # of a 30k schedule: refine_start 7500 = step 10 and refine_stop 30000 = step 40 of a 40-step run
+    base = dict(init_points=1500, init_scale=0.5, refine_start=7500, refine_stop=30000, refine_every=10, grow_grad2d=5e-5, sh_degree=1)
     return SplatConfig(**{**base, **overrides})
+
+
+# the usual densification pace, for the tests that train long enough to judge quality
+QUALITY_SCHEDULE = dict(refine_stop=15000, refine_every=50, grow_grad2d=2e-4)
 
 
 def make_trainer(scene, tmp_path, steps: int, name: str = "run", backend: str = "torch", **overrides) -> Trainer:
@@ -24,7 +28,7 @@ def make_trainer(scene, tmp_path, steps: int, name: str = "run", backend: str = 
 
 
 def test_training_reaches_a_psnr_floor_and_writes_the_run_folder(tiny_scene, tmp_path):
-    trainer = make_trainer(tiny_scene, tmp_path, steps=300)
+    trainer = make_trainer(tiny_scene, tmp_path, steps=300, **QUALITY_SCHEDULE)
     untrained = trainer.evaluate("test", write_images=False)["psnr"]
     metrics = trainer.run()
     assert metrics["psnr"] > 20.0, metrics["psnr"]
@@ -103,7 +107,10 @@ def test_mcmc_strategy_trains_on_cpu(tiny_scene, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the cuda backend (gsplat kernels) needs a CUDA GPU")
 @pytest.mark.parametrize("strategy", ["default", "mcmc"])
 def test_cuda_backend_trains_with_both_strategies(tiny_scene, tmp_path, strategy):
-    trainer = make_trainer(tiny_scene, tmp_path, steps=300, backend="cuda", strategy=strategy, cap_max=3000, init_opacity=0.5 if strategy == "mcmc" else 0.1)
-    assert trainer.method.strategy.__class__.__name__ != "" and trainer.method.model.params["means"].is_cuda
+    trainer = make_trainer(
+        tiny_scene, tmp_path, steps=300, backend="cuda", strategy=strategy, cap_max=3000,
+        init_opacity=0.5 if strategy == "mcmc" else 0.1, **QUALITY_SCHEDULE,
+    )
+    assert trainer.method.model.params["means"].is_cuda
     metrics = trainer.run()
     assert metrics["psnr"] > 20.0, metrics["psnr"]
