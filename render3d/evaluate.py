@@ -26,13 +26,23 @@ def write_png(path: Path, image: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def evaluate_split(model: SceneModel, split: Any, image_dir: Optional[Path] = None) -> dict[str, Any]:
+def write_error_map(path: Path, pred: torch.Tensor, target: torch.Tensor, vmax: float = 0.25) -> None:
+    """Write ``|pred - target|`` (mean over channels) as a Turbo heat map PNG over ``[0, vmax]``."""
+    from render3d.export.colormap import error_heatmap
+
+    write_png(path, to_uint8(error_heatmap(pred, target, vmax)))
+
+
+def evaluate_split(
+    model: SceneModel, split: Any, image_dir: Optional[Path] = None, error_dir: Optional[Path] = None
+) -> dict[str, Any]:
     """Render every view of ``split`` and compare with its images.
 
     Args:
         model: anything with ``render(cameras, mode)``.
         split: a :class:`render3d.datasets.Split`.
         image_dir: when given, ``[render | ground truth]`` PNGs are written there, one per view.
+        error_dir: when given, per-view error heat maps (:func:`write_error_map`) are written there.
 
     Returns:
         mean ``psnr``, ``ssim``, ``lpips`` (None when unavailable, with ``lpips_note``), ``views``
@@ -43,6 +53,8 @@ def evaluate_split(model: SceneModel, split: Any, image_dir: Optional[Path] = No
         if image_dir.exists():
             shutil.rmtree(image_dir)
         image_dir.mkdir(parents=True)
+    if error_dir is not None:
+        error_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(len(split)):
         target = split.image_float(i)
@@ -55,6 +67,8 @@ def evaluate_split(model: SceneModel, split: Any, image_dir: Optional[Path] = No
         if image_dir is not None:
             stem = Path(row["view"]).stem or f"{i:03d}"
             write_png(image_dir / f"{i:03d}_{stem}.png", to_uint8(torch.cat([pred, target], dim=1)))
+        if error_dir is not None:
+            write_error_map(error_dir / f"{i:03d}_{Path(row['view']).stem or i}_error.png", pred, target)
     mean = lambda key: float(np.mean([r[key] for r in rows])) if rows else float("nan")  # noqa: E731
     return {
         "psnr": mean("psnr"),

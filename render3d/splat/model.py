@@ -124,6 +124,16 @@ class GaussianSplats(nn.Module):
             colors, depth, alphas, _ = self.rasterize(cameras)
         return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas)
 
+    def cropped(self, box: Tensor) -> "GaussianSplats":
+        """A copy holding only the Gaussians whose centres lie in the box ``[[min], [max]]``."""
+        box = torch.as_tensor(box, dtype=torch.float32, device=self.params["means"].device).reshape(2, 3)
+        means = self.params["means"].detach()
+        keep = ((means >= box[0]) & (means <= box[1])).all(dim=-1)
+        params = nn.ParameterDict({k: nn.Parameter(v.detach()[keep].clone()) for k, v in self.params.items()})
+        model = GaussianSplats(params, self.max_sh_degree, self.backend, self.background, self.settings)
+        model.active_sh_degree = self.active_sh_degree
+        return model
+
     @classmethod
     def from_state(cls, state: dict, backend: str = "torch") -> "GaussianSplats":
         """Rebuild from :meth:`export_state` output (shapes taken from the tensors)."""

@@ -1,0 +1,259 @@
+"""The ``render3d render`` and ``render3d export`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from render3d.cameras import Cameras
+from render3d.errors import Render3DError
+
+PATH_KINDS = ("auto", "orbit", "spiral", "interpolate", "dataset")
+EXPORT_FORMATS = ("ply", "splat", "pointcloud", "mesh")
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: its renderable model, its scene and where it lives."""
+
+    model: Any
+    scene: Any
+    run_dir: Path
+    method: str
+
+
+def load_run(run: str, backend_name: str) -> LoadedRun:
+    """Model and dataset of a run folder (or checkpoint file)."""
+    from render3d.backend import device_for, resolve_backend
+    from render3d.methods import model_from_checkpoint
+    from render3d.train import TrainConfig, find_checkpoint, load_checkpoint, load_data
+
+    file = find_checkpoint(run)
+    ckpt = load_checkpoint(file)
+    backend = resolve_backend(backend_name)
+    model = model_from_checkpoint(ckpt, backend, device_for(backend))
+    scene = load_data(TrainConfig(**ckpt["config"]))
+    return LoadedRun(model, scene, file.parent, ckpt["method"])
+
+
+def parse_resolution(text: Optional[str], base: Cameras) -> Optional[tuple[int, int]]:
+    """``"512"`` (width; height keeps the dataset's aspect) or ``"640x480"``; None keeps the default."""
+    if text is None:
+        return None
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = int(text)
+            h = int(round(w * base.height / base.width))
+    except ValueError:
+        raise Render3DError(f"--resolution {text!r} is not WIDTH or WIDTHxHEIGHT (e.g. 512 or 640x480)") from None
+    if w < 1 or h < 1:
+        raise Render3DError(f"--resolution {text!r} must be positive")
+    return w, h
+
+
+# --------------------------------------------------------------------------- render
+
+
+@dataclass
+class PlannedRender:
+    """The cameras of a render and the path file's extras."""
+
+    cameras: Cameras
+    fps: float
+    crop: Optional[Any] = None
+    background: Optional[torch.Tensor] = None
+    exact_views: bool = False  # frames are the dataset's own views (ground truth exists)
+
+
+def plan_render(args: argparse.Namespace, run: LoadedRun) -> PlannedRender:
+    """Turn ``--path`` and the timing / size options into cameras."""
+    from render3d.export import paths
+
+    for name in ("fps", "seconds"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise Render3DError(f"--{name} must be positive, got {value}")
+    scene = run.scene
+    base = scene.train.cameras
+    size = parse_resolution(args.resolution, base)
+    kind = args.path
+    if kind == "auto":
+        kind = "spiral" if scene.forward_facing else "orbit"
+    if kind not in PATH_KINDS:
+        cam_path = paths.load_path(kind)
+        fps = args.fps or cam_path.fps
+        cam_path.fps = fps
+        cam_path.seconds = args.seconds or cam_path.seconds
+        w, h = size or cam_path.resolution or (base.width, base.height)
+        bg = torch.tensor(cam_path.background, dtype=torch.float32) if cam_path.background is not None else None
+        crop = torch.tensor(cam_path.crop, dtype=torch.float32) if cam_path.crop is not None else None
+        return PlannedRender(cam_path.cameras(w, h), fps, crop, bg)
+    fps = args.fps or 30.0
+    w, h = size or (base.width, base.height)
+    if kind == "dataset":
+        split = scene.split(args.split)
+        if len(split) == 0:
+            raise Render3DError(f"the {args.split} split of {scene.root} is empty: choose another with --split")
+        return PlannedRender(split.cameras.resized(w, h), fps, exact_views=(w, h) == (split.cameras.width, split.cameras.height))
+    n_frames = max(1, int(round(fps * (args.seconds or 4.0))))
+    frame = paths.scene_frame(base, scene.bounds)
+    fov = torch.full((n_frames,), frame.fov_deg, dtype=torch.float64)
+    if kind == "orbit":
+        c2w = paths.orbit_poses(frame, n_frames)
+    elif kind == "spiral":
+        c2w = paths.spiral_poses(base, scene.near_far, n_frames)
+    else:  # interpolate: a smooth loop through a few training cameras
+        keys = paths.keyframes_from_cameras(base, args.keyframes)
+        c2w, fov = paths.interpolate_keyframes(keys, n_frames, smoothness=1.0, loop=True)
+    return PlannedRender(paths.cameras_from_poses(c2w, fov, w, h), fps)
+
+
+def _sinks(out: Path, modes: Sequence[str], separate: bool, frames: bool, fps: float) -> dict[str, Any]:
+    from render3d.export.video import PngFolder, VideoWriter
+
+    def sink(target: Path) -> Any:
+        return PngFolder(target) if frames else VideoWriter(target, fps)
+
+    if not separate:
+        return {"all": sink(out)}
+    if frames:
+        return {m: sink(out / m) for m in modes}
+    return {m: sink(out.with_name(f"{out.stem}_{m}{out.suffix}")) for m in modes}
+
+
+def cmd_render(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.export.render import parse_modes, render_frames
+    from render3d.export.video import PngFolder
+
+    modes = parse_modes(args.modes)
+    run = load_run(args.run, args.backend)
+    plan = plan_render(args, run)
+    model = run.model
+    if plan.crop is not None:
+        if not hasattr(model, "cropped"):
+            raise Render3DError(f"the {run.method} method cannot crop: remove crop from the camera path")
+        model = model.cropped(plan.crop)
+    label = Path(args.path).stem if args.path not in PATH_KINDS else args.path
+    out = Path(args.out) if args.out else run.run_dir / "renders" / (label if args.frames else f"{label}.mp4")
+    if not args.frames and out.suffix.lower() != ".mp4":
+        raise Render3DError(f"--out {out} must end in .mp4 (or add --frames to write a folder of PNGs)")
+    targets, error_sink = None, None
+    if args.error_maps:
+        if not plan.exact_views:
+            raise Render3DError("--error-maps needs ground truth: use --path dataset at the dataset's resolution")
+        split = run.scene.split(args.split)
+        targets = split.image_float
+        error_sink = PngFolder(out.parent / f"{out.stem}_errors" if not args.frames else out / "errors", prefix="error_")
+    sinks = _sinks(out, modes, args.separate, args.frames, plan.fps)
+    started = time.perf_counter()
+    try:
+        n = render_frames(model, plan.cameras, sinks, modes, side_by_side=not args.separate, background=plan.background,
+                          targets=targets, error_sink=error_sink, progress=not args.no_progress)
+    finally:
+        for s in sinks.values():
+            s.close()
+    seconds = time.perf_counter() - started
+    cams = plan.cameras
+    where = ", ".join(str(getattr(s, "path", getattr(s, "folder", ""))) for s in sinks.values())
+    print(f"rendered {n} frames at {cams.width}x{cams.height} ({', '.join(modes)}) in {seconds:.1f} s ({n / max(seconds, 1e-9):.2f} frames/s) -> {where}")
+    if error_sink is not None:
+        print(f"error maps -> {error_sink.folder}")
+    return 0
+
+
+def add_render_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``render3d render``."""
+    p = sub.add_parser("render", help="render a video or frames of a trained run along a camera path",
+                       description="Render a trained run along a camera path into an H.264 MP4 (or PNG frames with --frames).")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--path", default="auto", help="orbit (around the scene centre), spiral (forward-facing scenes), interpolate (smooth loop through training views), dataset (the --split views in order) or a camera-path .json; auto: spiral for forward-facing scenes, else orbit")
+    p.add_argument("--out", default=None, help="output .mp4 (or folder with --frames); default RUN/renders/<path>.mp4")
+    p.add_argument("--frames", action="store_true", help="write PNG frames into a folder instead of a video")
+    p.add_argument("--modes", default="rgb", help="comma-separated: rgb, depth, alpha (default: rgb)")
+    p.add_argument("--separate", action="store_true", help="one file (or folder) per mode instead of side by side")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: 30, or the path file's)")
+    p.add_argument("--seconds", type=float, default=None, help="video length (default: 4, or the path file's); ignored by --path dataset")
+    p.add_argument("--resolution", default=None, help="WIDTH (height keeps the aspect) or WIDTHxHEIGHT (default: the dataset's, or the path file's)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"), help="views of --path dataset (default: train)")
+    p.add_argument("--keyframes", type=int, default=6, help="training views used as keyframes by --path interpolate (default: 6)")
+    p.add_argument("--error-maps", action="store_true", help="with --path dataset: also write |render - ground truth| heat maps")
+    p.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_render)
+    return p
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _gaussians(run: LoadedRun, what: str) -> Any:
+    from render3d.splat.model import GaussianSplats
+
+    if not isinstance(run.model, GaussianSplats):
+        raise Render3DError(f"--format {what} needs Gaussians but the run is a {run.method} model: use --format pointcloud or mesh")
+    return run.model
+
+
+def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    run = load_run(args.run, args.backend)
+    default_names = {"ply": "splats.ply", "splat": "splats.splat", "pointcloud": "pointcloud.ply", "mesh": "mesh.ply"}
+    out = Path(args.out) if args.out else run.run_dir / "export" / default_names[args.format]
+    started = time.perf_counter()
+    if args.format == "ply":
+        from render3d.splat.ply import save_ply
+
+        detail = f"{_gaussians(run, 'ply').num_gaussians} Gaussians"
+        save_ply(run.model, out)
+    elif args.format == "splat":
+        from render3d.splat.ply import save_splat
+
+        detail = f"{_gaussians(run, 'splat').num_gaussians} Gaussians"
+        save_splat(run.model, out)
+    elif args.format == "pointcloud":
+        from render3d.export.pointcloud import gaussian_points, save_point_cloud, surface_points
+
+        from_gaussians = args.points == "gaussians" or (args.points == "auto" and hasattr(run.model, "params"))
+        if from_gaussians:
+            points, colors = gaussian_points(_gaussians(run, "pointcloud --points gaussians"), args.min_opacity)
+        else:
+            points, colors = surface_points(run.model, run.scene.train.cameras)
+        save_point_cloud(points, colors, out)
+        detail = f"{len(points)} points"
+    else:
+        from render3d.export.mesh import MeshConfig, mesh_from_model, save_mesh
+
+        if out.suffix.lower() not in (".ply", ".obj", ".glb"):
+            raise Render3DError(f"--out {out}: a mesh is written as .ply, .obj or .glb")
+        cameras = run.scene.train.cameras
+        if args.mesh_views and args.mesh_views < len(cameras):
+            cameras = cameras[torch.linspace(0, len(cameras) - 1, args.mesh_views).round().long()]
+        config = MeshConfig(resolution=args.mesh_resolution)
+        mesh = mesh_from_model(run.model, cameras, run.scene.bounds, config, progress=not args.no_progress)
+        save_mesh(mesh, out)
+        detail = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces from {len(cameras)} views"
+    print(f"exported {args.format} ({detail}) in {time.perf_counter() - started:.1f} s -> {out}")
+    return 0
+
+
+def add_export_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``render3d export``."""
+    p = sub.add_parser("export", help="export a trained run as PLY, .splat, point cloud or mesh",
+                       description="Export a trained run: Gaussians as reference-3DGS PLY or web .splat, a coloured point cloud, or a TSDF mesh (.ply/.obj/.glb).")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="ply (3DGS layout), splat (32-byte web format), pointcloud, mesh")
+    p.add_argument("--out", default=None, help="output file; default RUN/export/<splats.ply|splats.splat|pointcloud.ply|mesh.ply>")
+    p.add_argument("--points", default="auto", choices=("auto", "gaussians", "depth"), help="pointcloud source: Gaussian centres or surface points from rendered depth (auto: Gaussians when the model has them)")
+    p.add_argument("--min-opacity", type=float, default=0.1, help="pointcloud from Gaussians: skip fainter ones (default: 0.1)")
+    p.add_argument("--mesh-resolution", type=int, default=128, help="mesh: voxels along the longest side of the scene bounds (default: 128)")
+    p.add_argument("--mesh-views", type=int, default=0, help="mesh: training views fused (default 0: all)")
+    p.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_export)
+    return p
