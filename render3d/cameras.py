@@ -99,34 +99,36 @@ class Cameras:
         return replace(self, K=K, width=int(width), height=int(height))
 
     def pixel_directions(self, index: int = 0) -> Tensor:
-        """Unit-free camera-space directions ``[H, W, 3]`` (z = 1) through pixel centres.
+        """Camera-space directions ``[H, W, 3]`` with z = 1 through pixel centres (distortion undone),
+        so ``directions * z_depth`` is the camera-space point."""
+        c2w = self.c2w[index]
+        _, dirs = self.generate_rays(index)
+        cam = dirs @ c2w[:3, :3]  # world -> camera rotation (inverse of an orthonormal matrix)
+        return cam / cam[..., 2:3]
 
-        Lens distortion, if present, is undone by a few fixed-point iterations.
+    def rays_at_pixels(self, index: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
+        """World rays through pixel centres ``(px + 0.5, py + 0.5)`` of cameras ``index`` (all ``[B]``).
+
+        Returns origins ``[B, 3]`` and unit directions ``[B, 3]``; lens distortion is undone.
         """
         K = self.K[index]
-        ys, xs = torch.meshgrid(
-            torch.arange(self.height, dtype=torch.float32, device=self.device) + 0.5,
-            torch.arange(self.width, dtype=torch.float32, device=self.device) + 0.5,
-            indexing="ij",
-        )
-        x = (xs - K[0, 2]) / K[0, 0]
-        y = (ys - K[1, 2]) / K[1, 1]
-        if self.distortion is not None and bool(torch.any(self.distortion[index] != 0)):
-            x, y = undistort_points(x, y, self.distortion[index])
-        return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+        x = (px.float() + 0.5 - K[:, 0, 2]) / K[:, 0, 0]
+        y = (py.float() + 0.5 - K[:, 1, 2]) / K[:, 1, 1]
+        if self.distortion is not None and bool(torch.any(self.distortion != 0)):
+            x, y = undistort_points(x, y, self.distortion[index].T)
+        dirs_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)
+        c2w = self.c2w[index]
+        dirs = (c2w[:, :3, :3] @ dirs_cam[..., None]).squeeze(-1)
+        return c2w[:, :3, 3], dirs / dirs.norm(dim=-1, keepdim=True)
 
     def generate_rays(self, index: int = 0) -> tuple[Tensor, Tensor]:
-        """Rays through every pixel of camera ``index``.
-
-        Returns:
-            origins ``[H, W, 3]`` and unit directions ``[H, W, 3]`` in world space.
-        """
-        dirs_cam = self.pixel_directions(index)
-        rot = self.c2w[index, :3, :3]
-        dirs = dirs_cam @ rot.T
-        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-        origins = self.c2w[index, :3, 3].expand_as(dirs)
-        return origins, dirs
+        """Rays through every pixel of camera ``index``: origins and unit directions ``[H, W, 3]``."""
+        ys, xs = torch.meshgrid(
+            torch.arange(self.height, device=self.device), torch.arange(self.width, device=self.device), indexing="ij"
+        )
+        which = torch.full((self.height * self.width,), index, dtype=torch.long, device=self.device)
+        origins, dirs = self.rays_at_pixels(which, xs.reshape(-1), ys.reshape(-1))
+        return origins.reshape(self.height, self.width, 3), dirs.reshape(self.height, self.width, 3)
 
     def state_dict(self) -> dict:
         return {"K": self.K, "c2w": self.c2w, "width": self.width, "height": self.height, "distortion": self.distortion}

@@ -38,6 +38,8 @@ class MethodEntry:
 
 METHODS: dict[str, MethodEntry] = {
     "splat": MethodEntry("splat", "render3d.splat.method", "SplatMethod", "SplatConfig", "3D Gaussian Splatting"),
+    "nerf": MethodEntry("nerf", "render3d.nerf.method", "NerfMethod", "NerfConfig", "hash-grid NeRF (Instant-NGP style)"),
+    "vanilla-nerf": MethodEntry("vanilla-nerf", "render3d.nerf.method", "VanillaNerfMethod", "VanillaNerfConfig", "the original NeRF MLP"),
 }
 
 

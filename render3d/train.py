@@ -32,7 +32,7 @@ class TrainConfig:
     """Options shared by every method (CLI: ``render3d train --NAME``)."""
 
     data: Optional[str] = _help("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
-    method: str = _help("what to train: splat (3D Gaussian Splatting)", default="splat")
+    method: str = _help("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF) or vanilla-nerf", default="splat")
     backend: str = _help("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
     steps: int = _help("training steps (one image per step)", default=1200)
     out: Optional[str] = _help("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
@@ -44,6 +44,9 @@ class TrainConfig:
     test_every: int = _help("hold out every N-th image as test, for formats without explicit splits", default=8)
     data_format: Optional[str] = _help("force a dataset format (blender, nerfstudio, colmap, llff) instead of detecting it", default=None)
     progress: bool = _help("show a progress bar", default=True)
+    viewer: bool = _help("watch training in the web viewer (prints its URL)", default=False)
+    host: str = _help("viewer address; 0.0.0.0 listens on every interface", default="127.0.0.1")
+    port: int = _help("viewer port; a free one is used when it is taken", default=8080)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""NeRF: hash-grid (Instant-NGP style) and vanilla fields, samplers, volume rendering, mesh extraction."""

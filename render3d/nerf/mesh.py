@@ -1,0 +1,53 @@
+"""Mesh extraction from a NeRF's density: grid -> marching cubes -> vertex colours -> trimesh."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from render3d.nerf.method import NerfModel
+
+
+@torch.no_grad()
+def density_grid(model: NerfModel, resolution: int, box: Optional[Tensor] = None, chunk: int = 1 << 16) -> tuple[np.ndarray, Tensor]:
+    """Density sampled at ``resolution^3`` points spanning ``box [2, 3]`` (default: the field's box)."""
+    device = model.background.device
+    box = (box if box is not None else model.field.box.aabb).to(device).float()
+    axes = [torch.linspace(float(box[0, i]), float(box[1, i]), resolution, device=device) for i in range(3)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    sigma = torch.cat([model.field.density(p) for p in points.split(chunk)])
+    return sigma.reshape(resolution, resolution, resolution).cpu().numpy(), box.cpu()
+
+
+@torch.no_grad()
+def extract_mesh(model: NerfModel, resolution: int = 128, threshold: Optional[float] = None, box: Optional[Tensor] = None):
+    """A coloured ``trimesh.Trimesh`` of the surface where density crosses ``threshold``.
+
+    ``threshold`` defaults to the density at which a marching step of the renderer reaches
+    50% opacity. Vertex colours are the field's colour seen from outside along the normal.
+    """
+    import trimesh
+    from skimage.measure import marching_cubes
+
+    from render3d.errors import Render3DError
+
+    grid, box = density_grid(model, resolution, box)
+    if threshold is None:
+        step = getattr(model.marcher, "step_size", None) or getattr(model.marcher, "render_step_size", 0.01)
+        threshold = float(np.log(2.0) / step)
+    if not (grid.min() < threshold < grid.max()):
+        raise Render3DError(f"the density never crosses {threshold:.3g} inside the box: train longer or pass a lower threshold")
+    spacing = ((box[1] - box[0]) / (resolution - 1)).numpy()
+    verts, faces, normals, _ = marching_cubes(grid, level=threshold, spacing=tuple(spacing))
+    verts = verts + box[0].numpy()
+    device = model.background.device
+    v = torch.from_numpy(verts.copy()).float().to(device)
+    n = torch.from_numpy(normals.copy()).float().to(device)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    # skimage normals point towards decreasing density (outwards): look back along them
+    colors = torch.cat([model.field(vc + 0.01 * nc, -nc)[0] for vc, nc in zip(v.split(1 << 16), n.split(1 << 16))])
+    rgba = np.concatenate([(colors.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8), np.full((len(verts), 1), 255, np.uint8)], axis=1)
+    return trimesh.Trimesh(vertices=verts, faces=faces[:, ::-1], vertex_colors=rgba, process=False)

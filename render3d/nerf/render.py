@@ -1,0 +1,118 @@
+"""Volume rendering of a field along rays, through nerfacc.
+
+Two marchers with one interface (``update`` the occupancy, ``render`` a batch of rays):
+:class:`TorchMarcher` (our occupancy grid + dense samples; runs on any device, bounded or
+contracted scenes) and :class:`NerfaccMarcher` (nerfacc's CUDA ``OccGridEstimator`` with
+packed samples and early ray termination; bounded scenes on a GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from render3d.nerf.sampler import OccupancyGrid, march_uniform
+
+
+@dataclass
+class RayBundleOutput:
+    """Per-ray results: rgb ``[R, 3]``, opacity ``[R, 1]``, distance along the ray ``[R, 1]``, sample count."""
+
+    rgb: Tensor
+    alpha: Tensor
+    distance: Tensor
+    num_samples: int
+
+
+def render_dense(field: nn.Module, origins: Tensor, dirs: Tensor, t_starts: Tensor, t_ends: Tensor, valid: Tensor,
+                 background: Optional[Tensor]) -> tuple[RayBundleOutput, Tensor]:
+    """Evaluate ``field`` only at ``valid`` samples of a dense ``[R, S]`` layout and composite.
+
+    Returns the output and the per-sample weights ``[R, S]`` (used by coarse-to-fine sampling).
+    """
+    import nerfacc
+
+    ray_ids, sample_ids = valid.nonzero(as_tuple=True)
+    mids = 0.5 * (t_starts + t_ends)[ray_ids, sample_ids]
+    rgb_v, sigma_v = field(origins[ray_ids] + dirs[ray_ids] * mids[:, None], dirs[ray_ids])
+    sigma = torch.zeros_like(t_starts).index_put((ray_ids, sample_ids), sigma_v)
+    rgb = torch.zeros(*t_starts.shape, 3, device=t_starts.device, dtype=rgb_v.dtype).index_put((ray_ids, sample_ids), rgb_v)
+    colors, opacities, depths, extras = nerfacc.rendering(
+        t_starts, t_ends, rgb_sigma_fn=lambda *_: (rgb, sigma), render_bkgd=background
+    )
+    return RayBundleOutput(colors, opacities, depths, int(ray_ids.numel())), extras["weights"]
+
+
+class TorchMarcher(nn.Module):
+    """Our occupancy grid and uniform marcher (pure PyTorch)."""
+
+    def __init__(self, grid: OccupancyGrid, near: float, far: float, samples_per_ray: int, early_stop_eps: float = 1e-3) -> None:
+        super().__init__()
+        self.grid = grid
+        self.near, self.far, self.samples_per_ray = near, far, samples_per_ray
+        self.early_stop_eps = early_stop_eps
+
+    @property
+    def step_size(self) -> float:
+        if self.grid.box.contracted:
+            return (self.far - self.near) / self.samples_per_ray
+        aabb = self.grid.box.aabb
+        return float((aabb[1] - aabb[0]).norm()) / self.samples_per_ray
+
+    def update(self, step: int, field: nn.Module, warmup_steps: int, generator: Optional[torch.Generator] = None) -> None:
+        self.grid.update(step, field.density, self.step_size, warmup_steps=warmup_steps, generator=generator)
+
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               generator: Optional[torch.Generator] = None) -> RayBundleOutput:
+        s = march_uniform(origins, dirs, self.near, self.far, self.samples_per_ray, self.grid, stratified, generator,
+                          early_stop_eps=self.early_stop_eps, grid_step=self.step_size)
+        return render_dense(field, origins, dirs, s.t_starts, s.t_ends, s.valid, background)[0]
+
+    @property
+    def occupancy(self) -> float:
+        return self.grid.occupancy
+
+
+class NerfaccMarcher(nn.Module):
+    """nerfacc's ``OccGridEstimator`` (CUDA): packed samples with early termination."""
+
+    def __init__(self, aabb: Tensor, near: float, far: float, samples_per_ray: int, resolution: int) -> None:
+        super().__init__()
+        from nerfacc import OccGridEstimator
+
+        self.estimator = OccGridEstimator(roi_aabb=aabb.reshape(-1), resolution=resolution, levels=1)
+        self.near, self.far = near, far
+        self.render_step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
+
+    def update(self, step: int, field: nn.Module, warmup_steps: int, generator: Optional[torch.Generator] = None) -> None:
+        self.estimator.update_every_n_steps(
+            step, occ_eval_fn=lambda x: field.density(x) * self.render_step_size, occ_thre=1e-2, n=1, warmup_steps=warmup_steps
+        )
+
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               generator: Optional[torch.Generator] = None) -> RayBundleOutput:
+        import nerfacc
+
+        def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+            t = 0.5 * (t_starts + t_ends)
+            return field.density(origins[ray_indices] + dirs[ray_indices] * t[:, None])
+
+        def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
+            t = 0.5 * (t_starts + t_ends)
+            return field(origins[ray_indices] + dirs[ray_indices] * t[:, None], dirs[ray_indices])
+
+        ray_indices, t_starts, t_ends = self.estimator.sampling(
+            origins, dirs, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
+            render_step_size=self.render_step_size, stratified=stratified,
+        )
+        colors, opacities, depths, _ = nerfacc.rendering(
+            t_starts, t_ends, ray_indices, n_rays=origins.shape[0], rgb_sigma_fn=rgb_sigma_fn, render_bkgd=background
+        )
+        return RayBundleOutput(colors, opacities, depths, int(ray_indices.numel()))
+
+    @property
+    def occupancy(self) -> float:
+        return float(self.estimator.binaries.float().mean())
