@@ -42,6 +42,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         method_config = config_from_args(args, METHODS[config.method].config_type(), prefix=f"{config.method}.") if config.method in METHODS else None
         trainer = Trainer(config, method_config)
     print(f"training {trainer.config.method} on {trainer.scene.root} with the {trainer.backend} backend -> {trainer.run_dir}")
+    if args.viewer:  # the live web viewer (render3d.viewer) watches and controls this trainer
+        from render3d.viewer.cli import attach_training_viewer
+
+        viewer = attach_training_viewer(trainer, args.host, args.port)
     try:
         metrics = trainer.run()
     except KeyboardInterrupt:
@@ -52,6 +56,9 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         return 130
     _print_metrics(metrics, trainer.run_dir)
+    if args.viewer:  # keep showing the trained scene
+        print(f"training done; the viewer stays at {viewer.url} until Ctrl-C")
+        viewer.wait()
     return 0
 
 
@@ -71,7 +78,8 @@ def cmd_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
     backend = resolve_backend(args.backend)
     model = model_from_checkpoint(ckpt, backend, device_for(backend))
     run_dir = file.parent
-    result = evaluate_split(model, split, run_dir / "renders" / args.split)
+    error_dir = run_dir / "renders" / f"{args.split}_errors" if args.error_maps else None
+    result = evaluate_split(model, split, run_dir / "renders" / args.split, error_dir)
     metrics = {"method": ckpt["method"], "step": ckpt["step"], "split": args.split, "backend": backend, **result}
     write_json(metrics, run_dir / f"eval_{args.split}.json")
     _print_metrics(metrics, run_dir)
@@ -112,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder or checkpoint file")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to evaluate (default: test)")
     ev.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
+    ev.add_argument("--error-maps", action="store_true", help="also write per-view |render - ground truth| heat maps to renders/<split>_errors/")
     ev.set_defaults(func=cmd_eval)
 
     info = sub.add_parser("info", help="print a summary of a dataset folder", description="Detect a dataset's format and print its images, cameras and bounds.")
@@ -130,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-test", type=int, default=20, help="test views (default: 20)")
     synth.add_argument("--seed", type=int, default=0, help="camera placement seed (default: 0)")
     synth.set_defaults(func=cmd_data_synth)
+    from render3d.viewer.cli import add_view_parser
+    add_view_parser(sub)
+
+    from render3d.export.cli import add_export_parser, add_render_parser
+    add_render_parser(sub)
+    add_export_parser(sub)
+    __import__("render3d.zoo.cli", fromlist=["add_zoo_parser"]).add_zoo_parser(sub)
     return parser
 
 

@@ -36,7 +36,7 @@ def add_config_args(
         dest = f"{prefix.replace('.', '__')}{f.name}"
         kind = _base_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             group.add_argument(name, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:

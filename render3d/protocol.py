@@ -40,3 +40,8 @@ class SceneModel(Protocol):
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
         """Render ``cameras``; ``mode`` names what the caller needs most (rgb, depth, alpha, normal)."""
         ...
+
+
+# Optional hooks a model may add (the exporters look for them, never for a method's type):
+#   extract_mesh(resolution: int) -> trimesh.Trimesh   its own mesh route (NeRF: density + marching cubes);
+#                                                      without it, meshes come from TSDF fusion of rendered depth.

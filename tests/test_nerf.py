@@ -169,3 +169,15 @@ def test_nerf_eval_and_checkpoint_load_through_the_registry(tiny_scene, tmp_path
     out = model.render(tiny_scene.test.cameras[0])
     assert out.rgb.shape == (1, 32, 32, 3) and out.depth.shape == (1, 32, 32, 1)
     assert torch.isfinite(out.rgb).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nerfacc's occupancy-grid kernels need a CUDA GPU")
+def test_cuda_nerf_with_nerfacc_estimator_learns(tiny_scene, tmp_path):
+    from render3d.nerf.render import NerfaccMarcher
+
+    config = TrainConfig(method="nerf", steps=200, out=str(tmp_path / "run"), save_every=0, progress=False, backend="cuda")
+    trainer = Trainer(config, small_nerf("nerf"), scene=tiny_scene)
+    assert isinstance(trainer.method.model.marcher, NerfaccMarcher)
+    before = trainer.evaluate("test", write_images=False)["psnr"]
+    metrics = trainer.run()
+    assert metrics["psnr"] > before + 3.0, (before, metrics["psnr"])

@@ -234,10 +234,15 @@ def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
         cameras = run.scene.train.cameras
         if args.mesh_views and args.mesh_views < len(cameras):
             cameras = cameras[torch.linspace(0, len(cameras) - 1, args.mesh_views).round().long()]
-        config = MeshConfig(resolution=args.mesh_resolution)
-        mesh = mesh_from_model(run.model, cameras, run.scene.bounds, config, progress=not args.no_progress)
+        if hasattr(run.model, "extract_mesh"):  # the model's own route (NeRF: density -> marching cubes)
+            mesh = run.model.extract_mesh(resolution=args.mesh_resolution)
+            source = "the model's density field"
+        else:
+            config = MeshConfig(resolution=args.mesh_resolution)
+            mesh = mesh_from_model(run.model, cameras, run.scene.bounds, config, progress=not args.no_progress)
+            source = f"TSDF fusion of {len(cameras)} views"
         save_mesh(mesh, out)
-        detail = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces from {len(cameras)} views"
+        detail = f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces from {source}"
     print(f"exported {args.format} ({detail}) in {time.perf_counter() - started:.1f} s -> {out}")
     return 0
 

@@ -115,6 +115,12 @@ class NerfModel(nn.Module):
             depths.append((z * (alpha > 1e-3)).reshape(*shape, 1))
         return RenderOutput(rgb=torch.stack(rgbs).clamp(0, 1), depth=torch.stack(depths), alpha=torch.stack(alphas))
 
+    def extract_mesh(self, resolution: int = 128):
+        """A coloured mesh of the density field (see :func:`render3d.nerf.mesh.extract_mesh`)."""
+        from render3d.nerf.mesh import extract_mesh
+
+        return extract_mesh(self, resolution=resolution)
+
 
 class RaySampler:
     """Random (image, pixel) batches from a split, with the target colours."""

@@ -66,7 +66,8 @@ class OccupancyGrid(nn.Module):
             cells = torch.arange(n, device=self.ema.device)
         else:
             random = torch.randint(0, n, (n // 4,), device=self.ema.device, generator=generator)
-            cells = torch.cat([random, self.binary.reshape(-1).nonzero().squeeze(-1)])
+            # unique: duplicate indices would make the EMA write below order-dependent
+            cells = torch.unique(torch.cat([random, self.binary.reshape(-1).nonzero().squeeze(-1)]))
         jitter = torch.rand(len(cells), 3, device=self.ema.device, generator=generator)
         unit = (self.cells[cells].float() + jitter) / self.resolution
         occ = torch.cat([density_fn(chunk) for chunk in self.unit_to_world(unit).split(65536)]) * step_size

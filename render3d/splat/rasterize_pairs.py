@@ -70,21 +70,22 @@ def pixel_pairs(
         return PixelPairs(empty, empty, empty, empty, width * height)
 
     owner = torch.repeat_interleave(torch.arange(len(ids), device=device), counts)
+    # pixel of each pair, in exact integer arithmetic (pair counts can exceed float32's 2^24)
+    first = (torch.cumsum(counts, 0) - counts).index_select(0, owner)
+    local = torch.arange(total, device=device) - first
+    width_of = span[:, 0].index_select(0, owner)
+    row = torch.div(local, width_of, rounding_mode="floor")
+    px = lo[:, 0].index_select(0, owner) + local - row * width_of
+    py = lo[:, 1].index_select(0, owner) + row
     # one gather of packed per-Gaussian values is much kinder to the cache than several
-    table = torch.cat([mean, conics[ids], opacities[ids, None], lo.float(), span[:, :1].float(),
-                       (torch.cumsum(counts, 0) - counts)[:, None].float()], dim=-1)
-    per = table.index_select(0, owner)
-    local = torch.arange(total, device=device, dtype=torch.float64) - per[:, 9].double()
-    row = torch.floor(local / per[:, 8].double())
-    px = per[:, 6] + (local - row * per[:, 8].double()).float()
-    py = per[:, 7] + row.float()
-    dx = px + 0.5 - per[:, 0]
-    dy = py + 0.5 - per[:, 1]
+    per = torch.cat([mean, conics[ids], opacities[ids, None]], dim=-1).index_select(0, owner)
+    dx = px.float() + 0.5 - per[:, 0]
+    dy = py.float() + 0.5 - per[:, 1]
     sigma = 0.5 * (per[:, 2] * dx * dx + per[:, 4] * dy * dy) + per[:, 3] * dx * dy
     alpha = (per[:, 5] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
     keep = ((sigma >= 0) & (alpha >= ALPHA_MIN)).nonzero().squeeze(-1)
     gauss = ids.index_select(0, owner.index_select(0, keep))
-    pixel = (py * width + px).index_select(0, keep).long()
+    pixel = (py * width + px).index_select(0, keep)
 
     pixel, order = torch.sort(pixel, stable=True)
     return _with_segments(gauss.index_select(0, order), pixel, width * height)

@@ -1,0 +1,194 @@
+"""Live viewer numbers: render latency per resolution, and (with chromium + Playwright) page
+load to first image, frames per second while orbiting, and training time with an idle browser.
+
+    python bench/bench_viewer.py [--ply FILE] [--backend torch|cuda] [--no-browser]
+
+The splat scene is the reference 3DGS PLY in ../shared/data/splat_ply/ when present, else
+a short run on the procedural default scene. Latency is one frame through the viewer's
+path (render under the device lock, colour conversion, JPEG encoding), median of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from render3d.viewer.camera import CameraPose
+from render3d.viewer.device_share import DeviceShare
+from render3d.viewer.render_loop import SceneRenderer, ViewSettings
+from render3d.viewer.source import ViewerContent, from_trainer, load_content
+
+SHARED_PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]  # no --disable-gpu: it caps the headless page's redraw rate
+
+
+def overview_pose(content: ViewerContent) -> CameraPose:
+    """A camera outside the content's box looking at its centre."""
+    from render3d.cameras import look_at
+
+    lo, hi = content.bounds[0].float(), content.bounds[1].float()
+    center, extent = (lo + hi) / 2, (hi - lo).norm()
+    eye = center + extent * torch.tensor([0.0, -0.9, 0.5])
+    c2w = look_at(eye, center, torch.tensor([0.0, 0.0, 1.0]))
+    return CameraPose.from_c2w(c2w, fov=0.9, aspect=1.0)
+
+
+def latency_table(content: ViewerContent, sides: list[int]) -> list[tuple[int, float, float] | tuple[int, str]]:
+    """(side, render ms, JPEG ms) per side, or (side, error) where the render fails."""
+    import io
+
+    from PIL import Image
+
+    renderer = SceneRenderer(content, DeviceShare(content.lock))
+    pose = overview_pose(content)
+    rows = []
+    for side in sides:
+        settings = ViewSettings(max_side=side)
+        try:
+            renderer.render(pose, side, settings)  # warm-up
+        except RuntimeError as exc:
+            rows.append((side, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            continue
+        render_ms, jpeg_ms = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            frame = renderer.render(pose, side, settings)
+            t1 = time.perf_counter()
+            Image.fromarray(frame.image).save(io.BytesIO(), format="JPEG", quality=settings.jpeg_quality)
+            render_ms.append(1000 * (t1 - t0))
+            jpeg_ms.append(1000 * (time.perf_counter() - t1))
+        rows.append((side, statistics.median(render_ms), statistics.median(jpeg_ms)))
+    return rows
+
+
+def browser_numbers(content: ViewerContent, side: int, seconds: float) -> dict[str, float]:
+    """Page load to first image, and frames sent while the mouse orbits for ``seconds``."""
+    from playwright.sync_api import sync_playwright
+
+    from render3d.viewer.server import Viewer
+
+    viewer = Viewer(content, port=0, settings=ViewSettings(max_side=side), verbose=False)
+    out: dict[str, float] = {}
+    try:
+        with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+            ctx = pw.chromium.launch_persistent_context(profile, executable_path=shutil.which("chromium"), headless=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 700})
+            page = ctx.new_page()
+            start = time.monotonic()
+            page.goto(viewer.url)
+            while not viewer.clients or next(iter(viewer.clients.values())).frames_sent == 0:
+                time.sleep(0.01)
+            renderer = next(iter(viewer.clients.values()))
+            out["page load to first frame sent (s)"] = time.monotonic() - start
+            time.sleep(1.0)
+            before, moving_before = renderer.frames_sent, renderer.moving_frames
+            page.mouse.move(200, 350)
+            page.mouse.down()
+            t0 = time.monotonic()
+            x = 200.0
+            while time.monotonic() - t0 < seconds:
+                x += 4.0
+                page.mouse.move(200 + (x % 400), 350)
+                time.sleep(1 / 60)
+            page.mouse.up()
+            elapsed = time.monotonic() - t0
+            out["orbit frames/s sent"] = (renderer.frames_sent - before) / elapsed
+            out["orbit frame side (px)"] = float(renderer.last_side)
+            out["orbit low-res frames"] = float(renderer.moving_frames - moving_before)
+            ctx.close()
+    finally:
+        viewer.stop()
+    return out
+
+
+def training_overhead(steps: int, with_browser: bool) -> dict[str, float]:
+    """Wall seconds of ``trainer.run()`` for ``steps`` steps: no viewer, a viewer, a viewer with an idle browser."""
+    from render3d.datasets import load_scene
+    from render3d.datasets.synthetic import generate_scene
+    from render3d.splat.method import SplatConfig
+    from render3d.train import TrainConfig, Trainer
+    from render3d.viewer.server import Viewer
+
+    tmp = Path(tempfile.mkdtemp())
+    render_seconds: dict[str, float] = {}
+    scene = load_scene(generate_scene(tmp / "scene", resolution=64, n_train=16, n_val=1, n_test=2))
+
+    def run(name: str, viewer_on: bool, browser_on: bool) -> float:
+        config = TrainConfig(steps=steps, out=str(tmp / name), save_every=0, progress=False, backend="torch")
+        trainer = Trainer(config, SplatConfig(init_points=3000, sh_degree=1), scene=scene)
+        viewer = ctx = pw = None
+        if viewer_on:
+            viewer = Viewer(from_trainer(trainer), port=0, settings=ViewSettings(max_side=256), verbose=False)
+        if browser_on:
+            from playwright.sync_api import sync_playwright
+
+            pw = sync_playwright().start()
+            ctx = pw.chromium.launch_persistent_context(str(tmp / "profile"), executable_path=shutil.which("chromium"), headless=True,
+                                                        args=CHROMIUM_ARGS + ["--disable-gpu"], viewport={"width": 800, "height": 600})
+            ctx.new_page().goto(viewer.url)
+            while not viewer.clients or next(iter(viewer.clients.values())).frames_sent == 0:
+                time.sleep(0.05)
+        start = time.perf_counter()
+        trainer.run()  # the same final evaluation (2 small test views) in every run
+        seconds = time.perf_counter() - start
+        if ctx is not None:
+            ctx.close()
+            pw.stop()
+        if viewer is not None:
+            render_seconds[name] = viewer.share.render_seconds
+            viewer.stop()
+        return seconds
+
+    out = {"no viewer": run("plain", False, False), "viewer, no browser": run("viewer", True, False)}
+    if with_browser:
+        out["viewer + idle browser (same 2 cores)"] = run("browser", True, True)
+        out["  of which the viewer's renders"] = render_seconds["browser"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ply", default=str(SHARED_PLY), help="Gaussian PLY to view (default: the shared reference one)")
+    parser.add_argument("--backend", default="torch", help="torch (CPU) or cuda")
+    parser.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
+    parser.add_argument("--orbit-seconds", type=float, default=5.0)
+    parser.add_argument("--browser-side", type=int, default=256, help="max resolution in the browser measurements")
+    parser.add_argument("--overhead-steps", type=int, default=300)
+    args = parser.parse_args()
+    browser = not args.no_browser and shutil.which("chromium") is not None
+
+    content = load_content(args.ply, args.backend)
+    n = content.model.num_gaussians  # type: ignore[attr-defined]
+    print(f"scene: {Path(args.ply).name}, {n} Gaussians, backend {args.backend}, torch threads {torch.get_num_threads()}")
+    print("\n| side (px) | render ms | JPEG ms | frames/s |")
+    print("|---|---|---|---|")
+    for row in latency_table(content, [256, 512, 1024]):
+        if len(row) == 2:
+            print(f"| {row[0]} | failed: {row[1]} | | |")
+        else:
+            side, render_ms, jpeg_ms = row
+            print(f"| {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.1f} |")
+    if browser:
+        print(f"\n| browser (chromium, SwiftShader), max side {args.browser_side} px | value |")
+        print("|---|---|")
+        for key, value in browser_numbers(content, args.browser_side, args.orbit_seconds).items():
+            print(f"| {key} | {value:.2f} |")
+    times = training_overhead(args.overhead_steps, browser)
+    base = times["no viewer"]
+    print(f"\n| training {args.overhead_steps} steps (64 px scene) | seconds | vs no viewer |\n|---|---|---|")
+    for name, seconds in times.items():
+        share = f"{100 * seconds / base:.1f}% of the no-viewer time" if name.startswith(" ") else f"{100 * (seconds / base - 1):+.1f}%"
+        print(f"| {name} | {seconds:.2f} | {share} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Deterministic autoencoder with a flat latent; samples from a Gaussian fitted to training codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+import torch.nn.functional as F
+
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, register, to_signed, to_unit
+from render3d.zoo.nets import VectorDecoder, VectorEncoder
+
+
+@dataclass
+class AEConfig(ModelConfig):
+    """Autoencoder options."""
+
+    latent: int = _help("latent dimensions", default=16)
+    code_momentum: float = _help("momentum of the running mean / std of training codes (used by sample)", default=0.99)
+
+
+@register
+class Autoencoder(ZooModel):
+    """Encoder -> ``latent`` numbers -> decoder, trained on MSE.
+
+    An AE has no prior, so :meth:`sample` draws codes from a diagonal Gaussian whose mean and
+    standard deviation track the codes of the training batches (a running average).
+    """
+
+    name = "ae"
+    description = "autoencoder (MSE; samples from a Gaussian fitted to its codes)"
+    config_type = AEConfig
+    can_encode = True
+    has_latent = True
+
+    def __init__(self, config: AEConfig, spec: ImageSpec) -> None:
+        super().__init__(config, spec)
+        self.encoder = VectorEncoder(spec.channels, spec.size, config.hidden, config.latent)
+        self.decoder = VectorDecoder(config.latent, spec.size, config.hidden, spec.channels)
+        self.register_buffer("code_mean", torch.zeros(config.latent))
+        self.register_buffer("code_std", torch.ones(config.latent))
+
+    def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
+        z = self.encoder(to_signed(x))
+        recon = torch.tanh(self.decoder(z))
+        with torch.no_grad():
+            m = self.config.code_momentum
+            self.code_mean.lerp_(z.mean(0), 1 - m)
+            self.code_std.lerp_(z.std(0) if len(z) > 1 else self.code_std, 1 - m)
+        return F.mse_loss(recon, to_signed(x)), {}
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(to_signed(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        return to_unit(torch.tanh(self.decoder(z)))
+
+    def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        eps = torch.randn(n, self.config.latent, generator=generator).to(self.code_mean)
+        return self.code_mean + self.code_std * eps
+
+    def generate(self, z: Tensor, **options: Any) -> Tensor:
+        return self.decode(z)

@@ -1,0 +1,256 @@
+"""The zoo's shared interface: :class:`ZooModel`, the model registry, save / load and likelihood helpers.
+
+Every model works on images as float tensors ``[B, C, H, W]`` in ``[0, 1]`` holding 8-bit
+values (``k / 255``); internally models may rescale to ``[-1, 1]`` with :func:`to_signed`.
+What a model supports is declared by class attributes (``can_encode``, ``likelihood``,
+``has_latent``) so the report and the callers never probe by catching exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import Tensor, nn
+
+from render3d.errors import Render3DError
+
+ZOO_CHECKPOINT_VERSION = 1
+LN2 = math.log(2.0)
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """Options every zoo model has (CLI: ``render3d zoo train MODEL --MODEL.NAME``)."""
+
+    lr: float = _help("Adam learning rate", default=2e-4)
+    hidden: int = _help("width of the first convolution (deeper layers double it)", default=32)
+    grad_clip: float = _help("clip the gradient norm to this value (0: off)", default=1.0)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a model was built for: channels, size, and the number of class labels (0: none)."""
+
+    channels: int
+    size: int
+    num_classes: int = 0
+
+    @property
+    def dims(self) -> int:
+        return self.channels * self.size * self.size
+
+
+REGISTRY: dict[str, type["ZooModel"]] = {}
+
+
+def register(cls: type["ZooModel"]) -> type["ZooModel"]:
+    """Class decorator: make ``cls`` available as ``render3d zoo train cls.name``."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type["ZooModel"]]:
+    """Name -> model class for every zoo model (imports them all on first use)."""
+    import render3d.zoo.models  # noqa: F401  (registers the models)
+
+    return dict(REGISTRY)
+
+
+def get_model_class(name: str) -> type["ZooModel"]:
+    models = registry()
+    if name not in models:
+        raise Render3DError(f"unknown zoo model {name!r}: choose one of {', '.join(models)}")
+    return models[name]
+
+
+def to_signed(x: Tensor) -> Tensor:
+    """``[0, 1]`` -> ``[-1, 1]``."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """``[-1, 1]`` -> ``[0, 1]``, clamped and snapped to the 8-bit grid."""
+    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round() / 255.0
+
+
+def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor, levels: int = 256) -> Tensor:
+    """log P(x) per element for a Gaussian discretised into ``levels`` bins over ``[-1, 1]``.
+
+    ``x`` holds bin centres in ``[-1, 1]``; the outermost bins extend to +-infinity, so the
+    probabilities of all ``levels`` values sum to exactly one (a proper discrete likelihood,
+    as in DDPM's decoder and the VAE's bits/dim).
+    """
+    half = 1.0 / (levels - 1)
+    inv = torch.exp(-log_std)
+    centred = x - mean
+    upper, lower = (centred + half) * inv, (centred - half) * inv
+    log_cdf_upper = torch.special.log_ndtr(upper)  # the lowest bin: (-inf, x + half]
+    log_sf_lower = torch.special.log_ndtr(-lower)  # the highest bin: [x - half, inf)
+    delta = torch.special.ndtr(upper) - torch.special.ndtr(lower)
+    # far in a tail the difference of CDFs underflows: use the density times the bin width there
+    log_density = -0.5 * (centred * inv) ** 2 - log_std - 0.5 * math.log(2 * math.pi) + math.log(2 * half)
+    log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), log_density)
+    edge = 1.0 - half / 2
+    return torch.where(x < -edge, log_cdf_upper, torch.where(x > edge, log_sf_lower, log_mid))
+
+
+def nats_to_bits_per_dim(nats: Tensor, dims: int) -> Tensor:
+    """Negative log-likelihood in nats per image -> bits per dimension."""
+    return nats / (dims * LN2)
+
+
+class ZooModel(nn.Module):
+    """One 2D generative model behind the zoo's interface.
+
+    Subclasses set ``name``, ``config_type``, the capability flags, and implement
+    :meth:`loss` and :meth:`sample`; encoders implement :meth:`encode` / :meth:`decode`,
+    likelihood models :meth:`bits_per_dim`. :meth:`fit` (one optimisation step), the
+    optimisers, :meth:`save` and :func:`load` are shared.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    config_type: ClassVar[type[ModelConfig]] = ModelConfig
+    can_encode: ClassVar[bool] = False
+    likelihood: ClassVar[Optional[str]] = None  # "exact", "bound" (ELBO) or None
+    has_latent: ClassVar[bool] = False  # sample_latent / generate support interpolation
+
+    def __init__(self, config: ModelConfig, spec: ImageSpec) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.info: dict[str, Any] = {}  # data name, training steps, seconds: filled by the trainer / load
+
+    # ----- training ---------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over all parameters; models with several players override this."""
+        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+
+    def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
+        """The training loss on a batch ``x`` in ``[0, 1]`` (labels ``y`` when the data has them)."""
+        raise NotImplementedError
+
+    def fit(self, x: Tensor, y: Optional[Tensor] = None) -> dict[str, float]:
+        """One optimisation step on a batch; returns scalar stats (always including ``loss``)."""
+        if not self.optimizers:
+            self.optimizers = self.configure_optimizers()
+        self.train()
+        opt = self.optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        loss, stats = self.loss(x, y)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
+        opt.step()
+        self.after_step()
+        return {"loss": float(loss.detach()), **stats}
+
+    def after_step(self) -> None:
+        """Hook after each optimiser step (EMA weights, codebook restarts)."""
+
+    # ----- generation and inference -----------------------------------------------------
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, **options: Any) -> Tensor:
+        """``n`` new images in ``[0, 1]``."""
+        if self.has_latent:
+            return self.generate(self.sample_latent(n, generator), **options)
+        raise NotImplementedError
+
+    def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Latent noise that :meth:`generate` maps to images (models with ``has_latent``)."""
+        raise NotImplementedError(f"{self.name} has no latent noise")
+
+    def generate(self, z: Tensor, **options: Any) -> Tensor:
+        """Images from latent noise ``z`` (deterministic for a given ``z``)."""
+        raise NotImplementedError(f"{self.name} has no latent noise")
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(f"{self.name} does not encode")
+
+    def decode(self, z: Tensor) -> Tensor:
+        raise NotImplementedError(f"{self.name} does not decode")
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    def bits_per_dim(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """Negative log-likelihood (exact or an ELBO bound, see ``likelihood``) per image, in bits/dim."""
+        raise NotImplementedError(f"{self.name} has no likelihood")
+
+    def stats(self) -> dict[str, float]:
+        """Model-specific numbers worth reporting (codebook usage, ...)."""
+        return {}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ----- persistence ------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to rebuild the model (and continue training it)."""
+        return {
+            "version": ZOO_CHECKPOINT_VERSION,
+            "kind": "zoo",
+            "model": self.name,
+            "model_config": asdict(self.config),
+            "spec": asdict(self.spec),
+            "state": self.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "info": dict(self.info),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`checkpoint` atomically to ``path``."""
+        from render3d.train import save_atomic
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic(self.checkpoint(), path)
+        return path
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "ZooModel":
+        model_cls = get_model_class(ckpt["model"])
+        model = model_cls(model_cls.config_type(**ckpt["model_config"]), ImageSpec(**ckpt["spec"]))
+        model.load_state_dict(ckpt["state"])
+        if ckpt.get("optimizers"):
+            model.optimizers = model.configure_optimizers()
+            for key, state in ckpt["optimizers"].items():
+                model.optimizers[key].load_state_dict(state)
+        model.info = dict(ckpt.get("info", {}))
+        return model
+
+
+ZOO_CHECKPOINT_NAME = "model.pt"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A zoo checkpoint from a run folder or a ``.pt`` file, with one-line errors."""
+    p = Path(path)
+    file = p / ZOO_CHECKPOINT_NAME if p.is_dir() else p
+    if not file.is_file():
+        raise Render3DError(f"no zoo model at {file}: pass a run folder of `render3d zoo train` or its {ZOO_CHECKPOINT_NAME}")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise Render3DError(f"cannot read {file} ({type(exc).__name__}): the file is damaged; retrain or use another run") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "zoo" or ckpt.get("version") != ZOO_CHECKPOINT_VERSION:
+        raise Render3DError(f"{file} is not a render3d zoo checkpoint (version {ZOO_CHECKPOINT_VERSION})")
+    return ckpt
+
+
+def load(path: str | Path) -> ZooModel:
+    """The trained model in a run folder (or checkpoint file), in eval mode on the CPU."""
+    model = ZooModel.from_checkpoint(read_checkpoint(path))
+    return model.eval()

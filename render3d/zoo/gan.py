@@ -1,0 +1,127 @@
+"""DCGAN-style GAN: spectral-normalised discriminator, hinge loss, EMA generator, optional class conditioning."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, register, to_signed, to_unit
+from render3d.zoo.nets import VectorDecoder, VectorEncoder
+
+
+@dataclass
+class GANConfig(ModelConfig):
+    """GAN options."""
+
+    latent: int = _help("dimensions of the generator's noise", default=64)
+    ema: float = _help("decay of the generator's weight average used for sampling (0: off)", default=0.999)
+    d_steps: int = _help("discriminator updates per generator update", default=1)
+
+
+class Discriminator(nn.Module):
+    """Spectral-normalised conv net -> one score; with labels, a projection term (Miyato & Koyama 2018)."""
+
+    def __init__(self, spec: ImageSpec, hidden: int) -> None:
+        super().__init__()
+        width = hidden * 4
+        self.features = VectorEncoder(spec.channels, spec.size, hidden, width, spectral=True)
+        self.score = spectral_norm(nn.Linear(width, 1))
+        self.embed = spectral_norm(nn.Embedding(spec.num_classes, width)) if spec.num_classes else None
+
+    def forward(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        h = F.leaky_relu(self.features(x), 0.2)
+        out = self.score(h).squeeze(1)
+        if self.embed is not None and y is not None:
+            out = out + (self.embed(y) * h).sum(1)
+        return out
+
+
+class Generator(nn.Module):
+    """Noise (+ a label embedding) -> image in ``[-1, 1]``."""
+
+    def __init__(self, spec: ImageSpec, hidden: int, latent: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(spec.num_classes, latent) if spec.num_classes else None
+        self.body = VectorDecoder(latent, spec.size, hidden * 2, spec.channels)
+
+    def forward(self, z: Tensor, y: Optional[Tensor]) -> Tensor:
+        if self.embed is not None and y is not None:
+            z = z + self.embed(y)
+        return torch.tanh(self.body(z))
+
+
+@register
+class GAN(ZooModel):
+    """Hinge-loss GAN with the usual stabilisers: spectral norm in D, Adam(0, 0.9), TTUR-style
+    higher D learning rate, and an exponential moving average of G's weights for sampling.
+    Class-conditional (projection discriminator) when the data has labels; samples then cycle
+    through the classes unless ``labels`` are given."""
+
+    name = "gan"
+    description = "DCGAN-style GAN (spectral norm, hinge loss, EMA generator)"
+    config_type = GANConfig
+    has_latent = True
+
+    def __init__(self, config: GANConfig, spec: ImageSpec) -> None:
+        super().__init__(config, spec)
+        self.generator = Generator(spec, config.hidden, config.latent)
+        self.discriminator = Discriminator(spec, config.hidden)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "g": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=(0.0, 0.9)),
+            "d": torch.optim.Adam(self.discriminator.parameters(), lr=2 * self.config.lr, betas=(0.0, 0.9)),
+        }
+
+    def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
+        """The discriminator's hinge loss on a batch (what :meth:`fit` minimises first)."""
+        fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y).detach()
+        real_score, fake_score = self.discriminator(to_signed(x), y), self.discriminator(fake, y)
+        loss = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
+        return loss, {"d_real": float(real_score.mean().detach()), "d_fake": float(fake_score.mean().detach())}
+
+    def fit(self, x: Tensor, y: Optional[Tensor] = None) -> dict[str, float]:
+        if not self.optimizers:
+            self.optimizers = self.configure_optimizers()
+        self.train()
+        for _ in range(self.config.d_steps):
+            self.optimizers["d"].zero_grad(set_to_none=True)
+            d_loss, stats = self.loss(x, y)
+            d_loss.backward()
+            self.optimizers["d"].step()
+        self.optimizers["g"].zero_grad(set_to_none=True)
+        fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y)
+        g_loss = -self.discriminator(fake, y).mean()
+        g_loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip * 10)
+        self.optimizers["g"].step()
+        self.after_step()
+        return {"loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()), **stats}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        # warm-up: early on the average must not be dominated by the random initial weights
+        self.ema_updates += 1
+        decay = min(self.config.ema, (1 + float(self.ema_updates)) / (10 + float(self.ema_updates)))
+        for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            ema.lerp_(live, 1 - decay) if decay > 0 else ema.copy_(live)
+        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            ema.copy_(live)
+
+    def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        return torch.randn(n, self.config.latent, generator=generator).to(self.device)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, labels: Optional[Tensor] = None, **options: Any) -> Tensor:
+        if labels is None and self.spec.num_classes:
+            labels = torch.arange(len(z), device=z.device) % self.spec.num_classes
+        return to_unit(self.generator_ema(z, labels))

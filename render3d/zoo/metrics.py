@@ -1,0 +1,176 @@
+"""Offline sample-quality metrics in the feature space of a small classifier trained on the same data.
+
+No Inception weights are downloaded: a 2-layer CNN is trained once per data set (on its labels,
+or on predicting image rotations when there are none) and cached; its 128-d penultimate layer
+is the feature space for the Fréchet distance, KID and precision / recall / density / coverage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from render3d.zoo.data import ImageData, augment
+
+CLASSIFIER_VERSION = 1
+FEATURES = 128
+
+
+class FeatureClassifier(nn.Module):
+    """conv-pool-conv-pool, then a 128-unit layer (the features) and the class scores."""
+
+    def __init__(self, channels: int, size: int, classes: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, FEATURES), nn.ReLU())
+        self.head = nn.Linear(FEATURES, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(self.convs(x * 2 - 1)))
+
+    @torch.no_grad()
+    def embed(self, images: Tensor, batch: int = 500) -> Tensor:
+        """Features ``[N, 128]`` of float images in ``[0, 1]``."""
+        self.eval()
+        return torch.cat([self.features(self.convs(images[i:i + batch] * 2 - 1)) for i in range(0, len(images), batch)])
+
+
+def _classifier_task(data: ImageData) -> tuple[Tensor, Optional[Tensor], int, str]:
+    """(images, labels or None for rotation prediction, classes, description)."""
+    if data.classifier_images is not None:
+        return data.classifier_images, data.classifier_labels, int(data.classifier_labels.max()) + 1, "face / non-face"
+    if data.train_labels is not None:
+        return data.train, data.train_labels, data.num_classes, f"{data.num_classes}-class labels"
+    return data.train, None, 4, "rotation prediction (no labels)"
+
+
+def _rotated(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    k = torch.randint(0, 4, (len(x),), generator=generator)
+    return torch.stack([torch.rot90(img, int(r), dims=(1, 2)) for img, r in zip(x, k)]), k
+
+
+def _cache_file(data: ImageData, cache_dir: Path, steps: int) -> Path:
+    h = hashlib.sha1(f"{CLASSIFIER_VERSION}|{steps}|{tuple(data.train.shape)}|".encode())
+    h.update(data.train[:2000].numpy().tobytes())
+    if data.classifier_images is not None:
+        h.update(data.classifier_images.numpy().tobytes())
+    return cache_dir / f"{data.name}-{data.spec.size}-{h.hexdigest()[:12]}.pt"
+
+
+def default_cache_dir() -> Path:
+    from render3d.datasets.synthetic import default_cache_root
+
+    return default_cache_root() / "zoo-classifiers"
+
+
+def feature_classifier(data: ImageData, steps: int = 1500, batch: int = 128, cache_dir: Optional[Path] = None,
+                       seed: int = 0) -> FeatureClassifier:
+    """The data set's feature classifier: loaded from the cache, or trained (and cached) now."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    file = _cache_file(data, cache_dir, steps)
+    images, labels, classes, task = _classifier_task(data)
+    model = FeatureClassifier(data.spec.channels, data.spec.size, classes)
+    if file.is_file():
+        saved = torch.load(file, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["state"])
+        model.info = saved["info"]  # type: ignore[attr-defined]
+        return model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    started = time.perf_counter()
+    model.train()
+    small = len(images) < 5000
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch,), generator=gen)
+        x = images[idx].float() / 255.0
+        if small:
+            x = augment(x, gen)
+        if labels is None:
+            x, y = _rotated(x, gen)
+        else:
+            y = labels[idx]
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    info = {"task": task, "steps": steps, "seconds": round(time.perf_counter() - started, 1),
+            "held_out_accuracy": _accuracy(model, data, labels is None, gen)}
+    model.info = info  # type: ignore[attr-defined]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    from render3d.train import save_atomic
+
+    save_atomic({"state": model.state_dict(), "info": info}, file)
+    return model.eval()
+
+
+@torch.no_grad()
+def _accuracy(model: FeatureClassifier, data: ImageData, rotations: bool, gen: torch.Generator) -> Optional[float]:
+    model.eval()
+    if rotations:
+        x, y = _rotated(data.test.float() / 255.0, gen)
+    elif data.test_labels is not None:
+        x, y = data.test.float() / 255.0, data.test_labels
+    else:
+        return None  # faces: the classifier saw every labelled image
+    pred = torch.cat([model(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
+    return round(float((pred == y).float().mean()), 4)
+
+
+# ----- distances between feature sets -------------------------------------------------------
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to the features."""
+    from scipy import linalg
+
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    mu_a, mu_b = a64.mean(0), b64.mean(0)
+    eps = np.eye(a64.shape[1]) * 1e-6  # dead ReLU features make the covariances singular
+    cov_a, cov_b = np.cov(a64, rowvar=False) + eps, np.cov(b64, rowvar=False) + eps
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean.real))
+
+
+def kernel_inception_distance(a: Tensor, b: Tensor, subsets: int = 10, subset_size: int = 500, seed: int = 0) -> float:
+    """KID: unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets."""
+    gen = torch.Generator().manual_seed(seed)
+    m = min(subset_size, len(a), len(b))
+    d = a.shape[1]
+    total = 0.0
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=gen)[:m]].double()
+        y = b[torch.randperm(len(b), generator=gen)[:m]].double()
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        total += float(off - 2 * kxy.mean())
+    return total / subsets
+
+
+def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage (Naeem et al. 2020) with k-nearest-neighbour balls."""
+    real, fake = real.double(), fake.double()
+    k = min(k, len(real) - 1, len(fake) - 1)
+    r_radius = torch.cdist(real, real).kthvalue(k + 1, dim=1).values  # +1: skip the point itself
+    f_radius = torch.cdist(fake, fake).kthvalue(k + 1, dim=1).values
+    d_rf = torch.cdist(real, fake)  # [R, F]
+    inside_real = d_rf < r_radius[:, None]
+    return {
+        "precision": float(inside_real.any(0).float().mean()),
+        "recall": float((d_rf < f_radius[None, :]).any(1).float().mean()),
+        "density": float(inside_real.sum(0).float().mean() / k),
+        "coverage": float((d_rf.min(1).values < r_radius).float().mean()),
+    }
+
+
+def sample_quality(real: Tensor, fake: Tensor) -> dict[str, float]:
+    """Every distance between two feature sets."""
+    return {"frechet": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake), **prdc(real, fake)}

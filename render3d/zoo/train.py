@@ -1,0 +1,136 @@
+"""Training loop for zoo models: random batches, progress bar, time budget, checkpoint and resume.
+
+A run folder holds ``model.pt`` (model, optimisers, step, RNG state, data name: one file),
+``config.json`` and ``history.json`` (loss per logged step). Resuming continues the same
+random streams, so an interrupted run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm import tqdm
+
+from render3d.errors import Render3DError
+from render3d.train import write_json
+from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, _help, get_model_class, read_checkpoint
+from render3d.zoo.data import ImageData, load_images
+
+
+@dataclass
+class ZooTrainConfig:
+    """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``)."""
+
+    data: str = _help("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
+    size: Optional[int] = _help("image size (multiple of 4); 28 for fashion-mnist / faces, 32 otherwise", default=None)
+    steps: int = _help("training steps (batches)", default=2000)
+    budget: float = _help("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
+    batch_size: int = _help("images per batch", default=64)
+    out: Optional[str] = _help("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
+    seed: int = _help("random seed; the same seed gives the same run", default=0)
+    save_every: int = _help("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
+    log_every: int = _help("record the loss in history.json every N steps", default=10)
+    threads: int = _help("torch CPU threads (0: torch's default)", default=0)
+    progress: bool = _help("show a progress bar", default=True)
+
+
+class ZooTrainer:
+    """Trains one zoo model on one image source."""
+
+    def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
+                 data: Optional[ImageData] = None) -> None:
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.data = data if data is not None else load_images(config.data, config.size)
+        model_cls = get_model_class(model_name)
+        torch.manual_seed(config.seed)
+        self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
+        self.model.optimizers = self.model.configure_optimizers()
+        self.run_dir = Path(config.out) if config.out else Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.sampler = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self._torch_rng = torch.get_rng_state()
+
+    # ----- checkpoints --------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / ZOO_CHECKPOINT_NAME
+
+    def save(self) -> Path:
+        self.model.info = {
+            "data": self.config.data, "data_name": self.data.name, "data_note": self.data.note,
+            "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.config.batch_size,
+            "train_config": asdict(self.config),
+            "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
+        }
+        return self.model.save(self.checkpoint_path())
+
+    @classmethod
+    def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
+        """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...)."""
+        ckpt = read_checkpoint(path)
+        info = ckpt.get("info", {})
+        if "trainer" not in info:
+            raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
+        file = Path(path) / ZOO_CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
+        config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
+        model_cls = get_model_class(ckpt["model"])
+        trainer = cls(ckpt["model"], config, model_cls.config_type(**ckpt["model_config"]), data)
+        trainer.model = ZooModel.from_checkpoint(ckpt)
+        if not trainer.model.optimizers:
+            trainer.model.optimizers = trainer.model.configure_optimizers()
+        trainer.step = int(info["steps"])
+        trainer.train_seconds = float(info["train_seconds"])
+        trainer.sampler.set_state(info["trainer"]["sampler"])
+        trainer._torch_rng = info["trainer"]["torch_rng"]
+        trainer.history = list(info["trainer"]["history"])
+        return trainer
+
+    # ----- training -----------------------------------------------------------------------
+    def train_one_step(self) -> dict[str, float]:
+        index = torch.randint(0, len(self.data.train), (self.config.batch_size,), generator=self.sampler)
+        x, y = self.data.batch(index, self.sampler)
+        torch.set_rng_state(self._torch_rng)  # the run owns its random stream (noise, dropout, ...)
+        stats = self.model.fit(x, y)
+        self._torch_rng = torch.get_rng_state()
+        if not math.isfinite(stats["loss"]):
+            raise Render3DError(f"training diverged at step {self.step} (loss {stats['loss']}); resume from "
+                                f"{self.checkpoint_path()} with a lower learning rate")
+        self.step += 1
+        return stats
+
+    def run(self) -> dict[str, Any]:
+        """Train until ``steps`` (or the time budget); returns the final stats."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json({"model": self.model.name, "train": asdict(cfg), self.model.name: asdict(self.model.config),
+                    "data": self.data.summary()}, self.run_dir / "config.json")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc=f"zoo {self.model.name}", unit="step", dynamic_ncols=True)
+        stats: dict[str, float] = {}
+        try:
+            while self.step < cfg.steps and not (cfg.budget and self.train_seconds >= cfg.budget):
+                started = time.perf_counter()
+                stats = self.train_one_step()
+                self.train_seconds += time.perf_counter() - started
+                if cfg.log_every and self.step % cfg.log_every == 0:
+                    self.history.append({"step": self.step, "seconds": round(self.train_seconds, 3), **stats})
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    self.save()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(stats.items())[:3]})
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            raise
+        bar.close()
+        self.save()
+        write_json(self.history, self.run_dir / "history.json")
+        return {"model": self.model.name, "data": self.data.name, "steps": self.step,
+                "train_seconds": round(self.train_seconds, 2), **stats, **self.model.stats()}

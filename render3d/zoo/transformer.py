@@ -1,0 +1,77 @@
+"""A small causal transformer over token sequences (the VQ-VAE's prior), with grouped-query attention."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class GQAttention(nn.Module):
+    """Causal self-attention where ``kv_heads`` key/value heads are shared by ``heads`` query heads."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int) -> None:
+        super().__init__()
+        if dim % heads or heads % kv_heads:
+            raise ValueError(f"dim {dim} must divide into {heads} heads, and heads into {kv_heads} key/value groups")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * kv_heads * self.head_dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x).view(b, t, 2, self.kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv_heads != self.heads)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class _Layer(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_heads: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = GQAttention(dim, heads, kv_heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TokenTransformer(nn.Module):
+    """p(t_1..t_L) = prod_i p(t_i | t_<i) over ``vocab`` tokens, for sequences of length ``length``."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2) -> None:
+        super().__init__()
+        self.vocab, self.length = vocab, length
+        self.embed = nn.Embedding(vocab + 1, dim)  # the last id is the start token
+        self.pos = nn.Parameter(torch.zeros(length, dim))
+        self.layers = nn.Sequential(*[_Layer(dim, heads, kv_heads) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        """``tokens [B, L']`` (L' <= length) -> logits ``[B, L', vocab]`` for each next token."""
+        start = torch.full_like(tokens[:, :1], self.vocab)
+        inp = torch.cat([start, tokens[:, :-1]], dim=1)
+        h = self.embed(inp) + self.pos[: inp.shape[1]]
+        return self.head(self.norm(self.layers(h)))
+
+    def nll(self, tokens: Tensor) -> Tensor:
+        """Negative log-likelihood per sequence, in nats."""
+        logits = self.logits(tokens)
+        return F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, temperature: float = 1.0) -> Tensor:
+        device = self.pos.device
+        tokens = torch.zeros(n, 0, dtype=torch.long, device=device)
+        for i in range(self.length):
+            padded = torch.cat([tokens, torch.zeros(n, 1, dtype=torch.long, device=device)], dim=1)
+            probs = F.softmax(self.logits(padded)[:, i] / temperature, dim=-1).cpu()
+            nxt = torch.multinomial(probs, 1, generator=generator).to(device)
+            tokens = torch.cat([tokens, nxt], dim=1)
+        return tokens

@@ -1,0 +1,174 @@
+"""Scene context drawn by the browser itself: training cameras (click one to fly there),
+sparse points, the crop box, and for splat scenes viser's own browser-side splat renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+import torch
+import viser
+
+from render3d.cameras import qvec_to_rotmat
+from render3d.viewer.camera import CameraPose, pose_of
+from render3d.viewer.crop import CropBox
+
+if TYPE_CHECKING:
+    from render3d.viewer.server import Viewer
+
+MAX_FRUSTUMS = 300
+
+
+def thumbnail(image: np.ndarray, side: int = 96) -> np.ndarray:
+    """A uint8 copy of ``image [H, W, 3]`` whose longer side is at most ``side`` pixels."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    pil.thumbnail((side, side))
+    return np.asarray(pil)
+
+
+def fly_to(client: viser.ClientHandle, pose: CameraPose) -> None:
+    """Move one browser's camera to ``pose``."""
+    with client.atomic():
+        client.camera.position = pose.position
+        client.camera.wxyz = pose.wxyz
+        client.camera.fov = pose.fov
+
+
+def splat_arrays(model: Any) -> dict[str, np.ndarray]:
+    """What ``scene.add_gaussian_splats`` takes, from a ``GaussianSplats``: centres, 3x3 covariances,
+    RGB (the SH DC colour) and opacities."""
+    from render3d.splat.sh import sh_to_rgb
+
+    with torch.no_grad():
+        p = model.params
+        R = qvec_to_rotmat(p["quats"].float())
+        S = torch.exp(p["scales"].float())
+        M = R * S[:, None, :]
+        cov = M @ M.transpose(1, 2)
+        return {
+            "centers": p["means"].float().cpu().numpy(),
+            "covariances": cov.cpu().numpy(),
+            "rgbs": sh_to_rgb(p["sh0"][:, 0].float()).clamp(0, 1).cpu().numpy(),
+            "opacities": torch.sigmoid(p["opacities"].float()).reshape(-1, 1).cpu().numpy(),
+        }
+
+
+class SceneContext:
+    """Frustums, points, crop box and browser-side splats, with their controls."""
+
+    def __init__(self, viewer: "Viewer") -> None:
+        self.viewer = viewer
+        self.content = viewer.content
+        gui, scene = viewer.server.gui, viewer.server.scene
+        lo, hi = self.content.bounds[0].tolist(), self.content.bounds[1].tolist()
+        self.extent = float(np.linalg.norm(np.subtract(hi, lo))) or 1.0
+        self.frustums = self._add_frustums()
+        self.points = self._add_points()
+        self._splats: Optional[Any] = None
+        with gui.add_folder("Scene"):
+            self.show_cameras = gui.add_checkbox("Training cameras", True, visible=bool(self.frustums))
+            self.show_points = gui.add_checkbox("Sparse points", True, visible=self.points is not None)
+            self.crop_on = gui.add_checkbox("Crop box", False, hint="render and export only what is inside the box")
+            step = round(self.extent / 100, 4) or 0.01
+            self.crop_min = gui.add_vector3("Crop min", tuple(lo), step=step, visible=False)  # type: ignore[arg-type]
+            self.crop_max = gui.add_vector3("Crop max", tuple(hi), step=step, visible=False)  # type: ignore[arg-type]
+            splats = hasattr(self.content.model, "params") and hasattr(self.content.model, "max_sh_degree")
+            self.export_ply = gui.add_button("Export cropped PLY", visible=False) if splats else None
+            self.browser_splats = gui.add_checkbox("Browser splat renderer", False, visible=splats,
+                                                   hint="hand the Gaussians to viser's renderer in the browser (DC colour only)")
+            self.status = gui.add_markdown("")
+        self.crop_box = scene.add_box("/crop_box", color=(255, 140, 0), dimensions=(1.0, 1.0, 1.0), wireframe=True, visible=False)
+        self.show_cameras.on_update(lambda _e: self._set_visible(self.frustums, self.show_cameras.value))
+        self.show_points.on_update(lambda _e: self.points is not None and setattr(self.points, "visible", self.show_points.value))
+        for handle in (self.crop_on, self.crop_min, self.crop_max):
+            handle.on_update(lambda _e: self.apply_crop())
+        self.browser_splats.on_update(lambda _e: self.toggle_browser_splats())
+        if self.export_ply is not None:
+            self.export_ply.on_click(lambda _e: self.export_cropped_ply())
+
+    # ----- training cameras and points ------------------------------------------------------
+    def _add_frustums(self) -> list[Any]:
+        cams, images = self.content.train_cameras, self.content.train_images
+        if cams is None or len(cams) == 0:
+            return []
+        picks = np.linspace(0, len(cams) - 1, min(len(cams), MAX_FRUSTUMS)).round().astype(int)
+        scale = 0.05 * self.extent
+        handles = []
+        for i in np.unique(picks):
+            pose = pose_of(cams, int(i))
+            image = thumbnail(images[i].numpy()) if images is not None else None
+            handle = self.viewer.server.scene.add_camera_frustum(
+                f"/cameras/{i:04d}", fov=pose.fov, aspect=pose.aspect, scale=scale, thickness=1.5, thickness_units="screen",
+                image=image, format="jpeg", jpeg_quality=70, wxyz=pose.wxyz, position=pose.position,
+            )
+            handle.on_click(lambda event, pose=pose: fly_to(event.client, pose))
+            handles.append(handle)
+        return handles
+
+    def _add_points(self) -> Optional[Any]:
+        pts, colors = self.content.points, self.content.point_colors
+        if pts is None or len(pts) == 0:
+            return None
+        colors_np = colors.numpy().astype(np.uint8) if colors is not None else np.full((len(pts), 3), 128, np.uint8)
+        return self.viewer.server.scene.add_point_cloud(
+            "/points", points=pts.float().numpy(), colors=colors_np, point_size=0.004 * self.extent
+        )
+
+    @staticmethod
+    def _set_visible(handles: list[Any], visible: bool) -> None:
+        for h in handles:
+            h.visible = visible
+
+    # ----- crop box -------------------------------------------------------------------------
+    def current_crop(self) -> Optional[CropBox]:
+        """The crop box when it is switched on and not empty."""
+        if not self.crop_on.value:
+            return None
+        lo = tuple(float(v) for v in self.crop_min.value)
+        hi = tuple(float(v) for v in self.crop_max.value)
+        return CropBox(lo, hi)  # type: ignore[arg-type]
+
+    def apply_crop(self) -> None:
+        box = self.current_crop()
+        on = box is not None
+        self.crop_min.visible = self.crop_max.visible = self.crop_box.visible = on
+        if self.export_ply is not None:
+            self.export_ply.visible = on
+        if box is not None:
+            self.crop_box.dimensions = box.size
+            self.crop_box.position = box.center
+        self.viewer.update_settings(crop=box)
+
+    def export_cropped_ply(self) -> Path:
+        """Write the Gaussians inside the crop box as a reference 3DGS PLY in the run folder."""
+        from render3d.splat.ply import save_ply
+        from render3d.viewer.crop import cropped
+
+        box = self.current_crop()
+        with self.viewer.share.rendering():
+            model = cropped(self.content.model, box)
+        out = self.content.run_dir / "exports" / "cropped.ply"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_ply(model, out)  # type: ignore[arg-type]
+        self.status.content = f"wrote {out} ({model.num_gaussians} Gaussians)"  # type: ignore[attr-defined]
+        return out
+
+    # ----- browser-side splats --------------------------------------------------------------
+    def toggle_browser_splats(self) -> None:
+        """Show the Gaussians with viser's renderer (server frames off), or go back to server frames."""
+        on = bool(self.browser_splats.value)
+        if self._splats is not None:
+            self._splats.remove()
+            self._splats = None
+        if on:
+            from render3d.viewer.crop import cropped
+
+            with self.viewer.share.rendering():
+                arrays = splat_arrays(cropped(self.content.model, self.current_crop()))
+            self._splats = self.viewer.server.scene.add_gaussian_splats("/splats", **arrays)
+            for client in self.viewer.server.get_clients().values():
+                client.scene.set_background_image(None)
+        self.viewer.update_settings(enabled=not on)

@@ -1,0 +1,192 @@
+"""The viewer: a viser server, one render thread per browser, and the panels.
+
+    viewer = Viewer(from_trainer(trainer))      # or Viewer(load_content("runs/x"))
+    print(viewer.url)
+    trainer.run()                                # the browser shows the scene as it trains
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Optional
+
+import numpy as np
+import viser
+import viser.transforms as vtf
+
+from render3d.errors import Render3DError
+from render3d.viewer.camera import CameraPose, pose_of, world_up
+from render3d.viewer.device_share import DeviceShare
+from render3d.viewer.frames import Frame, available_modes
+from render3d.viewer.net import choose_port
+from render3d.viewer.render_loop import ClientRenderer, SceneRenderer, ViewSettings
+from render3d.viewer.source import ViewerContent
+
+IDLE_SHARE = 0.05  # while training and nobody moves the camera, refreshes use at most this share of the time
+MIN_REFRESH_SECONDS = 0.5
+
+
+class ViserSink:
+    """Frames for one browser, through its viser client handle."""
+
+    def __init__(self, client: viser.ClientHandle) -> None:
+        self.client = client
+
+    def pose(self) -> Optional[CameraPose]:
+        return CameraPose.from_handle(self.client.camera)
+
+    def send(self, frame: Frame, jpeg_quality: int) -> None:
+        self.client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=jpeg_quality)
+
+
+class Viewer:
+    """Serves ``content`` to browsers; with a trainer in it, shows training live and controls it.
+
+    Args:
+        content: what to show (see :mod:`render3d.viewer.source`).
+        host, port: where to listen; a taken port is replaced by a free one (``port_changed``).
+        settings: initial picture settings.
+        verbose: print the URL.
+    """
+
+    def __init__(
+        self,
+        content: ViewerContent,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        settings: Optional[ViewSettings] = None,
+        verbose: bool = True,
+    ) -> None:
+        self.content = content
+        self.port, self.port_changed = choose_port(host, port)
+        self.host = host
+        self.server = viser.ViserServer(host=host, port=self.port, label=f"render3d: {content.name}", verbose=False)
+        self.port = self.server.get_port()
+        self.share = DeviceShare(content.lock)
+        self.renderer = SceneRenderer(content, self.share)
+        self.modes = available_modes(content.model)
+        self._settings = settings or ViewSettings()
+        self._settings_lock = threading.Lock()
+        self.clients: dict[int, ClientRenderer] = {}
+        self._clients_lock = threading.Lock()
+        self._last_refresh = 0.0
+        self._set_initial_camera()
+        self._build_panels()
+        self.server.on_client_connect(self._on_connect)
+        self.server.on_client_disconnect(self._on_disconnect)
+        if content.trainer is not None:
+            content.trainer.add_listener(self._on_train_event)
+        if verbose:
+            note = f" (port {port} was taken)" if self.port_changed else ""
+            print(f"viewer: open {self.url} in a browser{note}", flush=True)
+
+    # ----- setup ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def _set_initial_camera(self) -> None:
+        cams = self.content.train_cameras
+        initial = self.server.initial_camera
+        if cams is not None and len(cams) > 0:
+            up = world_up(cams)
+            self.server.scene.set_up_direction(tuple(up))  # type: ignore[arg-type]
+            pose = pose_of(cams, 0)
+            center = self.content.bounds.mean(0).double().numpy()
+            # behind camera 0 and 20 degrees around the up axis, so its frustum does not block the view
+            offset = vtf.SO3.exp(up * np.radians(20.0)) @ (1.25 * (np.asarray(pose.position) - center))
+            initial.position = tuple(center + offset)
+            initial.look_at = tuple(center)
+            initial.up = tuple(up)
+            initial.fov = pose.fov
+        else:
+            lo, hi = self.content.bounds[0].numpy(), self.content.bounds[1].numpy()
+            center, extent = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
+            initial.look_at = tuple(center)
+            initial.position = tuple(center + extent * np.array([0.0, -1.0, 0.6]))
+            initial.up = (0.0, 0.0, 1.0)
+
+    def _build_panels(self) -> None:
+        from render3d.viewer.panels import RenderPanel, TrainingPanel
+        from render3d.viewer.path_editor import PathEditor
+        from render3d.viewer.scene_context import SceneContext
+
+        self.training_panel = TrainingPanel(self) if self.content.trainer is not None else None
+        self.render_panel = RenderPanel(self)
+        self.scene_context = SceneContext(self)
+        self.path_editor = PathEditor(self)
+
+    # ----- settings ------------------------------------------------------------------------
+    @property
+    def settings(self) -> ViewSettings:
+        return self._settings
+
+    def update_settings(self, **changes: Any) -> None:
+        """Change the picture settings and redraw every browser at full resolution."""
+        with self._settings_lock:
+            self._settings = replace(self._settings, **changes)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw every browser (the model or the settings changed)."""
+        with self._clients_lock:
+            renderers = list(self.clients.values())
+        for r in renderers:
+            r.invalidate()
+
+    # ----- browsers ------------------------------------------------------------------------
+    def _on_connect(self, client: viser.ClientHandle) -> None:
+        renderer = ClientRenderer(ViserSink(client), self.renderer, lambda: self._settings)
+        with self._clients_lock:
+            self.clients[client.client_id] = renderer
+        client.camera.on_update(lambda _camera: renderer.camera_moved())
+        renderer.invalidate()  # the camera callback is not in place for the first camera message
+
+    def _on_disconnect(self, client: viser.ClientHandle) -> None:
+        with self._clients_lock:
+            renderer = self.clients.pop(client.client_id, None)
+        if renderer is not None:
+            renderer.close()
+
+    # ----- training ------------------------------------------------------------------------
+    def _on_train_event(self, event: Any) -> None:
+        """After each training step: give waiting renders their share, refresh now and then."""
+        self.share.yield_to_viewer(1.0 / max(event.steps_per_second, 1e-9))
+        if self.training_panel is not None:
+            self.training_panel.on_event(event)
+        now = time.monotonic()
+        period = max(MIN_REFRESH_SECONDS, self.renderer.full_render_seconds / IDLE_SHARE)
+        if now - self._last_refresh >= period or event.step >= event.total_steps:
+            self._last_refresh = now
+            self.refresh()
+
+    # ----- lifetime ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Close every browser's render thread and the server."""
+        with self._clients_lock:
+            renderers = list(self.clients.values())
+            self.clients.clear()
+        for r in renderers:
+            r.close()
+        self.server.stop()
+
+    def wait(self) -> None:
+        """Serve until Ctrl-C."""
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+
+def start_viewer(content: ViewerContent, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> Viewer:
+    """Start a :class:`Viewer`, turning viser start-up failures into one-line errors."""
+    try:
+        return Viewer(content, host, port, **kwargs)
+    except OSError as exc:
+        raise Render3DError(f"cannot start the viewer on {host}:{port} ({exc}): choose another --host / --port") from None
