@@ -172,7 +172,7 @@ def opencv_to_opengl(c2w: Tensor) -> Tensor:
 
 def qvec_to_rotmat(qvec: Tensor) -> Tensor:
     """Rotation matrices ``[..., 3, 3]`` from unit quaternions ``[..., 4]`` in (w, x, y, z) order."""
-    q = qvec / qvec.norm(dim=-1, keepdim=True)
+    q = qvec / qvec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     w, x, y, z = q.unbind(-1)
     return torch.stack(
         [

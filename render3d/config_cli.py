@@ -13,6 +13,11 @@ import typing
 from typing import Any, Optional
 
 
+def option(help: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text: ``steps: int = option("how many", default=3)``."""
+    return dataclasses.field(metadata={"help": help}, **kwargs)
+
+
 def _base_type(annotation: Any) -> type:
     """``Optional[int]`` -> int, ``'bool'`` -> bool, etc."""
     if isinstance(annotation, str):

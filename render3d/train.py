@@ -18,35 +18,33 @@ from render3d.backend import device_for, resolve_backend
 from render3d.errors import Render3DError
 from render3d.evaluate import evaluate_split
 from render3d.methods import get_method
+from render3d.config_cli import option
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class TrainConfig:
     """Options shared by every method (CLI: ``render3d train --NAME``)."""
 
-    data: Optional[str] = _help("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
-    method: str = _help("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF) or vanilla-nerf", default="splat")
-    backend: str = _help("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
-    steps: int = _help("training steps (one image per step)", default=1200)
-    out: Optional[str] = _help("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
-    resume: Optional[str] = _help("continue from a run folder or checkpoint file", default=None)
-    seed: int = _help("random seed; the same seed gives the same result", default=0)
-    eval_every: int = _help("evaluate on the test split every N steps (0: only at the end)", default=0)
-    save_every: int = _help("write the checkpoint every N steps (and always at the end and on Ctrl-C)", default=1000)
-    downscale: int = _help("load images downscaled by this factor (uses images_N folders when present)", default=1)
-    test_every: int = _help("hold out every N-th image as test, for formats without explicit splits", default=8)
-    data_format: Optional[str] = _help("force a dataset format (blender, nerfstudio, colmap, llff) instead of detecting it", default=None)
-    progress: bool = _help("show a progress bar", default=True)
-    viewer: bool = _help("watch training in the web viewer (prints its URL)", default=False)
-    host: str = _help("viewer address; 0.0.0.0 listens on every interface", default="127.0.0.1")
-    port: int = _help("viewer port; a free one is used when it is taken", default=8080)
+    data: Optional[str] = option("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
+    method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF) or vanilla-nerf", default="splat")
+    backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
+    steps: int = option("training steps (one image per step)", default=1200)
+    out: Optional[str] = option("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
+    resume: Optional[str] = option("continue from a run folder or checkpoint file", default=None)
+    seed: int = option("random seed; the same seed gives the same result", default=0)
+    eval_every: int = option("evaluate on the test split every N steps (0: only at the end)", default=0)
+    save_every: int = option("write the checkpoint every N steps (and always at the end and on Ctrl-C)", default=1000)
+    downscale: int = option("load images downscaled by this factor (uses images_N folders when present)", default=1)
+    test_every: int = option("hold out every N-th image as test, for formats without explicit splits", default=8)
+    data_format: Optional[str] = option("force a dataset format (blender, nerfstudio, colmap, llff) instead of detecting it", default=None)
+    progress: bool = option("show a progress bar", default=True)
+    viewer: bool = option("watch training in the web viewer (prints its URL)", default=False)
+    host: str = option("viewer address; 0.0.0.0 listens on every interface", default="127.0.0.1")
+    port: int = option("viewer port; a free one is used when it is taken", default=8080)
 
 
 @dataclass

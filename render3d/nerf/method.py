@@ -20,50 +20,48 @@ from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.render import NerfaccMarcher, RayBundleOutput, TorchMarcher, render_dense
 from render3d.nerf.sampler import OccupancyGrid, march_uniform, sample_pdf
 from render3d.protocol import RenderOutput
+from render3d.config_cli import option
 
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class NerfConfig:
     """Options of the hash-grid NeRF (CLI: ``--nerf.NAME``)."""
 
-    levels: int = _help("hash-grid levels", default=12)
-    features: int = _help("features per level", default=2)
-    log2_table_size: int = _help("log2 of each level's hash table size", default=16)
-    base_resolution: int = _help("coarsest grid resolution", default=16)
-    max_resolution: int = _help("finest grid resolution", default=512)
-    hidden: int = _help("width of the density and colour MLPs", default=64)
-    samples_per_ray: int = _help("marching steps across the scene (sets the step size)", default=128)
-    target_samples: int = _help("field samples per step; the ray batch adapts to keep this", default=1 << 15)
-    initial_rays: int = _help("rays in the first batch", default=1024)
-    grid_resolution: int = _help("occupancy grid resolution", default=64)
-    grid_every: int = _help("refresh the occupancy grid every N steps", default=16)
-    grid_warmup: int = _help("steps during which every grid cell is refreshed", default=256)
-    lr: float = _help("Adam learning rate (warm-up over min(100, steps/20); x0.33 at 50%, 75%, 90% of the run)", default=1e-2)
-    weight_decay: float = _help("weight decay of the MLPs", default=1e-6)
-    scene: str = _help("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
-    box_padding: float = _help("grow the data's bounds by this fraction on each side", default=0.05)
-    render_chunk: int = _help("rays per chunk when rendering images", default=8192)
+    levels: int = option("hash-grid levels", default=12)
+    features: int = option("features per level", default=2)
+    log2_table_size: int = option("log2 of each level's hash table size", default=16)
+    base_resolution: int = option("coarsest grid resolution", default=16)
+    max_resolution: int = option("finest grid resolution", default=512)
+    hidden: int = option("width of the density and colour MLPs", default=64)
+    samples_per_ray: int = option("marching steps across the scene (sets the step size)", default=128)
+    target_samples: int = option("field samples per step; the ray batch adapts to keep this", default=1 << 15)
+    initial_rays: int = option("rays in the first batch", default=1024)
+    grid_resolution: int = option("occupancy grid resolution", default=64)
+    grid_every: int = option("refresh the occupancy grid every N steps", default=16)
+    grid_warmup: int = option("steps during which every grid cell is refreshed", default=256)
+    lr: float = option("Adam learning rate (warm-up over min(100, steps/20); x0.33 at 50%, 75%, 90% of the run)", default=1e-2)
+    weight_decay: float = option("weight decay of the MLPs", default=1e-6)
+    scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
+    box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
+    render_chunk: int = option("rays per chunk when rendering images", default=8192)
 
 
 @dataclass
 class VanillaNerfConfig:
     """Options of the original NeRF (CLI: ``--vanilla-nerf.NAME``); smaller than the paper's by default for CPUs."""
 
-    pos_frequencies: int = _help("positional-encoding frequencies of points", default=10)
-    dir_frequencies: int = _help("positional-encoding frequencies of directions", default=4)
-    hidden: int = _help("MLP width (the paper: 256)", default=128)
-    layers: int = _help("MLP depth (the paper: 8)", default=6)
-    coarse_samples: int = _help("stratified samples per ray", default=64)
-    fine_samples: int = _help("importance samples per ray", default=64)
-    rays_per_step: int = _help("rays per step", default=1024)
-    lr: float = _help("Adam learning rate (decays x0.1 over the run)", default=5e-4)
-    scene: str = _help("scene domain: auto, box or contract", default="auto")
-    box_padding: float = _help("grow the data's bounds by this fraction on each side", default=0.05)
-    render_chunk: int = _help("rays per chunk when rendering images", default=4096)
+    pos_frequencies: int = option("positional-encoding frequencies of points", default=10)
+    dir_frequencies: int = option("positional-encoding frequencies of directions", default=4)
+    hidden: int = option("MLP width (the paper: 256)", default=128)
+    layers: int = option("MLP depth (the paper: 8)", default=6)
+    coarse_samples: int = option("stratified samples per ray", default=64)
+    fine_samples: int = option("importance samples per ray", default=64)
+    rays_per_step: int = option("rays per step", default=1024)
+    lr: float = option("Adam learning rate (decays x0.1 over the run)", default=5e-4)
+    scene: str = option("scene domain: auto, box or contract", default="auto")
+    box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
+    render_chunk: int = option("rays per chunk when rendering images", default=4096)
 
 
 def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:

@@ -14,41 +14,39 @@ from render3d.metrics import ssim
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
+from render3d.config_cli import option
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
 
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class SplatConfig:
     """Options of the Gaussian Splatting method (CLI: ``--splat.NAME``)."""
 
-    sh_degree: int = _help("highest spherical-harmonics degree (0-3)", default=3)
-    sh_degree_interval: int = _help("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
-    init_points: int = _help("random Gaussians to start from when the data has no sparse points", default=10_000)
-    init_opacity: float = _help("initial opacity of every Gaussian", default=0.1)
-    init_scale: float = _help("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
-    strategy: str = _help("densification strategy: default (clone/split/prune) or mcmc", default="default")
-    cap_max: int = _help("most Gaussians the mcmc strategy may use", default=100_000)
-    refine_start: int = _help("first densification step of a 30k-step run (scaled to --steps)", default=500)
-    refine_stop: int = _help("last densification step of a 30k-step run (scaled)", default=15_000)
-    refine_every: int = _help("densify every N steps (not scaled: the gradient statistics need this many steps)", default=100)
-    reset_every: int = _help("reset opacities every N steps of a 30k-step run (scaled; default strategy)", default=3000)
-    grow_grad2d: float = _help("screen-space gradient above which a Gaussian is cloned or split", default=0.0002)
-    lr_means: float = _help("learning rate of positions, times the scene scale; decays 100x over the run", default=1.6e-4)
-    lr_scales: float = _help("learning rate of log-scales", default=5e-3)
-    lr_quats: float = _help("learning rate of rotations", default=1e-3)
-    lr_opacities: float = _help("learning rate of opacity logits", default=5e-2)
-    lr_sh0: float = _help("learning rate of the SH DC colour", default=2.5e-3)
-    lr_shN: float = _help("learning rate of the higher SH bands", default=2.5e-3 / 20)
-    ssim_weight: float = _help("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
-    opacity_reg: float = _help("L1 penalty on opacities (mcmc uses 0.01)", default=0.0)
-    scale_reg: float = _help("L1 penalty on scales (mcmc uses 0.01)", default=0.0)
-    packed: bool = _help("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
-    near_plane: float = _help("Gaussians closer than this to the camera are not drawn", default=0.01)
+    sh_degree: int = option("highest spherical-harmonics degree (0-3)", default=3)
+    sh_degree_interval: int = option("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
+    init_points: int = option("random Gaussians to start from when the data has no sparse points", default=10_000)
+    init_opacity: float = option("initial opacity of every Gaussian", default=0.1)
+    init_scale: float = option("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
+    strategy: str = option("densification strategy: default (clone/split/prune) or mcmc", default="default")
+    cap_max: int = option("most Gaussians the mcmc strategy may use", default=100_000)
+    refine_start: int = option("first densification step of a 30k-step run (scaled to --steps)", default=500)
+    refine_stop: int = option("last densification step of a 30k-step run (scaled)", default=15_000)
+    refine_every: int = option("densify every N steps (not scaled: the gradient statistics need this many steps)", default=100)
+    reset_every: int = option("reset opacities every N steps of a 30k-step run (scaled; default strategy)", default=3000)
+    grow_grad2d: float = option("screen-space gradient above which a Gaussian is cloned or split", default=0.0002)
+    lr_means: float = option("learning rate of positions, times the scene scale; decays 100x over the run", default=1.6e-4)
+    lr_scales: float = option("learning rate of log-scales", default=5e-3)
+    lr_quats: float = option("learning rate of rotations", default=1e-3)
+    lr_opacities: float = option("learning rate of opacity logits", default=5e-2)
+    lr_sh0: float = option("learning rate of the SH DC colour", default=2.5e-3)
+    lr_shN: float = option("learning rate of the higher SH bands", default=2.5e-3 / 20)
+    ssim_weight: float = option("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
+    opacity_reg: float = option("L1 penalty on opacities (mcmc uses 0.01)", default=0.0)
+    scale_reg: float = option("L1 penalty on scales (mcmc uses 0.01)", default=0.0)
+    packed: bool = option("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
+    near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
 
 
 def scaled(value: int, total_steps: int) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from render3d.cameras import qvec_to_rotmat
+
 
 @dataclass
 class Projection:
@@ -31,23 +33,9 @@ class Projection:
     radii: Tensor
 
 
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices ``[..., 3, 3]`` from (w, x, y, z) quaternions (normalised here)."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*q.shape[:-1], 3, 3)
-
-
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
     """World-space covariances ``R S Sᵀ Rᵀ`` ``[N, 3, 3]`` from quaternions and (linear) scales."""
-    M = quat_to_rotmat(quats) * scales[..., None, :]
+    M = qvec_to_rotmat(quats) * scales[..., None, :]
     return M @ M.transpose(-1, -2)
 
 

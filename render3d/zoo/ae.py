@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, register, to_signed, to_unit
+from render3d.config_cli import option
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 
@@ -17,8 +18,8 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class AEConfig(ModelConfig):
     """Autoencoder options."""
 
-    latent: int = _help("latent dimensions", default=16)
-    code_momentum: float = _help("momentum of the running mean / std of training codes (used by sample)", default=0.99)
+    latent: int = option("latent dimensions", default=16)
+    code_momentum: float = option("momentum of the running mean / std of training codes (used by sample)", default=0.99)
 
 
 @register

@@ -17,22 +17,20 @@ import torch
 from torch import Tensor, nn
 
 from render3d.errors import Render3DError
+from render3d.config_cli import option
 
 ZOO_CHECKPOINT_VERSION = 1
 LN2 = math.log(2.0)
 
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class ModelConfig:
     """Options every zoo model has (CLI: ``render3d zoo train MODEL --MODEL.NAME``)."""
 
-    lr: float = _help("Adam learning rate", default=2e-4)
-    hidden: int = _help("width of the first convolution (deeper layers double it)", default=32)
-    grad_clip: float = _help("clip the gradient norm to this value (0: off)", default=1.0)
+    lr: float = option("Adam learning rate", default=2e-4)
+    hidden: int = option("width of the first convolution (deeper layers double it)", default=32)
+    grad_clip: float = option("clip the gradient norm to this value (0: off)", default=1.0)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from render3d.config_cli import option
 from render3d.zoo.base import (
-    ImageSpec, ModelConfig, ZooModel, _help, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
+    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
 )
 from render3d.zoo.nets import sinusoidal_embedding
 
@@ -20,12 +21,12 @@ from render3d.zoo.nets import sinusoidal_embedding
 class DiffusionConfig(ModelConfig):
     """Diffusion options."""
 
-    timesteps: int = _help("diffusion steps T of the linear beta schedule (1e-4 .. 0.02, scaled for T != 1000)", default=1000)
-    sampler: str = _help("default sampler: ddim (deterministic, eta 0) or ddpm (ancestral, eta 1)", default="ddim")
-    sample_steps: int = _help("default number of sampling steps (respaced; T for the original DDPM sampler)", default=50)
-    guidance: float = _help("classifier-free guidance scale when the data has labels (1: plain conditional)", default=2.0)
-    label_dropout: float = _help("probability of training without the label (for classifier-free guidance)", default=0.1)
-    elbo_samples: int = _help("time steps drawn per image for the Monte Carlo ELBO (bits/dim)", default=4)
+    timesteps: int = option("diffusion steps T of the linear beta schedule (1e-4 .. 0.02, scaled for T != 1000)", default=1000)
+    sampler: str = option("default sampler: ddim (deterministic, eta 0) or ddpm (ancestral, eta 1)", default="ddim")
+    sample_steps: int = option("default number of sampling steps (respaced; T for the original DDPM sampler)", default=50)
+    guidance: float = option("classifier-free guidance scale when the data has labels (1: plain conditional)", default=2.0)
+    label_dropout: float = option("probability of training without the label (for classifier-free guidance)", default=0.1)
+    elbo_samples: int = option("time steps drawn per image for the Monte Carlo ELBO (bits/dim)", default=4)
 
 
 class _ResBlock(nn.Module):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, register, to_signed, to_unit
+from render3d.config_cli import option
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 
@@ -19,9 +20,9 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class GANConfig(ModelConfig):
     """GAN options."""
 
-    latent: int = _help("dimensions of the generator's noise", default=64)
-    ema: float = _help("decay of the generator's weight average used for sampling (0: off)", default=0.999)
-    d_steps: int = _help("discriminator updates per generator update", default=1)
+    latent: int = option("dimensions of the generator's noise", default=64)
+    ema: float = option("decay of the generator's weight average used for sampling (0: off)", default=0.999)
+    d_steps: int = option("discriminator updates per generator update", default=1)
 
 
 class Discriminator(nn.Module):

@@ -9,17 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, nats_to_bits_per_dim, register
+from render3d.config_cli import option
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, nats_to_bits_per_dim, register
 
 
 @dataclass
 class PixelCNNConfig(ModelConfig):
     """PixelCNN options."""
 
-    lr: float = _help("Adam learning rate", default=1e-3)
-    hidden: int = _help("channels of the masked convolutions", default=32)
-    blocks: int = _help("residual blocks of masked 3x3 convolutions", default=4)
-    levels: int = _help("intensity levels per sub-pixel (256: 8-bit images; 2: binary)", default=256)
+    lr: float = option("Adam learning rate", default=1e-3)
+    hidden: int = option("channels of the masked convolutions", default=32)
+    blocks: int = option("residual blocks of masked 3x3 convolutions", default=4)
+    levels: int = option("intensity levels per sub-pixel (256: 8-bit images; 2: binary)", default=256)
 
 
 def _group(index: Tensor, count: int, channels: int) -> Tensor:

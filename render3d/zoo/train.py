@@ -16,9 +16,10 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.train import write_json
-from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, _help, get_model_class, read_checkpoint
+from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import ImageData, load_images
 
 
@@ -26,17 +27,17 @@ from render3d.zoo.data import ImageData, load_images
 class ZooTrainConfig:
     """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``)."""
 
-    data: str = _help("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
-    size: Optional[int] = _help("image size (multiple of 4); 28 for fashion-mnist / faces, 32 otherwise", default=None)
-    steps: int = _help("training steps (batches)", default=2000)
-    budget: float = _help("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
-    batch_size: int = _help("images per batch", default=64)
-    out: Optional[str] = _help("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
-    seed: int = _help("random seed; the same seed gives the same run", default=0)
-    save_every: int = _help("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
-    log_every: int = _help("record the loss in history.json every N steps", default=10)
-    threads: int = _help("torch CPU threads (0: torch's default)", default=0)
-    progress: bool = _help("show a progress bar", default=True)
+    data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
+    size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist / faces, 32 otherwise", default=None)
+    steps: int = option("training steps (batches)", default=2000)
+    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
+    batch_size: int = option("images per batch", default=64)
+    out: Optional[str] = option("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
+    seed: int = option("random seed; the same seed gives the same run", default=0)
+    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
+    log_every: int = option("record the loss in history.json every N steps", default=10)
+    threads: int = option("torch CPU threads (0: torch's default)", default=0)
+    progress: bool = option("show a progress bar", default=True)
 
 
 class ZooTrainer:

@@ -8,8 +8,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from render3d.config_cli import option
 from render3d.zoo.base import (
-    ImageSpec, ModelConfig, ZooModel, _help, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
+    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
 )
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
@@ -18,9 +19,9 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class VAEConfig(ModelConfig):
     """VAE options."""
 
-    latent: int = _help("latent dimensions", default=16)
-    beta: float = _help("weight of the KL term during training (1: the ELBO; reported bits/dim always use 1)", default=1.0)
-    min_log_std: float = _help("lower bound of the decoder's per-pixel log standard deviation", default=-4.5)
+    latent: int = option("latent dimensions", default=16)
+    beta: float = option("weight of the KL term during training (1: the ELBO; reported bits/dim always use 1)", default=1.0)
+    min_log_std: float = option("lower bound of the decoder's per-pixel log standard deviation", default=-4.5)
 
 
 @register

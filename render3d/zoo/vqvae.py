@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, _help, register, to_signed, to_unit
+from render3d.config_cli import option
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
 from render3d.zoo.nets import ConvDecoder, ConvEncoder
 from render3d.zoo.transformer import TokenTransformer
 
@@ -18,14 +19,14 @@ from render3d.zoo.transformer import TokenTransformer
 class VQVAEConfig(ModelConfig):
     """VQ-VAE options."""
 
-    codes: int = _help("codebook size", default=128)
-    code_dim: int = _help("dimensions of each code vector", default=32)
-    commitment: float = _help("weight of the commitment loss", default=0.25)
-    decay: float = _help("EMA decay of the codebook", default=0.99)
-    dead_threshold: float = _help("restart a code whose EMA usage count falls below this", default=0.05)
-    prior_dim: int = _help("width of the transformer prior over codes", default=64)
-    prior_layers: int = _help("layers of the transformer prior", default=2)
-    prior_heads: int = _help("query heads of the prior (key/value heads: half as many, grouped-query attention)", default=4)
+    codes: int = option("codebook size", default=128)
+    code_dim: int = option("dimensions of each code vector", default=32)
+    commitment: float = option("weight of the commitment loss", default=0.25)
+    decay: float = option("EMA decay of the codebook", default=0.99)
+    dead_threshold: float = option("restart a code whose EMA usage count falls below this", default=0.05)
+    prior_dim: int = option("width of the transformer prior over codes", default=64)
+    prior_layers: int = option("layers of the transformer prior", default=2)
+    prior_heads: int = option("query heads of the prior (key/value heads: half as many, grouped-query attention)", default=4)
 
 
 class EMACodebook(nn.Module):
