@@ -6,6 +6,8 @@
   cells during warm-up, then a quarter of the cells plus the occupied ones).
 - :func:`march_uniform`: the pure-PyTorch ray marcher: evenly spaced samples (in distance
   for bounded scenes, in disparity for contracted ones), samples in empty cells dropped.
+- :func:`drop_occluded`: nerfacc's early ray termination: a gradient-free density pass,
+  and samples whose transmittance is already below ``eps`` are dropped.
   Dense ``[rays, samples]`` layout with a validity mask, which nerfacc renders on any device.
 - :func:`sample_pdf`: inverse-transform sampling for vanilla NeRF's coarse-to-fine pass.
 """
@@ -74,16 +76,11 @@ class OccupancyGrid(nn.Module):
         self.ema[cells] = torch.maximum(self.ema[cells] * decay, occ)
         self.binary = (self.ema > min(self.ema.mean().item(), threshold)).reshape(self.binary.shape)
 
-    def lookup(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """For world points: occupied (and inside the domain), and the cell's opacity estimate."""
-        unit, inside = self.box.to_unit(points)
-        idx = (unit * self.resolution).long().clamp(0, self.resolution - 1)
-        flat = (idx[..., 0] * self.resolution + idx[..., 1]) * self.resolution + idx[..., 2]
-        return self.binary.reshape(-1)[flat] & inside, self.ema[flat]
-
     def occupied(self, points: Tensor) -> Tensor:
         """True for world points in an occupied cell (and inside the field's domain)."""
-        return self.lookup(points)[0]
+        unit, inside = self.box.to_unit(points)
+        idx = (unit * self.resolution).long().clamp(0, self.resolution - 1)
+        return self.binary[idx[..., 0], idx[..., 1], idx[..., 2]] & inside
 
     @property
     def occupancy(self) -> float:
@@ -107,18 +104,12 @@ def march_uniform(
     grid: Optional[OccupancyGrid],
     stratified: bool,
     generator: Optional[torch.Generator] = None,
-    early_stop_eps: float = 0.0,
-    grid_step: float = 1.0,
 ) -> RaySamples:
     """``num_samples`` evenly spaced samples per ray between ``near`` and ``far``.
 
     Bounded boxes: spacing in distance, clipped to the ray's entry/exit of the box.
     Contracted scenes: spacing in disparity (``1/t``), so far regions get fewer samples.
-    Samples whose midpoint falls in an empty occupancy cell are marked invalid. With
-    ``early_stop_eps > 0``, samples behind surfaces are dropped too: the grid's per-cell
-    opacity estimate (opacity per ``grid_step`` of distance) gives each ray a transmittance
-    profile, and samples where it is below ``early_stop_eps`` are skipped, the CPU
-    counterpart of nerfacc's early ray termination.
+    Samples whose midpoint falls in an empty occupancy cell are marked invalid.
     """
     r = origins.shape[0]
     u = torch.linspace(0.0, 1.0, num_samples + 1, device=origins.device)
@@ -139,14 +130,7 @@ def march_uniform(
     valid = (end > start)[:, None] & (t_ends > t_starts)
     if grid is not None:
         mids = origins[:, None, :] + dirs[:, None, :] * (0.5 * (t_starts + t_ends))[..., None]
-        if early_stop_eps > 0 and isinstance(grid, OccupancyGrid):
-            occupied, opacity = grid.lookup(mids.reshape(-1, 3))
-            valid = valid & occupied.reshape(valid.shape)
-            optical = torch.where(valid, opacity.reshape(valid.shape) * (t_ends - t_starts) / grid_step, torch.zeros_like(t_starts))
-            transmittance = torch.exp(-(torch.cumsum(optical, dim=-1) - optical))
-            valid = valid & (transmittance > early_stop_eps)
-        else:
-            valid = valid & grid.occupied(mids.reshape(-1, 3)).reshape(valid.shape)
+        valid = valid & grid.occupied(mids.reshape(-1, 3)).reshape(valid.shape)
     return RaySamples(t_starts.contiguous(), t_ends.contiguous(), valid)
 
 
@@ -164,3 +148,17 @@ def sample_pdf(bins: Tensor, weights: Tensor, num_samples: int, stratified: bool
     bin_lo, bin_hi = bins.gather(-1, idx - 1), bins.gather(-1, idx)
     frac = ((u - cdf_lo) / (cdf_hi - cdf_lo).clamp_min(1e-8)).clamp(0, 1)
     return bin_lo + frac * (bin_hi - bin_lo)
+
+
+@torch.no_grad()
+def drop_occluded(density_fn: Callable[[Tensor], Tensor], origins: Tensor, dirs: Tensor, samples: RaySamples, eps: float) -> RaySamples:
+    """Mark samples behind opaque matter invalid (transmittance ``<= eps``), from a no-grad density pass."""
+    ray_ids, sample_ids = samples.valid.nonzero(as_tuple=True)
+    if ray_ids.numel() == 0:
+        return samples
+    mids = samples.midpoints[ray_ids, sample_ids]
+    sigma = torch.zeros_like(samples.t_starts)
+    sigma[ray_ids, sample_ids] = density_fn(origins[ray_ids] + dirs[ray_ids] * mids[:, None])
+    tau = sigma * (samples.t_ends - samples.t_starts)
+    transmittance = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))
+    return RaySamples(samples.t_starts, samples.t_ends, samples.valid & (transmittance > eps))
