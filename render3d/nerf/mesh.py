@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from render3d.nerf.method import NerfModel
+from render3d.nerf.render import render_dense
 
 
 @torch.no_grad()
@@ -27,7 +28,8 @@ def extract_mesh(model: NerfModel, resolution: int = 128, threshold: Optional[fl
     """A coloured ``trimesh.Trimesh`` of the surface where density crosses ``threshold``.
 
     ``threshold`` defaults to the density at which a marching step of the renderer reaches
-    50% opacity. Vertex colours are the field's colour seen from outside along the normal.
+    50% opacity. Vertex colours are volume-rendered along the inward normal from just
+    outside the surface (what a camera looking straight at it would see).
     """
     import trimesh
     from skimage.measure import marching_cubes
@@ -47,7 +49,15 @@ def extract_mesh(model: NerfModel, resolution: int = 128, threshold: Optional[fl
     v = torch.from_numpy(verts.copy()).float().to(device)
     n = torch.from_numpy(normals.copy()).float().to(device)
     n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    # skimage normals point towards decreasing density (outwards): look back along them
-    colors = torch.cat([model.field(vc + 0.01 * nc, -nc)[0] for vc, nc in zip(v.split(1 << 16), n.split(1 << 16))])
+    # skimage normals point towards decreasing density (outwards): volume-render a short ray
+    # from just outside back through the surface, so each vertex gets the colour a camera sees
+    reach = 3.0 * float(spacing.max())
+    t = torch.linspace(0.0, 2.0 * reach, 17, device=device)
+    colors = []
+    for vc, nc in zip(v.split(1 << 14), n.split(1 << 14)):
+        starts, ends = t[:-1].expand(len(vc), -1).contiguous(), t[1:].expand(len(vc), -1).contiguous()
+        out, _ = render_dense(model.field, vc + reach * nc, -nc, starts, ends, torch.ones_like(starts, dtype=torch.bool), None)
+        colors.append(out.rgb / out.alpha.clamp_min(1e-6))
+    colors = torch.cat(colors)
     rgba = np.concatenate([(colors.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8), np.full((len(verts), 1), 255, np.uint8)], axis=1)
     return trimesh.Trimesh(vertices=verts, faces=faces[:, ::-1], vertex_colors=rgba, process=False)
