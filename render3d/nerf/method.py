@@ -144,9 +144,10 @@ class NerfMethod:
 
     name = "nerf"
 
-    def __init__(self, config: Any, model: NerfModel, sampler: RaySampler, total_steps: int) -> None:
+    def __init__(self, config: Any, model: NerfModel, sampler: RaySampler, total_steps: int, model_spec: dict) -> None:
         self.config = config
         self.model = model
+        self.model_spec = model_spec  # what load_model needs to rebuild the model: box, contraction, near, far
         self.sampler = sampler
         self.total_steps = total_steps
         self.num_rays = getattr(config, "initial_rays", getattr(config, "rays_per_step", 1024))
@@ -170,9 +171,8 @@ class NerfMethod:
         near, far = scene.near_far
         far = far * 1.5 if box.contracted else far
         model = cls.build_model(config, box, near * 0.5, far, scene.background, backend).to(device)
-        method = cls(config, model, RaySampler(scene.train, device, seed), total_steps)
-        method.model_spec = {"box": box.aabb.cpu(), "contracted": box.contracted, "near": near * 0.5, "far": far}
-        return method
+        spec = {"box": box.aabb.cpu(), "contracted": box.contracted, "near": near * 0.5, "far": far}
+        return cls(config, model, RaySampler(scene.train, device, seed), total_steps, spec)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
