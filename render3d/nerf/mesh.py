@@ -38,8 +38,7 @@ def extract_mesh(model: NerfModel, resolution: int = 128, threshold: Optional[fl
 
     grid, box = density_grid(model, resolution, box)
     if threshold is None:
-        step = getattr(model.marcher, "step_size", None) or getattr(model.marcher, "render_step_size", 0.01)
-        threshold = float(np.log(2.0) / step)
+        threshold = float(np.log(2.0) / model.marcher.step_size)
     if not (grid.min() < threshold < grid.max()):
         raise Render3DError(f"the density never crosses {threshold:.3g} inside the box: train longer or pass a lower threshold")
     spacing = ((box[1] - box[0]) / (resolution - 1)).numpy()

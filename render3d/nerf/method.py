@@ -150,11 +150,15 @@ class NerfMethod:
         self.model_spec = model_spec  # what load_model needs to rebuild the model: box, contraction, near, far
         self.sampler = sampler
         self.total_steps = total_steps
-        self.num_rays = getattr(config, "initial_rays", getattr(config, "rays_per_step", 1024))
+        self.num_rays = self.initial_rays(config)
         self.last_samples = 0
         self.optimizer = self._make_optimizer()
 
     # ----- construction ----------------------------------------------------------------------
+    @staticmethod
+    def initial_rays(config: NerfConfig) -> int:
+        return config.initial_rays
+
     @staticmethod
     def build_model(config: NerfConfig, box: SceneBox, near: float, far: float, background: Tensor, backend: str) -> NerfModel:
         field_module = HashField(box, config.levels, config.features, config.log2_table_size, config.base_resolution,
@@ -193,8 +197,8 @@ class NerfMethod:
     def train_step(self, step: int, camera: Cameras, target_image: Tensor) -> dict[str, float]:
         """One step on a random batch of rays from all training images (``camera`` is unused)."""
         self.model.train()
-        if step % getattr(self.config, "grid_every", 1) == 0 and hasattr(self.model.marcher, "update"):
-            self.model.marcher.update(step, self.model.field, getattr(self.config, "grid_warmup", 0))
+        if step % self.config.grid_every == 0:
+            self.model.marcher.update(step, self.model.field, self.config.grid_warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate(step)
         origins, dirs, target = self.sampler.sample(self.num_rays)
@@ -207,7 +211,7 @@ class NerfMethod:
         return {"loss": float(loss.item()), "samples_per_ray": out.num_samples / max(len(origins), 1)}
 
     def _adapt_batch(self, num_samples: int) -> None:
-        target = getattr(self.config, "target_samples", 0)
+        target = self.config.target_samples
         if target and num_samples > 0:
             self.num_rays = int(min(max(self.num_rays * target / num_samples, 256), 1 << 16))
         self.last_samples = num_samples
@@ -240,6 +244,10 @@ class VanillaNerfMethod(NerfMethod):
     name = "vanilla-nerf"
 
     @staticmethod
+    def initial_rays(config: VanillaNerfConfig) -> int:
+        return config.rays_per_step
+
+    @staticmethod
     def build_model(config: VanillaNerfConfig, box: SceneBox, near: float, far: float, background: Tensor, backend: str) -> NerfModel:
         field_module = VanillaField(box, config.pos_frequencies, config.dir_frequencies, config.hidden, config.layers)
         return NerfModel(field_module, HierarchicalMarcher(near, far, config.coarse_samples, config.fine_samples), background, config.render_chunk)
@@ -268,6 +276,11 @@ class HierarchicalMarcher(nn.Module):
     def __init__(self, near: float, far: float, coarse: int, fine: int) -> None:
         super().__init__()
         self.near, self.far, self.coarse, self.fine = near, far, coarse, fine
+
+    @property
+    def step_size(self) -> float:
+        """Spacing of the coarse samples (sets the default mesh density threshold)."""
+        return (self.far - self.near) / self.coarse
 
     def render_both(self, field_module: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool):
         s = march_uniform(origins, dirs, self.near, self.far, self.coarse, _BoxOnly(field_module.box), stratified)

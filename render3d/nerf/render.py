@@ -86,11 +86,11 @@ class NerfaccMarcher(nn.Module):
 
         self.estimator = OccGridEstimator(roi_aabb=aabb.reshape(-1), resolution=resolution, levels=1)
         self.near, self.far = near, far
-        self.render_step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
 
     def update(self, step: int, field: nn.Module, warmup_steps: int, generator: Optional[torch.Generator] = None) -> None:
         self.estimator.update_every_n_steps(
-            step, occ_eval_fn=lambda x: field.density(x) * self.render_step_size, occ_thre=1e-2, n=1, warmup_steps=warmup_steps
+            step, occ_eval_fn=lambda x: field.density(x) * self.step_size, occ_thre=1e-2, n=1, warmup_steps=warmup_steps
         )
 
     def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
@@ -107,7 +107,7 @@ class NerfaccMarcher(nn.Module):
 
         ray_indices, t_starts, t_ends = self.estimator.sampling(
             origins, dirs, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
-            render_step_size=self.render_step_size, stratified=stratified,
+            render_step_size=self.step_size, stratified=stratified,
         )
         colors, opacities, depths, _ = nerfacc.rendering(
             t_starts, t_ends, ray_indices, n_rays=origins.shape[0], rgb_sigma_fn=rgb_sigma_fn, render_bkgd=background
