@@ -49,6 +49,11 @@ def test_hash_encoding_matches_naive_reference():
     x = torch.rand(40, 3)
     with torch.no_grad():
         torch.testing.assert_close(enc(x), naive_hash_encoding(enc, x), atol=1e-5, rtol=1e-5)
+    # the hand-written backward (bincount) against autograd through the naive reference
+    weights = torch.randn(40, enc.output_dim)
+    (grad,) = torch.autograd.grad((enc(x) * weights).sum(), enc.embeddings)
+    (expected,) = torch.autograd.grad((naive_hash_encoding(enc, x) * weights).sum(), enc.embeddings)
+    torch.testing.assert_close(grad, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_hash_encoding_gradients_reach_only_touched_rows():
@@ -119,6 +124,49 @@ def test_volume_rendering_of_a_known_sphere():
     torch.testing.assert_close(out.rgb[0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-3, rtol=0)
     torch.testing.assert_close(out.rgb[1], torch.ones(3))  # the white background
     assert out.distance[0].item() == pytest.approx(2.5, abs=0.05)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-4])
+def test_front_to_back_rendering_matches_the_training_path(eps):
+    """Inference marches in segments and stops rays early; training renders densely after a density pass."""
+    torch.manual_seed(0)
+    box = SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), contracted=False)
+    field = NerfModelFieldForTest(box)
+    marcher = TorchMarcher(OccupancyGrid(box, 16), 0.1, 6.0, 96, early_stop_eps=eps)
+    origins = torch.tensor([0.0, 0.0, -3.0]).expand(300, 3) + 0.3 * torch.randn(300, 3)
+    dirs = nn.functional.normalize(torch.tensor([0.0, 0.0, 1.0]) + 0.2 * torch.randn(300, 3), dim=-1)
+    background = torch.tensor([0.2, 0.4, 0.6])
+    with torch.enable_grad():
+        dense = marcher.render(field, origins, dirs, background, stratified=False)
+    with torch.no_grad():
+        marched = marcher.render(field, origins, dirs, background, stratified=False)
+    assert marched.alpha.max() > 0.99 and marched.alpha.min() < 0.5  # opaque and missed rays both present
+    tolerance = 1e-5 if eps == 0 else 2e-3
+    torch.testing.assert_close(marched.rgb, dense.rgb.detach(), atol=tolerance, rtol=0)
+    torch.testing.assert_close(marched.alpha, dense.alpha.detach(), atol=tolerance, rtol=0)
+    hit = dense.alpha[:, 0] > 0.5
+    torch.testing.assert_close(marched.distance[hit], dense.distance.detach()[hit], atol=1e-3, rtol=1e-3)
+    if eps > 0:  # samples behind the surface were never evaluated
+        every = march_uniform(origins, dirs, 0.1, 6.0, 96, marcher.grid, stratified=False).valid.sum()
+        assert marched.num_samples < 0.8 * every
+
+
+class NerfModelFieldForTest(nn.Module):
+    """A hash field made dense near the origin: a fuzzy ball with varying colour."""
+
+    def __init__(self, box):
+        super().__init__()
+        from render3d.nerf.field import HashField
+
+        self.inner = HashField(box, levels=4, log2_table_size=12, base_resolution=4, max_resolution=32, hidden=16)
+        self.box = box
+
+    def density(self, x):
+        return 30.0 * torch.sigmoid(8.0 * (0.6 - x.norm(dim=-1)))
+
+    def forward(self, x, d):
+        rgb, _ = self.inner(x, d)
+        return rgb, self.density(x)
 
 
 def test_mesh_of_a_known_sphere_has_the_right_radius():

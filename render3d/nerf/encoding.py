@@ -2,8 +2,8 @@
 
 - :class:`HashEncoding`: Instant-NGP's multiresolution hash grid (Müller et al. 2022).
   Each level's 8 cell corners are hashed (or indexed densely where the level fits in its
-  table) and blended trilinearly; all levels are gathered with one ``index_select``
-  (whose backward, an ``index_add``, is several times faster on CPU than ``embedding_bag``'s).
+  table) and blended trilinearly; all levels are gathered with one ``index_select`` and
+  the gradient is accumulated with ``bincount`` (ten times faster on CPU than ``index_add_``).
 - :func:`sh_encoding`: real spherical harmonics of view directions (degree 4, 16 values).
 - :class:`PositionalEncoding`: NeRF's sin/cos frequency encoding.
 """
@@ -47,6 +47,8 @@ class HashEncoding(nn.Module):
         self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets[:-1], dtype=torch.long), persistent=False)
         self.register_buffer("dense", torch.tensor([(r + 1) ** 3 <= self.table_size for r in resolutions]), persistent=False)
+        self.register_buffer("resolutions_float", self.resolutions.float(), persistent=False)
+        self.dense_levels = int(self.dense.sum())  # dense levels come first: resolutions grow
         self.embeddings = nn.Parameter(torch.empty(offsets[-1], features).uniform_(-1e-4, 1e-4))
 
     @property
@@ -54,34 +56,74 @@ class HashEncoding(nn.Module):
         return self.levels * self.features
 
     def corner_indices(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Table rows ``[P, L, 8]`` and trilinear weights ``[P, L, 8]`` for points ``x [P, 3]``.
+        """Table rows ``[8, L, P]`` (int32) and trilinear weights ``[8, L, P]`` for points ``x [P, 3]``.
 
-        Built per axis (low / high corner) and combined by broadcasting, so no
-        ``[P, L, 8, 3]`` tensor is ever materialised.
+        The corner axis comes first and points last, so every broadcast runs over long
+        contiguous rows (an inner axis of 2 is several times slower on CPU). Hashing is
+        done in int32: its wrap-around keeps the low 32 bits of Instant-NGP's uint32 hash,
+        and the tables are powers of two, so ``& (T - 1)`` equals ``% T``.
         """
-        scaled = x[:, None, :] * self.resolutions[None, :, None].to(x.dtype)  # [P, L, 3]
-        cell = torch.floor(scaled)
-        frac = scaled - cell
-        lo = cell.long()
-        axis = [torch.stack([lo[..., a], lo[..., a] + 1], dim=-1) for a in range(3)]  # 3 x [P, L, 2]
-        weight = [torch.stack([1.0 - frac[..., a], frac[..., a]], dim=-1) for a in range(3)]
-        w = weight[0][..., :, None, None] * weight[1][..., None, :, None] * weight[2][..., None, None, :]
-        stride = (self.resolutions + 1)[None, :, None]
-        dense_index = axis[0][..., :, None, None] + (stride * axis[1])[..., None, :, None] + (stride * stride * axis[2])[..., None, None, :]
-        hashed = (axis[0] * PRIMES[0])[..., :, None, None] ^ (axis[1] * PRIMES[1])[..., None, :, None] ^ (axis[2] * PRIMES[2])[..., None, None, :]
-        dense = self.dense[None, :, None, None, None]
-        index = torch.where(dense, dense_index, hashed) % self.sizes[None, :, None, None, None]
-        index = index + self.offsets[None, :, None, None, None]
-        p, levels = x.shape[0], self.levels
-        return index.reshape(p, levels, 8), w.reshape(p, levels, 8)
+        dense_levels = self.dense_levels
+        lows, weights = [], []
+        for axis in range(3):
+            scaled = self.resolutions_float[:, None] * x[None, :, axis]  # [L, P]
+            cell = torch.floor(scaled)
+            frac = scaled - cell
+            low = cell.int()
+            lows.append(torch.stack([low, low + 1]))  # [2, L, P]
+            weights.append(torch.stack([1.0 - frac, frac]))
+        w = _outer(_outer(weights[2], weights[1], torch.mul), weights[0], torch.mul)  # corner = 4 z + 2 y + x
+        parts = []
+        if dense_levels:
+            stride = self.resolutions[:dense_levels, None].int() + 1
+            offset = self.offsets[:dense_levels, None].int()
+            ix = lows[0][:, :dense_levels] + offset
+            iy = lows[1][:, :dense_levels] * stride
+            iz = lows[2][:, :dense_levels] * (stride * stride)
+            parts.append(_outer(_outer(iz, iy, torch.add), ix, torch.add))
+        if dense_levels < self.levels:
+            h = [lows[a][:, dense_levels:] * _PRIMES_INT32[a] for a in range(3)]
+            hashed = _outer(_outer(h[2], h[1], torch.bitwise_xor), h[0], torch.bitwise_xor)
+            parts.append((hashed & (self.table_size - 1)) + self.offsets[dense_levels:, None].int())
+        return torch.cat(parts, dim=1), w
 
     def forward(self, x: Tensor) -> Tensor:
-        """Features ``[P, levels * features]`` of points ``x [P, 3]`` in [0, 1]."""
-        x = x.clamp(0.0, 1.0)
+        """Features ``[P, levels * features]`` of points ``x [P, 3]`` in [0, 1] (no gradient to ``x``)."""
+        x = x.detach().clamp(0.0, 1.0)
         index, w = self.corner_indices(x)
-        p = x.shape[0]
-        corners = self.embeddings.index_select(0, index.reshape(-1)).reshape(p, self.levels, 8, self.features)
-        return (corners * w[..., None]).sum(dim=2).reshape(p, self.levels * self.features)
+        levels, p = index.shape[1:]
+        features = _TrilinearGather.apply(self.embeddings, index.reshape(8, -1), w.reshape(8, -1))  # [L * P, F]
+        return features.reshape(levels, p, self.features).transpose(0, 1).reshape(p, levels * self.features)
+
+
+def _outer(a: Tensor, b: Tensor, op) -> Tensor:
+    """``op`` of every pair of rows: ``[m, ...]`` and ``[n, ...]`` -> ``[m * n, ...]``."""
+    return op(a[:, None], b[None]).flatten(0, 1)
+
+
+_PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)
+
+
+class _TrilinearGather(torch.autograd.Function):
+    """``sum_c w[c] * table[index[c]]``: ``table [T, F]``, ``index, w [8, N]`` -> ``[N, F]``.
+
+    The backward accumulates with one ``bincount`` per feature, about ten times faster on
+    CPU than ``index_add_`` (autograd's backward of a gather).
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index, w)
+        ctx.rows = table.shape[0]
+        corners = table.index_select(0, index.reshape(-1)).reshape(*index.shape, table.shape[1])
+        return (corners * w[..., None]).sum(dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        index, w = ctx.saved_tensors
+        flat = index.reshape(-1)
+        columns = [torch.bincount(flat, weights=(w * grad[:, f]).reshape(-1), minlength=ctx.rows) for f in range(grad.shape[1])]
+        return torch.stack(columns, dim=1).to(grad.dtype), None, None
 
 
 def sh_encoding(directions: Tensor) -> Tensor:

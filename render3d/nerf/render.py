@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from render3d.nerf.sampler import OccupancyGrid, drop_occluded, march_uniform
+from render3d.nerf.sampler import OccupancyGrid, RaySamples, drop_occluded, march_uniform
 
 
 @dataclass
@@ -46,8 +46,59 @@ def render_dense(field: nn.Module, origins: Tensor, dirs: Tensor, t_starts: Tens
     return RayBundleOutput(colors, opacities, depths, int(ray_ids.numel())), extras["weights"]
 
 
+@torch.no_grad()
+def render_front_to_back(field: nn.Module, origins: Tensor, dirs: Tensor, samples: RaySamples, background: Optional[Tensor],
+                         eps: float = 1e-4, segment: int = 16) -> RayBundleOutput:
+    """Inference rendering: march ``segment`` samples at a time, front to back, on rays still visible.
+
+    Each sample is evaluated once (colour and density together) and a ray stops being
+    evaluated once its transmittance falls to ``eps``, so no separate density pass is
+    needed. Weights come from nerfacc with the transmittance carried in (``prefix_trans``).
+    """
+    import nerfacc
+
+    r, total = samples.valid.shape
+    device = origins.device
+    color = torch.zeros(r, 3, device=device)
+    opacity = torch.zeros(r, device=device)
+    weighted_t = torch.zeros(r, device=device)
+    transmittance = torch.ones(r, device=device)
+    count = 0
+    for start in range(0, total, segment):
+        alive = (transmittance > eps).nonzero().squeeze(-1)
+        valid = samples.valid[alive, start : start + segment]
+        ray_ids, sample_ids = valid.nonzero(as_tuple=True)
+        if ray_ids.numel() == 0:
+            continue
+        alive = alive[ray_ids.unique()]  # rays with work in this segment
+        valid = samples.valid[alive, start : start + segment]
+        ray_ids, sample_ids = valid.nonzero(as_tuple=True)
+        t0, t1 = samples.t_starts[alive, start : start + segment], samples.t_ends[alive, start : start + segment]
+        mids = 0.5 * (t0 + t1)
+        rays = alive[ray_ids]
+        rgb_v, sigma_v = field(origins[rays] + dirs[rays] * mids[ray_ids, sample_ids, None], dirs[rays])
+        sigma = torch.zeros_like(t0).index_put((ray_ids, sample_ids), sigma_v)
+        rgb = torch.zeros(*t0.shape, 3, device=device, dtype=rgb_v.dtype).index_put((ray_ids, sample_ids), rgb_v)
+        weights, _, _ = nerfacc.render_weight_from_density(t0, t1, sigma, prefix_trans=transmittance[alive, None])
+        color[alive] += (weights[..., None] * rgb).sum(1)
+        opacity[alive] += weights.sum(1)
+        weighted_t[alive] += (weights * mids).sum(1)
+        transmittance[alive] *= torch.exp(-(sigma * (t1 - t0)).sum(1))
+        count += sigma_v.numel()
+    opacity = opacity[:, None]
+    distance = weighted_t[:, None] / opacity.clamp_min(torch.finfo(opacity.dtype).eps)
+    if background is not None:
+        color = color + background * (1.0 - opacity)
+    return RayBundleOutput(color, opacity, distance, count)
+
+
 class TorchMarcher(nn.Module):
-    """Our occupancy grid and uniform marcher (pure PyTorch), with nerfacc's early termination (eps 1e-4)."""
+    """Our occupancy grid and uniform marcher (pure PyTorch), with nerfacc's early termination (eps 1e-4).
+
+    Training evaluates a gradient-free density pass to find the samples to drop, then the
+    field with gradients on the rest; without gradients (rendering) it marches front to
+    back instead and evaluates each sample once.
+    """
 
     def __init__(self, grid: OccupancyGrid, near: float, far: float, samples_per_ray: int, early_stop_eps: float = 1e-4) -> None:
         super().__init__()
@@ -68,6 +119,8 @@ class TorchMarcher(nn.Module):
     def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
                generator: Optional[torch.Generator] = None) -> RayBundleOutput:
         s = march_uniform(origins, dirs, self.near, self.far, self.samples_per_ray, self.grid, stratified, generator)
+        if not torch.is_grad_enabled():
+            return render_front_to_back(field, origins, dirs, s, background, max(self.early_stop_eps, 0.0))
         if self.early_stop_eps > 0:
             s = drop_occluded(field.density, origins, dirs, s, self.early_stop_eps)
         return render_dense(field, origins, dirs, s.t_starts, s.t_ends, s.valid, background)[0]
