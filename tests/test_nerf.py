@@ -229,3 +229,24 @@ def test_cuda_nerf_with_nerfacc_estimator_learns(tiny_scene, tmp_path):
     before = trainer.evaluate("test", write_images=False)["psnr"]
     metrics = trainer.run()
     assert metrics["psnr"] > before + 3.0, (before, metrics["psnr"])
+
+
+def test_random_background_recomposites_targets_on_each_rays_colour():
+    from render3d.cameras import Cameras
+    from render3d.datasets.scene import Split
+    from render3d.nerf.method import RaySampler
+
+    white = torch.ones(3)
+    images = torch.full((1, 1, 2, 3), 255, dtype=torch.uint8)
+    images[0, 0, 1] = torch.tensor([255, 0, 0], dtype=torch.uint8)  # an opaque red pixel beside a transparent one
+    alpha = torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 1, 2, 1)
+    cameras = Cameras(K=torch.eye(3)[None], c2w=torch.eye(4)[None], width=2, height=1)
+    sampler = RaySampler(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white,
+                         random_background=True)
+    origins, dirs, target, background = sampler.sample(64)
+    assert background.shape == (64, 3) and background.std() > 0.1
+    red = (target - torch.tensor([1.0, 0.0, 0.0])).abs().sum(-1) < 1e-6
+    transparent = (target - background).abs().sum(-1) < 1e-6
+    assert (red ^ transparent).all() and red.any() and transparent.any()
+    fixed = RaySampler(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white)
+    assert fixed.sample(4)[3].shape == (3,)  # off: the scene's background for every ray

@@ -45,6 +45,7 @@ class NerfConfig:
     scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
     box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
     render_chunk: int = option("rays per chunk when rendering images", default=8192)
+    random_background: bool = option("train on random background colours where the data has alpha", default=True)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class VanillaNerfConfig:
     scene: str = option("scene domain: auto, box or contract", default="auto")
     box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
     render_chunk: int = option("rays per chunk when rendering images", default=4096)
+    random_background: bool = option("train on random background colours where the data has alpha", default=True)
 
 
 def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:
@@ -90,8 +92,11 @@ class NerfModel(nn.Module):
         self.register_buffer("background", background.float().clone())
         self.render_chunk = render_chunk
 
-    def render_rays(self, origins: Tensor, dirs: Tensor, stratified: bool = False, generator: Optional[torch.Generator] = None) -> RayBundleOutput:
-        return self.marcher.render(self.field, origins, dirs, self.background, stratified, generator)
+    def render_rays(self, origins: Tensor, dirs: Tensor, background: Optional[Tensor] = None, stratified: bool = False,
+                    generator: Optional[torch.Generator] = None) -> RayBundleOutput:
+        """Render rays on ``background`` (``[3]`` or per ray ``[R, 3]``; the scene's when omitted)."""
+        background = self.background if background is None else background
+        return self.marcher.render(self.field, origins, dirs, background, stratified, generator)
 
     @torch.no_grad()
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
@@ -121,22 +126,35 @@ class NerfModel(nn.Module):
 
 
 class RaySampler:
-    """Random (image, pixel) batches from a split, with the target colours."""
+    """Random (image, pixel) batches from a split, with the target colours and backgrounds.
 
-    def __init__(self, split: Any, device: torch.device, seed: int) -> None:
+    With ``random_background`` and a split that has alpha, every ray gets a random
+    background colour and its target is re-composited on it (Instant-NGP's trick): the
+    field cannot explain the data with a coloured haze, so empty space stays empty.
+    """
+
+    def __init__(self, split: Any, device: torch.device, seed: int, background: Tensor, random_background: bool = False) -> None:
         self.images = split.images  # uint8 [N, H, W, 3], stays on the CPU
+        self.alpha = split.alpha if random_background else None  # uint8 [N, H, W, 1] or None
         self.cameras = split.cameras
+        self.background = background.float().cpu()
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
 
-    def sample(self, count: int) -> tuple[Tensor, Tensor, Tensor]:
+    def sample(self, count: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Origins, directions, target colours ``[count, 3]`` and background (``[3]`` or ``[count, 3]``)."""
         n, h, w = self.images.shape[:3]
         index = torch.randint(0, n, (count,), generator=self.generator)
         py = torch.randint(0, h, (count,), generator=self.generator)
         px = torch.randint(0, w, (count,), generator=self.generator)
         origins, dirs = self.cameras.rays_at_pixels(index, px, py)
         target = self.images[index, py, px].float() / 255.0
-        return origins.to(self.device), dirs.to(self.device), target.to(self.device)
+        background = self.background
+        if self.alpha is not None:
+            transparency = 1.0 - self.alpha[index, py, px].float() / 255.0
+            background = torch.rand(count, 3, generator=self.generator)
+            target = target + transparency * (background - self.background)
+        return origins.to(self.device), dirs.to(self.device), target.to(self.device), background.to(self.device)
 
 
 class NerfMethod:
@@ -176,7 +194,8 @@ class NerfMethod:
         far = far * 1.5 if box.contracted else far
         model = cls.build_model(config, box, near * 0.5, far, scene.background, backend).to(device)
         spec = {"box": box.aabb.cpu(), "contracted": box.contracted, "near": near * 0.5, "far": far}
-        return cls(config, model, RaySampler(scene.train, device, seed), total_steps, spec)
+        sampler = RaySampler(scene.train, device, seed, scene.background, config.random_background)
+        return cls(config, model, sampler, total_steps, spec)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -201,8 +220,8 @@ class NerfMethod:
             self.model.marcher.update(step, self.model.field, self.config.grid_warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate(step)
-        origins, dirs, target = self.sampler.sample(self.num_rays)
-        out = self.model.render_rays(origins, dirs, stratified=True)
+        origins, dirs, target, background = self.sampler.sample(self.num_rays)
+        out = self.model.render_rays(origins, dirs, background, stratified=True)
         loss = F.mse_loss(out.rgb, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -260,8 +279,8 @@ class VanillaNerfMethod(NerfMethod):
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._learning_rate(step)
-        origins, dirs, target = self.sampler.sample(self.num_rays)
-        fine, coarse = self.model.marcher.render_both(self.model.field, origins, dirs, self.model.background, True)
+        origins, dirs, target, background = self.sampler.sample(self.num_rays)
+        fine, coarse = self.model.marcher.render_both(self.model.field, origins, dirs, background, True)
         loss = F.mse_loss(fine.rgb, target) + F.mse_loss(coarse.rgb, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
