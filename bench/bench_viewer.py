@@ -1,16 +1,19 @@
-"""Live viewer numbers: render latency per resolution, and (with chromium + Playwright) page
-load to first image, frames per second while orbiting, and training time with an idle browser.
+"""Live viewer numbers: render latency per resolution for a splat scene and a NeRF, and (with
+chromium + Playwright) page load to first image, frames per second while orbiting, and
+training time with an idle browser.
 
-    python bench/bench_viewer.py [--ply FILE] [--backend torch|cuda] [--no-browser]
+    python bench/bench_viewer.py [--ply FILE] [--nerf RUN] [--backend torch|cuda] [--no-browser]
 
-The splat scene is the reference 3DGS PLY in ../shared/data/splat_ply/ when present, else
-a short run on the procedural default scene. Latency is one frame through the viewer's
-path (render under the device lock, colour conversion, JPEG encoding), median of 3.
+The splat scene is the reference 3DGS PLY in ../shared/data/splat_ply/. The NeRF is a run
+folder or checkpoint; without one, a NeRF is trained on the procedural default scene
+for ``--nerf-steps`` steps first. Latency is one frame through the viewer's path (render
+under the device lock, colour conversion, JPEG encoding), median of 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -110,8 +113,25 @@ def browser_numbers(content: ViewerContent, side: int, seconds: float) -> dict[s
     return out
 
 
-def training_overhead(steps: int, with_browser: bool) -> dict[str, float]:
-    """Wall seconds of ``trainer.run()`` for ``steps`` steps: no viewer, a viewer, a viewer with an idle browser."""
+def chromium_cpu_seconds() -> float:
+    """CPU seconds used so far by every running chromium process (Linux /proc)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if "chrom" in fields[0]:
+                parts = fields[1].split()
+                total += (int(parts[11]) + int(parts[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def training_overhead(steps: int, with_browser: bool, repeats: int) -> dict[str, float]:
+    """Median wall seconds of ``trainer.run()`` for ``steps`` steps over ``repeats`` alternating rounds:
+    no viewer, a viewer, a viewer with an idle browser page; plus the viewer's own render seconds
+    and the browser's CPU seconds during the run."""
     from render3d.datasets import load_scene
     from render3d.datasets.synthetic import generate_scene
     from render3d.splat.method import SplatConfig
@@ -119,10 +139,10 @@ def training_overhead(steps: int, with_browser: bool) -> dict[str, float]:
     from render3d.viewer.server import Viewer
 
     tmp = Path(tempfile.mkdtemp())
-    render_seconds: dict[str, float] = {}
     scene = load_scene(generate_scene(tmp / "scene", resolution=64, n_train=16, n_val=1, n_test=2))
+    samples: dict[str, list[float]] = {}
 
-    def run(name: str, viewer_on: bool, browser_on: bool) -> float:
+    def run(name: str, viewer_on: bool, browser_on: bool) -> None:
         config = TrainConfig(steps=steps, out=str(tmp / name), save_every=0, progress=False, backend="torch")
         trainer = Trainer(config, SplatConfig(init_points=3000, sh_degree=1), scene=scene)
         viewer = ctx = pw = None
@@ -137,54 +157,79 @@ def training_overhead(steps: int, with_browser: bool) -> dict[str, float]:
             ctx.new_page().goto(viewer.url)
             while not viewer.clients or next(iter(viewer.clients.values())).frames_sent == 0:
                 time.sleep(0.05)
+            time.sleep(1.0)  # let the page settle after its first frame
+        browser_cpu = chromium_cpu_seconds()
         start = time.perf_counter()
         trainer.run()  # the same final evaluation (2 small test views) in every run
-        seconds = time.perf_counter() - start
+        samples.setdefault(name, []).append(time.perf_counter() - start)
         if ctx is not None:
+            samples.setdefault("  browser CPU seconds meanwhile", []).append(chromium_cpu_seconds() - browser_cpu)
             ctx.close()
             pw.stop()
         if viewer is not None:
-            render_seconds[name] = viewer.share.render_seconds
+            samples.setdefault(f"  of which the viewer's renders ({name})", []).append(viewer.share.render_seconds)
             viewer.stop()
-        return seconds
 
-    out = {"no viewer": run("plain", False, False), "viewer, no browser": run("viewer", True, False)}
-    if with_browser:
-        out["viewer + idle browser (same 2 cores)"] = run("browser", True, True)
-        out["  of which the viewer's renders"] = render_seconds["browser"]
-    return out
+    for _ in range(repeats):
+        run("no viewer", False, False)
+        run("viewer, no browser", True, False)
+        if with_browser:
+            run("viewer + idle browser (same 2 cores)", True, True)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ply", default=str(SHARED_PLY), help="Gaussian PLY to view (default: the shared reference one)")
-    parser.add_argument("--backend", default="torch", help="torch (CPU) or cuda")
-    parser.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
-    parser.add_argument("--orbit-seconds", type=float, default=5.0)
-    parser.add_argument("--browser-side", type=int, default=256, help="max resolution in the browser measurements")
-    parser.add_argument("--overhead-steps", type=int, default=300)
-    args = parser.parse_args()
-    browser = not args.no_browser and shutil.which("chromium") is not None
+def train_nerf(steps: int, backend: str) -> str:
+    """A NeRF run on the default scene (``steps`` steps), for the latency table."""
+    from render3d.nerf.method import NerfConfig
+    from render3d.train import TrainConfig, Trainer
 
+    trainer = Trainer(TrainConfig(method="nerf", steps=steps, out=tempfile.mkdtemp(prefix="bench-viewer-nerf-"), progress=False,
+                                  backend=backend), NerfConfig())
+    trainer.run()
+    return str(trainer.run_dir)
+
+
+def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
+    """Render latency of the splat scene and the NeRF; page load and orbit numbers in chromium."""
     content = load_content(args.ply, args.backend)
-    n = content.model.num_gaussians  # type: ignore[attr-defined]
-    print(f"scene: {Path(args.ply).name}, {n} Gaussians, backend {args.backend}, torch threads {torch.get_num_threads()}")
-    print("\n| side (px) | render ms | JPEG ms | frames/s |")
-    print("|---|---|---|---|")
-    for row in latency_table(content, [256, 512, 1024]):
-        if len(row) == 2:
-            print(f"| {row[0]} | failed: {row[1]} | | |")
-        else:
-            side, render_ms, jpeg_ms = row
-            print(f"| {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.1f} |")
+    nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
+    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}")
+    print("\n| scene | side (px) | render ms | JPEG ms | frames/s |")
+    print("|---|---|---|---|---|")
+    for name, scene in ((f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content), (f"NeRF {nerf.name}", nerf)):  # type: ignore[attr-defined]
+        for row in latency_table(scene, [256, 512, 1024]):
+            if len(row) == 2:
+                print(f"| {name} | {row[0]} | failed: {row[1]} | | |")
+            else:
+                side, render_ms, jpeg_ms = row
+                print(f"| {name} | {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.2f} |")
     if browser:
         print(f"\n| browser (chromium, SwiftShader), max side {args.browser_side} px | value |")
         print("|---|---|")
         for key, value in browser_numbers(content, args.browser_side, args.orbit_seconds).items():
             print(f"| {key} | {value:.2f} |")
-    times = training_overhead(args.overhead_steps, browser)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ply", default=str(SHARED_PLY), help="Gaussian PLY to view (default: the shared reference one)")
+    parser.add_argument("--nerf", default=None, help="NeRF run folder or checkpoint (default: train one on the default scene)")
+    parser.add_argument("--nerf-steps", type=int, default=600, help="steps of that NeRF when it is trained here")
+    parser.add_argument("--backend", default="torch", help="torch (CPU) or cuda")
+    parser.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
+    parser.add_argument("--only-overhead", action="store_true", help="measure only the training overhead")
+    parser.add_argument("--orbit-seconds", type=float, default=5.0)
+    parser.add_argument("--browser-side", type=int, default=256, help="max resolution in the browser measurements")
+    parser.add_argument("--overhead-steps", type=int, default=300)
+    parser.add_argument("--overhead-repeats", type=int, default=3, help="alternating rounds of the overhead runs (medians)")
+    args = parser.parse_args()
+    browser = not args.no_browser and shutil.which("chromium") is not None
+
+    if not args.only_overhead:
+        latency_and_browser(args, browser)
+    times = training_overhead(args.overhead_steps, browser, args.overhead_repeats)
     base = times["no viewer"]
-    print(f"\n| training {args.overhead_steps} steps (64 px scene) | seconds | vs no viewer |\n|---|---|---|")
+    print(f"\n| training {args.overhead_steps} steps (64 px scene), median of {args.overhead_repeats} | seconds | vs no viewer |\n|---|---|---|")
     for name, seconds in times.items():
         share = f"{100 * seconds / base:.1f}% of the no-viewer time" if name.startswith(" ") else f"{100 * (seconds / base - 1):+.1f}%"
         print(f"| {name} | {seconds:.2f} | {share} |")

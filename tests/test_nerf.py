@@ -92,6 +92,20 @@ def test_uniform_marcher_respects_box_and_occupancy():
     assert s.valid[0].sum() > 0
 
 
+def test_contracted_marcher_spaces_samples_in_disparity_from_the_core():
+    box = SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), contracted=True)
+    grid = OccupancyGrid(box, resolution=8)
+    origins = torch.tensor([[-4.0, 0.0, 0.0], [-4.0, 5.0, 0.0]])
+    dirs = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    s = march_uniform(origins, dirs, 0.1, 50.0, 64, grid, stratified=False)
+    assert s.t_starts[0, 0].item() == pytest.approx(3.0)  # enters the core at x = -1
+    assert s.t_starts[1, 0].item() == pytest.approx(0.1)  # misses it: from near
+    disparity = 1.0 / torch.cat([s.t_starts[0], s.t_ends[0, -1:]])
+    steps = disparity[:-1] - disparity[1:]
+    torch.testing.assert_close(steps, steps.mean().expand_as(steps), rtol=1e-3, atol=1e-6)
+    assert ((s.midpoints[0] > 3.0) & (s.midpoints[0] < 5.0)).sum() >= 16  # the core gets a fair share
+
+
 def test_pdf_sampling_follows_the_weights():
     bins = torch.linspace(0, 1, 11)[None]
     weights = torch.zeros(1, 10)

@@ -70,7 +70,8 @@ def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:
     """The field's domain: the data's bounds (padded), contracted when the scene is unbounded.
 
     ``auto`` uses a bounded box for object captures with transparent backgrounds (Blender
-    style, where alpha was given) and contraction otherwise.
+    style, where alpha was given) and contraction otherwise. Contracted forward-facing
+    captures keep the data's bounds; contracted inward-facing ones centre on the cameras' focus.
     """
     if mode not in ("auto", "box", "contract"):
         from render3d.errors import Render3DError
@@ -78,6 +79,13 @@ def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:
         raise Render3DError(f"unknown scene domain {mode!r}: use auto, box or contract")
     contracted = mode == "contract" or (mode == "auto" and scene.train.alpha is None)
     lo, hi = scene.bounds[0].float(), scene.bounds[1].float()
+    if contracted and not scene.forward_facing:
+        # inward-facing unbounded captures: the uncontracted core is the cube around the point the
+        # cameras look at (half the median camera distance), not the data's whole-scene box, so the
+        # object gets the grid's resolution and the background the contracted shell (mip-NeRF 360)
+        from render3d.datasets.geometry import bounds_around_focus
+
+        lo, hi = torch.from_numpy(bounds_around_focus(scene.train.cameras.c2w.double().numpy())).float()
     pad = (hi - lo) * padding
     return SceneBox(torch.stack([lo - pad, hi + pad]), contracted)
 

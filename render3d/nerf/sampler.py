@@ -108,7 +108,8 @@ def march_uniform(
     """``num_samples`` evenly spaced samples per ray between ``near`` and ``far``.
 
     Bounded boxes: spacing in distance, clipped to the ray's entry/exit of the box.
-    Contracted scenes: spacing in disparity (``1/t``), so far regions get fewer samples.
+    Contracted scenes: spacing in disparity (``1/t``) from where the ray enters the
+    uncontracted core (``near`` if it misses it) to ``far``, so far regions get fewer samples.
     Samples whose midpoint falls in an empty occupancy cell are marked invalid.
     """
     r = origins.shape[0]
@@ -119,8 +120,12 @@ def march_uniform(
     else:
         u = u[None, :].expand(r, -1)
     if grid is not None and grid.box.contracted:
-        t = 1.0 / (u / far + (1.0 - u) / near)
-        start, end = torch.full((r,), near, device=origins.device), torch.full((r,), far, device=origins.device)
+        # from where the ray enters the uncontracted core (the camera is usually outside it),
+        # or from near when it misses the core; evenly spaced in disparity out to far
+        entry, exit_ = ray_box_intersect(origins, dirs, grid.box.aabb)
+        start = torch.where(exit_ > entry, entry, torch.zeros_like(entry)).clamp(near, far)
+        end = torch.full((r,), far, device=origins.device)
+        t = 1.0 / (u / end[:, None] + (1.0 - u) / start[:, None])
     else:
         aabb = grid.box.aabb if grid is not None else None
         start, end = (ray_box_intersect(origins, dirs, aabb) if aabb is not None else (torch.zeros(r), torch.full((r,), far)))
