@@ -172,6 +172,28 @@ def test_render_loop_low_resolution_while_moving_full_at_rest(trained):
     assert not client.alive
 
 
+def test_viewer_tensor_work_runs_on_threads_that_end(trained):
+    """A long-lived thread that ran a parallel op keeps an OpenMP team that slows training (see device_share)."""
+    content = from_trainer(trained)
+    seen: list[threading.Thread] = []
+
+    class Recording:
+        background = None
+
+        def render(self, cameras, mode="rgb"):
+            seen.append(threading.current_thread())
+            return trained.method.model.render(cameras, mode)
+
+    content.trainer = None
+    content.static_model = Recording()
+    renderer = SceneRenderer(content, DeviceShare(content.lock))
+    frame = renderer.render(pose_of(trained.scene.test.cameras, 0), 32, ViewSettings(max_side=32))
+    assert frame.image.shape[:2] == (32, 32)
+    assert seen and seen[0] is not threading.current_thread() and not seen[0].is_alive()
+    with pytest.raises(ZeroDivisionError):  # errors reach the caller
+        DeviceShare().run(lambda: 1 / 0)
+
+
 def test_a_browser_that_goes_away_ends_its_thread_quietly(trained):
     content = from_trainer(trained)
     renderer = SceneRenderer(content, DeviceShare(content.lock))

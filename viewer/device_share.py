@@ -6,6 +6,12 @@ pauses for them, but never longer than ``balance / (1 - balance)`` times the ste
 took, so the viewer gets at most ``balance`` of the device while both want it. With
 nobody waiting the call returns at once, which keeps the viewer's cost near zero when
 nobody moves the camera.
+
+The viewer's tensor work runs on short-lived threads (:func:`on_fresh_thread`, and
+:meth:`DeviceShare.run`). PyTorch's CPU parallelism (OpenMP) keeps a thread team per
+calling thread: a long-lived viewer thread that had run one parallel op kept a second
+team alive, and that alone slowed training on a 2-core CPU by 40-70% while nobody looked
+(measured with ``bench/bench_viewer.py``). A thread that ends takes its team with it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 MAX_YIELD_SECONDS = 10.0
 
@@ -47,6 +55,11 @@ class DeviceShare:
                 self.render_seconds += held
                 self._cond.notify_all()
 
+    def run(self, fn: Callable[[], T]) -> T:
+        """``fn()`` holding the device, on a short-lived thread (see the module docstring)."""
+        with self.rendering():
+            return on_fresh_thread(fn)
+
     @property
     def pending(self) -> int:
         """Renders waiting for or holding the device."""
@@ -62,3 +75,21 @@ class DeviceShare:
         with self._cond:
             self._cond.wait_for(lambda: self._pending == 0, timeout=budget)
         return time.perf_counter() - started
+
+
+def on_fresh_thread(fn: Callable[[], T]) -> T:
+    """Call ``fn`` on a new thread that ends when it returns; its result or exception passes through."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="render3d-viewer-work", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -28,8 +28,7 @@ class SharedDeviceModel:
         self.background = getattr(model, "background", None)
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
-        with self.share.rendering():
-            return self.model.render(cameras, mode)
+        return self.share.run(lambda: self.model.render(cameras, mode))
 
 
 class ProgressSink:
@@ -51,8 +50,7 @@ class ProgressSink:
 
 def snapshot(model: SceneModel, crop: Optional[CropBox], share: DeviceShare) -> SceneModel:
     """A frozen copy of ``model`` (limited to ``crop``), so a video shows one training state."""
-    with share.rendering():
-        return copy.deepcopy(cropped(model, crop))
+    return share.run(lambda: copy.deepcopy(cropped(model, crop)))
 
 
 def render_path_video(

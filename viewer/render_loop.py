@@ -18,7 +18,7 @@ import torch
 from render3d.protocol import SceneModel
 from render3d.viewer.camera import CameraPose
 from render3d.viewer.crop import CropBox, cropped
-from render3d.viewer.device_share import DeviceShare
+from render3d.viewer.device_share import DeviceShare, on_fresh_thread
 from render3d.viewer.frames import Frame, model_background, visualize
 from render3d.viewer.source import ViewerContent
 
@@ -88,7 +88,14 @@ class SceneRenderer:
         return max(min(side, settings.max_side), min(settings.min_side, settings.max_side))
 
     def render(self, pose: CameraPose, side: int, settings: ViewSettings) -> Frame:
-        """One frame with the longer side ``side`` (holds the device while rendering)."""
+        """One frame with the longer side ``side`` (holds the device while rendering).
+
+        Runs on a short-lived thread, as all the viewer's tensor work does (see
+        :mod:`render3d.viewer.device_share`).
+        """
+        return on_fresh_thread(lambda: self._render(pose, side, settings))
+
+    def _render(self, pose: CameraPose, side: int, settings: ViewSettings) -> Frame:
         cameras = pose.cameras(side)
         with self.share.rendering():
             started = time.perf_counter()

@@ -148,8 +148,7 @@ class SceneContext:
         from render3d.viewer.crop import cropped
 
         box = self.current_crop()
-        with self.viewer.share.rendering():
-            model = cropped(self.content.model, box)
+        model = self.viewer.share.run(lambda: cropped(self.content.model, box))
         out = self.content.run_dir / "exports" / "cropped.ply"
         out.parent.mkdir(parents=True, exist_ok=True)
         save_ply(model, out)  # type: ignore[arg-type]
@@ -166,8 +165,7 @@ class SceneContext:
         if on:
             from render3d.viewer.crop import cropped
 
-            with self.viewer.share.rendering():
-                arrays = splat_arrays(cropped(self.content.model, self.current_crop()))
+            arrays = self.viewer.share.run(lambda: splat_arrays(cropped(self.content.model, self.current_crop())))
             self._splats = self.viewer.server.scene.add_gaussian_splats("/splats", **arrays)
             for client in self.viewer.server.get_clients().values():
                 client.scene.set_background_image(None)

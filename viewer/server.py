@@ -24,8 +24,12 @@ from render3d.viewer.net import choose_port
 from render3d.viewer.render_loop import ClientRenderer, SceneRenderer, ViewSettings
 from render3d.viewer.source import ViewerContent
 
-IDLE_SHARE = 0.05  # while training and nobody moves the camera, refreshes use at most this share of the time
-MIN_REFRESH_SECONDS = 0.5
+# While training and nobody moves the camera, the view is redrawn every MIN_REFRESH_SECONDS at
+# most, and less often when a full-resolution render would take more than IDLE_SHARE of the time.
+# Each redraw also costs the browser: a software-GL page (SwiftShader) spends about 0.5 CPU
+# seconds on a new background image, so redrawing every 2 s took a quarter of a core.
+IDLE_SHARE = 0.03
+MIN_REFRESH_SECONDS = 5.0
 
 
 class ViserSink:
