@@ -107,8 +107,9 @@ _PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)
 class _TrilinearGather(torch.autograd.Function):
     """``sum_c w[c] * table[index[c]]``: ``table [T, F]``, ``index, w [8, N]`` -> ``[N, F]``.
 
-    The backward accumulates with one ``bincount`` per feature, about ten times faster on
-    CPU than ``index_add_`` (autograd's backward of a gather).
+    The backward accumulates with one ``bincount`` per feature on CPU, about ten times
+    faster there than ``index_add_`` (autograd's backward of a gather); on a GPU it uses
+    ``index_add_``, whose atomics are fast and which, unlike ``bincount``, needs no host sync.
     """
 
     @staticmethod
@@ -122,6 +123,10 @@ class _TrilinearGather(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         index, w = ctx.saved_tensors
         flat = index.reshape(-1)
+        if grad.device.type != "cpu":
+            table_grad = grad.new_zeros(ctx.rows, grad.shape[1])
+            table_grad.index_add_(0, flat, (w[..., None] * grad[None]).reshape(-1, grad.shape[1]))
+            return table_grad, None, None
         columns = [torch.bincount(flat, weights=(w * grad[:, f]).reshape(-1), minlength=ctx.rows) for f in range(grad.shape[1])]
         return torch.stack(columns, dim=1).to(grad.dtype), None, None
 
