@@ -170,6 +170,8 @@ def training_overhead(steps: int, with_browser: bool, repeats: int) -> dict[str,
             samples.setdefault(f"  of which the viewer's renders ({name})", []).append(viewer.share.render_seconds)
             viewer.stop()
 
+    run("warm-up", False, False)  # the first run in a process is slower (allocator, caches): not counted
+    samples.clear()
     for _ in range(repeats):
         run("no viewer", False, False)
         run("viewer, no browser", True, False)

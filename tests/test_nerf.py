@@ -264,3 +264,22 @@ def test_random_background_recomposites_targets_on_each_rays_colour():
     assert (red ^ transparent).all() and red.any() and transparent.any()
     fixed = RaySampler(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white)
     assert fixed.sample(4)[3].shape == (3,)  # off: the scene's background for every ray
+
+
+def test_unbounded_inward_facing_scenes_centre_the_core_on_the_cameras_focus():
+    from types import SimpleNamespace
+
+    from render3d.cameras import look_at
+    from render3d.nerf.method import scene_box
+
+    target = torch.tensor([1.0, 2.0, 0.5])
+    eyes = [target + 4.0 * torch.tensor([math.cos(a), math.sin(a), 0.3]) for a in torch.linspace(0, 2 * math.pi, 9)[:-1].tolist()]
+    c2w = torch.stack([look_at(eye, target, torch.tensor([0.0, 0.0, 1.0])) for eye in eyes])
+    train = SimpleNamespace(alpha=None, cameras=SimpleNamespace(c2w=c2w))
+    whole_scene = torch.tensor([[-30.0, -30, -30], [30, 30, 30]])  # e.g. instant-ngp's aabb_scale box
+    inward = scene_box(SimpleNamespace(train=train, bounds=whole_scene, forward_facing=False), "auto", 0.0)
+    assert inward.contracted
+    torch.testing.assert_close(inward.aabb.mean(0), target, atol=1e-3, rtol=0)
+    assert (inward.aabb[1] - inward.aabb[0]).max() < 5.0  # half the camera distance on each side
+    forward = scene_box(SimpleNamespace(train=train, bounds=whole_scene, forward_facing=True), "auto", 0.0)
+    torch.testing.assert_close(forward.aabb, whole_scene)  # forward-facing captures keep the data's bounds
