@@ -282,6 +282,9 @@ def test_the_viewer_follows_training_and_adds_no_cost_without_browsers(tiny_scen
         assert trainer.paused and viewer.training_panel.pause_button.label == "Resume"
         viewer.training_panel.toggle_pause()
         assert not trainer.paused
+        assert viewer.training_refresh_seconds == viewer.training_panel.redraw.value == 5.0
+        viewer.training_panel.redraw.value = 20.0  # as the browser's slider does
+        assert viewer.training_refresh_seconds == 20.0
     finally:
         viewer.stop()
 

@@ -32,6 +32,11 @@ class TrainingPanel:
                 "Train ↔ view", min=0.0, max=1.0, step=0.05, initial_value=viewer.share.balance,
                 hint="share of the device the viewer may take while the camera moves (0: training first, 1: viewing first)",
             )
+            self.redraw = gui.add_slider(
+                "Redraw every (s)", min=1.0, max=60.0, step=1.0, initial_value=viewer.training_refresh_seconds,
+                hint="while training and nobody moves the camera; each redraw costs the browser some CPU too",
+            )
+        self.redraw.on_update(lambda _event: setattr(viewer, "training_refresh_seconds", float(self.redraw.value)))
         self.pause_button.on_click(lambda _event: self.toggle_pause())
         self.balance.on_update(lambda _event: setattr(viewer.share, "balance", float(self.balance.value)))
 

@@ -25,7 +25,7 @@ from render3d.viewer.render_loop import ClientRenderer, SceneRenderer, ViewSetti
 from render3d.viewer.source import ViewerContent
 
 # While training and nobody moves the camera, the view is redrawn every MIN_REFRESH_SECONDS at
-# most, and less often when a full-resolution render would take more than IDLE_SHARE of the time.
+# most (the default of the training panel's "Redraw every" slider), and less often when a full-resolution render would take more than IDLE_SHARE of the time.
 # Each redraw also costs the browser: a software-GL page (SwiftShader) spends about 0.5 CPU
 # seconds on a new background image, so redrawing every 2 s took a quarter of a core.
 IDLE_SHARE = 0.03
@@ -76,6 +76,7 @@ class Viewer:
         self.clients: dict[int, ClientRenderer] = {}
         self._clients_lock = threading.Lock()
         self._last_refresh = 0.0
+        self.training_refresh_seconds = MIN_REFRESH_SECONDS  # the training panel's "Redraw every" slider
         self._set_initial_camera()
         self._build_panels()
         self.server.on_client_connect(self._on_connect)
@@ -162,7 +163,7 @@ class Viewer:
         if self.training_panel is not None:
             self.training_panel.on_event(event)
         now = time.monotonic()
-        period = max(MIN_REFRESH_SECONDS, self.renderer.full_render_seconds / IDLE_SHARE)
+        period = max(self.training_refresh_seconds, self.renderer.full_render_seconds / IDLE_SHARE)
         if now - self._last_refresh >= period or event.step >= event.total_steps:
             self._last_refresh = now
             self.refresh()
