@@ -85,7 +85,7 @@ def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:
         # object gets the grid's resolution and the background the contracted shell (mip-NeRF 360)
         from render3d.datasets.geometry import bounds_around_focus
 
-        lo, hi = torch.from_numpy(bounds_around_focus(scene.train.cameras.c2w.double().numpy())).float()
+        lo, hi = torch.from_numpy(bounds_around_focus(scene.train.cameras.c2w.detach().cpu().double().numpy())).float()
     pad = (hi - lo) * padding
     return SceneBox(torch.stack([lo - pad, hi + pad]), contracted)
 
