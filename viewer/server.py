@@ -25,7 +25,8 @@ from render3d.viewer.render_loop import ClientRenderer, SceneRenderer, ViewSetti
 from render3d.viewer.source import ViewerContent
 
 # While training and nobody moves the camera, the view is redrawn every MIN_REFRESH_SECONDS at
-# most (the default of the training panel's "Redraw every" slider), and less often when a full-resolution render would take more than IDLE_SHARE of the time.
+# most (the default of the training panel's "Redraw every" slider), and less often when a
+# full-resolution render would take more than IDLE_SHARE of the time.
 # Each redraw also costs the browser: a software-GL page (SwiftShader) spends about 0.5 CPU
 # seconds on a new background image, so redrawing every 2 s took a quarter of a core.
 IDLE_SHARE = 0.03

@@ -231,13 +231,13 @@ def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         if out.suffix.lower() not in (".ply", ".obj", ".glb"):
             raise Render3DError(f"--out {out}: a mesh is written as .ply, .obj or .glb")
-        cameras = run.scene.train.cameras
-        if args.mesh_views and args.mesh_views < len(cameras):
-            cameras = cameras[torch.linspace(0, len(cameras) - 1, args.mesh_views).round().long()]
         if hasattr(run.model, "extract_mesh"):  # the model's own route (NeRF: density -> marching cubes)
             mesh = run.model.extract_mesh(resolution=args.mesh_resolution)
             source = "the model's density field"
         else:
+            cameras = run.scene.train.cameras
+            if args.mesh_views and args.mesh_views < len(cameras):
+                cameras = cameras[torch.linspace(0, len(cameras) - 1, args.mesh_views).round().long()]
             config = MeshConfig(resolution=args.mesh_resolution)
             mesh = mesh_from_model(run.model, cameras, run.scene.bounds, config, progress=not args.no_progress)
             source = f"TSDF fusion of {len(cameras)} views"

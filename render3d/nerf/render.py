@@ -67,11 +67,10 @@ def render_front_to_back(field: nn.Module, origins: Tensor, dirs: Tensor, sample
     for start in range(0, total, segment):
         alive = (transmittance > eps).nonzero().squeeze(-1)
         valid = samples.valid[alive, start : start + segment]
-        ray_ids, sample_ids = valid.nonzero(as_tuple=True)
-        if ray_ids.numel() == 0:
+        busy = valid.any(dim=1)  # rays with work in this segment
+        if not bool(busy.any()):
             continue
-        alive = alive[ray_ids.unique()]  # rays with work in this segment
-        valid = samples.valid[alive, start : start + segment]
+        alive, valid = alive[busy], valid[busy]
         ray_ids, sample_ids = valid.nonzero(as_tuple=True)
         t0, t1 = samples.t_starts[alive, start : start + segment], samples.t_ends[alive, start : start + segment]
         mids = 0.5 * (t0 + t1)
