@@ -1,7 +1,8 @@
-"""The ``render3d`` command: train, eval, info and data generation.
+"""The ``render3d`` command. Its subcommands come from the ``render3d.commands`` entry points
+(train, eval, info and data are here; render, export, view and zoo in their packages).
 
-Every user error ends in one line on stderr and exit status 2; Ctrl-C during training
-saves a checkpoint and says how to resume (exit status 130).
+Every user error ends in one line on stderr and exit status 2; Ctrl-C, SIGTERM or SIGHUP
+during training save a checkpoint and say how to resume (exit status 130, 143, 129).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from render3d.config_cli import add_config_args, config_from_args, explicit_options
 from render3d.errors import Render3DError
-from render3d.methods import METHODS
 
 
 def _one_line_warnings() -> None:
@@ -30,30 +31,44 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
     print(f"run folder: {run_dir}")
 
 
+def _loss_options(args: argparse.Namespace, spec: str) -> dict[str, dict[str, Any]]:
+    """``--loss.NAME.OPTION`` values of the terms named in ``--loss``."""
+    from render3d.losses import parse_loss_spec
+    from render3d.registry import LOSS_TERMS
+
+    return {name: asdict(config_from_args(args, LOSS_TERMS.get(name).config_type, prefix=f"loss.{name}."))
+            for name, _ in parse_loss_spec(spec)}
+
+
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.methods import get_method
     from render3d.train import TrainConfig, Trainer
+    from render3d.training import TrainingInterrupted
 
     if args.resume:
-        typed = explicit_options(list(argv)) & {"steps", "eval_every", "save_every", "progress", "backend"}
+        typed = explicit_options(list(argv)) & {"steps", "max_seconds", "eval_every", "save_every", "progress", "backend"}
         trainer = Trainer.from_checkpoint(args.resume, **{k: getattr(args, k) for k in typed})
         print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
     else:
         config = config_from_args(args, TrainConfig)
-        method_config = config_from_args(args, METHODS[config.method].config_type(), prefix=f"{config.method}.") if config.method in METHODS else None
-        trainer = Trainer(config, method_config)
-    print(f"training {trainer.config.method} on {trainer.scene.root} with the {trainer.backend} backend -> {trainer.run_dir}")
+        method_config = config_from_args(args, get_method(config.method).config_type, prefix=f"{config.method}.")
+        trainer = Trainer(config, method_config, loss_options=_loss_options(args, config.loss))
+    terms = f" + loss terms {', '.join(t.name for t in trainer.loss_terms)}" if trainer.loss_terms else ""
+    print(f"training {trainer.config.method}{terms} on {trainer.scene.root} with the {trainer.backend} backend -> {trainer.run_dir}")
     if args.viewer:  # the live web viewer (render3d.viewer) watches and controls this trainer
         from render3d.viewer.cli import attach_training_viewer
 
         viewer = attach_training_viewer(trainer, args.host, args.port)
     try:
         metrics = trainer.run()
+    except TrainingInterrupted as stop:
+        print(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+              f"continue with: render3d train --resume {trainer.run_dir}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted at step {trainer.step}; checkpoint saved to {trainer.checkpoint_path()}\n"
-            f"continue with: render3d train --resume {trainer.run_dir}",
-            file=sys.stderr,
-        )
+        kept = trainer.checkpoint_path()
+        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+        print(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
         return 130
     _print_metrics(metrics, trainer.run_dir)
     if args.viewer:  # keep showing the trained scene
@@ -63,26 +78,19 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from render3d.backend import device_for, resolve_backend
     from render3d.evaluate import evaluate_split
-    from render3d.methods import model_from_checkpoint
-    from render3d.train import TrainConfig, find_checkpoint, load_checkpoint, load_data, write_json
+    from render3d.files import write_json
+    from render3d.runs import load_run
 
-    file = find_checkpoint(args.run)
-    ckpt = load_checkpoint(file)
-    config = TrainConfig(**ckpt["config"])
-    scene = load_data(config)
-    split = scene.split(args.split)
+    run = load_run(args.run, args.backend, dataset="required")
+    split = run.scene.split(args.split)
     if len(split) == 0:
-        raise Render3DError(f"the {args.split} split of {scene.root} is empty: choose another with --split")
-    backend = resolve_backend(args.backend)
-    model = model_from_checkpoint(ckpt, backend, device_for(backend))
-    run_dir = file.parent
-    error_dir = run_dir / "renders" / f"{args.split}_errors" if args.error_maps else None
-    result = evaluate_split(model, split, run_dir / "renders" / args.split, error_dir)
-    metrics = {"method": ckpt["method"], "step": ckpt["step"], "split": args.split, "backend": backend, **result}
-    write_json(metrics, run_dir / f"eval_{args.split}.json")
-    _print_metrics(metrics, run_dir)
+        raise Render3DError(f"the {args.split} split of {run.scene.root} is empty: choose another with --split")
+    error_dir = run.run_dir / "renders" / f"{args.split}_errors" if args.error_maps else None
+    result = evaluate_split(run.model, split, run.run_dir / "renders" / args.split, error_dir)
+    metrics = {"method": run.method, "step": run.step, "split": args.split, **result}
+    write_json(metrics, run.run_dir / f"eval_{args.split}.json")
+    _print_metrics(metrics, run.run_dir)
     return 0
 
 
@@ -102,33 +110,44 @@ def cmd_data_synth(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_train_parser(sub: Any) -> None:
+    """``render3d train``: options generated from TrainConfig, every method's config and every loss term's."""
+    from render3d.registry import LOSS_TERMS, METHODS
     from render3d.train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="render3d", description="3D neural rendering: train, evaluate and inspect scenes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     train = sub.add_parser("train", help="train a scene (default: Gaussian Splatting on the bundled scene)",
-                           description="Train a method on a dataset folder; writes checkpoint, metrics.json, test renders and config.json to the run folder.")
+                           description="Train a method on a dataset folder; writes checkpoint, metrics.json, test renders and config.json "
+                                       "to the run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
     train.add_argument("data", nargs="?", default=None, help="dataset folder; the bundled default scene when omitted")
     add_config_args(train, TrainConfig, skip=("data",), title="training")
-    for name, entry in METHODS.items():
-        add_config_args(train, entry.config_type(), prefix=f"{name}.", title=f"{name}: {entry.description}")
+    for name, method in METHODS.items():
+        add_config_args(train, method.config_type, prefix=f"{name}.", title=f"{name}: {method.description}")
+    for name, term in LOSS_TERMS.items():
+        add_config_args(train, term.config_type, prefix=f"loss.{name}.", title=f"loss term {name} (--loss {name}): {term.description}")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a trained run on a split", description="Render a split of the run's dataset, report PSNR/SSIM (LPIPS when its weights are on disk) and write renders.")
+
+def add_eval_parser(sub: Any) -> None:
+    """``render3d eval``."""
+    ev = sub.add_parser("eval", help="evaluate a trained run on a split", description="Render a split of the run's dataset, report PSNR/SSIM (LPIPS when its weights are on disk, depth error when the data has depth) and write renders.")
     ev.add_argument("run", help="run folder or checkpoint file")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to evaluate (default: test)")
     ev.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
     ev.add_argument("--error-maps", action="store_true", help="also write per-view |render - ground truth| heat maps to renders/<split>_errors/")
     ev.set_defaults(func=cmd_eval)
 
+
+def add_info_parser(sub: Any) -> None:
+    """``render3d info``."""
     info = sub.add_parser("info", help="print a summary of a dataset folder", description="Detect a dataset's format and print its images, cameras and bounds.")
     info.add_argument("data", help="dataset folder")
     info.add_argument("--downscale", type=int, default=1, help="image downscale factor (default: 1)")
     info.add_argument("--format", default=None, help="force a format instead of detecting it")
     info.set_defaults(func=cmd_info)
 
+
+def add_data_parser(sub: Any) -> None:
+    """``render3d data synth``."""
     data = sub.add_parser("data", help="generate datasets", description="Generate datasets.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="KIND")
     synth = data_sub.add_parser("synth", help="write the procedural default scene (Blender layout)", description="Render the procedural default scene with depth and masks into OUT (Blender / NeRF-synthetic layout).")
@@ -139,13 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n-test", type=int, default=20, help="test views (default: 20)")
     synth.add_argument("--seed", type=int, default=0, help="camera placement seed (default: 0)")
     synth.set_defaults(func=cmd_data_synth)
-    from render3d.viewer.cli import add_view_parser
-    add_view_parser(sub)
 
-    from render3d.export.cli import add_export_parser, add_render_parser
-    add_render_parser(sub)
-    add_export_parser(sub)
-    __import__("render3d.zoo.cli", fromlist=["add_zoo_parser"]).add_zoo_parser(sub)
+
+# the order of the built-in commands in --help; plug-in commands follow, by name
+COMMAND_ORDER = ("train", "eval", "render", "export", "view", "info", "data", "zoo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``render3d`` parser: one subcommand per entry of the ``render3d.commands`` group."""
+    from render3d.registry import COMMANDS
+
+    parser = argparse.ArgumentParser(prog="render3d", description="3D neural rendering: train, evaluate, render, export and view scenes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    names = sorted(COMMANDS.names(), key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n))
+    for name in names:
+        COMMANDS.get(name)(sub)
     return parser
 
 

@@ -1,29 +1,17 @@
-"""Evaluate any scene model on a split: PSNR, SSIM, LPIPS where possible, side-by-side PNGs."""
+"""Evaluate any scene model on a split: PSNR, SSIM, LPIPS where possible, depth error where the
+data has depth, and side-by-side PNGs."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
+from render3d.images import to_uint8, write_png
 from render3d.metrics import lpips, lpips_status, psnr, ssim
 from render3d.protocol import SceneModel
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """``[H, W, C]`` float in [0, 1] -> uint8 numpy."""
-    return (image.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a PNG atomically (temporary file, then rename)."""
-    tmp = path.with_name(path.stem + ".tmp.png")
-    iio.imwrite(tmp, image)
-    tmp.replace(path)
 
 
 def write_error_map(path: Path, pred: torch.Tensor, target: torch.Tensor, vmax: float = 0.25) -> None:
@@ -31,6 +19,21 @@ def write_error_map(path: Path, pred: torch.Tensor, target: torch.Tensor, vmax: 
     from render3d.export.colormap import error_heatmap
 
     write_png(path, to_uint8(error_heatmap(pred, target, vmax)))
+
+
+def depth_error(pred: torch.Tensor, target: torch.Tensor) -> Optional[float]:
+    """Mean absolute z-depth error over pixels whose true depth is known (> 0), or None if none is."""
+    known = target > 0
+    if not bool(known.any()):
+        return None
+    return float((pred.reshape(target.shape) - target).abs()[known].mean())
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Delete PNGs of an earlier evaluation that this one did not write."""
+    for old in folder.glob("*.png"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def evaluate_split(
@@ -41,20 +44,16 @@ def evaluate_split(
     Args:
         model: anything with ``render(cameras, mode)``.
         split: a :class:`render3d.datasets.Split`.
-        image_dir: when given, ``[render | ground truth]`` PNGs are written there, one per view.
+        image_dir: when given, ``[render | ground truth]`` PNGs are written there, one per view
+            (each atomically; renders of an earlier evaluation that are not rewritten are removed at the end).
         error_dir: when given, per-view error heat maps (:func:`write_error_map`) are written there.
 
     Returns:
-        mean ``psnr``, ``ssim``, ``lpips`` (None when unavailable, with ``lpips_note``), ``views``
-        and ``per_view`` rows.
+        mean ``psnr``, ``ssim``, ``lpips`` (None when unavailable, with ``lpips_note``), ``depth_mae``
+        (mean absolute z-depth error, when the split has depth maps), ``views`` and ``per_view`` rows.
     """
     use_lpips, note = lpips_status()
-    if image_dir is not None:
-        if image_dir.exists():
-            shutil.rmtree(image_dir)
-        image_dir.mkdir(parents=True)
-    if error_dir is not None:
-        error_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[Path, set[str]] = {d: set() for d in (image_dir, error_dir) if d is not None}
     rows = []
     for i in range(len(split)):
         target = split.image_float(i)
@@ -63,18 +62,33 @@ def evaluate_split(
         row = {"view": split.names[i] if i < len(split.names) else str(i), "psnr": psnr(pred, target), "ssim": float(ssim(pred, target))}
         if use_lpips:
             row["lpips"] = lpips(pred, target)
+        if split.depths is not None:
+            row["depth_mae"] = depth_error(out.depth[0, ..., 0].cpu(), split.depths[i].float())
         rows.append(row)
+        stem = Path(row["view"]).stem or f"{i:03d}"
         if image_dir is not None:
-            stem = Path(row["view"]).stem or f"{i:03d}"
-            write_png(image_dir / f"{i:03d}_{stem}.png", to_uint8(torch.cat([pred, target], dim=1)))
+            name = f"{i:03d}_{stem}.png"
+            write_png(image_dir / name, to_uint8(torch.cat([pred, target], dim=1)))
+            written[image_dir].add(name)
         if error_dir is not None:
-            write_error_map(error_dir / f"{i:03d}_{Path(row['view']).stem or i}_error.png", pred, target)
-    mean = lambda key: float(np.mean([r[key] for r in rows])) if rows else float("nan")  # noqa: E731
-    return {
-        "psnr": mean("psnr"),
-        "ssim": mean("ssim"),
+            name = f"{i:03d}_{stem}_error.png"
+            write_error_map(error_dir / name, pred, target)
+            written[error_dir].add(name)
+    for folder, names in written.items():
+        _remove_stale(folder, names)
+
+    def mean(key: str) -> Optional[float]:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    result = {
+        "psnr": mean("psnr") if rows else float("nan"),
+        "ssim": mean("ssim") if rows else float("nan"),
         "lpips": mean("lpips") if use_lpips else None,
         "lpips_note": note,
         "views": len(rows),
         "per_view": rows,
     }
+    if split.depths is not None:
+        result["depth_mae"] = mean("depth_mae")
+    return result

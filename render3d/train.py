@@ -1,28 +1,38 @@
-"""One ``Trainer`` for every method: schedule, checkpoints with resume, eval, progress, events."""
+"""The 3D scene Trainer: any registered method, plug-in loss terms, callbacks, checkpoints, eval.
+
+    trainer = Trainer(TrainConfig(steps=3000), SplatConfig(), loss_terms=[DepthLoss()])
+    metrics = trainer.run()
+
+The step itself is the method contract of :mod:`render3d.methods`; the loop around it
+(budgets, progress, checkpoints, Ctrl-C / SIGTERM, callbacks) is
+:class:`render3d.training.TrainLoop`, shared with the zoo and video trainers.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional, Sequence
 
 import torch
-from tqdm import tqdm
 
 from render3d.backend import device_for, resolve_backend
+from render3d.checkpoints import load_weights, require_keys
+from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.evaluate import evaluate_split
+from render3d.files import write_json
+from render3d.losses import LossContext, LossTerm, build_loss_terms, terms_from_specs
 from render3d.methods import get_method
-from render3d.config_cli import option
+from render3d.training import Callback, TrainLoop, backward_and_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
-
+CHECKPOINT_VERSION = 2
+CHECKPOINT_KEYS = ("version", "method", "config", "method_config", "step", "method_state", "loss_terms", "rng")
 
 
 @dataclass
@@ -30,14 +40,18 @@ class TrainConfig:
     """Options shared by every method (CLI: ``render3d train --NAME``)."""
 
     data: Optional[str] = option("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
-    method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF) or vanilla-nerf", default="splat")
+    method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF), vanilla-nerf, or an installed plug-in", default="splat")
     backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
-    steps: int = option("training steps (one image per step)", default=1200)
+    steps: int = option("training steps", default=1200)
+    max_seconds: float = option("stop after this many seconds of training (0: no limit); checkpoint, eval and metrics as usual", default=0.0)
+    loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
+    grad_clip: float = option("clip the global gradient norm to this value (0: off)", default=0.0)
     out: Optional[str] = option("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
+    overwrite: bool = option("train into an --out folder that already holds a checkpoint, replacing it", default=False)
     resume: Optional[str] = option("continue from a run folder or checkpoint file", default=None)
     seed: int = option("random seed; the same seed gives the same result", default=0)
     eval_every: int = option("evaluate on the test split every N steps (0: only at the end)", default=0)
-    save_every: int = option("write the checkpoint every N steps (and always at the end and on Ctrl-C)", default=1000)
+    save_every: int = option("write the checkpoint every N steps (and always at the end and on Ctrl-C / SIGTERM)", default=1000)
     downscale: int = option("load images downscaled by this factor (uses images_N folders when present)", default=1)
     test_every: int = option("hold out every N-th image as test, for formats without explicit splits", default=8)
     data_format: Optional[str] = option("force a dataset format (blender, nerfstudio, colmap, llff) instead of detecting it", default=None)
@@ -46,20 +60,21 @@ class TrainConfig:
     host: str = option("viewer address; 0.0.0.0 listens on every interface", default="127.0.0.1")
     port: int = option("viewer port; a free one is used when it is taken", default=8080)
 
+    def validate(self) -> None:
+        """One-line errors for values no run can use."""
+        checks = [
+            ("steps", self.steps >= 1, "a whole number >= 1"),
+            ("max-seconds", math.isfinite(self.max_seconds) and self.max_seconds >= 0, "a number >= 0"),
+            ("grad-clip", math.isfinite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
+            ("eval-every", self.eval_every >= 0, "a whole number >= 0"),
+            ("save-every", self.save_every >= 0, "a whole number >= 0"),
+        ]
+        for name, ok, what in checks:
+            if not ok:
+                raise Render3DError(f"--{name} must be {what}, got {getattr(self, name.replace('-', '_'))}")
 
-@dataclass
-class TrainEvent:
-    """What the trainer tells its listeners (e.g. the live viewer) after each step."""
 
-    step: int
-    total_steps: int
-    loss: float
-    steps_per_second: float
-    stats: dict[str, float]
-    eval_psnr: Optional[float] = None
-
-
-def load_data(config: TrainConfig):
+def load_data(config: TrainConfig) -> Any:
     """The scene named by ``config.data``, or the bundled default scene."""
     from render3d.datasets import load_scene
     from render3d.datasets.synthetic import default_scene_dir
@@ -68,9 +83,18 @@ def load_data(config: TrainConfig):
     return load_scene(path, downscale=config.downscale, test_every=config.test_every, format=config.data_format)
 
 
-def default_run_dir(config: TrainConfig) -> Path:
-    name = Path(config.data).resolve().name if config.data else "default-scene"
-    return Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+def claim_run_dir(config: TrainConfig) -> Path:
+    """A new, unique ``runs/<scene>-<method>-<time>[-N]`` folder, created here so two runs never share one."""
+    name = Path(config.data).name if config.data else "default-scene"
+    base = Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 1000):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise Render3DError(f"could not create a new run folder next to {base}: pass --out")
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -83,79 +107,68 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint file written by :class:`Trainer`."""
+    """Read a checkpoint written by :class:`Trainer` (weights-only: no code in it ever runs)."""
     file = find_checkpoint(path)
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt or truncated file
-        raise Render3DError(f"cannot read checkpoint {file} ({type(exc).__name__}): it is damaged; use an earlier one or retrain") from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+    ckpt = load_weights(file)
+    if not isinstance(ckpt, dict) or ckpt.get("version") not in (1, CHECKPOINT_VERSION):
         raise Render3DError(f"{file} is not a render3d checkpoint (version {CHECKPOINT_VERSION})")
-    return ckpt
+    return require_keys(ckpt, ("method", "config", "method_config", "step", "method_state"), file)
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(data: Any, path: Path) -> None:
-    """Write JSON atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-class Trainer:
+class Trainer(TrainLoop):
     """Trains any registered method on a scene.
 
-    Listeners (``add_listener``) receive a :class:`TrainEvent` after every step;
-    ``lock`` is held during each step so a viewer can render between steps, and
-    ``pause()`` / ``resume_training()`` stop and restart the loop.
+    Args:
+        config: the run's options.
+        method_config: the method's options (its ``config_type()`` defaults when None).
+        scene: a loaded :class:`render3d.datasets.SceneData` (loaded from ``config.data`` when None).
+        loss_terms: loss-term plug-ins added to those named in ``config.loss``.
+        loss_options: option overrides of the terms named in ``config.loss``: ``{"depth": {"min_alpha": 0.5}}``.
+        callbacks: :class:`render3d.training.Callback` objects (the viewer is one).
+
+    ``lock`` is held during each step, so a viewer can render between steps.
     """
 
-    def __init__(self, config: TrainConfig, method_config: Any, scene: Any = None) -> None:
+    desc = "train"
+
+    def __init__(self, config: TrainConfig, method_config: Any = None, scene: Any = None,
+                 loss_terms: Sequence[LossTerm] = (), callbacks: Optional[list[Callback]] = None,
+                 loss_options: Optional[dict[str, dict[str, Any]]] = None) -> None:
+        config.validate()
+        super().__init__(budget_seconds=config.max_seconds, save_every=config.save_every, eval_every=config.eval_every,
+                         progress=config.progress, callbacks=callbacks)
+        if config.data is not None:  # absolute, so --resume works from any folder
+            config.data = str(Path(config.data).expanduser().resolve())
         self.config = config
-        self.method_config = method_config
-        self.entry = get_method(config.method)
+        self.method_class = get_method(config.method)
+        self.method_config = method_config if method_config is not None else self.method_class.config_type()
         self.backend = resolve_backend(config.backend)
         self.device = device_for(self.backend)
         self.scene = scene if scene is not None else load_data(config)
         if len(self.scene.train) == 0:
             raise Render3DError(f"the train split of {self.scene.root} is empty: add images or check the split files")
-        self.run_dir = Path(config.out) if config.out else default_run_dir(config)
+        self.run_dir = self._run_dir()
+        self.total_steps = config.steps
+        self.desc = f"train {config.method}"
         torch.manual_seed(config.seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(config.seed)
-        self.method = self.entry.method_type().create(
-            method_config, self.scene, self.backend, self.device, config.steps, config.seed
-        )
+        self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps, config.seed)
+        self.loss_terms: list[LossTerm] = build_loss_terms(config.loss, loss_options) + list(loss_terms)
+        for index, term in enumerate(self.loss_terms):
+            term.setup(self.scene, config.seed + 1000 * (index + 1))
         self._rng = self._capture_rng()
-        self.step = 0
-        self.sampler = torch.Generator().manual_seed(config.seed)
-        self.order: list[int] = []
-        self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
         self.lock = threading.RLock()
-        self._running = threading.Event()
-        self._running.set()
-        self._listeners: list[Callable[[TrainEvent], None]] = []
 
-    # ----- events and control -------------------------------------------------------------
-    def add_listener(self, fn: Callable[[TrainEvent], None]) -> None:
-        self._listeners.append(fn)
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume_training(self) -> None:
-        self._running.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
+    def _run_dir(self) -> Path:
+        """``--out`` (refusing to replace another run's checkpoint unless resuming or ``--overwrite``) or a new folder."""
+        c = self.config
+        if not c.out:
+            return claim_run_dir(c)
+        out = Path(c.out)
+        if c.resume is None and not c.overwrite and (out / CHECKPOINT_NAME).exists():
+            raise Render3DError(f"{out} already holds a run: continue it with --resume {out}, replace it with --overwrite, or choose another --out")
+        return out
 
     # ----- random state ---------------------------------------------------------------------
     def _capture_rng(self) -> dict[str, Any]:
@@ -181,113 +194,103 @@ class Trainer:
             "method_config": asdict(self.method_config),
             "step": self.step,
             "method_state": self.method.state_dict(),
-            "rng": {**self._rng, "sampler": self.sampler.get_state(), "order": list(self.order)},
+            "loss_terms": [term.spec() for term in self.loss_terms],
+            "rng": self._rng,
             "history": self.history,
             "train_seconds": self.train_seconds,
         }
 
-    def save_checkpoint(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_atomic(self.state_dict(), self.checkpoint_path())
-        return self.checkpoint_path()
-
     def load_state_dict(self, ckpt: dict) -> None:
         self.step = int(ckpt["step"])
         self.method.load_state_dict(ckpt["method_state"])
+        for term, spec in zip(self.loss_terms, ckpt["loss_terms"]):
+            term.load_state_dict(spec.get("state", {}))
         self._rng = {k: v for k, v in ckpt["rng"].items() if k in ("torch", "cuda")}
-        self.sampler.set_state(ckpt["rng"]["sampler"])
-        self.order = list(ckpt["rng"]["order"])
         self.history = list(ckpt.get("history", []))
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, scene: Any = None, **overrides: Any) -> "Trainer":
+    def from_checkpoint(cls, path: str | os.PathLike, scene: Any = None, callbacks: Optional[list[Callback]] = None,
+                        **overrides: Any) -> "Trainer":
         """Rebuild a trainer from a checkpoint to continue training (``render3d train --resume``)."""
         file = find_checkpoint(path)
         ckpt = load_checkpoint(file)
-        config = TrainConfig(**{**ckpt["config"], "resume": str(file), "out": str(file.parent), **overrides})
-        method_config = get_method(ckpt["method"]).config_type()(**ckpt["method_config"])
-        trainer = cls(config, method_config, scene)
+        if ckpt["version"] != CHECKPOINT_VERSION:
+            raise Render3DError(f"{file} was written by an older render3d: it can be rendered, evaluated and exported, but not resumed")
+        require_keys(ckpt, CHECKPOINT_KEYS, file)
+        method = get_method(ckpt["method"])
+        try:
+            config = TrainConfig(**{**ckpt["config"], "resume": str(file), "out": str(file.parent), **overrides})
+            method_config = method.config_type(**ckpt["method_config"])
+        except TypeError as exc:
+            raise Render3DError(f"the options stored in {file} do not match this version of render3d ({exc})") from None
+        named, config.loss = config.loss, ""  # the terms come back from the checkpoint, with their state
+        trainer = cls(config, method_config, scene, loss_terms=terms_from_specs(ckpt["loss_terms"]), callbacks=callbacks)
+        trainer.config.loss = named
         trainer.load_state_dict(ckpt)
         return trainer
 
     # ----- training -----------------------------------------------------------------------
-    def _next_view(self) -> int:
-        if not self.order:
-            self.order = torch.randperm(len(self.scene.train), generator=self.sampler).tolist()
-        return self.order.pop()
+    def begin(self) -> None:
+        super().begin()
+        terms = {term.name: asdict(term.config) for term in self.loss_terms}
+        write_json({"train": asdict(self.config), self.config.method: asdict(self.method_config), "loss_terms": terms},
+                   self.run_dir / "config.json")
 
     def train_one_step(self) -> dict[str, float]:
-        """Run one optimisation step on the next training view."""
-        index = self._next_view()
-        split = self.scene.train
-        camera = split.cameras[index].to(self.device)
-        target = split.image_float(index, self.device)
+        """One step of the method contract (see :mod:`render3d.methods`); returns the step's named losses."""
+        step, method = self.step, self.method
         with self.lock:
             # the trainer owns its random stream (strategies draw from torch's global one),
             # so other users of torch's RNG between steps cannot change the result
             self._restore_rng(self._rng)
-            out = self.method.train_step(self.step, camera, target)
+            method.before_step(step)
+            batch = method.next_batch(step)
+            out = method.losses(step, batch)
+            losses = dict(out.losses)
+            if self.loss_terms:
+                context = LossContext(step, self.total_steps, batch, out, method, self.scene)
+                for term in self.loss_terms:
+                    weight = term.config.weight_at(step, self.total_steps)
+                    if weight > 0:
+                        losses.update({name: weight * value for name, value in term.losses(context).items()})
+            total = sum(losses.values())
+            loss = float(total.item())
+            self.check_finite(loss)
+            method.pre_backward(step, out)
+            backward_and_step(total, method.optimizers().values(), self.config.grad_clip)
+            method.post_backward(step, out)
             self._rng = self._capture_rng()
-        if not math.isfinite(out["loss"]):
-            raise Render3DError(
-                f"training diverged at step {self.step} (loss is {out['loss']}); the last good checkpoint is "
-                f"{self.checkpoint_path()}: resume from it with a lower learning rate"
-            )
         self.step += 1
-        return out
+        return {"loss": loss, **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}, **out.stats}
 
-    def run(self) -> dict[str, Any]:
-        """Train to ``config.steps``, checkpointing and evaluating; returns the final metrics."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json({"train": asdict(self.config), self.config.method: asdict(self.method_config)}, self.run_dir / "config.json")
-        cfg = self.config
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True)
-        last_eval: Optional[float] = None
-        try:
-            while self.step < cfg.steps:
-                self._running.wait()
-                started = time.perf_counter()
-                out = self.train_one_step()
-                elapsed = time.perf_counter() - started
-                self.train_seconds += elapsed
-                self.history.append({"step": self.step, "loss": out["loss"], "seconds": self.train_seconds})
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-                    last_eval = self.evaluate("test", write_images=False)["psnr"]
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save_checkpoint()
-                stats = self.method.stats()
-                event = TrainEvent(self.step, cfg.steps, out["loss"], 1.0 / max(elapsed, 1e-9), stats, last_eval)
-                for listener in self._listeners:
-                    listener(event)
-                bar.update(1)
-                bar.set_postfix(loss=f"{out['loss']:.4f}", **{k: int(v) for k, v in stats.items()})
-        except KeyboardInterrupt:
-            bar.close()
-            self.save_checkpoint()
-            raise
-        bar.close()
-        self.save_checkpoint()
-        return self.finish()
+    def postfix(self, stats: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{stats['loss']:.4f}", **{k: str(int(v)) for k, v in self.method.stats().items()}}
 
     # ----- evaluation ---------------------------------------------------------------------
     def evaluate(self, split_name: str = "test", write_images: bool = True) -> dict[str, Any]:
-        """PSNR / SSIM (and LPIPS when available) of the current model on a split."""
+        """PSNR / SSIM (LPIPS when available, depth error where the data has depth) of the current model on a split."""
         with self.lock:
             return evaluate_split(
                 self.method.model, self.scene.split(split_name), self.run_dir / "renders" / split_name if write_images else None
             )
 
+    def periodic_eval(self) -> Optional[dict[str, Any]]:
+        return self.evaluate("test", write_images=False) if len(self.scene.test) else None
+
     def finish(self) -> dict[str, Any]:
         """Evaluate on the test split (val if test is empty), write renders and ``metrics.json``."""
         split = "test" if len(self.scene.test) else "val"
         result = self.evaluate(split) if len(self.scene.split(split)) else {}
+        for cb in self.callbacks:
+            cb.on_eval(self, result)
         metrics = {
             "method": self.config.method,
             "backend": self.backend,
             "device": str(self.device),
             "steps": self.step,
             "train_seconds": round(self.train_seconds, 2),
+            "loss_terms": [term.name for term in self.loss_terms],
             "split": split,
             **{k: v for k, v in result.items() if k != "per_view"},
             **self.method.stats(),

@@ -11,8 +11,10 @@ from torch import nn
 from render3d.nerf.encoding import HashEncoding, PositionalEncoding
 from render3d.nerf.field import SceneBox, contract
 from render3d.nerf.mesh import extract_mesh
-from render3d.nerf.method import NerfConfig, NerfModel, VanillaNerfConfig
-from render3d.nerf.render import TorchMarcher, render_dense
+from render3d.nerf.estimators import GridEstimator
+from render3d.nerf.method import NerfConfig, VanillaNerfConfig
+from render3d.nerf.model import NerfModel
+from render3d.nerf.render import render_dense
 from render3d.nerf.sampler import OccupancyGrid, march_uniform, sample_pdf
 from render3d.train import TrainConfig, Trainer
 
@@ -146,7 +148,7 @@ def test_front_to_back_rendering_matches_the_training_path(eps):
     torch.manual_seed(0)
     box = SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), contracted=False)
     field = NerfModelFieldForTest(box)
-    marcher = TorchMarcher(OccupancyGrid(box, 16), 0.1, 6.0, 96, early_stop_eps=eps)
+    marcher = GridEstimator(OccupancyGrid(box, 16), 0.1, 6.0, 96, early_stop_eps=eps)
     origins = torch.tensor([0.0, 0.0, -3.0]).expand(300, 3) + 0.3 * torch.randn(300, 3)
     dirs = nn.functional.normalize(torch.tensor([0.0, 0.0, 1.0]) + 0.2 * torch.randn(300, 3), dim=-1)
     background = torch.tensor([0.2, 0.4, 0.6])
@@ -185,8 +187,8 @@ class NerfModelFieldForTest(nn.Module):
 
 def test_mesh_of_a_known_sphere_has_the_right_radius():
     field = SphereField()
-    model = NerfModel(field, TorchMarcher(OccupancyGrid(field.box, 8), 0.1, 6.0, 128), torch.ones(3), 4096)
-    mesh = extract_mesh(model, resolution=48, threshold=25.0)
+    model = NerfModel(field, GridEstimator(OccupancyGrid(field.box, 8), 0.1, 6.0, 128), torch.ones(3), 4096)
+    mesh = extract_mesh(model.field, model.estimator.step_size, resolution=48, threshold=25.0)
     radii = torch.from_numpy(mesh.vertices).norm(dim=-1)
     assert abs(radii.mean().item() - 0.5) < 0.03 and radii.std().item() < 0.03
     assert mesh.visual.vertex_colors[:, 0].min() > 200 and mesh.visual.vertex_colors[:, 1].max() < 50
@@ -235,11 +237,11 @@ def test_nerf_eval_and_checkpoint_load_through_the_registry(tiny_scene, tmp_path
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="nerfacc's occupancy-grid kernels need a CUDA GPU")
 def test_cuda_nerf_with_nerfacc_estimator_learns(tiny_scene, tmp_path):
-    from render3d.nerf.render import NerfaccMarcher
+    from render3d.nerf.estimators import NerfaccGridEstimator
 
     config = TrainConfig(method="nerf", steps=200, out=str(tmp_path / "run"), save_every=0, progress=False, backend="cuda")
     trainer = Trainer(config, small_nerf("nerf"), scene=tiny_scene)
-    assert isinstance(trainer.method.model.marcher, NerfaccMarcher)
+    assert isinstance(trainer.method.model.estimator, NerfaccGridEstimator)
     before = trainer.evaluate("test", write_images=False)["psnr"]
     metrics = trainer.run()
     assert metrics["psnr"] > before + 3.0, (before, metrics["psnr"])
@@ -248,22 +250,23 @@ def test_cuda_nerf_with_nerfacc_estimator_learns(tiny_scene, tmp_path):
 def test_random_background_recomposites_targets_on_each_rays_colour():
     from render3d.cameras import Cameras
     from render3d.datasets.scene import Split
-    from render3d.nerf.method import RaySampler
+    from render3d.batches import RayBatcher
 
     white = torch.ones(3)
     images = torch.full((1, 1, 2, 3), 255, dtype=torch.uint8)
     images[0, 0, 1] = torch.tensor([255, 0, 0], dtype=torch.uint8)  # an opaque red pixel beside a transparent one
     alpha = torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 1, 2, 1)
     cameras = Cameras(K=torch.eye(3)[None], c2w=torch.eye(4)[None], width=2, height=1)
-    sampler = RaySampler(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white,
+    sampler = RayBatcher(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white,
                          random_background=True)
-    origins, dirs, target, background = sampler.sample(64)
+    batch = sampler.next(64)
+    target, background = batch.rgb, batch.background
     assert background.shape == (64, 3) and background.std() > 0.1
     red = (target - torch.tensor([1.0, 0.0, 0.0])).abs().sum(-1) < 1e-6
     transparent = (target - background).abs().sum(-1) < 1e-6
     assert (red ^ transparent).all() and red.any() and transparent.any()
-    fixed = RaySampler(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white)
-    assert fixed.sample(4)[3].shape == (3,)  # off: the scene's background for every ray
+    fixed = RayBatcher(Split(images, cameras, ["a.png"], alpha=alpha), torch.device("cpu"), seed=0, background=white)
+    assert fixed.next(4).background.shape == (3,)  # off: the scene's background for every ray
 
 
 def test_unbounded_inward_facing_scenes_centre_the_core_on_the_cameras_focus():

@@ -171,3 +171,24 @@ def test_torch_and_cuda_backends_agree(packed):
     for name, a, b in zip(names, outputs["torch"], outputs["cuda"]):
         scale = b.abs().max().clamp_min(1e-6)
         assert (a - b).abs().max() / scale < 2e-3, name
+
+
+def test_normals_are_each_gaussians_shortest_axis_facing_the_camera():
+    """Two flat Gaussians: one in a plane facing the camera, one turned 45 degrees; normals render as their axes."""
+    from render3d.splat.model import GaussianSplats, init_params
+
+    params = init_params(torch.tensor([[-0.4, 0.0, 0.0], [0.4, 0.0, 0.0]]), torch.full((2, 3), 0.5), 0, init_opacity=0.99)
+    with torch.no_grad():
+        params["scales"].copy_(torch.log(torch.tensor([[0.25, 0.25, 0.005], [0.005, 0.25, 0.25]])))  # shortest axes: z, then x
+        params["quats"][1] = torch.tensor([math.cos(math.pi / 8), 0.0, math.sin(math.pi / 8), 0.0])  # x turned 45 deg about y
+    model = GaussianSplats(params, 0)
+    eye = torch.tensor([0.0, 0.0, -3.0])
+    c2w = look_at(eye, torch.zeros(3), torch.tensor([0.0, -1.0, 0.0]))
+    cam = __import__("render3d.cameras", fromlist=["Cameras"]).Cameras(intrinsics_matrix(40.0, 40.0, 24.0, 24.0), c2w, 48, 48)
+    normals = model.render(cam, mode="normal").extras["normal"][0]
+    facing = normals[24, 19]  # the left Gaussian's centre (x = -0.4 at depth 3 -> column 18.7)
+    torch.testing.assert_close(facing, torch.tensor([0.0, 0.0, -1.0]), atol=1e-4, rtol=0)  # +z flipped to face the camera
+    turned = normals[24, 29]  # the right one's centre (column 29.3)
+    half = math.sqrt(0.5)
+    torch.testing.assert_close(turned, torch.tensor([half, 0.0, -half]), atol=1e-2, rtol=0)  # a faint tail of the other blends in
+    assert "normal" not in model.render(cam, mode="rgb").extras  # computed only when asked for

@@ -67,23 +67,47 @@ def test_resume_continues_to_the_same_result(tiny_scene, tmp_path):
         torch.testing.assert_close(param, resumed.method.model.params[name], rtol=0, atol=0, msg=name)
 
 
-def test_interrupt_saves_a_checkpoint_at_the_current_step(tiny_scene, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_saves_a_checkpoint_at_a_step_boundary(tiny_scene, tmp_path, signal_name):
+    import os
+    import signal
+
+    from render3d.training import Callback, TrainingInterrupted
+
+    class SignalAt7(Callback):
+        def on_step_start(self, loop, step):
+            if step == 7:  # arrives while step 7 runs: that step finishes, then the loop stops
+                os.kill(os.getpid(), getattr(signal, signal_name))
+
     trainer = make_trainer(tiny_scene, tmp_path, steps=50)
+    trainer.add_callback(SignalAt7())
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainer.run()
+    assert stop.value.signal_name == signal_name and stop.value.exit_code == {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[signal_name]
+    assert load_checkpoint(tmp_path / "run")["step"] == 8
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
 
-    def stop_at_7(event):
-        if event.step == 7:
-            raise KeyboardInterrupt
 
-    trainer.add_listener(stop_at_7)
+def test_an_exception_inside_a_step_saves_nothing(tiny_scene, tmp_path, monkeypatch):
+    """A step that fails half way may have changed some parameters: no checkpoint of it is written."""
+    trainer = make_trainer(tiny_scene, tmp_path, steps=10)
+    monkeypatch.setattr(trainer.method, "post_backward", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
-    assert load_checkpoint(tmp_path / "run")["step"] == 7
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_divergence_stops_with_a_clear_error(tiny_scene, tmp_path, monkeypatch):
     trainer = make_trainer(tiny_scene, tmp_path, steps=10)
-    monkeypatch.setattr(trainer.method, "train_step", lambda *a: {"loss": float("nan")})
-    with pytest.raises(Render3DError, match="diverged at step 0"):
+    original = trainer.method.losses
+
+    def nan_losses(step, batch):
+        out = original(step, batch)
+        out.losses["l1"] = out.losses["l1"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.method, "losses", nan_losses)
+    with pytest.raises(Render3DError, match="diverged at step 0.*no checkpoint was written yet"):
         trainer.run()
 
 

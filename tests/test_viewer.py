@@ -16,7 +16,7 @@ import torch
 from render3d.errors import Render3DError
 from render3d.protocol import RenderOutput
 from render3d.viewer.camera import CameraPose, pose_of
-from render3d.viewer.crop import CropBox, DepthCroppedModel, cropped
+from render3d.crop import CropBox, DepthCroppedModel, cropped
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import available_modes, visualize
 from render3d.viewer.net import choose_port
@@ -81,8 +81,19 @@ def test_frames_for_every_mode():
         visualize(out, "normal")
 
 
-def test_available_modes_of_a_splat_model(trained):
-    assert available_modes(trained.method.model) == ("rgb", "depth", "alpha")
+def test_available_modes_follow_the_models_capabilities(trained):
+    assert available_modes(trained.method.model) == ("rgb", "depth", "alpha", "normal")  # splats render normals
+
+    class PlainModel:  # the bare SceneModel protocol: no normals
+        background = torch.ones(3)
+
+        def render(self, cameras, mode="rgb"):
+            return trained.method.model.render(cameras, "rgb")
+
+    assert available_modes(PlainModel()) == ("rgb", "depth", "alpha")
+    out = trained.method.model.render(trained.scene.test.cameras[0], mode="normal")
+    frame = visualize(out, "normal")
+    assert frame.image.shape == (32, 32, 3) and frame.image.std() > 10
 
 
 def test_crop_keeps_only_what_is_inside(trained):

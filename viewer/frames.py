@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from render3d.export.colormap import colorize, turbo
-from render3d.protocol import RenderOutput, SceneModel
+from render3d.images import depth_range, recomposite, to_uint8
+from render3d.protocol import HasNormals, RenderOutput, SceneModel
 
 VIEW_MODES = ("rgb", "depth", "alpha", "normal")
+
 
 def colorbar(width: int = 256, height: int = 12) -> np.ndarray:
     """A horizontal uint8 legend image of the depth colours, near (left) to far (right)."""
@@ -29,34 +31,9 @@ class Frame:
     depth_range: Optional[tuple[float, float]] = None
 
 
-def model_background(model: SceneModel) -> Tensor:
-    """The colour a model composites on (its ``background`` attribute; white when it has none)."""
-    bg = getattr(model, "background", None)
-    return bg.detach().float().cpu().reshape(3) if isinstance(bg, Tensor) else torch.ones(3)
-
-
 def available_modes(model: SceneModel) -> tuple[str, ...]:
-    """The view modes ``model`` can show: rgb, depth, alpha, and normal when its renders carry normals."""
-    from render3d.cameras import Cameras, intrinsics_matrix
-
-    probe = Cameras(intrinsics_matrix(4.0, 4.0, 2.0, 2.0), torch.eye(4), 4, 4)
-    out = model.render(probe, mode="normal")
-    return VIEW_MODES if "normal" in out.extras else VIEW_MODES[:3]
-
-
-def depth_range(depth: Tensor, alpha: Tensor) -> tuple[float, float]:
-    """Near / far for colour mapping: the 2nd and 98th percentiles of covered pixels' depth."""
-    valid = depth[(alpha > 0.5) & (depth > 0)]
-    if valid.numel() == 0:
-        return 0.0, 1.0
-    if valid.numel() > 65536:
-        valid = valid[torch.randint(valid.numel(), (65536,), generator=torch.Generator().manual_seed(0))]
-    lo, hi = torch.quantile(valid.float(), torch.tensor([0.02, 0.98])).tolist()
-    return lo, max(hi, lo + 1e-6)
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    return (image.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    """The view modes ``model`` can show: rgb, depth, alpha, and normal for :class:`~render3d.protocol.HasNormals` models."""
+    return VIEW_MODES if isinstance(model, HasNormals) else VIEW_MODES[:3]
 
 
 def visualize(
@@ -81,8 +58,7 @@ def visualize(
     bg = None if background is None else background.float().cpu().reshape(1, 1, 3)
     if mode == "rgb":
         if bg is not None:
-            old = (model_bg if model_bg is not None else torch.ones(3)).float().cpu().reshape(1, 1, 3)
-            rgb = rgb + (1 - alpha) * (bg - old)
+            rgb = recomposite(rgb, alpha, model_bg if model_bg is not None else torch.ones(3), bg)
         return Frame(to_uint8(rgb))
     if mode == "alpha":
         return Frame(to_uint8(alpha.expand(*alpha.shape[:2], 3)))

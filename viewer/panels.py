@@ -55,7 +55,7 @@ class TrainingPanel:
         step = event.step if event is not None else t.step
         total = event.total_steps if event is not None else t.config.steps
         loss = f"{event.loss:.4f}" if event is not None else "-"
-        stats = event.stats if event is not None else t.method.stats()
+        stats = t.method.stats()
         psnr = f"{self.last_psnr:.2f} dB" if self.last_psnr is not None else "- (train with --eval-every N)"
         state = "paused" if t.paused else ("done" if step >= total else "training")
         lines = [
@@ -68,8 +68,6 @@ class TrainingPanel:
 
     def on_event(self, event: Any) -> None:
         """Called after each training step (throttled to a few updates a second)."""
-        if event.eval_psnr is not None:
-            self.last_psnr = event.eval_psnr
         now = time.monotonic()
         if now - self._last_update < STATS_PERIOD and event.step < event.total_steps:
             return

@@ -15,7 +15,7 @@ from render3d.export.paths import CameraPath
 from render3d.export.render import render_frames
 from render3d.export.video import FrameSink, VideoWriter
 from render3d.protocol import RenderOutput, SceneModel
-from render3d.viewer.crop import CropBox, cropped
+from render3d.crop import CropBox, cropped
 from render3d.viewer.device_share import DeviceShare
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
 import torch
 
 from render3d.protocol import SceneModel
 from render3d.viewer.camera import CameraPose
-from render3d.viewer.crop import CropBox, cropped
+from render3d.crop import CropBox, cropped
 from render3d.viewer.device_share import DeviceShare, on_fresh_thread
-from render3d.viewer.frames import Frame, model_background, visualize
+from render3d.viewer.frames import Frame, visualize
 from render3d.viewer.source import ViewerContent
 
 REST_SECONDS = 0.2  # the camera counts as resting after this long without an update
@@ -107,7 +107,7 @@ class SceneRenderer:
         if side == settings.max_side:
             self.full_render_seconds = seconds
         bg = None if settings.background is None else torch.tensor(settings.background)
-        frame = visualize(out, settings.mode, bg, model_background(self.content.model), settings.depth_range)
+        frame = visualize(out, settings.mode, bg, self.content.model.background, settings.depth_range)
         for hook in self.on_frame:
             hook(frame, settings)
         return frame
@@ -192,7 +192,3 @@ class ClientRenderer:
             if not self._closed.is_set():
                 print(f"viewer: render failed ({type(exc).__name__}: {exc})")
 
-
-def settings_with(settings: ViewSettings, **changes: object) -> ViewSettings:
-    """A copy of ``settings`` with ``changes`` applied."""
-    return replace(settings, **changes)  # type: ignore[arg-type]

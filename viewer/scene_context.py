@@ -10,9 +10,10 @@ import numpy as np
 import torch
 import viser
 
-from render3d.cameras import qvec_to_rotmat
+from render3d.crop import CropBox, cropped
+from render3d.errors import Render3DError
+from render3d.protocol import HasGaussians
 from render3d.viewer.camera import CameraPose, pose_of
-from render3d.viewer.crop import CropBox
 
 if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
@@ -37,22 +38,15 @@ def fly_to(client: viser.ClientHandle, pose: CameraPose) -> None:
         client.camera.fov = pose.fov
 
 
-def splat_arrays(model: Any) -> dict[str, np.ndarray]:
-    """What ``scene.add_gaussian_splats`` takes, from a ``GaussianSplats``: centres, 3x3 covariances,
-    RGB (the SH DC colour) and opacities."""
-    from render3d.splat.sh import sh_to_rgb
-
+def splat_arrays(model: HasGaussians) -> dict[str, np.ndarray]:
+    """What ``scene.add_gaussian_splats`` takes: centres, 3x3 covariances, RGB (the SH DC colour) and opacities."""
     with torch.no_grad():
-        p = model.params
-        R = qvec_to_rotmat(p["quats"].float())
-        S = torch.exp(p["scales"].float())
-        M = R * S[:, None, :]
-        cov = M @ M.transpose(1, 2)
+        g = model.gaussians()
         return {
-            "centers": p["means"].float().cpu().numpy(),
-            "covariances": cov.cpu().numpy(),
-            "rgbs": sh_to_rgb(p["sh0"][:, 0].float()).clamp(0, 1).cpu().numpy(),
-            "opacities": torch.sigmoid(p["opacities"].float()).reshape(-1, 1).cpu().numpy(),
+            "centers": g.means.float().cpu().numpy(),
+            "covariances": g.covariances().float().cpu().numpy(),
+            "rgbs": g.rgb().float().cpu().numpy(),
+            "opacities": g.opacities().float().reshape(-1, 1).cpu().numpy(),
         }
 
 
@@ -75,7 +69,7 @@ class SceneContext:
             step = round(self.extent / 100, 4) or 0.01
             self.crop_min = gui.add_vector3("Crop min", tuple(lo), step=step, visible=False)  # type: ignore[arg-type]
             self.crop_max = gui.add_vector3("Crop max", tuple(hi), step=step, visible=False)  # type: ignore[arg-type]
-            splats = hasattr(self.content.model, "params") and hasattr(self.content.model, "max_sh_degree")
+            splats = isinstance(self.content.model, HasGaussians)
             self.export_ply = gui.add_button("Export cropped PLY", visible=False) if splats else None
             self.browser_splats = gui.add_checkbox("Browser splat renderer", False, visible=splats,
                                                    hint="hand the Gaussians to viser's renderer in the browser (DC colour only)")
@@ -145,14 +139,14 @@ class SceneContext:
     def export_cropped_ply(self) -> Path:
         """Write the Gaussians inside the crop box as a reference 3DGS PLY in the run folder."""
         from render3d.splat.ply import save_ply
-        from render3d.viewer.crop import cropped
 
         box = self.current_crop()
         model = self.viewer.share.run(lambda: cropped(self.content.model, box))
+        if not isinstance(model, HasGaussians):
+            raise Render3DError("only Gaussian scenes export a cropped PLY")
         out = self.content.run_dir / "exports" / "cropped.ply"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_ply(model, out)  # type: ignore[arg-type]
-        self.status.content = f"wrote {out} ({model.num_gaussians} Gaussians)"  # type: ignore[attr-defined]
+        save_ply(model, out)
+        self.status.content = f"wrote {out} ({model.num_gaussians} Gaussians)"
         return out
 
     # ----- browser-side splats --------------------------------------------------------------
@@ -163,8 +157,6 @@ class SceneContext:
             self._splats.remove()
             self._splats = None
         if on:
-            from render3d.viewer.crop import cropped
-
             arrays = self.viewer.share.run(lambda: splat_arrays(cropped(self.content.model, self.current_crop())))
             self._splats = self.viewer.server.scene.add_gaussian_splats("/splats", **arrays)
             for client in self.viewer.server.get_clients().values():

@@ -17,6 +17,7 @@ import viser
 import viser.transforms as vtf
 
 from render3d.errors import Render3DError
+from render3d.training import Callback, StepEvent
 from render3d.viewer.camera import CameraPose, pose_of, world_up
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import Frame, available_modes
@@ -31,6 +32,20 @@ from render3d.viewer.source import ViewerContent
 # seconds on a new background image, so redrawing every 2 s took a quarter of a core.
 IDLE_SHARE = 0.03
 MIN_REFRESH_SECONDS = 5.0
+
+
+class TrainingWatcher(Callback):
+    """The viewer's hooks into the training loop: after each step, and after each evaluation."""
+
+    def __init__(self, viewer: "Viewer") -> None:
+        self.viewer = viewer
+
+    def on_step_end(self, loop: Any, event: StepEvent) -> None:
+        self.viewer.on_train_step(event)
+
+    def on_eval(self, loop: Any, metrics: dict[str, Any]) -> None:
+        if self.viewer.training_panel is not None and metrics.get("psnr") is not None:
+            self.viewer.training_panel.last_psnr = float(metrics["psnr"])
 
 
 class ViserSink:
@@ -83,7 +98,7 @@ class Viewer:
         self.server.on_client_connect(self._on_connect)
         self.server.on_client_disconnect(self._on_disconnect)
         if content.trainer is not None:
-            content.trainer.add_listener(self._on_train_event)
+            content.trainer.add_callback(TrainingWatcher(self))
         if verbose:
             note = f" (port {port} was taken)" if self.port_changed else ""
             print(f"viewer: open {self.url} in a browser{note}", flush=True)
@@ -158,7 +173,7 @@ class Viewer:
             renderer.close()
 
     # ----- training ------------------------------------------------------------------------
-    def _on_train_event(self, event: Any) -> None:
+    def on_train_step(self, event: StepEvent) -> None:
         """After each training step: give waiting renders their share, refresh now and then."""
         self.share.yield_to_viewer(1.0 / max(event.steps_per_second, 1e-9))
         if self.training_panel is not None:

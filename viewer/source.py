@@ -1,20 +1,19 @@
 """What the viewer shows: a scene model plus optional context (training cameras, points),
-from a live :class:`Trainer`, a run folder / checkpoint, or a reference 3DGS PLY."""
+from a live :class:`Trainer` or anything :func:`render3d.runs.load_run` loads (a run folder,
+a checkpoint, a reference 3DGS PLY, a .splat)."""
 
 from __future__ import annotations
 
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from torch import Tensor
 
 from render3d.cameras import Cameras
-from render3d.errors import Render3DError
 from render3d.protocol import SceneModel
+from render3d.runs import LoadedRun, load_run
 
 
 @dataclass
@@ -51,15 +50,6 @@ class ViewerContent:
         return self.static_model
 
 
-def _splat_bounds(model: Any) -> Tensor:
-    """The box holding the central 98% of a splat model's Gaussian centres."""
-    means = model.params["means"].detach().float().cpu()
-    if len(means) == 0:
-        return torch.tensor([[-1.0] * 3, [1.0] * 3])
-    q = torch.quantile(means[torch.randperm(len(means))[:100_000]], torch.tensor([0.01, 0.99]), dim=0)
-    return q
-
-
 def from_trainer(trainer: Any) -> ViewerContent:
     """Content of a live training run (renders share ``trainer.lock``)."""
     scene = trainer.scene
@@ -76,47 +66,16 @@ def from_trainer(trainer: Any) -> ViewerContent:
     )
 
 
-def from_ply(path: Path, backend: str) -> ViewerContent:
-    """A Gaussian PLY in the reference 3DGS layout (no cameras: the viewer frames the Gaussians)."""
-    from render3d.backend import device_for
-    from render3d.splat.ply import load_ply
-
-    model = load_ply(path, backend=backend).to(device_for(backend))
-    return ViewerContent(name=path.name, run_dir=path.resolve().parent, bounds=_splat_bounds(model), static_model=model)
-
-
-def from_checkpoint(path: Path, backend: str) -> ViewerContent:
-    """A run folder or checkpoint file; its dataset (for cameras and points) when still on disk."""
-    from render3d.backend import device_for
-    from render3d.methods import model_from_checkpoint
-    from render3d.train import TrainConfig, find_checkpoint, load_checkpoint, load_data
-
-    file = find_checkpoint(path)
-    ckpt = load_checkpoint(file)
-    model = model_from_checkpoint(ckpt, backend, device_for(backend))
-    content = ViewerContent(name=f"{ckpt['method']} step {ckpt['step']} ({file.parent.name})", run_dir=file.parent, bounds=torch.tensor([[-1.0] * 3, [1.0] * 3]), static_model=model)
-    try:
-        scene = load_data(TrainConfig(**ckpt["config"]))
-    except Render3DError as exc:
-        warnings.warn(f"showing the model without its training cameras: {exc}")
-        scene = None
-    if scene is not None:
-        content.bounds = scene.bounds.float().cpu()
+def from_run(run: LoadedRun) -> ViewerContent:
+    """Content of a loaded run, checkpoint or Gaussian file (:func:`render3d.runs.load_run`)."""
+    content = ViewerContent(name=run.name, run_dir=run.run_dir, bounds=run.bounds, static_model=run.model)
+    if run.scene is not None:
+        scene = run.scene
         content.train_cameras, content.train_images = scene.train.cameras, scene.train.images
         content.points, content.point_colors = scene.points, scene.point_colors
-    elif hasattr(model, "params"):
-        content.bounds = _splat_bounds(model)
     return content
 
 
 def load_content(path: str, backend: str = "auto") -> ViewerContent:
-    """A run folder, checkpoint (``.pt``) or Gaussian PLY, with one-line errors."""
-    from render3d.backend import resolve_backend
-
-    p = Path(path)
-    if not p.exists():
-        raise Render3DError(f"{p} does not exist: pass a run folder, a checkpoint .pt file or a Gaussian .ply file")
-    resolved = resolve_backend(backend)
-    if p.suffix.lower() == ".ply":
-        return from_ply(p, resolved)
-    return from_checkpoint(p, resolved)
+    """A run folder, checkpoint (``.pt``), 3DGS ``.ply`` or ``.splat``, with one-line errors."""
+    return from_run(load_run(path, backend))

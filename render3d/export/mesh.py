@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from render3d.cameras import Cameras
 from render3d.errors import Render3DError
+from render3d.files import atomic_path
 from render3d.protocol import SceneModel
 
 MESH_FORMATS = (".ply", ".obj", ".glb")
@@ -139,10 +140,10 @@ def mesh_from_model(model: SceneModel, cameras: Cameras, bounds: Tensor, config:
 
 
 def save_mesh(mesh, path: Union[str, os.PathLike]) -> Path:
-    """Write a mesh as PLY, OBJ or GLB (by the file suffix) with vertex colours."""
+    """Write a mesh as PLY, OBJ or GLB (by the file suffix) with vertex colours, atomically."""
     path = Path(path)
     if path.suffix.lower() not in MESH_FORMATS:
         raise Render3DError(f"cannot write a mesh to {path}: use a {', '.join(MESH_FORMATS)} file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mesh.export(path)
+    with atomic_path(path) as tmp:
+        mesh.export(tmp, file_type=path.suffix.lower().lstrip("."))
     return path

@@ -397,6 +397,25 @@ def scene_frame(cameras: Cameras, bounds: Optional[Tensor] = None) -> SceneFrame
     return SceneFrame(center, up, radius, elevation, fov)
 
 
+UP_AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0),
+            "-x": (-1.0, 0.0, 0.0), "-y": (0.0, -1.0, 0.0), "-z": (0.0, 0.0, -1.0)}
+
+
+def frame_from_bounds(bounds: Tensor, up: str = "-y", fov_deg: float = 45.0, elevation_deg: float = 20.0) -> SceneFrame:
+    """A frame for content without cameras: centred on the box, far enough that the whole box fits the view.
+
+    ``up`` names the world axis that points up (``-y`` is the COLMAP / OpenCV world of most 3DGS files).
+    """
+    if up not in UP_AXES:
+        from render3d.errors import Render3DError
+
+        raise Render3DError(f"--up {up!r} is not an axis: use one of {', '.join(UP_AXES)}")
+    lo, hi = bounds[0].double(), bounds[1].double()
+    half_diagonal = max(float((hi - lo).norm()) / 2, 1e-6)
+    radius = 1.1 * half_diagonal / math.sin(math.radians(fov_deg) / 2)
+    return SceneFrame((lo + hi) / 2, torch.tensor(UP_AXES[up], dtype=torch.float64), radius, elevation_deg, fov_deg)
+
+
 def orbit_poses(frame: SceneFrame, n_frames: int, elevation_deg: Optional[float] = None, radius_scale: float = 1.0) -> Tensor:
     """``n_frames`` camera-to-world matrices on a circle around ``frame.center``, looking at it (closed loop)."""
     up = frame.up

@@ -12,16 +12,16 @@ from torch import Tensor
 
 from render3d.cameras import Cameras
 from render3d.errors import Render3DError
-from render3d.protocol import SceneModel
+from render3d.files import write_bytes_atomic
+from render3d.images import unproject_depth
+from render3d.protocol import HasGaussians, SceneModel
 
 
-def gaussian_points(model, min_opacity: float = 0.1) -> tuple[Tensor, Tensor]:
+def gaussian_points(model: HasGaussians, min_opacity: float = 0.1) -> tuple[Tensor, Tensor]:
     """Centres ``[P, 3]`` and DC colours ``[P, 3]`` in [0, 1] of Gaussians at least ``min_opacity`` opaque."""
-    from render3d.splat.sh import sh_to_rgb
-
-    p = {k: v.detach().cpu().float() for k, v in model.params.items()}
-    keep = torch.sigmoid(p["opacities"]) >= min_opacity
-    return p["means"][keep], sh_to_rgb(p["sh0"][keep, 0]).clamp(0, 1)
+    g = model.gaussians()
+    keep = (g.opacities() >= min_opacity).cpu()
+    return g.means.detach().cpu().float()[keep], g.rgb().detach().cpu().float()[keep]
 
 
 def surface_points(model: SceneModel, cameras: Cameras, min_alpha: float = 0.5, stride: int = 2) -> tuple[Tensor, Tensor]:
@@ -33,12 +33,11 @@ def surface_points(model: SceneModel, cameras: Cameras, min_alpha: float = 0.5, 
     for i in range(len(cameras)):
         cam = cameras[i]
         out = model.render(cam, mode="depth")
-        depth = out.depth[0, ::stride, ::stride, 0].cpu()
+        depth = out.depth[0, ..., 0].cpu()
+        world = unproject_depth(cam.to("cpu"), 0, depth)[::stride, ::stride]
+        depth = depth[::stride, ::stride]
         alpha = out.alpha[0, ::stride, ::stride, 0].cpu()
         rgb = out.rgb[0, ::stride, ::stride].cpu()
-        dirs = cam.to("cpu").pixel_directions(0)[::stride, ::stride]  # z = 1: scale by z-depth
-        c2w = cam.c2w[0].cpu().float()
-        world = (dirs * depth[..., None]) @ c2w[:3, :3].T + c2w[:3, 3]
         keep = (alpha >= min_alpha) & (depth > 0)
         points.append(world[keep])
         colors.append(rgb[keep])
@@ -46,7 +45,7 @@ def surface_points(model: SceneModel, cameras: Cameras, min_alpha: float = 0.5, 
 
 
 def save_point_cloud(points: Tensor, colors: Tensor, path: Union[str, os.PathLike]) -> Path:
-    """Write points with uint8 RGB colours as a binary PLY (x y z red green blue)."""
+    """Write points with uint8 RGB colours as a binary PLY (x y z red green blue), atomically."""
     path = Path(path)
     if len(points) == 0:
         raise Render3DError(f"no points to write to {path}: lower the opacity threshold or check the model")
@@ -59,8 +58,4 @@ def save_point_cloud(points: Tensor, colors: Tensor, path: Union[str, os.PathLik
         records[name] = rgb[:, i]
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(records)}"]
     header += [f"property float {n}" for n in "xyz"] + [f"property uchar {n}" for n in ("red", "green", "blue")] + ["end_header"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(records.tobytes())
-    return path
+    return write_bytes_atomic(path, ("\n".join(header) + "\n").encode("ascii") + records.tobytes())

@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 from render3d.cameras import Cameras
 from render3d.errors import Render3DError
-from render3d.evaluate import to_uint8
 from render3d.export.colormap import colorize, draw_legend, error_heatmap
 from render3d.export.video import FrameSink
+from render3d.images import depth_range as covered_depth_range
+from render3d.images import recomposite, to_uint8
 from render3d.protocol import RenderOutput, SceneModel
 
 VIDEO_MODES = ("rgb", "depth", "alpha")
@@ -37,27 +38,10 @@ def parse_modes(text: str) -> list[str]:
 def estimate_depth_range(model: SceneModel, cameras: Cameras, samples: int = 5, scale: float = 0.25) -> tuple[float, float]:
     """A depth range (2nd-98th percentile of covered pixels) from a few low-resolution renders."""
     picks = torch.linspace(0, len(cameras) - 1, min(samples, len(cameras))).round().long().unique().tolist()
-    values = []
-    for i in picks:
-        out = model.render(cameras[i].scaled(scale), mode="depth")
-        d, a = out.depth.reshape(-1).cpu(), out.alpha.reshape(-1).cpu()
-        values.append(d[(a > 0.5) & (d > 0)])
-    depth = torch.cat(values) if values else torch.zeros(0)
-    if depth.numel() < 2:
-        return 0.0, 1.0
-    lo, hi = torch.quantile(depth.float(), torch.tensor([0.02, 0.98])).tolist()
-    return lo, max(hi, lo + 1e-6)
-
-
-def with_background(out: RenderOutput, model: SceneModel, background: Optional[Tensor]) -> Tensor:
-    """``out.rgb`` recomposited on ``background`` (the model rendered on its own background)."""
-    if background is None:
-        return out.rgb
-    own = getattr(model, "background", None)
-    if own is None:
-        raise Render3DError("this model does not say which background it renders on, so a path background cannot be applied")
-    bg = background.to(out.rgb)
-    return (out.rgb + (1 - out.alpha) * (bg - own.to(out.rgb))).clamp(0, 1)
+    outs = [model.render(cameras[i].scaled(scale), mode="depth") for i in picks]
+    depth = torch.cat([o.depth.reshape(-1).cpu() for o in outs])
+    alpha = torch.cat([o.alpha.reshape(-1).cpu() for o in outs])
+    return covered_depth_range(depth, alpha)
 
 
 @dataclass
@@ -73,7 +57,7 @@ class FramePainter:
         images: dict[str, np.ndarray] = {}
         for mode in self.modes:
             if mode == "rgb":
-                images[mode] = to_uint8(with_background(out, self.model, self.background)[0])
+                images[mode] = to_uint8(recomposite(out.rgb, out.alpha, self.model.background, self.background)[0])
             elif mode == "depth":
                 lo, hi = self.depth_range
                 depth = colorize(out.depth[0].cpu(), lo, hi, valid=(out.alpha[0].cpu() > 0.5))

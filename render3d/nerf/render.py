@@ -1,30 +1,30 @@
-"""Volume rendering of a field along rays, through nerfacc.
-
-Two marchers with one interface (``update`` the occupancy, ``render`` a batch of rays):
-:class:`TorchMarcher` (our occupancy grid + dense samples; runs on any device, bounded or
-contracted scenes) and :class:`NerfaccMarcher` (nerfacc's CUDA ``OccGridEstimator`` with
-packed samples and early ray termination; bounded scenes on a GPU).
-"""
+"""Volume rendering of a field along rays, through nerfacc: dense samples with a validity mask
+(:func:`render_dense`, training) and front-to-back marching with early exit
+(:func:`render_front_to_back`, rendering). The samplers that place the samples are in
+:mod:`render3d.nerf.estimators`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from render3d.nerf.sampler import OccupancyGrid, RaySamples, drop_occluded, march_uniform
+from render3d.nerf.sampler import RaySamples
 
 
 @dataclass
 class RayBundleOutput:
-    """Per-ray results: rgb ``[R, 3]``, opacity ``[R, 1]``, distance along the ray ``[R, 1]``, sample count."""
+    """Per-ray results: rgb ``[R, 3]``, opacity ``[R, 1]``, expected distance along the ray ``[R, 1]``
+    (of the visible matter: weights normalised by opacity), sample count, and estimator extras
+    (e.g. the coarse pass of hierarchical sampling)."""
 
     rgb: Tensor
     alpha: Tensor
     distance: Tensor
     num_samples: int
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 def render_dense(field: nn.Module, origins: Tensor, dirs: Tensor, t_starts: Tensor, t_ends: Tensor, valid: Tensor,
@@ -43,7 +43,12 @@ def render_dense(field: nn.Module, origins: Tensor, dirs: Tensor, t_starts: Tens
     colors, opacities, depths, extras = nerfacc.rendering(
         t_starts, t_ends, rgb_sigma_fn=lambda *_: (rgb, sigma), render_bkgd=background
     )
-    return RayBundleOutput(colors, opacities, depths, int(ray_ids.numel())), extras["weights"]
+    return RayBundleOutput(colors, opacities, depths, int(ray_ids.numel())), extras["weights"]  # nerfacc's depths are expected depths
+
+
+def normalised_distance(weighted_t: Tensor, opacity: Tensor) -> Tensor:
+    """Expected distance of the visible matter: ``sum(w t) / sum(w)`` (0 where nothing is seen)."""
+    return weighted_t / opacity.clamp_min(torch.finfo(opacity.dtype).eps)
 
 
 @torch.no_grad()
@@ -85,87 +90,7 @@ def render_front_to_back(field: nn.Module, origins: Tensor, dirs: Tensor, sample
         transmittance[alive] *= torch.exp(-(sigma * (t1 - t0)).sum(1))
         count += sigma_v.numel()
     opacity = opacity[:, None]
-    distance = weighted_t[:, None] / opacity.clamp_min(torch.finfo(opacity.dtype).eps)
+    distance = normalised_distance(weighted_t[:, None], opacity)
     if background is not None:
         color = color + background * (1.0 - opacity)
     return RayBundleOutput(color, opacity, distance, count)
-
-
-class TorchMarcher(nn.Module):
-    """Our occupancy grid and uniform marcher (pure PyTorch), with nerfacc's early termination (eps 1e-4).
-
-    Training evaluates a gradient-free density pass to find the samples to drop, then the
-    field with gradients on the rest; without gradients (rendering) it marches front to
-    back instead and evaluates each sample once.
-    """
-
-    def __init__(self, grid: OccupancyGrid, near: float, far: float, samples_per_ray: int, early_stop_eps: float = 1e-4) -> None:
-        super().__init__()
-        self.grid = grid
-        self.near, self.far, self.samples_per_ray = near, far, samples_per_ray
-        self.early_stop_eps = early_stop_eps
-
-    @property
-    def step_size(self) -> float:
-        if self.grid.box.contracted:
-            return (self.far - self.near) / self.samples_per_ray
-        aabb = self.grid.box.aabb
-        return float((aabb[1] - aabb[0]).norm()) / self.samples_per_ray
-
-    def update(self, step: int, field: nn.Module, warmup_steps: int, generator: Optional[torch.Generator] = None) -> None:
-        self.grid.update(step, field.density, self.step_size, warmup_steps=warmup_steps, generator=generator)
-
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
-               generator: Optional[torch.Generator] = None) -> RayBundleOutput:
-        s = march_uniform(origins, dirs, self.near, self.far, self.samples_per_ray, self.grid, stratified, generator)
-        if not torch.is_grad_enabled():
-            return render_front_to_back(field, origins, dirs, s, background, max(self.early_stop_eps, 0.0))
-        if self.early_stop_eps > 0:
-            s = drop_occluded(field.density, origins, dirs, s, self.early_stop_eps)
-        return render_dense(field, origins, dirs, s.t_starts, s.t_ends, s.valid, background)[0]
-
-    @property
-    def occupancy(self) -> float:
-        return self.grid.occupancy
-
-
-class NerfaccMarcher(nn.Module):
-    """nerfacc's ``OccGridEstimator`` (CUDA): packed samples with early termination."""
-
-    def __init__(self, aabb: Tensor, near: float, far: float, samples_per_ray: int, resolution: int) -> None:
-        super().__init__()
-        from nerfacc import OccGridEstimator
-
-        self.estimator = OccGridEstimator(roi_aabb=aabb.reshape(-1), resolution=resolution, levels=1)
-        self.near, self.far = near, far
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
-
-    def update(self, step: int, field: nn.Module, warmup_steps: int, generator: Optional[torch.Generator] = None) -> None:
-        self.estimator.update_every_n_steps(
-            step, occ_eval_fn=lambda x: field.density(x) * self.step_size, occ_thre=1e-2, n=1, warmup_steps=warmup_steps
-        )
-
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
-               generator: Optional[torch.Generator] = None) -> RayBundleOutput:
-        import nerfacc
-
-        def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-            t = 0.5 * (t_starts + t_ends)
-            return field.density(origins[ray_indices] + dirs[ray_indices] * t[:, None])
-
-        def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
-            t = 0.5 * (t_starts + t_ends)
-            return field(origins[ray_indices] + dirs[ray_indices] * t[:, None], dirs[ray_indices])
-
-        ray_indices, t_starts, t_ends = self.estimator.sampling(
-            origins, dirs, sigma_fn=sigma_fn, near_plane=self.near, far_plane=self.far,
-            render_step_size=self.step_size, stratified=stratified,
-        )
-        colors, opacities, depths, _ = nerfacc.rendering(
-            t_starts, t_ends, ray_indices, n_rays=origins.shape[0], rgb_sigma_fn=rgb_sigma_fn, render_bkgd=background
-        )
-        return RayBundleOutput(colors, opacities, depths, int(ray_indices.numel()))
-
-    @property
-    def occupancy(self) -> float:
-        return float(self.estimator.binaries.float().mean())

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from render3d.batches import ViewBatcher
 from render3d.cameras import Cameras
+from render3d.config_cli import option
+from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
-from render3d.config_cli import option
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
 
@@ -54,23 +56,26 @@ def scaled(value: int, total_steps: int) -> int:
     return max(1, int(round(value * total_steps / REFERENCE_STEPS)))
 
 
-class SplatMethod:
-    """Trains :class:`GaussianSplats` on a scene, one camera per step."""
+class SplatMethod(BaseMethod):
+    """Trains :class:`GaussianSplats` on a scene, one view per step, with gsplat's densification strategies."""
 
     name = "splat"
+    description = "3D Gaussian Splatting"
+    config_type = SplatConfig
 
-    def __init__(self, config: SplatConfig, model: GaussianSplats, scene_scale: float, total_steps: int) -> None:
+    def __init__(self, config: SplatConfig, model: GaussianSplats, scene_scale: float, total_steps: int,
+                 batches: ViewBatcher) -> None:
         self.config = config
         self.model = model
         self.scene_scale = scene_scale
         self.total_steps = total_steps
+        self.batches = batches
         c = config
         if c.strategy == "mcmc":
             c.opacity_reg = c.opacity_reg or 0.01
             c.scale_reg = c.scale_reg or 0.01
         self.strategy = make_strategy(
             c.strategy,
-            packed=model.backend == "cuda" and c.packed,
             refine_start=scaled(c.refine_start, total_steps),
             refine_stop=scaled(c.refine_stop, total_steps),
             refine_every=c.refine_every,
@@ -78,8 +83,8 @@ class SplatMethod:
             grow_grad2d=c.grow_grad2d,
             cap_max=c.cap_max,
         )
-        self.optimizers = self._make_optimizers()
-        self.strategy.check_sanity(model.params, self.optimizers)
+        self._optimizers = self._make_optimizers()
+        self.strategy.check_sanity(model.params, self._optimizers)
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
             if c.strategy == "default"
@@ -100,7 +105,12 @@ class SplatMethod:
         params = init_params(points, colors, config.sh_degree, config.init_opacity, config.init_scale).to(device)
         settings = RasterSettings(near_plane=config.near_plane, packed=config.packed)
         model = GaussianSplats(params, config.sh_degree, backend, scene.background.to(device), settings).to(device)
-        return cls(config, model, scene.scene_scale, total_steps)
+        return cls(config, model, scene.scene_scale, total_steps, ViewBatcher(scene.train, device, seed))
+
+    @classmethod
+    def load_model(cls, config: SplatConfig, state: dict, backend: str, device: torch.device) -> GaussianSplats:
+        """A renderable model from :meth:`state_dict` output (no optimisers)."""
+        return GaussianSplats.from_state(state["model"], backend).to(device)
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
@@ -117,54 +127,66 @@ class SplatMethod:
             for name, lr in lrs.items()
         }
 
-    def _schedule(self, step: int) -> None:
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed)."""
+        return self._optimizers
+
+    def before_step(self, step: int) -> None:
         """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
         lr0 = self.config.lr_means * self.scene_scale
-        for group in self.optimizers["means"].param_groups:
+        for group in self._optimizers["means"].param_groups:
             group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
         interval = scaled(self.config.sh_degree_interval, self.total_steps)
         self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
 
-    def loss(self, rgb: Tensor, target: Tensor) -> Tensor:
-        """(1 - w) * L1 + w * (1 - SSIM), plus the optional opacity / scale penalties."""
-        c = self.config
-        loss = (1 - c.ssim_weight) * F.l1_loss(rgb, target) + c.ssim_weight * (1 - ssim(rgb, target))
-        if c.opacity_reg > 0:
-            loss = loss + c.opacity_reg * torch.sigmoid(self.model.params["opacities"]).mean()
-        if c.scale_reg > 0:
-            loss = loss + c.scale_reg * torch.exp(self.model.params["scales"]).mean()
-        return loss
+    def next_batch(self, step: int) -> Batch:
+        return self.batches.next()
 
-    def train_step(self, step: int, camera: Cameras, target: Tensor) -> dict[str, float]:
-        """One optimisation step on one camera and its ``[H, W, 3]`` float image."""
-        self._schedule(step)
-        colors, _, _, info = self.model.rasterize(camera)
-        loss = self.loss(colors[0], target)
-        self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, info)
-        loss.backward()
-        for opt in self.optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        packed = bool(info.get("packed", False))
+    def render_views(self, cameras: Cameras) -> dict[str, Tensor]:
+        """Differentiable renders of ``cameras`` for loss terms."""
+        colors, depth, alphas, _ = self.model.rasterize(cameras)
+        return {"rgb": colors, "depth": depth, "alpha": alphas}
+
+    def losses(self, step: int, batch: Batch) -> StepOutput:
+        """(1 - w) L1 + w (1 - SSIM), plus the optional opacity / scale penalties (mcmc)."""
+        c = self.config
+        colors, depth, alphas, info = self.model.rasterize(batch.cameras)
+        losses = {
+            "l1": (1 - c.ssim_weight) * F.l1_loss(colors, batch.rgb),
+            "ssim": c.ssim_weight * (1 - ssim(colors, batch.rgb)),
+        }
+        if c.opacity_reg > 0:
+            losses["opacity_reg"] = c.opacity_reg * torch.sigmoid(self.model.params["opacities"]).mean()
+        if c.scale_reg > 0:
+            losses["scale_reg"] = c.scale_reg * torch.exp(self.model.params["scales"]).mean()
+        outputs = {"rgb": colors, "depth": depth, "alpha": alphas}
+        return StepOutput(losses, outputs, {"gaussians": float(self.model.num_gaussians)}, state=info)
+
+    def pre_backward(self, step: int, out: StepOutput) -> None:
+        self.strategy.step_pre_backward(self.model.params, self._optimizers, self.strategy_state, step, out.state)
+
+    def post_backward(self, step: int, out: StepOutput) -> None:
+        """Densify after the optimiser step (the order of gsplat's own trainer)."""
+        info = out.state
         if self.config.strategy == "default":
             self.strategy.step_post_backward(
-                self.model.params, self.optimizers, self.strategy_state, step, info, packed=packed
+                self.model.params, self._optimizers, self.strategy_state, step, info, packed=bool(info.get("packed", False))
             )
         else:
-            lr = self.optimizers["means"].param_groups[0]["lr"]
-            self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state, step, info, lr=lr)
-        return {"loss": float(loss.item()), "gaussians": float(self.model.num_gaussians)}
+            lr = self._optimizers["means"].param_groups[0]["lr"]
+            self.strategy.step_post_backward(self.model.params, self._optimizers, self.strategy_state, step, info, lr=lr)
 
     def stats(self) -> dict[str, float]:
         """Numbers for progress bars and the viewer."""
         return {"gaussians": float(self.model.num_gaussians), "sh_degree": float(self.model.active_sh_degree)}
 
     def state_dict(self) -> dict:
-        """Model, optimiser and strategy state for a resumable checkpoint."""
+        """Model, optimiser, strategy and batch-order state for a resumable checkpoint."""
         return {
             "model": self.model.export_state(),
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self._optimizers.items()},
             "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
+            "batches": self.batches.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -173,15 +195,10 @@ class SplatMethod:
         restored = GaussianSplats.from_state(state["model"], self.model.backend).to(device)
         self.model.params = restored.params
         self.model.active_sh_degree = restored.active_sh_degree
-        self.optimizers = self._make_optimizers()
-        for k, opt in self.optimizers.items():
+        self._optimizers = self._make_optimizers()
+        for k, opt in self._optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         self.strategy_state = {
             k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in state["strategy_state"].items()
         }
-
-
-def load_model(state: dict, backend: str, device: torch.device) -> GaussianSplats:
-    """A renderable model from a checkpoint's method state (no optimisers)."""
-    return GaussianSplats.from_state(state["model"], backend).to(device)
-
+        self.batches.load_state_dict(state["batches"])

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from render3d.cameras import Cameras
-from render3d.protocol import RenderOutput
+from render3d.protocol import Gaussians, RenderOutput
 from render3d.splat.render import RasterSettings, rasterize
 from render3d.splat.sh import num_sh_bases, rgb_to_sh
 
@@ -59,7 +59,11 @@ def random_points(bounds: Tensor, count: int, generator: torch.Generator) -> tup
 
 
 class GaussianSplats(nn.Module):
-    """3D Gaussians with SH colour; implements the :class:`render3d.protocol.SceneModel` protocol.
+    """3D Gaussians with SH colour.
+
+    Implements :class:`render3d.protocol.SceneModel` and the capabilities
+    :class:`~render3d.protocol.HasGaussians`, :class:`~render3d.protocol.Croppable`,
+    :class:`~render3d.protocol.HasNormals` and :class:`~render3d.protocol.Bounded`.
 
     ``params`` holds raw (unconstrained) tensors: log-scales, (w, x, y, z) quaternions,
     opacity logits, SH DC ``sh0 [N, 1, 3]`` and higher bands ``shN [N, K-1, 3]``.
@@ -96,10 +100,25 @@ class GaussianSplats(nn.Module):
             "coeffs": torch.cat([p["sh0"], p["shN"]], dim=1),
         }
 
+    def gaussians(self) -> Gaussians:
+        """The Gaussians, detached (the :class:`~render3d.protocol.HasGaussians` capability)."""
+        p = {k: v.detach() for k, v in self.params.items()}
+        return Gaussians(p["means"], p["scales"], p["quats"], p["opacities"], torch.cat([p["sh0"], p["shN"]], dim=1))
+
+    def content_bounds(self) -> Tensor:
+        """The box holding the central 98% of the finite Gaussian centres (the unit cube when there are none)."""
+        means = self.params["means"].detach().float().cpu()
+        means = means[torch.isfinite(means).all(-1)]
+        if len(means) == 0:
+            return torch.tensor([[-1.0] * 3, [1.0] * 3])
+        sample = means[torch.randperm(len(means), generator=torch.Generator().manual_seed(0))[:100_000]]
+        return torch.quantile(sample, torch.tensor([0.01, 0.99]), dim=0)
+
     def rasterize(
-        self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None
+        self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None, normals: bool = False
     ) -> tuple[Tensor, Tensor, Tensor, dict]:
-        """Render ``cameras`` and return gsplat-style ``(colors, depth, alphas, info)`` (used in training)."""
+        """Render ``cameras`` and return gsplat-style ``(colors, depth, alphas, info)`` (used in training);
+        ``normals`` adds ``info["normals"]``."""
         a = self.activated()
         cams = cameras.to(a["means"].device)
         return rasterize(
@@ -116,13 +135,19 @@ class GaussianSplats(nn.Module):
             cams.height,
             self.settings,
             self.background if background is None else background,
+            normals,
         )
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
-        """Render ``cameras`` (all modes come out of one pass; ``mode`` is accepted for the protocol)."""
+        """Render ``cameras``: rgb, depth and alpha from one pass; normals only for ``mode="normal"``."""
         with torch.no_grad():
-            colors, depth, alphas, _ = self.rasterize(cameras)
-        return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas)
+            colors, depth, alphas, info = self.rasterize(cameras, normals=mode == "normal")
+        extras = {"normal": info["normals"]} if mode == "normal" else {}
+        return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas, extras=extras)
+
+    def render_normals(self, cameras: Cameras) -> Tensor:
+        """World-space unit normals ``[C, H, W, 3]`` (each Gaussian's shortest axis, facing the camera)."""
+        return self.render(cameras, mode="normal").extras["normal"]
 
     def cropped(self, box: Tensor) -> "GaussianSplats":
         """A copy holding only the Gaussians whose centres lie in the box ``[[min], [max]]``."""

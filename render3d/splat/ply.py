@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from render3d.errors import Render3DError
+from render3d.files import write_bytes_atomic
+from render3d.protocol import Gaussians, HasGaussians
 from render3d.splat.model import GaussianSplats
 from render3d.splat.sh import C0, num_sh_bases
 
@@ -51,41 +53,37 @@ def ply_property_names(sh_degree: int) -> list[str]:
     )
 
 
-def _ply_columns(model: GaussianSplats) -> dict[str, np.ndarray]:
+def _ply_columns(gaussians: Gaussians) -> dict[str, np.ndarray]:
     """Each reference property as a float32 ``[N]`` or ``[N, k]`` column, in file order."""
-    p = {k: v.detach().cpu().float().numpy() for k, v in model.params.items()}
-    n = len(p["means"])
-    rest = p["shN"].transpose(0, 2, 1).reshape(n, -1)  # [N, K-1, 3] -> channel-major [N, 3*(K-1)]
+    g = gaussians
+    n = len(g)
+    sh = g.sh.detach().cpu().float().numpy()
+    rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, -1)  # [N, K-1, 3] -> channel-major [N, 3*(K-1)]
+    as_numpy = lambda t: t.detach().cpu().float().numpy()  # noqa: E731
     return {
-        "xyz": p["means"],
+        "xyz": as_numpy(g.means),
         "normal": np.zeros((n, 3), np.float32),
-        "f_dc": p["sh0"].reshape(n, 3),
+        "f_dc": sh[:, 0].reshape(n, 3),
         "f_rest": rest,
-        "opacity": p["opacities"].reshape(n, 1),
-        "scale": p["scales"],
-        "rot": p["quats"],
+        "opacity": as_numpy(g.opacity_logits).reshape(n, 1),
+        "scale": as_numpy(g.log_scales),
+        "rot": as_numpy(g.quats),
     }
 
 
-def save_ply(model: GaussianSplats, path: PathLike) -> Path:
-    """Write ``model`` in the reference 3DGS PLY layout (binary little-endian float32)."""
+def save_ply(model: HasGaussians, path: PathLike) -> Path:
+    """Write ``model``'s Gaussians in the reference 3DGS PLY layout (binary little-endian float32), atomically."""
     path = Path(path)
-    columns = _ply_columns(model)
-    sh_degree = round(math.sqrt(columns["f_rest"].shape[1] // 3 + 1)) - 1
-    names = ply_property_names(sh_degree)
+    gaussians = model.gaussians()
+    columns = _ply_columns(gaussians)
+    names = ply_property_names(gaussians.sh_degree)
     data = np.concatenate(list(columns.values()), axis=1).astype("<f4")
     records = np.empty(len(data), dtype=[(name, "<f4") for name in names])
     for i, name in enumerate(names):
         records[name] = data[:, i]
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(records)}"]
     header += [f"property float {name}" for name in names] + ["end_header"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(records.tobytes())
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, ("\n".join(header) + "\n").encode("ascii") + records.tobytes())
 
 
 def _read_ply_vertices(path: Path) -> np.ndarray:
@@ -164,24 +162,21 @@ def load_ply(path: PathLike, backend: str = "torch") -> GaussianSplats:
 # --------------------------------------------------------------------------- .splat
 
 
-def save_splat(model: GaussianSplats, path: PathLike) -> Path:
-    """Write the 32-byte-per-Gaussian ``.splat`` format (colour from the DC term only)."""
-    path = Path(path)
-    p = {k: v.detach().cpu().float() for k, v in model.params.items()}
-    scales = torch.exp(p["scales"])
-    opacity = torch.sigmoid(p["opacities"])
+def save_splat(model: HasGaussians, path: PathLike) -> Path:
+    """Write the 32-byte-per-Gaussian ``.splat`` format (colour from the DC term only), atomically."""
+    g = model.gaussians()
+    scales = torch.exp(g.log_scales.detach().cpu().float())
+    opacity = g.opacities().detach().cpu().float()
     order = torch.argsort(-(scales.sum(-1) * opacity), stable=True)
-    rgb = (p["sh0"][:, 0] * C0 + 0.5).clamp(0, 1)
-    rgba = torch.cat([rgb, opacity[:, None]], dim=1)
-    quats = p["quats"] / p["quats"].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    rgba = torch.cat([g.rgb().detach().cpu().float(), opacity[:, None]], dim=1)
+    quats = g.quats.detach().cpu().float()
+    quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     records = np.empty(len(order), dtype=SPLAT_DTYPE)
-    records["position"] = p["means"][order].numpy()
+    records["position"] = g.means.detach().cpu().float()[order].numpy()
     records["scale"] = scales[order].numpy()
     records["rgba"] = (rgba[order] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     records["rot"] = (quats[order] * 128.0 + 128.0).round().clamp(0, 255).to(torch.uint8).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(records.tobytes())
-    return path
+    return write_bytes_atomic(path, records.tobytes())
 
 
 def load_splat(path: PathLike, backend: str = "torch") -> GaussianSplats:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from render3d.cameras import qvec_to_rotmat
 from render3d.splat.project import covariance_3d, project_gaussians
 from render3d.splat.rasterize_pairs import rasterize_to_pixels
 from render3d.splat.sh import eval_sh
@@ -28,13 +29,27 @@ class RasterSettings:
     eps2d: float = 0.3
     tile_size: int = 16
     packed: bool = True  # cuda only; strategies must be told the same
-    absgrad: bool = False  # cuda only
 
 
 def sh_colors(means: Tensor, coeffs: Tensor, sh_degree: int, camera_centers: Tensor) -> Tensor:
     """Per-camera Gaussian colours ``[C, N, 3]`` from SH coefficients ``[N, K, 3]``."""
     dirs = means[None] - camera_centers[:, None]
     return torch.clamp_min(eval_sh(sh_degree, dirs, coeffs[None].expand(dirs.shape[0], -1, -1, -1)) + 0.5, 0.0)
+
+
+def gaussian_normals(means: Tensor, quats: Tensor, scales: Tensor, camera_centers: Tensor) -> Tensor:
+    """Per-camera normals ``[C, N, 3]``: each Gaussian's shortest axis, turned to face the camera."""
+    axes = qvec_to_rotmat(quats)  # columns are the Gaussian's axes
+    shortest = scales.argmin(dim=-1)
+    normal = axes.gather(2, shortest[:, None, None].expand(-1, 3, 1))[..., 0]
+    to_camera = camera_centers[:, None] - means[None]
+    flip = torch.where((normal[None] * to_camera).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    return normal[None] * flip
+
+
+def _normalised(normals: Tensor) -> Tensor:
+    """Alpha-weighted normal sums -> unit normals (0 where nothing was drawn)."""
+    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
 def rasterize_torch(
@@ -49,23 +64,26 @@ def rasterize_torch(
     width: int,
     height: int,
     settings: RasterSettings,
+    normals: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """Pure-PyTorch rendering of ``C`` cameras (colour, expected depth, alpha, info)."""
+    """Pure-PyTorch rendering of ``C`` cameras (colour, expected depth, alpha, info; ``info["normals"]`` when asked)."""
     covars = covariance_3d(quats, scales)
     proj = project_gaussians(
         means, covars, viewmats, Ks, width, height, settings.eps2d, settings.near_plane, settings.far_plane
     )
     centers = torch.linalg.inv(viewmats)[:, :3, 3]
     colors = sh_colors(means, coeffs, sh_degree, centers)
-    images, depths, alphas = [], [], []
+    extra = gaussian_normals(means, quats, scales, centers) if normals else None
+    images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
-        feats = torch.cat([colors[c], proj.depths[c, :, None]], dim=-1)
+        feats = torch.cat([colors[c], proj.depths[c, :, None]] + ([extra[c]] if extra is not None else []), dim=-1)
         img, alpha = rasterize_to_pixels(
             proj.means2d[c], proj.conics[c], feats, opacities, proj.depths[c], proj.radii[c], width, height
         )
         images.append(img[..., :3])
         depths.append(img[..., 3:4] / alpha.clamp_min(1e-10))
         alphas.append(alpha)
+        normal_images.append(img[..., 4:7])
     info = {
         "means2d": proj.means2d,
         "radii": proj.radii,
@@ -77,6 +95,8 @@ def rasterize_torch(
         "packed": False,
         "gaussian_ids": None,
     }
+    if normals:
+        info["normals"] = _normalised(torch.stack(normal_images))
     return torch.stack(images), torch.stack(depths), torch.stack(alphas), info
 
 
@@ -92,16 +112,26 @@ def rasterize_cuda(
     width: int,
     height: int,
     settings: RasterSettings,
+    normals: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """gsplat's fused CUDA rasteriser with the same inputs and outputs as :func:`rasterize_torch`."""
+    """gsplat's fused CUDA rasteriser with the same inputs and outputs as :func:`rasterize_torch`.
+
+    With ``normals`` the colours are evaluated here and the normals ride along as three
+    more feature channels (gsplat rasterises any number of channels when ``sh_degree`` is None).
+    """
     from gsplat import rasterization
 
+    colors, degree = coeffs, sh_degree
+    if normals:
+        centers = torch.linalg.inv(viewmats)[:, :3, 3]
+        colors = torch.cat([sh_colors(means, coeffs, sh_degree, centers), gaussian_normals(means, quats, scales, centers)], dim=-1)
+        degree = None
     render, alphas, info = rasterization(
         means=means,
         quats=quats,
         scales=scales,
         opacities=opacities,
-        colors=coeffs,
+        colors=colors,
         viewmats=viewmats,
         Ks=Ks,
         width=width,
@@ -109,14 +139,15 @@ def rasterize_cuda(
         near_plane=settings.near_plane,
         far_plane=settings.far_plane,
         eps2d=settings.eps2d,
-        sh_degree=sh_degree,
+        sh_degree=degree,
         packed=settings.packed,
         tile_size=settings.tile_size,
-        absgrad=settings.absgrad,
         render_mode="RGB+ED",
     )
     info["packed"] = settings.packed
-    return render[..., :3], render[..., 3:4], alphas, info
+    if normals:
+        info["normals"] = _normalised(render[..., 3:6])
+    return render[..., :3], render[..., -1:], alphas, info
 
 
 def rasterize(
@@ -133,17 +164,19 @@ def rasterize(
     height: int,
     settings: Optional[RasterSettings] = None,
     background: Optional[Tensor] = None,
+    normals: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Render with ``backend`` (``cuda`` or ``torch``), compositing on ``background`` [3] if given.
 
     Args:
         means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]`` (linear),
         opacities ``[N]`` in [0, 1], coeffs ``[N, K, 3]`` SH, viewmats ``[C, 4, 4]``, Ks ``[C, 3, 3]``.
+        normals: also render world-space unit normals into ``info["normals"] [C, H, W, 3]``.
     """
     settings = settings or RasterSettings()
     fn = rasterize_cuda if backend == "cuda" else rasterize_torch
     colors, depth, alphas, info = fn(
-        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings
+        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings, normals
     )
     if background is not None:
         colors = colors + (1.0 - alphas) * background.to(colors)

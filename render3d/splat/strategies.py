@@ -75,14 +75,12 @@ def enable_cpu_strategies() -> None:
 
 def make_strategy(
     name: str,
-    packed: bool,
     refine_start: int,
     refine_stop: int,
     refine_every: int,
     reset_every: int,
     grow_grad2d: float,
     cap_max: int,
-    absgrad: bool = False,
     verbose: bool = False,
 ) -> Union["DefaultStrategy", "MCMCStrategy"]:  # noqa: F821
     """Build gsplat's ``DefaultStrategy`` (``name='default'``) or ``MCMCStrategy`` (``'mcmc'``)."""
@@ -96,7 +94,6 @@ def make_strategy(
             refine_stop_iter=refine_stop,
             refine_every=refine_every,
             reset_every=reset_every,
-            absgrad=absgrad,
             key_for_gradient="means2d",
             verbose=verbose,
         )
@@ -108,5 +105,7 @@ def make_strategy(
             refine_every=refine_every,
             verbose=verbose,
         )
-    raise ValueError(f"unknown strategy {name!r}: use default or mcmc")
+    from render3d.errors import Render3DError
+
+    raise Render3DError(f"unknown densification strategy {name!r}: use --splat.strategy default or mcmc")
 

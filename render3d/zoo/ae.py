@@ -10,7 +10,7 @@ from torch import Tensor
 import torch.nn.functional as F
 
 from render3d.config_cli import option
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, to_signed, to_unit
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 
@@ -22,7 +22,6 @@ class AEConfig(ModelConfig):
     code_momentum: float = option("momentum of the running mean / std of training codes (used by sample)", default=0.99)
 
 
-@register
 class Autoencoder(ZooModel):
     """Encoder -> ``latent`` numbers -> decoder, trained on MSE.
 

@@ -46,27 +46,18 @@ class ImageSpec:
         return self.channels * self.size * self.size
 
 
-REGISTRY: dict[str, type["ZooModel"]] = {}
-
-
-def register(cls: type["ZooModel"]) -> type["ZooModel"]:
-    """Class decorator: make ``cls`` available as ``render3d zoo train cls.name``."""
-    REGISTRY[cls.name] = cls
-    return cls
-
-
 def registry() -> dict[str, type["ZooModel"]]:
-    """Name -> model class for every zoo model (imports them all on first use)."""
-    import render3d.zoo.models  # noqa: F401  (registers the models)
+    """Name -> model class for every installed zoo model (entry-point group ``render3d.zoo_models``)."""
+    from render3d.registry import ZOO_MODELS
 
-    return dict(REGISTRY)
+    return dict(ZOO_MODELS.items())
 
 
 def get_model_class(name: str) -> type["ZooModel"]:
-    models = registry()
-    if name not in models:
-        raise Render3DError(f"unknown zoo model {name!r}: choose one of {', '.join(models)}")
-    return models[name]
+    """The zoo model class registered as ``name``, or a one-line error listing them."""
+    from render3d.registry import ZOO_MODELS
+
+    return ZOO_MODELS.get(name)
 
 
 def to_signed(x: Tensor) -> Tensor:
@@ -141,14 +132,13 @@ class ZooModel(nn.Module):
         """One optimisation step on a batch; returns scalar stats (always including ``loss``)."""
         if not self.optimizers:
             self.optimizers = self.configure_optimizers()
+        from render3d.training import backward_and_step
+
         self.train()
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss, stats = self.loss(x, y)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
-        opt.step()
+        backward_and_step(loss, [opt], self.config.grad_clip)
         self.after_step()
         return {"loss": float(loss.detach()), **stats}
 
@@ -210,12 +200,9 @@ class ZooModel(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`checkpoint` atomically to ``path``."""
-        from render3d.train import save_atomic
+        from render3d.checkpoints import save_weights
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic(self.checkpoint(), path)
-        return path
+        return save_weights(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> "ZooModel":
@@ -235,17 +222,16 @@ ZOO_CHECKPOINT_NAME = "model.pt"
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A zoo checkpoint from a run folder or a ``.pt`` file, with one-line errors."""
+    from render3d.checkpoints import load_weights, require_keys
+
     p = Path(path)
     file = p / ZOO_CHECKPOINT_NAME if p.is_dir() else p
     if not file.is_file():
         raise Render3DError(f"no zoo model at {file}: pass a run folder of `render3d zoo train` or its {ZOO_CHECKPOINT_NAME}")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise Render3DError(f"cannot read {file} ({type(exc).__name__}): the file is damaged; retrain or use another run") from None
+    ckpt = load_weights(file, what="zoo checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "zoo" or ckpt.get("version") != ZOO_CHECKPOINT_VERSION:
         raise Render3DError(f"{file} is not a render3d zoo checkpoint (version {ZOO_CHECKPOINT_VERSION})")
-    return ckpt
+    return require_keys(ckpt, ("model", "model_config", "spec", "state"), file, what="zoo checkpoint")
 
 
 def load(path: str | Path) -> ZooModel:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from render3d.config_cli import option
 from render3d.zoo.base import (
-    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
+    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, to_signed, to_unit,
 )
 from render3d.zoo.nets import sinusoidal_embedding
 
@@ -71,7 +71,6 @@ class UNet(nn.Module):
         return self.out(u1)
 
 
-@register
 class Diffusion(ZooModel):
     """DDPM (Ho et al. 2020): predict the noise added at a random step of the forward process.
 

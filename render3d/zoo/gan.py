@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from render3d.config_cli import option
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, to_signed, to_unit
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 
@@ -57,7 +57,6 @@ class Generator(nn.Module):
         return torch.tanh(self.body(z))
 
 
-@register
 class GAN(ZooModel):
     """Hinge-loss GAN with the usual stabilisers: spectral norm in D, Adam(0, 0.9), TTUR-style
     higher D learning rate, and an exponential moving average of G's weights for sampling.
@@ -92,19 +91,17 @@ class GAN(ZooModel):
     def fit(self, x: Tensor, y: Optional[Tensor] = None) -> dict[str, float]:
         if not self.optimizers:
             self.optimizers = self.configure_optimizers()
+        from render3d.training import backward_and_step
+
         self.train()
         for _ in range(self.config.d_steps):
             self.optimizers["d"].zero_grad(set_to_none=True)
             d_loss, stats = self.loss(x, y)
-            d_loss.backward()
-            self.optimizers["d"].step()
+            backward_and_step(d_loss, [self.optimizers["d"]])
         self.optimizers["g"].zero_grad(set_to_none=True)
         fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y)
         g_loss = -self.discriminator(fake, y).mean()
-        g_loss.backward()
-        if self.config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip * 10)
-        self.optimizers["g"].step()
+        backward_and_step(g_loss, [self.optimizers["g"]], self.config.grad_clip * 10)
         self.after_step()
         return {"loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()), **stats}
 

@@ -81,7 +81,9 @@ def feature_classifier(data: ImageData, steps: int = 1500, batch: int = 128, cac
     images, labels, classes, task = _classifier_task(data)
     model = FeatureClassifier(data.spec.channels, data.spec.size, classes)
     if file.is_file():
-        saved = torch.load(file, map_location="cpu", weights_only=False)
+        from render3d.checkpoints import load_weights
+
+        saved = load_weights(file, what="feature-classifier cache")
         model.load_state_dict(saved["state"])
         model.info = saved["info"]  # type: ignore[attr-defined]
         return model.eval()
@@ -107,10 +109,9 @@ def feature_classifier(data: ImageData, steps: int = 1500, batch: int = 128, cac
     info = {"task": task, "steps": steps, "seconds": round(time.perf_counter() - started, 1),
             "held_out_accuracy": _accuracy(model, data, labels is None, gen)}
     model.info = info  # type: ignore[attr-defined]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    from render3d.train import save_atomic
+    from render3d.checkpoints import save_weights
 
-    save_atomic({"state": model.state_dict(), "info": info}, file)
+    save_weights({"state": model.state_dict(), "info": info}, file)
     return model.eval()
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from render3d.config_cli import option
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, nats_to_bits_per_dim, register
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, nats_to_bits_per_dim
 
 
 @dataclass
@@ -62,7 +62,6 @@ class _Block(nn.Module):
         return h + self.mix(F.relu(self.conv(F.relu(h))))
 
 
-@register
 class PixelCNN(ZooModel):
     """An autoregressive model over pixels in raster order (and channels within a pixel).
 

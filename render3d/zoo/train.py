@@ -1,4 +1,5 @@
-"""Training loop for zoo models: random batches, progress bar, time budget, checkpoint and resume.
+"""Training zoo models on the shared loop (:class:`render3d.training.TrainLoop`): random
+batches, progress bar, time budget, checkpoints, Ctrl-C / SIGTERM, resume.
 
 A run folder holds ``model.pt`` (model, optimisers, step, RNG state, data name: one file),
 ``config.json`` and ``history.json`` (loss per logged step). Resuming continues the same
@@ -7,18 +8,17 @@ random streams, so an interrupted run ends where an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from tqdm import tqdm
 
 from render3d.config_cli import option
 from render3d.errors import Render3DError
-from render3d.train import write_json
+from render3d.files import write_json
+from render3d.training import Callback, TrainLoop
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import ImageData, load_images
 
@@ -40,11 +40,15 @@ class ZooTrainConfig:
     progress: bool = option("show a progress bar", default=True)
 
 
-class ZooTrainer:
+class ZooTrainer(TrainLoop):
     """Trains one zoo model on one image source."""
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
-                 data: Optional[ImageData] = None) -> None:
+                 data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None) -> None:
+        if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
+            raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
+                         progress=config.progress, callbacks=callbacks)
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -54,24 +58,27 @@ class ZooTrainer:
         self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
         self.model.optimizers = self.model.configure_optimizers()
         self.run_dir = Path(config.out) if config.out else Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.total_steps = config.steps
+        self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
-        self.step = 0
-        self.train_seconds = 0.0
-        self.history: list[dict[str, float]] = []
         self._torch_rng = torch.get_rng_state()
 
     # ----- checkpoints --------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
         return self.run_dir / ZOO_CHECKPOINT_NAME
 
-    def save(self) -> Path:
+    def state_dict(self) -> dict:
         self.model.info = {
             "data": self.config.data, "data_name": self.data.name, "data_note": self.data.note,
             "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.config.batch_size,
             "train_config": asdict(self.config),
             "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
         }
-        return self.model.save(self.checkpoint_path())
+        return self.model.checkpoint()
+
+    def save(self) -> Path:
+        """Write ``model.pt`` now."""
+        return self.save_checkpoint()
 
     @classmethod
     def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
@@ -95,43 +102,22 @@ class ZooTrainer:
         return trainer
 
     # ----- training -----------------------------------------------------------------------
+    def begin(self) -> None:
+        super().begin()
+        write_json({"model": self.model.name, "train": asdict(self.config), self.model.name: asdict(self.model.config),
+                    "data": self.data.summary()}, self.run_dir / "config.json")
+
     def train_one_step(self) -> dict[str, float]:
         index = torch.randint(0, len(self.data.train), (self.config.batch_size,), generator=self.sampler)
         x, y = self.data.batch(index, self.sampler)
         torch.set_rng_state(self._torch_rng)  # the run owns its random stream (noise, dropout, ...)
         stats = self.model.fit(x, y)
         self._torch_rng = torch.get_rng_state()
-        if not math.isfinite(stats["loss"]):
-            raise Render3DError(f"training diverged at step {self.step} (loss {stats['loss']}); resume from "
-                                f"{self.checkpoint_path()} with a lower learning rate")
+        self.check_finite(stats["loss"])
         self.step += 1
         return stats
 
-    def run(self) -> dict[str, Any]:
-        """Train until ``steps`` (or the time budget); returns the final stats."""
-        cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json({"model": self.model.name, "train": asdict(cfg), self.model.name: asdict(self.model.config),
-                    "data": self.data.summary()}, self.run_dir / "config.json")
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc=f"zoo {self.model.name}", unit="step", dynamic_ncols=True)
-        stats: dict[str, float] = {}
-        try:
-            while self.step < cfg.steps and not (cfg.budget and self.train_seconds >= cfg.budget):
-                started = time.perf_counter()
-                stats = self.train_one_step()
-                self.train_seconds += time.perf_counter() - started
-                if cfg.log_every and self.step % cfg.log_every == 0:
-                    self.history.append({"step": self.step, "seconds": round(self.train_seconds, 3), **stats})
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save()
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(stats.items())[:3]})
-        except KeyboardInterrupt:
-            bar.close()
-            self.save()
-            raise
-        bar.close()
-        self.save()
+    def finish(self) -> dict[str, Any]:
         write_json(self.history, self.run_dir / "history.json")
         return {"model": self.model.name, "data": self.data.name, "steps": self.step,
-                "train_seconds": round(self.train_seconds, 2), **stats, **self.model.stats()}
+                "train_seconds": round(self.train_seconds, 2), **self.last_stats, **self.model.stats()}

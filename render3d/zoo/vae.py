@@ -10,7 +10,7 @@ from torch import Tensor
 
 from render3d.config_cli import option
 from render3d.zoo.base import (
-    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, register, to_signed, to_unit,
+    ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, to_signed, to_unit,
 )
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
@@ -24,7 +24,6 @@ class VAEConfig(ModelConfig):
     min_log_std: float = option("lower bound of the decoder's per-pixel log standard deviation", default=-4.5)
 
 
-@register
 class VAE(ZooModel):
     """q(z|x) = N(mu, sigma), p(z) = N(0, I), p(x|z) a per-pixel Gaussian discretised to 256 levels.
 

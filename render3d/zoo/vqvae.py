@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from render3d.config_cli import option
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, register, to_signed, to_unit
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, to_signed, to_unit
 from render3d.zoo.nets import ConvDecoder, ConvEncoder
 from render3d.zoo.transformer import TokenTransformer
 
@@ -90,7 +90,6 @@ class EMACodebook(nn.Module):
         }
 
 
-@register
 class VQVAE(ZooModel):
     """Encoder -> a grid of codebook indices (S/4 x S/4) -> decoder; a causal transformer learns
     the distribution of index grids (trained on the encoder's current codes, gradients stopped),

@@ -1,8 +1,9 @@
-"""A crop box that limits what is rendered and exported.
+"""A crop box that limits what is rendered and exported (the viewer's crop box, a camera path's ``crop``).
 
-Models with a ``cropped(box)`` method crop themselves exactly (splats keep the Gaussians
-whose centres lie in the box); any other scene model is cropped per pixel through the protocol: a pixel whose surface
-point (from the rendered depth) lies outside the box shows the background.
+:class:`~render3d.protocol.Croppable` models crop themselves exactly (splats keep the
+Gaussians whose centres lie in the box); any other scene model is cropped per pixel
+through the protocol: a pixel whose surface point (from the rendered depth) lies outside
+the box shows the background.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from torch import Tensor
 
 from render3d.cameras import Cameras
-from render3d.protocol import RenderOutput, SceneModel
+from render3d.images import unproject_depth
+from render3d.protocol import Croppable, RenderOutput, SceneModel
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class CropBox:
 
     lo: tuple[float, float, float]
     hi: tuple[float, float, float]
+
+    def __post_init__(self) -> None:  # accept any sequences of three numbers
+        object.__setattr__(self, "lo", tuple(float(v) for v in self.lo))
+        object.__setattr__(self, "hi", tuple(float(v) for v in self.hi))
 
     def contains(self, points: Tensor) -> Tensor:
         """Boolean ``[...]``: which of ``points [..., 3]`` lie inside."""
@@ -40,25 +46,21 @@ class CropBox:
 
 
 class DepthCroppedModel:
-    """Any :class:`SceneModel`, with pixels whose depth point lies outside ``box`` cleared."""
+    """Any :class:`SceneModel`, with pixels whose depth point lies outside ``box`` cleared to the background."""
 
     def __init__(self, model: SceneModel, box: CropBox) -> None:
         self.model = model
         self.box = box
-        self.background = getattr(model, "background", None)
+        self.background = model.background
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
         out = self.model.render(cameras, mode)
         masks = []
         for i in range(len(cameras)):
-            dirs = cameras.pixel_directions(i).to(out.depth.device)  # z = 1, so dirs * depth is the point
-            points_cam = dirs * out.depth[i]
-            c2w = cameras.c2w[i].to(out.depth.device)
-            points = points_cam @ c2w[:3, :3].T + c2w[:3, 3]
+            points = unproject_depth(cameras, i, out.depth[i])
             masks.append((self.box.contains(points) & (out.depth[i, ..., 0] > 0))[..., None].float())
         mask = torch.stack(masks)
-        bg = self.background if isinstance(self.background, Tensor) else torch.ones(3)
-        bg = bg.to(out.rgb.device).reshape(1, 1, 1, 3)
+        bg = self.background.to(out.rgb.device).reshape(1, 1, 1, 3)
         alpha = out.alpha * mask
         rgb = out.rgb * mask + bg * (1 - mask)
         extras = {k: v * mask if v.shape[:3] == mask.shape[:3] else v for k, v in out.extras.items()}
@@ -69,6 +71,6 @@ def cropped(model: SceneModel, box: Optional[CropBox]) -> SceneModel:
     """``model`` limited to ``box`` (the model itself when ``box`` is None)."""
     if box is None:
         return model
-    if hasattr(model, "cropped"):  # models that crop exactly (splats keep the Gaussians centred in the box)
-        return model.cropped(torch.tensor([box.lo, box.hi]))  # type: ignore[attr-defined,no-any-return]
+    if isinstance(model, Croppable):
+        return model.cropped(torch.tensor([box.lo, box.hi]))
     return DepthCroppedModel(model, box)

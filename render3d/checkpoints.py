@@ -1,0 +1,61 @@
+"""Checkpoint files: written atomically, read weights-only.
+
+A checkpoint is data, never code: :func:`load_weights` reads with
+``torch.load(weights_only=True)``, which unpickles only tensors and plain Python values
+(dicts, lists, strings, numbers), so a file crafted to run a command on load is refused
+with one line instead of executed. Everything render3d writes is made of those types.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from render3d.errors import Render3DError
+from render3d.files import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+
+def save_weights(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def load_weights(path: PathLike, what: str = "checkpoint") -> Any:
+    """Read a ``torch.save`` file weights-only, with one-line errors.
+
+    Raises:
+        Render3DError: the file is missing, damaged, or holds Python objects that only code
+            could rebuild (a pickle that would run on load is never run).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise Render3DError(f"no {what} at {file}")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc):
+            raise Render3DError(
+                f"refusing to load {file}: it holds Python objects that only code could rebuild, and render3d loads "
+                f"{what}s weights-only (a file like this can run commands); use a {what} render3d wrote itself"
+            ) from None
+        raise Render3DError(f"cannot read {what} {file} (UnpicklingError): it is damaged; use an earlier one or retrain") from None
+    except Exception as exc:  # truncated or corrupt file
+        raise Render3DError(f"cannot read {what} {file} ({type(exc).__name__}): it is damaged; use an earlier one or retrain") from None
+
+
+def require_keys(data: Any, keys: tuple[str, ...], file: PathLike, what: str = "checkpoint") -> dict:
+    """``data`` as a dict holding every one of ``keys``, else a one-line error naming the first missing one."""
+    if not isinstance(data, dict):
+        raise Render3DError(f"{file} is not a render3d {what}")
+    for key in keys:
+        if key not in data:
+            raise Render3DError(f"{what} {file} has no {key!r} entry: it is incomplete or from another program; use another one or retrain")
+    return data

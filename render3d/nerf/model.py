@@ -1,0 +1,61 @@
+"""The renderable NeRF: a field plus its ray estimator and background."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from render3d.cameras import Cameras
+from render3d.nerf.estimators import RayEstimator
+from render3d.nerf.render import RayBundleOutput
+from render3d.protocol import RenderOutput
+
+
+class NerfModel(nn.Module):
+    """A field plus its estimator; implements :class:`render3d.protocol.SceneModel`,
+    :class:`~render3d.protocol.Meshable` (density + marching cubes) and :class:`~render3d.protocol.Bounded`."""
+
+    def __init__(self, field_module: nn.Module, estimator: RayEstimator, background: Tensor, render_chunk: int) -> None:
+        super().__init__()
+        self.field = field_module
+        self.estimator = estimator
+        self.register_buffer("background", background.float().clone())
+        self.render_chunk = render_chunk
+
+    def render_rays(self, origins: Tensor, dirs: Tensor, background: Optional[Tensor] = None, stratified: bool = False) -> RayBundleOutput:
+        """Render rays on ``background`` (``[3]`` or per ray ``[R, 3]``; the scene's when omitted)."""
+        background = self.background if background is None else background
+        return self.estimator.render(self.field, origins, dirs, background, stratified)
+
+    def render_camera(self, cameras: Cameras, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera,
+        rendered in chunks of rays (with gradients when they are enabled)."""
+        origins, dirs = cameras.generate_rays(index)
+        o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        chunk = self.render_chunk
+        parts = [self.render_rays(o[s : s + chunk], d[s : s + chunk]) for s in range(0, len(o), chunk)]
+        rgb = torch.cat([p.rgb for p in parts])
+        alpha = torch.cat([p.alpha for p in parts])
+        z = torch.cat([p.distance for p in parts]) * (d @ cameras.c2w[index, :3, 2])[:, None]
+        shape = (cameras.height, cameras.width)
+        return rgb.reshape(*shape, 3), z.reshape(*shape, 1), alpha.reshape(*shape, 1)
+
+    @torch.no_grad()
+    def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """Render every camera; depth is z along the camera axis (0 where nearly empty)."""
+        cams = cameras.to(self.background.device)
+        views = [self.render_camera(cams, i) for i in range(len(cams))]
+        rgb, depth, alpha = (torch.stack(parts) for parts in zip(*views))
+        return RenderOutput(rgb=rgb.clamp(0, 1), depth=depth * (alpha > 1e-3), alpha=alpha)
+
+    def content_bounds(self) -> Tensor:
+        """The field's box (for contracted scenes, the uncontracted core)."""
+        return self.field.box.aabb.detach()
+
+    def extract_mesh(self, resolution: int = 128) -> Any:
+        """A coloured mesh of the density field (see :func:`render3d.nerf.mesh.extract_mesh`)."""
+        from render3d.nerf.mesh import extract_mesh
+
+        return extract_mesh(self.field, self.estimator.step_size, resolution=resolution)

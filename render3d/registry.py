@@ -1,0 +1,68 @@
+"""One plug-in mechanism for methods, loss terms, zoo models and CLI commands: Python entry points.
+
+A package (ours or a third party's) declares what it adds in its ``pyproject.toml``::
+
+    [project.entry-points."render3d.methods"]
+    my-method = "my_package.method:MyMethod"
+
+and ``render3d`` finds it through :mod:`importlib.metadata` once the package is installed:
+no file of ours changes. The groups:
+
+==========================  ==========================================================
+``render3d.methods``        a scene method class (see :mod:`render3d.methods`)
+``render3d.loss_terms``     a loss-term class (see :mod:`render3d.losses`)
+``render3d.zoo_models``     a 2D generative model class (see :mod:`render3d.zoo.base`)
+``render3d.commands``       a function ``add_parser(subparsers)`` adding a CLI command
+==========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+from render3d.errors import Render3DError
+
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=None)
+def _entry_points(group: str) -> tuple[EntryPoint, ...]:
+    return tuple(sorted(entry_points(group=group), key=lambda ep: ep.name))
+
+
+class Registry(Generic[T]):
+    """The plug-ins of one entry-point ``group``; ``kind`` names them in error messages."""
+
+    def __init__(self, group: str, kind: str) -> None:
+        self.group = group
+        self.kind = kind
+        self._loaded: dict[str, Any] = {}
+
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return [ep.name for ep in _entry_points(self.group)]
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``, or a one-line error listing the choices."""
+        if name not in self._loaded:
+            found = [ep for ep in _entry_points(self.group) if ep.name == name]
+            if not found:
+                choices = ", ".join(self.names()) or "none are installed (reinstall render3d: pip install -e .)"
+                raise Render3DError(f"unknown {self.kind} {name!r}: use one of {choices}")
+            self._loaded[name] = found[0].load()
+        return self._loaded[name]
+
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` for every plug-in, loading each."""
+        return [(name, self.get(name)) for name in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+
+METHODS: Registry[Any] = Registry("render3d.methods", "method")
+LOSS_TERMS: Registry[Any] = Registry("render3d.loss_terms", "loss term")
+ZOO_MODELS: Registry[Any] = Registry("render3d.zoo_models", "zoo model")
+COMMANDS: Registry[Any] = Registry("render3d.commands", "command")

@@ -1,0 +1,235 @@
+"""The training loop every trainer shares: 3D methods, zoo models, video models.
+
+:class:`TrainLoop` owns what is the same everywhere: counting steps, the step and
+time budgets, the progress bar, periodic evaluation and checkpoints, pause / resume,
+callbacks, and stopping cleanly. A subclass says what one step is
+(:meth:`TrainLoop.train_one_step`), what a checkpoint holds, and what the final
+evaluation writes.
+
+Stopping: Ctrl-C, SIGTERM and SIGHUP set a flag; the loop finishes the step in flight,
+writes a checkpoint and raises :class:`TrainingInterrupted` (exit status 130, 143 or
+129), so a checkpoint never holds half a step. A second signal stops at once without
+saving (the last checkpoint stays). A ``KeyboardInterrupt`` raised inside a step by
+anything else also stops without saving, since that step may be half applied.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from tqdm import tqdm
+
+from render3d.errors import Render3DError
+from render3d.training.callbacks import Callback, StepEvent
+
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint (``exit_code``: 128 + signal number)."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal_name} at step {step}")
+        self.signal_name = signal_name
+        self.step = step
+        self.checkpoint = checkpoint
+        self.exit_code = EXIT_CODES.get(signal_name, 130)
+
+
+class StopSignals:
+    """Turns SIGINT / SIGTERM / SIGHUP into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: Optional[str] = None
+
+    def request(self, signal_name: str = "SIGINT") -> None:
+        """Ask the loop to stop at the next step boundary (what the handlers do)."""
+        self.received = self.received or signal_name
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # a second signal: stop now, without saving
+            raise KeyboardInterrupt
+        self.request(signal.Signals(signum).name)
+
+    @contextmanager
+    def installed(self) -> Iterator["StopSignals"]:
+        """Install the handlers for the duration of the block (a no-op off the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        names = [n for n in EXIT_CODES if hasattr(signal, n)]
+        previous = {n: signal.signal(getattr(signal, n), self._handle) for n in names}
+        try:
+            yield self
+        finally:
+            for n, handler in previous.items():
+                signal.signal(getattr(signal, n), handler)
+
+
+class TrainLoop:
+    """Base class of trainers (see the module docstring).
+
+    Subclasses set ``run_dir``, ``total_steps``, and implement :meth:`train_one_step`,
+    :meth:`state_dict` and :meth:`checkpoint_path`; they may override :meth:`begin`,
+    :meth:`periodic_eval`, :meth:`finish` and :meth:`postfix`.
+    """
+
+    run_dir: Path
+    total_steps: int
+    desc: str = "train"
+
+    def __init__(self, *, budget_seconds: float = 0.0, save_every: int = 0, eval_every: int = 0, log_every: int = 1,
+                 progress: bool = True, callbacks: Optional[list[Callback]] = None) -> None:
+        self.budget_seconds = float(budget_seconds)
+        self.save_every = int(save_every)
+        self.eval_every = int(eval_every)
+        self.log_every = int(log_every)
+        self.progress = progress
+        self.callbacks: list[Callback] = list(callbacks or [])
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self.last_stats: dict[str, float] = {}
+        self.last_eval_psnr: Optional[float] = None
+        self.stop_signals = StopSignals()
+        self._running = threading.Event()
+        self._running.set()
+
+    # ----- what subclasses provide -------------------------------------------------------------
+    def train_one_step(self) -> dict[str, float]:
+        """Run one step; returns scalar stats including ``loss``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Everything a checkpoint holds."""
+        raise NotImplementedError
+
+    def checkpoint_path(self) -> Path:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        """Before the loop: create the run folder, write the config."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def periodic_eval(self) -> Optional[dict[str, Any]]:
+        """Evaluation every ``eval_every`` steps (None: nothing to evaluate)."""
+        return None
+
+    def finish(self) -> dict[str, Any]:
+        """After the last step and checkpoint: final evaluation and metrics."""
+        return {"steps": self.step, "train_seconds": round(self.train_seconds, 2)}
+
+    def postfix(self, stats: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows after each step."""
+        return {k: f"{v:.4g}" for k, v in list(stats.items())[:4]}
+
+    # ----- control ---------------------------------------------------------------------------
+    def add_callback(self, callback: Callback) -> None:
+        self.callbacks.append(callback)
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume_training(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def request_stop(self, signal_name: str = "SIGINT") -> None:
+        """Stop at the next step boundary, with a checkpoint, as on Ctrl-C."""
+        self.stop_signals.request(signal_name)
+
+    def done(self) -> bool:
+        """True once the step count or the time budget is reached."""
+        return self.step >= self.total_steps or (self.budget_seconds > 0 and self.train_seconds >= self.budget_seconds)
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint atomically and tell the callbacks."""
+        from render3d.checkpoints import save_weights
+
+        path = save_weights(self.state_dict(), self.checkpoint_path())
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, path)
+        return path
+
+    def check_finite(self, loss: float) -> None:
+        """A one-line error when the loss is NaN or infinite (the last checkpoint is kept)."""
+        if math.isfinite(loss):
+            return
+        saved = self.checkpoint_path()
+        where = (f"the last good checkpoint is {saved}: resume from it with a lower learning rate" if saved.is_file()
+                 else "no checkpoint was written yet: start again with a lower learning rate")
+        raise Render3DError(f"training diverged at step {self.step} (loss is {loss}); {where}")
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def _wait_while_paused(self) -> None:
+        while not self._running.wait(timeout=0.2):
+            if self.stop_signals.received:
+                return
+
+    def _one_step(self) -> tuple[dict[str, float], float]:
+        for cb in self.callbacks:
+            cb.on_step_start(self, self.step)
+        started = time.perf_counter()
+        stats = self.train_one_step()
+        elapsed = time.perf_counter() - started
+        self.train_seconds += elapsed
+        self.last_stats = stats
+        if self.log_every and self.step % self.log_every == 0:
+            self.history.append({"step": self.step, "seconds": round(self.train_seconds, 4), **stats})
+        return stats, elapsed
+
+    def _after_step(self, stats: dict[str, float], elapsed: float) -> None:
+        if self.eval_every and self.step % self.eval_every == 0 and not self.done():
+            metrics = self.periodic_eval()
+            if metrics is not None:
+                self.last_eval_psnr = metrics.get("psnr", self.last_eval_psnr)
+                for cb in self.callbacks:
+                    cb.on_eval(self, metrics)
+        if self.save_every and self.step % self.save_every == 0:
+            self.save_checkpoint()
+        event = StepEvent(self.step, self.total_steps, float(stats.get("loss", float("nan"))), elapsed, stats, self.last_eval_psnr)
+        for cb in self.callbacks:
+            cb.on_step_end(self, event)
+
+    def run(self) -> dict[str, Any]:
+        """Train until the step count or the time budget; returns the final metrics.
+
+        Raises:
+            TrainingInterrupted: a stop signal arrived; a checkpoint was written first.
+        """
+        self.begin()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=self.desc, unit="step", dynamic_ncols=True)
+        with self.stop_signals.installed():
+            try:
+                while not self.done() and not self.stop_signals.received:
+                    self._wait_while_paused()
+                    if self.stop_signals.received:
+                        break
+                    stats, elapsed = self._one_step()  # a KeyboardInterrupt in here propagates unsaved
+                    try:
+                        self._after_step(stats, elapsed)
+                    except KeyboardInterrupt:  # the step is complete: save it
+                        self.request_stop("SIGINT")
+                    bar.update(1)
+                    bar.set_postfix(self.postfix(stats))
+            finally:
+                bar.close()
+            if self.stop_signals.received:
+                path = self.save_checkpoint()
+                raise TrainingInterrupted(self.stop_signals.received, self.step, path)
+        self.save_checkpoint()
+        result = self.finish()
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
