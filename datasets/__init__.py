@@ -11,7 +11,6 @@ blender    ``transforms_train.json``                             :mod:`.blender`
 nerfstudio ``transforms.json``                                   :mod:`.nerfstudio`
 colmap     ``sparse/0/`` or ``sparse/`` with ``cameras.txt|bin`` :mod:`.colmap`
 llff       ``poses_bounds.npy``                                  :mod:`.llff`
-synthetic  only when asked for (``format="synthetic"``)          :mod:`.synthetic`
 ========== ===================================================== =====================
 
 A folder with both a COLMAP model and ``poses_bounds.npy`` loads as colmap unless
@@ -40,14 +39,13 @@ _FORMATS: dict[str, tuple[str, str, str]] = {
     "nerfstudio": ("nerfstudio", "load_nerfstudio", "transforms.json"),
     "colmap": ("colmap", "load_colmap", "sparse/0/ or sparse/ with cameras.txt|bin"),
     "llff": ("llff", "load_llff", "poses_bounds.npy"),
-    "synthetic": ("synthetic", "load_synthetic", "format='synthetic'"),
 }
 #: Every format name this package knows.
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
 
 
 def _module(name: str):
-    """The format's module, or None when it or its loader is missing (e.g. ``synthetic`` not written yet)."""
+    """The format's module, or None when it or its loader is missing."""
     module_name = f"{__name__}.{_FORMATS[name][0]}"
     try:
         module = importlib.import_module(module_name)
@@ -110,7 +108,7 @@ def load_scene(
         format = detect_format(path)
     elif format not in _FORMATS:
         raise Render3DError(f"unknown scene format {format!r}; use one of {', '.join(FORMATS)}")
-    elif format != "synthetic":
+    else:
         require_dir(path)
     module = _module(format)
     if module is None:

@@ -130,13 +130,6 @@ class Cameras:
         origins, dirs = self.rays_at_pixels(which, xs.reshape(-1), ys.reshape(-1))
         return origins.reshape(self.height, self.width, 3), dirs.reshape(self.height, self.width, 3)
 
-    def state_dict(self) -> dict:
-        return {"K": self.K, "c2w": self.c2w, "width": self.width, "height": self.height, "distortion": self.distortion}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "Cameras":
-        return cls(state["K"], state["c2w"], state["width"], state["height"], state.get("distortion"))
-
 
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> Tensor:
     """A ``[3, 3]`` intrinsics matrix."""

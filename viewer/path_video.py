@@ -25,7 +25,7 @@ class SharedDeviceModel:
     def __init__(self, model: SceneModel, share: DeviceShare) -> None:
         self.model = model
         self.share = share
-        self.background = getattr(model, "background", None)
+        self.background = model.background
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
         return self.share.run(lambda: self.model.render(cameras, mode))
@@ -36,6 +36,7 @@ class ProgressSink:
 
     def __init__(self, sink: FrameSink, on_frame: Callable[[int], None]) -> None:
         self.sink = sink
+        self.target = sink.target
         self.on_frame = on_frame
         self.frames = 0
 
@@ -46,6 +47,9 @@ class ProgressSink:
 
     def close(self) -> None:
         self.sink.close()
+
+    def abort(self) -> None:
+        self.sink.abort()
 
 
 def snapshot(model: SceneModel, crop: Optional[CropBox], share: DeviceShare) -> SceneModel:

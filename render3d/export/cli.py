@@ -146,10 +146,10 @@ def cmd_render(args: argparse.Namespace, argv: Sequence[str]) -> int:
         s.close()
     seconds = time.perf_counter() - started
     cams = plan.cameras
-    where = ", ".join(str(getattr(s, "path", getattr(s, "folder", ""))) for s in sinks.values())
+    where = ", ".join(str(s.target) for s in sinks.values())
     print(f"rendered {n} frames at {cams.width}x{cams.height} ({', '.join(modes)}) in {seconds:.1f} s ({n / max(seconds, 1e-9):.2f} frames/s) -> {where}")
     if error_sink is not None:
-        print(f"error maps -> {error_sink.folder}")
+        print(f"error maps -> {error_sink.target}")
     return 0
 
 

@@ -30,7 +30,9 @@ def pad_even(frame: np.ndarray) -> np.ndarray:
 
 
 class FrameSink(Protocol):
-    """Where rendered frames go, one ``[H, W, 3]`` uint8 array at a time."""
+    """Where rendered frames go, one ``[H, W, 3]`` uint8 array at a time; ``target`` is where they end up."""
+
+    target: Path
 
     def write(self, frame: np.ndarray) -> None: ...
 
@@ -61,7 +63,7 @@ class VideoWriter(_SinkContext):
     that becomes ``path`` on :meth:`close`."""
 
     def __init__(self, path: Union[str, os.PathLike], fps: float, quality: float = 8.0) -> None:
-        self.path = Path(path)
+        self.path = self.target = Path(path)
         self.fps = float(fps)
         self.quality = quality
         self._gen = None
@@ -135,7 +137,7 @@ class PngFolder(_SinkContext):
     replaces ``folder`` on :meth:`close`."""
 
     def __init__(self, folder: Union[str, os.PathLike], prefix: str = "frame_") -> None:
-        self.folder = Path(folder)
+        self.folder = self.target = Path(folder)
         self.prefix = prefix
         self.frames = 0
         try:

@@ -82,10 +82,6 @@ class OccupancyGrid(nn.Module):
         idx = (unit * self.resolution).long().clamp(0, self.resolution - 1)
         return self.binary[idx[..., 0], idx[..., 1], idx[..., 2]] & inside
 
-    @property
-    def occupancy(self) -> float:
-        return float(self.binary.float().mean())
-
 
 def ray_box_intersect(origins: Tensor, dirs: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor]:
     """Entry and exit distances ``[R]`` of rays through a box (exit < entry: a miss)."""
