@@ -58,12 +58,12 @@ def evaluate_split(
     for i in range(len(split)):
         target = split.image_float(i)
         out = model.render(split.cameras[i], mode="rgb")
-        pred = out.rgb[0].cpu()
+        pred = out.rgb[0].detach().cpu()
         row = {"view": split.names[i] if i < len(split.names) else str(i), "psnr": psnr(pred, target), "ssim": float(ssim(pred, target))}
         if use_lpips:
             row["lpips"] = lpips(pred, target)
         if split.depths is not None:
-            row["depth_mae"] = depth_error(out.depth[0, ..., 0].cpu(), split.depths[i].float())
+            row["depth_mae"] = depth_error(out.depth[0, ..., 0].detach().cpu(), split.depths[i].float())
         rows.append(row)
         stem = Path(row["view"]).stem or f"{i:03d}"
         if image_dir is not None:

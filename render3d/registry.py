@@ -62,6 +62,13 @@ class Registry(Generic[T]):
         return name in self.names()
 
 
+def reload_plugins() -> None:
+    """Forget what was found, so packages installed (or put on ``sys.path``) since are seen."""
+    _entry_points.cache_clear()
+    for registry in (METHODS, LOSS_TERMS, ZOO_MODELS, COMMANDS):
+        registry._loaded.clear()
+
+
 METHODS: Registry[Any] = Registry("render3d.methods", "method")
 LOSS_TERMS: Registry[Any] = Registry("render3d.loss_terms", "loss term")
 ZOO_MODELS: Registry[Any] = Registry("render3d.zoo_models", "zoo model")
