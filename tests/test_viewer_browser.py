@@ -201,7 +201,7 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     time.sleep(0.5)
     page.get_by_role("button", name="Add keyframe").click()
     wait_for(lambda: len(live.viewer.path_editor.keyframes) == 2, what="keyframe 2")
-    file = Path(live.viewer.path_editor.file.value)
+    file = live.viewer.path_editor.path_file()  # RUN/paths/camera_path.json
     page.get_by_role("button", name="Save path").click()
     wait_for(file.exists, what=f"{file}")
     time.sleep(0.3)

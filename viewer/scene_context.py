@@ -13,6 +13,8 @@ import viser
 from render3d.cameras import qvec_to_rotmat
 from render3d.viewer.camera import CameraPose, pose_of
 from render3d.viewer.crop import CropBox
+from render3d.viewer.markup import escape_markdown
+from render3d.viewer.run_files import shown_path
 
 if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
@@ -152,7 +154,7 @@ class SceneContext:
         out = self.content.run_dir / "exports" / "cropped.ply"
         out.parent.mkdir(parents=True, exist_ok=True)
         save_ply(model, out)  # type: ignore[arg-type]
-        self.status.content = f"wrote {out} ({model.num_gaussians} Gaussians)"  # type: ignore[attr-defined]
+        self.status.content = f"wrote {escape_markdown(shown_path(out, self.content.run_dir))} ({model.num_gaussians} Gaussians)"  # type: ignore[attr-defined]
         return out
 
     # ----- browser-side splats --------------------------------------------------------------
