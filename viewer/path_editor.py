@@ -21,13 +21,16 @@ from render3d.export.paths import CameraPath, Keyframe, load_path, save_path
 from render3d.viewer.camera import CameraPose
 from render3d.viewer.markup import escape_markdown
 from render3d.viewer.path_video import render_path_video
-from render3d.viewer.run_files import run_file, shown_path
+from render3d.viewer.run_files import MAX_NAME_LENGTH, run_file, shown_path
 
 if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
 
 PATH_NAME = "camera_path"  # the default name: RUN/paths/camera_path.json
 PATHS_FOLDER, VIDEOS_FOLDER = "paths", "videos"
+MAX_SECONDS = 600.0  # the longest path the editor accepts (its poses are held in memory)
+MAX_FPS = 120
+MAX_VIDEO_SIDE = 4096
 
 
 def keyframe_from_pose(pose: CameraPose) -> Keyframe:
@@ -54,26 +57,26 @@ class PathEditor:
         content = viewer.content
         cams = content.train_cameras
         width, height = (cams.width, cams.height) if cams is not None else (640, 480)
-        gui = viewer.server.gui
+        gui, controls = viewer.server.gui, viewer.controls
         with gui.add_folder("Camera path", expand_by_default=False):
-            self.add = gui.add_button("Add keyframe", hint="add the current view as the last keyframe")
-            self.selected = gui.add_dropdown("Keyframe", ("none",), initial_value="none")
-            self.fov = gui.add_number("FOV (deg)", 50.0, min=1.0, max=179.0, step=0.5)
-            self.move = gui.add_button("Move to current view")
-            self.goto = gui.add_button("Go to keyframe")
-            self.remove = gui.add_button("Remove keyframe")
-            self.seconds = gui.add_number("Duration (s)", 4.0, min=0.1, step=0.5)
-            self.fps = gui.add_number("FPS", 30, min=1, max=120, step=1)
-            self.smoothness = gui.add_slider("Smoothness", min=0.0, max=1.0, step=0.05, initial_value=0.5)
-            self.loop = gui.add_checkbox("Loop", False)
-            self.width = gui.add_number("Video width", width, min=16, max=4096, step=2)
-            self.height = gui.add_number("Video height", height, min=16, max=4096, step=2)
-            self.preview = gui.add_button("Preview", hint="play the path in this browser")
-            self.file = gui.add_text("Path file", PATH_NAME,
-                                     hint="a name: saved as paths/NAME.json in the run folder, the video as videos/NAME.mp4")
-            self.save = gui.add_button("Save path")
-            self.load = gui.add_button("Load path")
-            self.render = gui.add_button("Render video", hint="write the video to the run folder's videos/")
+            self.add = controls.button("Add keyframe", hint="add the current view as the last keyframe")
+            self.selected = controls.dropdown("Keyframe", ("none",), "none")
+            self.fov = controls.number("FOV (deg)", 50.0, 1.0, 179.0, 0.5)
+            self.move = controls.button("Move to current view")
+            self.goto = controls.button("Go to keyframe")
+            self.remove = controls.button("Remove keyframe")
+            self.seconds = controls.number("Duration (s)", 4.0, 0.1, MAX_SECONDS, 0.5)
+            self.fps = controls.number("FPS", 30, 1, MAX_FPS, 1)
+            self.smoothness = controls.slider("Smoothness", 0.0, 1.0, 0.05, 0.5)
+            self.loop = controls.checkbox("Loop", False)
+            self.width = controls.number("Video width", int(width), 16, MAX_VIDEO_SIDE, 2)
+            self.height = controls.number("Video height", int(height), 16, MAX_VIDEO_SIDE, 2)
+            self.preview = controls.button("Preview", hint="play the path in this browser")
+            self.file = controls.text("Path file", PATH_NAME, max_length=4 * MAX_NAME_LENGTH,
+                                      hint="a name: saved as paths/NAME.json in the run folder, the video as videos/NAME.mp4")
+            self.save = controls.button("Save path")
+            self.load = controls.button("Load path")
+            self.render = controls.button("Render video", hint="write the video to the run folder's videos/")
             self.progress = gui.add_progress_bar(0.0, visible=False)
             self.status = gui.add_markdown("")
         self.add.on_click(lambda e: self._guard(self.add_keyframe, e.client))
@@ -167,12 +170,13 @@ class PathEditor:
         )
 
     def set_path(self, path: CameraPath) -> None:
-        """Show ``path`` in the editor (after loading a file)."""
-        self.keyframes = [Keyframe(k.position, k.rotation, k.fov) for k in path.keyframes]
-        self.fps.value, self.seconds.value = path.fps, path.seconds
-        self.smoothness.value, self.loop.value = path.smoothness, path.loop
+        """Show ``path`` in the editor (after loading a file), its values brought into the controls' ranges."""
+        accepted = self.viewer.controls.accepted
+        self.keyframes = [Keyframe(k.position, k.rotation, accepted(self.fov, k.fov)) for k in path.keyframes]
+        self.fps.value, self.seconds.value = accepted(self.fps, path.fps), accepted(self.seconds, path.seconds)
+        self.smoothness.value, self.loop.value = accepted(self.smoothness, path.smoothness), path.loop
         if path.resolution is not None:
-            self.width.value, self.height.value = path.resolution
+            self.width.value, self.height.value = accepted(self.width, path.resolution[0]), accepted(self.height, path.resolution[1])
         self._sync_list(0)
 
     def _redraw(self) -> None:

@@ -20,6 +20,7 @@ import viser.transforms as vtf
 from render3d.errors import Render3DError
 from render3d.viewer.access import AccessPolicy
 from render3d.viewer.camera import CameraPose, pose_of, world_up
+from render3d.viewer.controls import Controls, Rejected
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import Frame, available_modes
 from render3d.viewer.net import choose_port
@@ -72,7 +73,8 @@ class Viewer:
         self.port, self.port_changed = choose_port(host, port)
         self.host = host
         self.access = AccessPolicy.for_host(host, self.port)
-        self.server = start_guarded_server(host, self.port, f"render3d: {content.name}", self.access)
+        self.server = start_guarded_server(host, self.port, f"render3d: {content.name}", self.access, self._check_control)
+        self.controls = Controls(self.server.gui)  # every GUI input, with the values it accepts
         self.port = self.server.get_port()
         self.share = DeviceShare(content.lock)
         self.renderer = SceneRenderer(content, self.share)
@@ -102,6 +104,13 @@ class Viewer:
         host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
         host = f"[{host}]" if ":" in host else host
         return self.access.url(f"http://{host}:{self.port}")
+
+    def _check_control(self, control_id: str, value: Any) -> Any:
+        """A browser's ``value`` for a GUI control, as the control accepts it (raises :class:`Rejected`)."""
+        controls: Optional[Controls] = getattr(self, "controls", None)  # None while the server starts
+        if controls is None:
+            raise Rejected("the viewer is starting")
+        return controls.check(control_id, value)
 
     def _set_initial_camera(self) -> None:
         cams = self.content.train_cameras
