@@ -204,7 +204,7 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     file = live.viewer.path_editor.path_file()  # RUN/paths/camera_path.json
     page.get_by_role("button", name="Save path").click()
     wait_for(file.exists, what=f"{file}")
-    time.sleep(0.3)
+    page.get_by_text("saved 2 keyframes to paths/camera_path.json").wait_for(timeout=5000)  # escaped markdown shows plain
     live.shot(page, "05_camera_path")
     path = load_path(file)
     assert len(path.keyframes) == 2
@@ -212,6 +212,21 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     argv = ["render", str(live.trainer.run_dir), "--path", str(file), "--resolution", "32x24", "--fps", "4", "--seconds", "0.5", "--no-progress", "--out", str(video)]
     assert main(argv) == 0
     assert video.stat().st_size > 0
+
+
+def test_a_typed_file_name_shows_as_text_not_html(live, first_page):
+    page, _ = first_page
+    editor = live.viewer.path_editor
+    if not page.get_by_role("button", name="Save path").is_visible():
+        page.get_by_text("Camera path").click()
+    typed = "<img src=x onerror=alert(1)>"
+    editor.file.value = typed  # as if typed (tests/test_viewer_security.py types it through a websocket)
+    page.get_by_role("button", name="Save path").click()
+    status = page.get_by_text("is not a plain file name", exact=False).first
+    status.wait_for(timeout=10000)
+    assert typed in status.inner_text() and page.locator('img[src="x"]').count() == 0
+    live.shot(page, "06_typed_html")
+    editor.file.value = "camera_path"
 
 
 def test_two_pages_each_get_their_own_view(live, first_page):
@@ -228,7 +243,7 @@ def test_two_pages_each_get_their_own_view(live, first_page):
         assert abs(live.camera(id1).position - pos1).max() < 1e-6  # page 1 kept its own view
         assert r1.moving_frames == moving1  # page 1 got live-training refreshes only, no motion frames
         wait_for(lambda: page2.evaluate(COLOURED_PIXELS_JS) > 0.01, what="page 2's image")
-        live.shot(page2, "06_second_page")
+        live.shot(page2, "07_second_page")
     finally:
         page2.close()
 
@@ -250,5 +265,26 @@ def test_a_page_closed_mid_render_harms_nothing(live):
     wait_for(lambda: live.trainer.step > step, what="training to go on")
     page, client_id, started = live.open_page()
     wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="a new page's first image")
-    live.shot(page, "07_after_close")
+    live.shot(page, "08_after_close")
     page.close()
+
+
+def test_off_loopback_the_page_loads_through_the_tokened_url_only(live):
+    """``--host 0.0.0.0``: the printed URL (with its token) works; without the token nothing is served."""
+    from render3d.viewer.server import Viewer
+    from render3d.viewer.source import from_trainer
+
+    content = from_trainer(live.trainer)
+    content.trainer, content.static_model = None, live.trainer.method.model  # renders still take the trainer's lock
+    exposed = Viewer(content, host="0.0.0.0", port=0, settings=ViewSettings(max_side=160), verbose=False)
+    page = live.browser.new_page()
+    try:
+        assert page.goto(exposed.url.split("?")[0]).status == 403
+        assert not exposed.clients
+        page.goto(exposed.url)
+        wait_for(lambda: exposed.clients, what="the page opened with the token to connect")
+        wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="its first image")
+        live.shot(page, "09_token_url")
+    finally:
+        page.close()
+        exposed.stop()
