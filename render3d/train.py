@@ -148,7 +148,6 @@ class Trainer(TrainLoop):
         if len(self.scene.train) == 0:
             raise Render3DError(f"the train split of {self.scene.root} is empty: add images or check the split files")
         self.run_dir = self._run_dir()
-        self.total_steps = config.steps
         self.desc = f"train {config.method}"
         torch.manual_seed(config.seed)
         if self.device.type == "cuda":
@@ -169,6 +168,11 @@ class Trainer(TrainLoop):
         if c.resume is None and not c.overwrite and (out / CHECKPOINT_NAME).exists():
             raise Render3DError(f"{out} already holds a run: continue it with --resume {out}, replace it with --overwrite, or choose another --out")
         return out
+
+    @property
+    def total_steps(self) -> int:  # type: ignore[override]
+        """The run's step count (``config.steps``; a resume may raise it)."""
+        return self.config.steps
 
     # ----- random state ---------------------------------------------------------------------
     def _capture_rng(self) -> dict[str, Any]:

@@ -89,6 +89,7 @@ def drag(page, dx: int = 120, dy: int = 10) -> None:
 def live(tiny_scene_dir, tiny_scene, tmp_path_factory):
     from render3d.splat.method import SplatConfig
     from render3d.train import TrainConfig, Trainer
+    from render3d.training import TrainingInterrupted
     from render3d.viewer.server import Viewer
     from render3d.viewer.source import from_trainer
 
@@ -97,18 +98,12 @@ def live(tiny_scene_dir, tiny_scene, tmp_path_factory):
     trainer = Trainer(config, SplatConfig(init_points=1500, refine_start=7500, refine_every=10, sh_degree=1), scene=tiny_scene)
     trainer.run()  # a recognisable scene and a checkpoint on disk
     trainer.config.steps = 100_000  # then keep training while the browser watches
-    stop = threading.Event()
-
-    def stop_when_asked(event) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-
-    trainer.add_listener(stop_when_asked)
     viewer = Viewer(from_trainer(trainer), port=0, settings=ViewSettings(max_side=160), verbose=False)
+
     def train_until_stopped() -> None:
         try:
             trainer.run()
-        except KeyboardInterrupt:
+        except TrainingInterrupted:
             pass
 
     training = threading.Thread(target=train_until_stopped, daemon=True)
@@ -122,7 +117,7 @@ def live(tiny_scene_dir, tiny_scene, tmp_path_factory):
         try:
             yield state
         finally:
-            stop.set()
+            trainer.request_stop()
             trainer.resume_training()
             training.join(30)
             browser.close()
@@ -201,10 +196,10 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     time.sleep(0.5)
     page.get_by_role("button", name="Add keyframe").click()
     wait_for(lambda: len(live.viewer.path_editor.keyframes) == 2, what="keyframe 2")
-    file = Path(live.viewer.path_editor.file.value)
+    file = live.viewer.path_editor.path_file()  # RUN/paths/camera_path.json
     page.get_by_role("button", name="Save path").click()
     wait_for(file.exists, what=f"{file}")
-    time.sleep(0.3)
+    page.get_by_text("saved 2 keyframes to paths/camera_path.json").wait_for(timeout=5000)  # escaped markdown shows plain
     live.shot(page, "05_camera_path")
     path = load_path(file)
     assert len(path.keyframes) == 2
@@ -212,6 +207,21 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     argv = ["render", str(live.trainer.run_dir), "--path", str(file), "--resolution", "32x24", "--fps", "4", "--seconds", "0.5", "--no-progress", "--out", str(video)]
     assert main(argv) == 0
     assert video.stat().st_size > 0
+
+
+def test_a_typed_file_name_shows_as_text_not_html(live, first_page):
+    page, _ = first_page
+    editor = live.viewer.path_editor
+    if not page.get_by_role("button", name="Save path").is_visible():
+        page.get_by_text("Camera path").click()
+    typed = "<img src=x onerror=alert(1)>"
+    editor.file.value = typed  # as if typed (tests/test_viewer_security.py types it through a websocket)
+    page.get_by_role("button", name="Save path").click()
+    status = page.get_by_text("is not a plain file name", exact=False).first
+    status.wait_for(timeout=10000)
+    assert typed in status.inner_text() and page.locator('img[src="x"]').count() == 0
+    live.shot(page, "06_typed_html")
+    editor.file.value = "camera_path"
 
 
 def test_two_pages_each_get_their_own_view(live, first_page):
@@ -228,7 +238,7 @@ def test_two_pages_each_get_their_own_view(live, first_page):
         assert abs(live.camera(id1).position - pos1).max() < 1e-6  # page 1 kept its own view
         assert r1.moving_frames == moving1  # page 1 got live-training refreshes only, no motion frames
         wait_for(lambda: page2.evaluate(COLOURED_PIXELS_JS) > 0.01, what="page 2's image")
-        live.shot(page2, "06_second_page")
+        live.shot(page2, "07_second_page")
     finally:
         page2.close()
 
@@ -250,5 +260,26 @@ def test_a_page_closed_mid_render_harms_nothing(live):
     wait_for(lambda: live.trainer.step > step, what="training to go on")
     page, client_id, started = live.open_page()
     wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="a new page's first image")
-    live.shot(page, "07_after_close")
+    live.shot(page, "08_after_close")
     page.close()
+
+
+def test_off_loopback_the_page_loads_through_the_tokened_url_only(live):
+    """``--host 0.0.0.0``: the printed URL (with its token) works; without the token nothing is served."""
+    from render3d.viewer.server import Viewer
+    from render3d.viewer.source import from_trainer
+
+    content = from_trainer(live.trainer)
+    content.trainer, content.static_model = None, live.trainer.method.model  # renders still take the trainer's lock
+    exposed = Viewer(content, host="0.0.0.0", port=0, settings=ViewSettings(max_side=160), verbose=False)
+    page = live.browser.new_page()
+    try:
+        assert page.goto(exposed.url.split("?")[0]).status == 403
+        assert not exposed.clients
+        page.goto(exposed.url)
+        wait_for(lambda: exposed.clients, what="the page opened with the token to connect")
+        wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="its first image")
+        live.shot(page, "09_token_url")
+    finally:
+        page.close()
+        exposed.stop()

@@ -16,6 +16,11 @@ import torch
 import viser.transforms as vtf
 
 from render3d.cameras import Cameras, intrinsics_matrix
+from render3d.errors import Render3DError
+
+# A browser reports its camera; these bound what the viewer renders from it.
+FOV_RANGE = (math.radians(1.0), math.radians(179.0))
+ASPECT_RANGE = (0.01, 100.0)
 
 
 @dataclass(frozen=True)
@@ -29,13 +34,26 @@ class CameraPose:
 
     @classmethod
     def from_handle(cls, camera: object) -> "CameraPose":
-        """Snapshot a viser ``CameraHandle`` (``client.camera``)."""
-        return cls(
-            tuple(float(v) for v in camera.wxyz),  # type: ignore[attr-defined]
-            tuple(float(v) for v in camera.position),  # type: ignore[attr-defined]
-            float(camera.fov),  # type: ignore[attr-defined]
-            float(camera.aspect),  # type: ignore[attr-defined]
-        )
+        """Snapshot a viser ``CameraHandle`` (``client.camera``).
+
+        The values come from a browser: ``fov`` and ``aspect`` are clamped to
+        :data:`FOV_RANGE` and :data:`ASPECT_RANGE`.
+
+        Raises:
+            Render3DError: the pose is malformed or not finite.
+        """
+        try:
+            wxyz = tuple(float(v) for v in camera.wxyz)  # type: ignore[attr-defined]
+            position = tuple(float(v) for v in camera.position)  # type: ignore[attr-defined]
+            fov, aspect = float(camera.fov), float(camera.aspect)  # type: ignore[attr-defined]
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            raise Render3DError(f"the browser sent an unusable camera ({exc})") from None
+        values = (*wxyz, *position, fov, aspect)
+        if len(wxyz) != 4 or len(position) != 3 or not all(math.isfinite(v) for v in values) or not any(wxyz):
+            raise Render3DError("the browser sent an unusable camera (not a finite pose)")
+        fov = min(max(fov, FOV_RANGE[0]), FOV_RANGE[1])
+        aspect = min(max(aspect, ASPECT_RANGE[0]), ASPECT_RANGE[1])
+        return cls(wxyz, position, fov, aspect)  # type: ignore[arg-type]
 
     @classmethod
     def from_c2w(cls, c2w: torch.Tensor, fov: float, aspect: float) -> "CameraPose":

@@ -12,28 +12,34 @@ if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
 
 STATS_PERIOD = 0.25  # seconds between panel updates while training
+MAX_DEPTH = 1e6  # the largest fixed depth range a browser may set (world units)
 
 
 class TrainingPanel:
-    """Pause / resume, step, loss, test PSNR, model statistics, steps/s, train-vs-view balance."""
+    """Pause / resume, step, loss, test PSNR, model statistics, steps/s, train-vs-view balance.
+
+    These controls change training, so they are for authorised browsers only: every browser
+    that reaches them passed the handshake check (:mod:`render3d.viewer.access`), which off
+    loopback means it holds the token; a refused browser never gets a connection.
+    """
 
     def __init__(self, viewer: "Viewer") -> None:
         self.viewer = viewer
         self.trainer = viewer.content.trainer
-        gui = viewer.server.gui
+        gui, controls = viewer.server.gui, viewer.controls
         self._last_update = 0.0
         self._rate_mark: Optional[tuple[float, int]] = None
         self.steps_per_second = 0.0
         self.last_psnr: Optional[float] = None
         with gui.add_folder("Training"):
             self.stats = gui.add_markdown(self._stats_text(None))
-            self.pause_button = gui.add_button("Pause", icon=None, hint="pause or resume training")
-            self.balance = gui.add_slider(
-                "Train ↔ view", min=0.0, max=1.0, step=0.05, initial_value=viewer.share.balance,
+            self.pause_button = controls.button("Pause", icon=None, hint="pause or resume training")
+            self.balance = controls.slider(
+                "Train ↔ view", 0.0, 1.0, 0.05, float(viewer.share.balance),
                 hint="share of the device the viewer may take while the camera moves (0: training first, 1: viewing first)",
             )
-            self.redraw = gui.add_slider(
-                "Redraw every (s)", min=1.0, max=60.0, step=1.0, initial_value=viewer.training_refresh_seconds,
+            self.redraw = controls.slider(
+                "Redraw every (s)", 1.0, 60.0, 1.0, float(viewer.training_refresh_seconds),
                 hint="while training and nobody moves the camera; each redraw costs the browser some CPU too",
             )
         self.redraw.on_update(lambda _event: setattr(viewer, "training_refresh_seconds", float(self.redraw.value)))
@@ -83,21 +89,21 @@ class RenderPanel:
 
     def __init__(self, viewer: "Viewer") -> None:
         self.viewer = viewer
-        gui = viewer.server.gui
+        gui, controls = viewer.server.gui, viewer.controls
         s = viewer.settings
         with gui.add_folder("Render"):
-            self.mode = gui.add_dropdown("Mode", viewer.modes, initial_value=s.mode)
-            self.own_background = gui.add_checkbox("Model background", s.background is None, hint="untick to choose a colour")
+            self.mode = controls.dropdown("Mode", viewer.modes, s.mode)
+            self.own_background = controls.checkbox("Model background", s.background is None, hint="untick to choose a colour")
             bg = s.background or (1.0, 1.0, 1.0)
-            self.background = gui.add_rgb("Background", tuple(int(round(v * 255)) for v in bg), disabled=s.background is None)  # type: ignore[arg-type]
-            self.max_side = gui.add_slider("Max resolution", min=16, max=max(2048, s.max_side), step=16, initial_value=s.max_side)
-            self.jpeg = gui.add_slider("JPEG quality", min=10, max=100, step=5, initial_value=s.jpeg_quality)
-            self.moving_ms = gui.add_slider("Moving frame ms", min=20, max=1000, step=10, initial_value=int(s.moving_seconds * 1000),
-                                            hint="target time of a frame while the camera moves; sets its lower resolution")
-            self.auto_range = gui.add_checkbox("Auto depth range", s.depth_range is None, visible=s.mode == "depth")
+            self.background = controls.rgb("Background", tuple(int(round(v * 255)) for v in bg), disabled=s.background is None)  # type: ignore[arg-type]
+            self.max_side = controls.slider("Max resolution", 16, max(2048, s.max_side), 16, s.max_side)
+            self.jpeg = controls.slider("JPEG quality", 10, 100, 5, s.jpeg_quality)
+            self.moving_ms = controls.slider("Moving frame ms", 20, 1000, 10, int(s.moving_seconds * 1000),
+                                             hint="target time of a frame while the camera moves; sets its lower resolution")
+            self.auto_range = controls.checkbox("Auto depth range", s.depth_range is None, visible=s.mode == "depth")
             near, far = s.depth_range or (0.0, 1.0)
-            self.near = gui.add_number("Depth near", near, step=0.01, visible=False)
-            self.far = gui.add_number("Depth far", far, step=0.01, visible=False)
+            self.near = controls.number("Depth near", float(near), 0.0, MAX_DEPTH, 0.01, visible=False)
+            self.far = controls.number("Depth far", float(far), 0.0, MAX_DEPTH, 0.01, visible=False)
             self.legend_image = gui.add_image(colorbar(), visible=s.mode == "depth")
             self.legend = gui.add_markdown("", visible=s.mode == "depth")
         self._shown_range: Optional[tuple[float, float]] = None

@@ -1,6 +1,9 @@
 """The camera path editor: keyframes from the current view, FOV per keyframe, duration and
 smoothness, preview playback, save / load as the JSON that ``render3d render --path FILE``
-reads (:mod:`render3d.export.paths`), and rendering the video to the run folder."""
+reads (:mod:`render3d.export.paths`), and rendering the video to the run folder.
+
+The browser names files by a plain name only: ``RUN/paths/NAME.json`` and
+``RUN/videos/NAME.mp4`` (see :mod:`render3d.viewer.run_files`)."""
 
 from __future__ import annotations
 
@@ -16,12 +19,18 @@ import viser
 from render3d.errors import Render3DError
 from render3d.export.paths import CameraPath, Keyframe, load_path, save_path
 from render3d.viewer.camera import CameraPose
+from render3d.viewer.markup import escape_markdown
 from render3d.viewer.path_video import render_path_video
+from render3d.viewer.run_files import MAX_NAME_LENGTH, run_file, shown_path
 
 if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
 
-PATH_FILE = "camera_path.json"
+PATH_NAME = "camera_path"  # the default name: RUN/paths/camera_path.json
+PATHS_FOLDER, VIDEOS_FOLDER = "paths", "videos"
+MAX_SECONDS = 600.0  # the longest path the editor accepts (its poses are held in memory)
+MAX_FPS = 120
+MAX_VIDEO_SIDE = 4096
 
 
 def keyframe_from_pose(pose: CameraPose) -> Keyframe:
@@ -48,25 +57,26 @@ class PathEditor:
         content = viewer.content
         cams = content.train_cameras
         width, height = (cams.width, cams.height) if cams is not None else (640, 480)
-        gui = viewer.server.gui
+        gui, controls = viewer.server.gui, viewer.controls
         with gui.add_folder("Camera path", expand_by_default=False):
-            self.add = gui.add_button("Add keyframe", hint="add the current view as the last keyframe")
-            self.selected = gui.add_dropdown("Keyframe", ("none",), initial_value="none")
-            self.fov = gui.add_number("FOV (deg)", 50.0, min=1.0, max=179.0, step=0.5)
-            self.move = gui.add_button("Move to current view")
-            self.goto = gui.add_button("Go to keyframe")
-            self.remove = gui.add_button("Remove keyframe")
-            self.seconds = gui.add_number("Duration (s)", 4.0, min=0.1, step=0.5)
-            self.fps = gui.add_number("FPS", 30, min=1, max=120, step=1)
-            self.smoothness = gui.add_slider("Smoothness", min=0.0, max=1.0, step=0.05, initial_value=0.5)
-            self.loop = gui.add_checkbox("Loop", False)
-            self.width = gui.add_number("Video width", width, min=16, max=4096, step=2)
-            self.height = gui.add_number("Video height", height, min=16, max=4096, step=2)
-            self.preview = gui.add_button("Preview", hint="play the path in this browser")
-            self.file = gui.add_text("Path file", str(content.run_dir / PATH_FILE))
-            self.save = gui.add_button("Save path")
-            self.load = gui.add_button("Load path")
-            self.render = gui.add_button("Render video", hint="write the video to the run folder's videos/")
+            self.add = controls.button("Add keyframe", hint="add the current view as the last keyframe")
+            self.selected = controls.dropdown("Keyframe", ("none",), "none")
+            self.fov = controls.number("FOV (deg)", 50.0, 1.0, 179.0, 0.5)
+            self.move = controls.button("Move to current view")
+            self.goto = controls.button("Go to keyframe")
+            self.remove = controls.button("Remove keyframe")
+            self.seconds = controls.number("Duration (s)", 4.0, 0.1, MAX_SECONDS, 0.5)
+            self.fps = controls.number("FPS", 30, 1, MAX_FPS, 1)
+            self.smoothness = controls.slider("Smoothness", 0.0, 1.0, 0.05, 0.5)
+            self.loop = controls.checkbox("Loop", False)
+            self.width = controls.number("Video width", int(width), 16, MAX_VIDEO_SIDE, 2)
+            self.height = controls.number("Video height", int(height), 16, MAX_VIDEO_SIDE, 2)
+            self.preview = controls.button("Preview", hint="play the path in this browser")
+            self.file = controls.text("Path file", PATH_NAME, max_length=4 * MAX_NAME_LENGTH,
+                                      hint="a name: saved as paths/NAME.json in the run folder, the video as videos/NAME.mp4")
+            self.save = controls.button("Save path")
+            self.load = controls.button("Load path")
+            self.render = controls.button("Render video", hint="write the video to the run folder's videos/")
             self.progress = gui.add_progress_bar(0.0, visible=False)
             self.status = gui.add_markdown("")
         self.add.on_click(lambda e: self._guard(self.add_keyframe, e.client))
@@ -83,11 +93,11 @@ class PathEditor:
         self.render.on_click(lambda _e: self._guard(self.start_video))
 
     def _guard(self, fn: Any, *args: Any) -> None:
-        """Run a button's action; a user error shows in the panel instead of a traceback."""
+        """Run a button's action; a user or file error shows in the panel instead of a traceback."""
         try:
             fn(*args)
-        except Render3DError as exc:
-            self.status.content = f"**error:** {exc}"
+        except (Render3DError, OSError, ValueError) as exc:
+            self.status.content = f"**error:** {escape_markdown(exc)}"
 
     # ----- keyframes ------------------------------------------------------------------------
     def _index(self) -> Optional[int]:
@@ -160,12 +170,13 @@ class PathEditor:
         )
 
     def set_path(self, path: CameraPath) -> None:
-        """Show ``path`` in the editor (after loading a file)."""
-        self.keyframes = [Keyframe(k.position, k.rotation, k.fov) for k in path.keyframes]
-        self.fps.value, self.seconds.value = path.fps, path.seconds
-        self.smoothness.value, self.loop.value = path.smoothness, path.loop
+        """Show ``path`` in the editor (after loading a file), its values brought into the controls' ranges."""
+        accepted = self.viewer.controls.accepted
+        self.keyframes = [Keyframe(k.position, k.rotation, accepted(self.fov, k.fov)) for k in path.keyframes]
+        self.fps.value, self.seconds.value = accepted(self.fps, path.fps), accepted(self.seconds, path.seconds)
+        self.smoothness.value, self.loop.value = accepted(self.smoothness, path.smoothness), path.loop
         if path.resolution is not None:
-            self.width.value, self.height.value = path.resolution
+            self.width.value, self.height.value = accepted(self.width, path.resolution[0]), accepted(self.height, path.resolution[1])
         self._sync_list(0)
 
     def _redraw(self) -> None:
@@ -225,46 +236,55 @@ class PathEditor:
             self.preview.label = "Preview"
 
     # ----- files and video --------------------------------------------------------------------
-    def _file(self) -> Path:
-        text = str(self.file.value).strip()
-        if not text:
-            raise Render3DError("type a path file name first")
-        return Path(text)
+    def path_file(self) -> Path:
+        """``RUN/paths/NAME.json`` for the name in the "Path file" box.
+
+        Raises:
+            Render3DError: the box does not hold a plain name (see :mod:`render3d.viewer.run_files`).
+        """
+        return run_file(self.viewer.content.run_dir, PATHS_FOLDER, str(self.file.value), ".json")
+
+    def _shown(self, file: Path) -> str:
+        """``file`` for the status line: relative to the run folder, escaped."""
+        return escape_markdown(shown_path(file, self.viewer.content.run_dir))
 
     def save_file(self) -> Path:
-        """Write the path JSON (``render3d render --path FILE`` reads it)."""
-        file = self._file()
+        """Write the path JSON to ``RUN/paths/`` (``render3d render --path FILE`` reads it)."""
+        file = self.path_file()
         file.parent.mkdir(parents=True, exist_ok=True)
         save_path(self.camera_path(), file)
-        self.status.content = f"saved {len(self.keyframes)} keyframes to {file}"
+        self.status.content = f"saved {len(self.keyframes)} keyframes to {self._shown(file)}"
         return file
 
     def load_file(self) -> None:
-        file = self._file()
+        """Show the path saved in ``RUN/paths/`` under the typed name."""
+        file = self.path_file()
+        if not file.is_file():
+            raise Render3DError(f"no saved path named {file.name} in {PATHS_FOLDER}/")
         self.set_path(load_path(file))
-        self.status.content = f"loaded {len(self.keyframes)} keyframes from {file}"
+        self.status.content = f"loaded {len(self.keyframes)} keyframes from {self._shown(file)}"
 
     def start_video(self) -> None:
-        """Render the path to ``<run>/videos/<path file name>.mp4`` in the background, with progress."""
+        """Render the path to ``RUN/videos/NAME.mp4`` in the background, with progress."""
         if self.video_thread is not None and self.video_thread.is_alive():
             raise Render3DError("a video is already rendering")
         path = self.camera_path()
-        out = self.viewer.content.run_dir / "videos" / f"{self._file().stem}.mp4"
+        out = run_file(self.viewer.content.run_dir, VIDEOS_FOLDER, self.path_file().stem, ".mp4")
         self.progress.value, self.progress.visible = 0.0, True
-        self.status.content = f"rendering {path.num_frames} frames to {out}"
+        self.status.content = f"rendering {path.num_frames} frames to {self._shown(out)}"
         self.video_thread = threading.Thread(target=self._render_video, args=(path, out), daemon=True)
         self.video_thread.start()
 
     def _render_video(self, path: CameraPath, out: Path) -> None:
         def progress(done: int, total: int) -> None:
             self.progress.value = 100.0 * done / total
-            self.status.content = f"rendering frame {done} / {total} to {out}"
+            self.status.content = f"rendering frame {done} / {total} to {self._shown(out)}"
 
         try:
             render_path_video(self.viewer.content.model, path, out, self.viewer.share, path.resolution or (640, 480), progress)
             self.last_video = out
-            self.status.content = f"wrote {out}"
+            self.status.content = f"wrote {self._shown(out)}"
         except Exception as exc:  # shown in the panel: the viewer keeps running
-            self.status.content = f"**video failed:** {exc}"
+            self.status.content = f"**video failed:** {escape_markdown(exc)}"
         finally:
             self.progress.visible = False

@@ -14,6 +14,8 @@ from render3d.crop import CropBox, cropped
 from render3d.errors import Render3DError
 from render3d.protocol import HasGaussians
 from render3d.viewer.camera import CameraPose, pose_of
+from render3d.viewer.markup import escape_markdown
+from render3d.viewer.run_files import shown_path
 
 if TYPE_CHECKING:
     from render3d.viewer.server import Viewer
@@ -56,22 +58,23 @@ class SceneContext:
     def __init__(self, viewer: "Viewer") -> None:
         self.viewer = viewer
         self.content = viewer.content
-        gui, scene = viewer.server.gui, viewer.server.scene
+        gui, scene, controls = viewer.server.gui, viewer.server.scene, viewer.controls
         lo, hi = self.content.bounds[0].tolist(), self.content.bounds[1].tolist()
         self.extent = float(np.linalg.norm(np.subtract(hi, lo))) or 1.0
         self.frustums = self._add_frustums()
         self.points = self._add_points()
         self._splats: Optional[Any] = None
         with gui.add_folder("Scene"):
-            self.show_cameras = gui.add_checkbox("Training cameras", True, visible=bool(self.frustums))
-            self.show_points = gui.add_checkbox("Sparse points", True, visible=self.points is not None)
-            self.crop_on = gui.add_checkbox("Crop box", False, hint="render and export only what is inside the box")
+            self.show_cameras = controls.checkbox("Training cameras", True, visible=bool(self.frustums))
+            self.show_points = controls.checkbox("Sparse points", True, visible=self.points is not None)
+            self.crop_on = controls.checkbox("Crop box", False, hint="render and export only what is inside the box")
             step = round(self.extent / 100, 4) or 0.01
-            self.crop_min = gui.add_vector3("Crop min", tuple(lo), step=step, visible=False)  # type: ignore[arg-type]
-            self.crop_max = gui.add_vector3("Crop max", tuple(hi), step=step, visible=False)  # type: ignore[arg-type]
+            reach = (min(lo) - 10 * self.extent, max(hi) + 10 * self.extent)  # how far the box may go
+            self.crop_min = controls.vector3("Crop min", lo, *reach, step, visible=False)
+            self.crop_max = controls.vector3("Crop max", hi, *reach, step, visible=False)
             splats = isinstance(self.content.model, HasGaussians)
-            self.export_ply = gui.add_button("Export cropped PLY", visible=False) if splats else None
-            self.browser_splats = gui.add_checkbox("Browser splat renderer", False, visible=splats,
+            self.export_ply = controls.button("Export cropped PLY", visible=False) if splats else None
+            self.browser_splats = controls.checkbox("Browser splat renderer", False, visible=splats,
                                                    hint="hand the Gaussians to viser's renderer in the browser (DC colour only)")
             self.status = gui.add_markdown("")
         self.crop_box = scene.add_box("/crop_box", color=(255, 140, 0), dimensions=(1.0, 1.0, 1.0), wireframe=True, visible=False)
@@ -146,7 +149,7 @@ class SceneContext:
             raise Render3DError("only Gaussian scenes export a cropped PLY")
         out = self.content.run_dir / "exports" / "cropped.ply"
         save_ply(model, out)
-        self.status.content = f"wrote {out} ({model.num_gaussians} Gaussians)"
+        self.status.content = f"wrote {escape_markdown(shown_path(out, self.content.run_dir))} ({model.num_gaussians} Gaussians)"
         return out
 
     # ----- browser-side splats --------------------------------------------------------------

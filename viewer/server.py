@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -18,12 +19,15 @@ import viser.transforms as vtf
 
 from render3d.errors import Render3DError
 from render3d.training import Callback, StepEvent
+from render3d.viewer.access import AccessPolicy
 from render3d.viewer.camera import CameraPose, pose_of, world_up
+from render3d.viewer.controls import Controls, Rejected
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import Frame, available_modes
 from render3d.viewer.net import choose_port
 from render3d.viewer.render_loop import ClientRenderer, SceneRenderer, ViewSettings
 from render3d.viewer.source import ViewerContent
+from render3d.viewer.viser_guard import start_guarded_server
 
 # While training and nobody moves the camera, the view is redrawn every MIN_REFRESH_SECONDS at
 # most (the default of the training panel's "Redraw every" slider), and less often when a
@@ -67,6 +71,7 @@ class Viewer:
     Args:
         content: what to show (see :mod:`render3d.viewer.source`).
         host, port: where to listen; a taken port is replaced by a free one (``port_changed``).
+            Off loopback every browser needs the token in :attr:`url` (see :mod:`render3d.viewer.access`).
         settings: initial picture settings.
         verbose: print the URL.
     """
@@ -82,7 +87,9 @@ class Viewer:
         self.content = content
         self.port, self.port_changed = choose_port(host, port)
         self.host = host
-        self.server = viser.ViserServer(host=host, port=self.port, label=f"render3d: {content.name}", verbose=False)
+        self.access = AccessPolicy.for_host(host, self.port)
+        self.server = start_guarded_server(host, self.port, f"render3d: {content.name}", self.access, self._check_control)
+        self.controls = Controls(self.server.gui)  # every GUI input, with the values it accepts
         self.port = self.server.get_port()
         self.share = DeviceShare(content.lock)
         self.renderer = SceneRenderer(content, self.share)
@@ -102,12 +109,23 @@ class Viewer:
         if verbose:
             note = f" (port {port} was taken)" if self.port_changed else ""
             print(f"viewer: open {self.url} in a browser{note}", flush=True)
+        if self.access.token_required:
+            print(f"viewer: warning: listening on {host}, reachable from the network; only browsers given the URL with its token get in", file=sys.stderr, flush=True)
 
     # ----- setup ---------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """The address to open, with the token when one is needed."""
         host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        host = f"[{host}]" if ":" in host else host
+        return self.access.url(f"http://{host}:{self.port}")
+
+    def _check_control(self, control_id: str, value: Any) -> Any:
+        """A browser's ``value`` for a GUI control, as the control accepts it (raises :class:`Rejected`)."""
+        controls: Optional[Controls] = getattr(self, "controls", None)  # None while the server starts
+        if controls is None:
+            raise Rejected("the viewer is starting")
+        return controls.check(control_id, value)
 
     def _set_initial_camera(self) -> None:
         cams = self.content.train_cameras
