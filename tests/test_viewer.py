@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import wait_for
 import torch
 
 from render3d.errors import Render3DError
@@ -151,15 +152,6 @@ class FakeSink:
         self.frames.append(frame.image)
 
 
-def _wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_render_loop_low_resolution_while_moving_full_at_rest(trained):
     content = from_trainer(trained)
     renderer = SceneRenderer(content, DeviceShare(content.lock))
@@ -168,15 +160,15 @@ def test_render_loop_low_resolution_while_moving_full_at_rest(trained):
     client = ClientRenderer(sink, renderer, lambda: settings)
     try:
         client.invalidate()
-        assert _wait_for(lambda: len(sink.frames) == 1)
+        assert wait_for(lambda: len(sink.frames) == 1)
         assert max(sink.frames[0].shape[:2]) == 96
         time.sleep(2 * REST_SECONDS)
         assert len(sink.frames) == 1  # nothing changed: nothing rendered
         for _ in range(5):
             client.camera_moved()
             time.sleep(0.03)
-        assert _wait_for(lambda: any(max(f.shape[:2]) == 16 for f in sink.frames[1:]))
-        assert _wait_for(lambda: max(sink.frames[-1].shape[:2]) == 96)  # once the camera rests
+        assert wait_for(lambda: any(max(f.shape[:2]) == 16 for f in sink.frames[1:]))
+        assert wait_for(lambda: max(sink.frames[-1].shape[:2]) == 96)  # once the camera rests
     finally:
         client.close()
         client.join(5)
@@ -211,7 +203,7 @@ def test_a_browser_that_goes_away_ends_its_thread_quietly(trained):
     pose = pose_of(trained.scene.test.cameras, 0)
     failing = ClientRenderer(FakeSink(pose, fail=True), renderer, lambda: ViewSettings(max_side=32))
     failing.invalidate()
-    assert _wait_for(lambda: failing.last_error is not None)
+    assert wait_for(lambda: failing.last_error is not None)
     assert failing.alive  # a failed send does not kill the thread
     failing.close()
     failing.join(5)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import msgspec
 import pytest
+from helpers import wait_for
 import viser
 import zstandard
 from websockets.exceptions import InvalidStatus
@@ -89,15 +90,6 @@ def http_get(viewer, path: str = "/", host: str | None = None) -> http.client.HT
     response.read()
     conn.close()
     return response
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def files_under(root: Path) -> set[Path]:

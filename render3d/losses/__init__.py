@@ -10,25 +10,10 @@ bit-identically.
 
 Adding a loss term
 ------------------
-A module with a config dataclass derived from :class:`LossConfig` and a class derived
-from :class:`LossTerm`, plus one entry point::
-
-    @dataclass
-    class ColourPriorConfig(LossConfig):
-        target: float = option("grey level renders are pulled toward", default=0.5)
-
-    class ColourPrior(LossTerm):
-        name = "colour-prior"
-        description = "pull rendered colours toward a grey level"
-        config_type = ColourPriorConfig
-
-        def losses(self, ctx: LossContext) -> dict[str, Tensor]:
-            return {"colour_prior": (ctx.output.outputs["rgb"] - self.config.target).abs().mean()}
-
-    # pyproject.toml:  [project.entry-points."render3d.loss_terms"]
-    #                  colour-prior = "my_package.colour_prior:ColourPrior"
-
-``tests/test_contract.py`` plugs such a term into a splat run from Python.
+A module with a config dataclass derived from :class:`LossConfig` (its fields become
+``--loss.NAME.OPTION``) and a class derived from :class:`LossTerm` whose ``losses(ctx)``
+returns named tensors, plus one entry point in the ``render3d.loss_terms`` group; the
+README's "Adding a loss term" has a worked example, which ``tests/test_contract.py`` runs.
 """
 
 from __future__ import annotations
