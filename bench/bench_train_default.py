@@ -31,8 +31,9 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         m = json.loads(Path(f"{tmp}/run/metrics.json").read_text())
-    print(f"{'backend':>8} {'steps':>6} {'wall s':>7} {'train s':>8} {'PSNR':>6} {'SSIM':>6} {'gaussians':>10}")
-    print(f"{m['backend']:>8} {m['steps']:>6} {wall:>7.1f} {m['train_seconds']:>8.1f} {m['psnr']:>6.2f} {m['ssim']:>6.3f} {int(m['gaussians']):>10}")
+    print(f"{'backend':>8} {'steps':>6} {'wall s':>7} {'train s':>8} {'PSNR':>6} {'SSIM':>6} {'depth MAE':>10} {'gaussians':>10}")
+    print(f"{m['backend']:>8} {m['steps']:>6} {wall:>7.1f} {m['train_seconds']:>8.1f} {m['psnr']:>6.2f} {m['ssim']:>6.3f} "
+          f"{m.get('depth_mae', float('nan')):>10.4f} {int(m['gaussians']):>10}")
 
 
 if __name__ == "__main__":
