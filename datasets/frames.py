@@ -113,6 +113,16 @@ def _map_parallel(fn, items: list) -> list:
         return list(pool.map(fn, items))  # re-raises the first failure in frame order
 
 
+def _check_finite_cameras(cameras: Cameras, frames: Sequence[Frame]) -> None:
+    """Raise naming the first frame whose float32 pose or intrinsics overflowed (values beyond ~3e38)."""
+    finite = torch.isfinite(cameras.K).flatten(1).all(1) & torch.isfinite(cameras.c2w).flatten(1).all(1)
+    if not finite.all():
+        frame = frames[int((~finite).nonzero()[0])]
+        raise Render3DError(
+            f"{frame.source}: frame {frame.name} has a pose or intrinsics too large to represent (it overflows to infinity); fix that frame"
+        )
+
+
 def load_split(frames: Sequence[Frame], background: Background, empty_size: tuple[int, int] = (1, 1)) -> Split:
     """Read the images (and depth / masks) of ``frames`` into one :class:`Split`.
 
@@ -137,6 +147,7 @@ def load_split(frames: Sequence[Frame], background: Background, empty_size: tupl
             np.stack([np.zeros(4) if f.distortion is None else f.distortion for f in frames]), dtype=torch.float32
         )
     cameras = Cameras(torch.tensor(K, dtype=torch.float32), torch.tensor(c2w, dtype=torch.float32), width, height, distortion)
+    _check_finite_cameras(cameras, frames)
 
     images = torch.from_numpy(np.stack([x.rgb for x in loaded]))
     alpha = depths = masks = None
@@ -194,6 +205,11 @@ def build_scene(
         bounds = estimate_bounds(c2w, K, cams.width, cams.height, points, near_far, forward_facing)
     if near_far is None:
         near_far = estimate_near_far(c2w, K, cams.width, cams.height, bounds, points)
+    if not (np.all(np.isfinite(bounds)) and np.all(np.isfinite(near_far))):
+        raise Render3DError(
+            f"the scene box or near/far estimated for {source} is NaN or infinite (extreme camera positions or points); "
+            "fix those values"
+        )
 
     return SceneData(
         train=train_split,
