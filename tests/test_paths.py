@@ -110,17 +110,29 @@ def test_c2w_keyframes_are_accepted(tmp_path):
     assert keys[1].fov == 50.0
 
 
+KEY = {"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}
+
 BAD_PATHS = {
     "not json": ("{keyframes: ", "not valid JSON"),
     "no keyframes": ({"fps": 30}, "keyframes must be a non-empty list"),
     "short position": ({"keyframes": [{"position": [0, 0], "rotation": [1, 0, 0, 0]}]}, r"keyframes\[0\].position must be a list of 3 numbers"),
     "string rotation": ({"keyframes": [{"position": [0, 0, 0], "rotation": "up"}]}, r"keyframes\[0\].rotation must be a list of 4"),
     "zero quaternion": ({"keyframes": [{"position": [0, 0, 0], "rotation": [0, 0, 0, 0]}]}, "zero quaternion"),
-    "bad fps": ({"fps": -1, "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, "fps must be positive"),
+    "bad fps": ({"fps": -1, "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, r"fps must be in \(0, 240\]"),
     "bad crop": ({"crop": [[1, 1, 1], [0, 0, 0]], "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, "crop min"),
     "not a rotation": ({"keyframes": [{"c2w": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}]}, "does not hold a rotation"),
     "mixed times": ({"keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0], "time": 0}, {"position": [1, 0, 0], "rotation": [1, 0, 0, 0]}]}, "every keyframe or to none"),
     "bad version": ({"version": 9, "keyframes": []}, "version 9 is not supported"),
+    "fps too high": ({"fps": 1000, "keyframes": [KEY]}, r"fps must be in \(0, 240\]"),
+    "fps a huge integer": ({"fps": 10**400, "keyframes": [KEY]}, "fps must be a finite number"),
+    "seconds too long": ({"seconds": 7200, "keyframes": [KEY]}, r"seconds must be in \(0, 3600\]"),
+    "too many frames": ({"fps": 240, "seconds": 1000, "keyframes": [KEY]}, "240000 frames"),
+    "resolution zero": ({"resolution": [0, 10], "keyframes": [KEY]}, r"resolution\[0\] must be a whole number in \[1, 8192\]"),
+    "resolution too large": ({"resolution": [640, 10000], "keyframes": [KEY]}, r"resolution\[1\] must be a whole number in \[1, 8192\]"),
+    "resolution fractional": ({"resolution": [640.5, 480], "keyframes": [KEY]}, r"resolution\[0\] must be a whole number"),
+    "NaN in an unknown field": ({"note": {"weights": [1, float("nan")]}, "keyframes": [KEY]}, r"note.weights\[1\] is NaN or infinite"),
+    "infinite keyframe time": ({"keyframes": [{**KEY, "time": float("inf")}]}, r"keyframes\[0\].time is NaN or infinite"),
+    "keyframes not a list of objects": ({"keyframes": [[0, 0, 0]]}, r"keyframes\[0\] must be an object"),
 }
 
 
