@@ -29,7 +29,7 @@ from render3d.errors import Render3DError
 
 from .colmap_model import ColmapCamera, ColmapImage, find_model, read_model
 from .frames import Frame, build_scene, holdout
-from .io import find_image_folder, list_images, require_dir
+from .io import find_image_folder, is_file, list_images, require_dir
 from .scene import SceneData
 
 #: Supported camera models -> number of parameters.
@@ -109,7 +109,7 @@ def camera_to_world(image: ColmapImage) -> np.ndarray:
 def match_images(names: Sequence[str], folder: Path, source: Path) -> list[Path]:
     """Image files for ``names`` (already sorted): by name when they exist, else by sorted order."""
     by_name = [folder / name for name in names]
-    exists = [p.is_file() for p in by_name]
+    exists = [is_file(p) for p in by_name]
     if all(exists):
         return by_name
     if any(exists):

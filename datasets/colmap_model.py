@@ -134,11 +134,13 @@ def _no_points() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _finite_points(xyz: np.ndarray, rgb: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The points with finite coordinates; one warning counts any others, which are dropped."""
-    finite = np.all(np.isfinite(xyz), axis=1)
+    """The points whose coordinates are finite (also in float32); one warning counts the others, which are dropped."""
+    with np.errstate(over="ignore"):
+        finite = np.all(np.isfinite(xyz.astype(np.float32)), axis=1)
     if not finite.all():
         warnings.warn(
-            f"{path}: dropped {int((~finite).sum())} of {len(xyz)} points with NaN or infinite coordinates", stacklevel=2
+            f"{path}: dropped {int((~finite).sum())} of {len(xyz)} points with NaN, infinite or out-of-range coordinates",
+            stacklevel=2,
         )
     return xyz[finite], rgb[finite]
 

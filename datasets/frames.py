@@ -205,7 +205,10 @@ def build_scene(
         bounds = estimate_bounds(c2w, K, cams.width, cams.height, points, near_far, forward_facing)
     if near_far is None:
         near_far = estimate_near_far(c2w, K, cams.width, cams.height, bounds, points)
-    if not (np.all(np.isfinite(bounds)) and np.all(np.isfinite(near_far))):
+    bounds = torch.tensor(np.asarray(bounds), dtype=torch.float32)  # float32 from here on: check after the cast
+    with np.errstate(over="ignore"):
+        near_far_ok = np.all(np.isfinite(np.asarray(near_far, dtype=np.float32)))
+    if not (torch.isfinite(bounds).all() and near_far_ok):
         raise Render3DError(
             f"the scene box or near/far estimated for {source} is NaN or infinite (extreme camera positions or points); "
             "fix those values"
@@ -215,7 +218,7 @@ def build_scene(
         train=train_split,
         val=val_split,
         test=test_split,
-        bounds=torch.tensor(np.asarray(bounds), dtype=torch.float32),
+        bounds=bounds,
         near_far=(float(near_far[0]), float(near_far[1])),
         background=torch.tensor(list(background), dtype=torch.float32),
         points=None if points is None else torch.tensor(points, dtype=torch.float32),

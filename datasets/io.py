@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import tokenize
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,17 +27,41 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _IMAGE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
+#: What numpy raises for a corrupt ``.npy`` file (its header is parsed with ``ast`` / ``tokenize``).
+_NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError)
+#: ``np.load`` parses the header with ``ast.literal_eval``; on CPython 3.11 two threads doing
+#: that at once can fail with "SystemError: AST constructor recursion depth mismatch"
+#: (python/cpython#106905), and loaders read frames in threads: one header at a time.
+_NPY_HEADER_LOCK = threading.Lock()
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, but False rather than an OSError for a path the system refuses (a name too long...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, but False rather than an OSError for a path the system refuses."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def require_dir(path: Path | str, what: str = "scene folder") -> Path:
     """``path`` as a ``Path`` if it is a folder, else a Render3DError naming it."""
     path = Path(path).expanduser()
-    if not path.is_dir():
-        if path.exists():
+    if not is_dir(path):
+        if is_file(path):
             raise Render3DError(f"{path} is a file, not a folder; pass the {what}")
         raise Render3DError(f"{what} not found: {path}; check the path")
     return path
@@ -43,7 +69,7 @@ def require_dir(path: Path | str, what: str = "scene folder") -> Path:
 
 def require_file(path: Path, source: str | Path | None = None, what: str = "file") -> Path:
     """``path`` if it is a file, else a Render3DError naming it (and the file that lists it)."""
-    if not path.is_file():
+    if not is_file(path):
         if source:
             raise Render3DError(f"{what} not found: {path} (listed in {source}); restore the file or remove it from that list")
         raise Render3DError(f"{what} not found: {path}; check the path")
@@ -192,13 +218,14 @@ def read_npy(path: Path, what: str, fix: str, source: str | Path | None = None) 
     require_file(path, source, what)
     listed = f" listed in {source}" if source else ""
     try:
-        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        with _NPY_HEADER_LOCK:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
         if not isinstance(mapped, np.ndarray):  # an .npz archive under a .npy name
             mapped.close()
             raise ValueError("it is an .npz archive, not one array")
         array = np.array(mapped)
         del mapped
-    except (OSError, ValueError, EOFError) as e:
+    except _NPY_ERRORS as e:
         raise Render3DError(f"cannot read {what} {path}{listed} ({first_line(e)}); {fix}") from None
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
         raise Render3DError(f"{what} {path}{listed} holds {array.dtype} values, not real numbers; {fix}")

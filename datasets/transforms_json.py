@@ -51,7 +51,7 @@ from render3d.errors import Render3DError
 
 from .checks import check_number, check_pose, check_vector, describe
 from .frames import Frame
-from .io import IMAGE_EXTENSIONS, image_size
+from .io import IMAGE_EXTENSIONS, image_size, is_file
 
 #: Camera keys (top level or per frame) -> the range :func:`check_number` accepts.
 _CAMERA_NUMBERS: dict[str, dict[str, Any]] = {
@@ -113,10 +113,10 @@ def resolve_image(root: Path, file_path: str) -> tuple[Path, bool]:
     """``(path, exists)`` for a frame's ``file_path``, trying image extensions when it has none."""
     path = root / file_path
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return path, path.is_file()
+        return path, is_file(path)
     for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", *IMAGE_EXTENSIONS[3:]):
         candidate = path.with_name(path.name + ext)
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate, True
     return path, False
 

@@ -628,7 +628,7 @@ def test_non_finite_colmap_points_are_dropped_with_a_warning(tmp_path: Path) -> 
     make_colmap(tmp_path, n=4)
     points = tmp_path / "sparse" / "0" / "points3D.txt"
     points.write_text(points.read_text() + "99 nan 0 0 1 2 3 0.5\n100 0 inf 0 1 2 3 0.5\n")
-    with pytest.warns(UserWarning, match=r"points3D\.txt: dropped 2 of 52 points"):
+    with pytest.warns(UserWarning, match=r"points3D\.txt: dropped 2 of 52 points with NaN, infinite"):
         scene = load_scene(tmp_path)
     assert scene.points.shape == (50, 3) and torch.isfinite(scene.bounds).all()
 
@@ -695,3 +695,29 @@ def test_string_depth_map_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(Render3DError) as err:
         load_scene(tmp_path)
     assert_one_line(err, "r_1_depth.npy")
+
+
+LONG = "n" * 300  # longer than any file name the system accepts: stat() fails with ENAMETOOLONG
+
+TOO_LONG_NAMES = {
+    "blender file_path": ("blender", lambda m, f: f.update(file_path=LONG), "image not found"),
+    "nerfstudio file_path": ("nerfstudio", lambda m, f: [g.update(file_path=LONG) for g in m["frames"]], "no training frames"),
+    "depth_file_path": ("blender", lambda m, f: f.update(depth_file_path=LONG), "depth map not found"),
+    "mask_file_path": ("blender", lambda m, f: f.update(mask_file_path=LONG), "mask not found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOO_LONG_NAMES))
+def test_too_long_file_names_are_one_line(tmp_path: Path, case: str) -> None:
+    layout, change, fragment = TOO_LONG_NAMES[case]
+    source = write_changed_transforms(tmp_path, layout, change)
+    with pytest.raises(Render3DError) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nerfstudio: "skipped 3 of 3 frames"
+        load_scene(tmp_path, test_every=0)
+    assert_one_line(err, fragment, str(source))
+
+
+def test_too_long_scene_path_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path / LONG)
+    assert_one_line(err, LONG)

@@ -324,3 +324,9 @@ def test_partly_non_finite_splat_drops_those_gaussians_with_one_warning(tmp_path
     with pytest.warns(UserWarning, match=r"some_nan\.splat: dropped 2 of 4 Gaussians"):
         model = load_splat(file)
     assert model.num_gaussians == 2 and all(torch.isfinite(v).all() for v in model.params.values())
+
+
+@pytest.mark.parametrize("reader", [load_ply, load_splat])
+def test_too_long_gaussian_file_name_is_one_line(tmp_path, reader):
+    with pytest.raises(Render3DError, match="no .*file at"):
+        reader(tmp_path / ("n" * 300))

@@ -133,6 +133,8 @@ BAD_PATHS = {
     "NaN in an unknown field": ({"note": {"weights": [1, float("nan")]}, "keyframes": [KEY]}, r"note.weights\[1\] is NaN or infinite"),
     "infinite keyframe time": ({"keyframes": [{**KEY, "time": float("inf")}]}, r"keyframes\[0\].time is NaN or infinite"),
     "keyframes not a list of objects": ({"keyframes": [[0, 0, 0]]}, r"keyframes\[0\] must be an object"),
+    "position too far": ({"keyframes": [{**KEY, "position": [0, 1e300, 0]}]}, r"keyframes\[0\].position\[1\] must be in \[-1e\+09, 1e\+09\]"),
+    "c2w translation too far": ({"keyframes": [{"c2w": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -1e12]]}]}, r"keyframes\[0\].c2w translation\[2\] must be in"),
 }
 
 
@@ -150,3 +152,12 @@ def test_bad_path_json_gets_a_clear_one_line_error(tmp_path, case):
 def test_missing_path_file_is_a_clear_error(tmp_path):
     with pytest.raises(Render3DError, match="no camera path file"):
         load_path(tmp_path / "nope.json")
+    with pytest.raises(Render3DError, match="no camera path file"):
+        load_path(tmp_path / ("n" * 300))  # a name the system refuses
+
+
+def test_huge_quaternion_values_are_normalised(tmp_path):
+    file = tmp_path / "big.json"
+    file.write_text(json.dumps({"keyframes": [{"position": [0, 0, 0], "rotation": [1e200, 0, 0, 1e200]}]}))
+    rotation = load_path(file).keyframes[0].rotation
+    assert rotation == pytest.approx((math.sqrt(0.5), 0, 0, math.sqrt(0.5)))

@@ -22,7 +22,8 @@ linear motion (0) with a Catmull-Rom spline (1); both pass through every keyfram
 
 :func:`load_path` checks every field and bounds the work a file can ask for: ``fps`` in
 (0, 240], ``seconds`` in (0, 3600], at most 100,000 frames, each ``resolution`` side a whole
-number in [1, 8192], and no NaN or infinite number anywhere in the document.
+number in [1, 8192], camera positions within +-1e9 world units, and no NaN or infinite
+number anywhere in the document.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at, qvec_to_rotmat
 from render3d.datasets.checks import check_number, check_vector, check_whole, describe, non_finite_field
-from render3d.datasets.io import first_line
+from render3d.datasets.io import first_line, is_file
 from render3d.errors import Render3DError
 
 PATH_VERSION = 1
@@ -265,6 +266,8 @@ MAX_FPS = 240.0
 MAX_SECONDS = 3600.0
 MAX_FRAMES = 100_000
 MAX_RESOLUTION = 8192
+#: Largest camera-position coordinate (world units) a path file may use.
+MAX_COORDINATE = 1e9
 
 
 class _Reader:
@@ -284,6 +287,13 @@ class _Reader:
     def vector(self, value: Any, where: str, size: int) -> tuple[float, ...]:
         return check_vector(value, size, where, self.prefix)
 
+    def position(self, value: Any, where: str) -> tuple[float, ...]:
+        """A camera position: three numbers within +-MAX_COORDINATE (splines and float32 stay finite)."""
+        xyz = self.vector(value, where, 3)
+        for i, v in enumerate(xyz):
+            check_number(v, f"{where}[{i}]", self.prefix, low=-MAX_COORDINATE, high=MAX_COORDINATE)
+        return xyz
+
     def keyframe(self, item: Any, where: str) -> Keyframe:
         if not isinstance(item, dict):
             raise self.fail(where, "must be an object with position and rotation (or c2w)")
@@ -296,6 +306,7 @@ class _Reader:
             if not isinstance(rows, list) or len(rows) not in (3, 4):
                 raise self.fail(f"{where}.c2w", "must be a 3x4 or 4x4 matrix (list of rows)")
             m = torch.tensor([self.vector(r, f"{where}.c2w[{i}]", 4) for i, r in enumerate(rows[:3])], dtype=torch.float64)
+            self.position(m[:, 3].tolist(), f"{where}.c2w translation")
             R = m[:, :3]
             if abs(float(torch.linalg.det(R)) - 1) > 1e-3 or not torch.allclose(R.T @ R, torch.eye(3, dtype=torch.float64), atol=1e-3):
                 raise self.fail(f"{where}.c2w", "does not hold a rotation (orthonormal, determinant 1)")
@@ -304,9 +315,13 @@ class _Reader:
             return Keyframe.from_c2w(c2w, fov, time)
         if "position" not in item or "rotation" not in item:
             raise self.fail(where, "needs position and rotation (w, x, y, z), or c2w")
-        position = self.vector(item["position"], f"{where}.position", 3)
+        position = self.position(item["position"], f"{where}.position")
         rotation = self.vector(item["rotation"], f"{where}.rotation", 4)
         norm = math.sqrt(sum(v * v for v in rotation))
+        if math.isinf(norm):  # the squares overflowed (values near 1e200): scale down first
+            largest = max(abs(v) for v in rotation)
+            rotation = tuple(v / largest for v in rotation)
+            norm = math.sqrt(sum(v * v for v in rotation))
         if norm < 1e-8:
             raise self.fail(f"{where}.rotation", "is a zero quaternion")
         return Keyframe(position, tuple(v / norm for v in rotation), fov, time)  # type: ignore[arg-type]
@@ -372,7 +387,7 @@ class _Reader:
 def load_path(file: Union[str, os.PathLike]) -> CameraPath:
     """Read and validate a camera-path JSON file; any problem is a one-line :class:`Render3DError`."""
     file = Path(file)
-    if not file.is_file():
+    if not is_file(file):
         raise Render3DError(f"no camera path file at {file}: pass orbit, spiral, interpolate, dataset or a .json path")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))

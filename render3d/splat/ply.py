@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from render3d.datasets.checks import describe
+from render3d.datasets.io import is_file
 from render3d.errors import Render3DError
 from render3d.splat.model import GaussianSplats
 from render3d.splat.sh import C0, num_sh_bases
@@ -159,7 +160,7 @@ def _read_ply_vertices(path: Path) -> np.ndarray:
     The vertex count is checked against the file size before anything is read, so a
     corrupt header can neither allocate nor read more than the file holds.
     """
-    if not path.is_file():
+    if not is_file(path):
         raise Render3DError(f"no PLY file at {path}")
     with _reading(path), open(path, "rb") as f:
         if f.readline(16).strip() != b"ply":
@@ -264,7 +265,7 @@ def load_splat(path: PathLike, backend: str = "torch") -> GaussianSplats:
     :class:`Render3DError`.
     """
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise Render3DError(f"no .splat file at {path}")
     with _reading(path):
         raw = path.read_bytes()
