@@ -113,13 +113,19 @@ def _map_parallel(fn, items: list) -> list:
         return list(pool.map(fn, items))  # re-raises the first failure in frame order
 
 
-def _check_finite_cameras(cameras: Cameras, frames: Sequence[Frame]) -> None:
-    """Raise naming the first frame whose float32 pose or intrinsics overflowed (values beyond ~3e38)."""
-    finite = torch.isfinite(cameras.K).flatten(1).all(1) & torch.isfinite(cameras.c2w).flatten(1).all(1)
-    if not finite.all():
-        frame = frames[int((~finite).nonzero()[0])]
+def _check_float32_cameras(cameras: Cameras, frames: Sequence[Frame]) -> None:
+    """Raise naming the first frame whose pose or intrinsics did not survive the cast to float32.
+
+    Values beyond ~3e38 become infinite and focal lengths below ~1e-45 become 0 (a
+    singular intrinsics matrix); both come from corrupt files, never from real cameras.
+    """
+    K, c2w = cameras.K, cameras.c2w
+    ok = torch.isfinite(K).flatten(1).all(1) & torch.isfinite(c2w).flatten(1).all(1) & (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)
+    if not ok.all():
+        frame = frames[int((~ok).nonzero()[0])]
         raise Render3DError(
-            f"{frame.source}: frame {frame.name} has a pose or intrinsics too large to represent (it overflows to infinity); fix that frame"
+            f"{frame.source}: frame {frame.name} has a pose or focal length out of range (beyond float32, or a focal "
+            "length that rounds to 0); fix that frame"
         )
 
 
@@ -147,7 +153,7 @@ def load_split(frames: Sequence[Frame], background: Background, empty_size: tupl
             np.stack([np.zeros(4) if f.distortion is None else f.distortion for f in frames]), dtype=torch.float32
         )
     cameras = Cameras(torch.tensor(K, dtype=torch.float32), torch.tensor(c2w, dtype=torch.float32), width, height, distortion)
-    _check_finite_cameras(cameras, frames)
+    _check_float32_cameras(cameras, frames)
 
     images = torch.from_numpy(np.stack([x.rgb for x in loaded]))
     alpha = depths = masks = None

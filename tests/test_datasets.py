@@ -534,7 +534,8 @@ TRANSFORMS_CASES = {
     "near not a number": (lambda m, f: m.update(near="a", far=5.0), "near"),
     "far below near": (lambda m, f: m.update(near=2.0, far=1.0), "far"),
     "transform_matrix huge integer": (lambda m, f: f["transform_matrix"][0].__setitem__(3, 10**400), "transform_matrix"),
-    "translation beyond float32": (lambda m, f: f["transform_matrix"][0].__setitem__(3, 1e300), "too large"),
+    "translation beyond float32": (lambda m, f: f["transform_matrix"][0].__setitem__(3, 1e300), "out of range"),
+    "focal length rounding to 0 in float32": (lambda m, f: f.update(fl_x=1e-300, fl_y=1e-300), "out of range"),
 }
 NERFSTUDIO_CASES = {
     "scale zero": (lambda m, f: m.update(scale=0), "scale"),
@@ -642,6 +643,7 @@ LLFF_BAD_FILES = {
     "complex numbers": (lambda f: np.save(f, np.load(f).astype(np.complex128)), "not real numbers"),
     "strings": (lambda f: np.save(f, np.load(f).astype(str)), "not real numbers"),
     "infinite width": (lambda f: np.save(f, np.where(np.arange(17) == 9, np.inf, np.load(f))), "height/width/focal"),
+    "focal length rounding to 0 in float32": (lambda f: np.save(f, np.where(np.arange(17) == 14, 1e-300, np.load(f))), "out of range"),
     "huge header shape": (lambda f: f.write_bytes(f.read_bytes().replace(b"(4, 17)", b"(400000000000, 17)")), "poses_bounds.npy"),
 }
 
