@@ -182,7 +182,8 @@ def mutated_json(draw, document: Any) -> bytes:
     """``document`` with one to three values deleted or replaced by a value of another type
     (or a hostile number), serialised; sometimes byte corruptions of the text instead."""
     if draw(st.integers(0, 4)) == 0:
-        return draw(corrupted_bytes(json.dumps(document).encode(), header=0))
+        text = json.dumps(document).encode()
+        return draw(corrupted_bytes(text, header=len(text)))
     document = copy.deepcopy(document)
     for _ in range(draw(st.integers(1, 3))):
         paths = json_paths(document)
