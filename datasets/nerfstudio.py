@@ -21,10 +21,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .checks import check_number, check_vector
 from .frames import build_scene, holdout
 from .io import read_json, require_dir
 from .scene import SceneData
-from .checks import check_number, check_vector
 from .transforms_json import frame_list, parse_frames, stated_bounds, stated_near_far
 
 
