@@ -226,7 +226,9 @@ def read_npy(path: Path, what: str, fix: str, source: str | Path | None = None) 
         array = np.array(mapped)
         del mapped
     except _NPY_ERRORS as e:
-        raise Render3DError(f"cannot read {what} {path}{listed} ({first_line(e)}); {fix}") from None
+        pickled = "pickle" in str(e) or "Python objects" in str(e)  # numpy's own message suggests unpickling: don't
+        reason = "not a .npy array of numbers; render3d never unpickles files" if pickled else first_line(e)
+        raise Render3DError(f"cannot read {what} {path}{listed} ({reason}); {fix}") from None
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
         raise Render3DError(f"{what} {path}{listed} holds {array.dtype} values, not real numbers; {fix}")
     return array
