@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 
 from render3d.errors import Render3DError
 
-from .io import require_dir
+from .io import is_file, require_dir
 from .scene import SceneData, Split
 
 __all__ = ["SceneData", "Split", "FORMATS", "available_formats", "detect_format", "load_scene"]
@@ -98,7 +98,7 @@ def load_scene(
             that also has a COLMAP model).
     """
     path = Path(path).expanduser()
-    if path.is_file():
+    if is_file(path):
         path = path.parent
     if isinstance(downscale, bool) or not isinstance(downscale, numbers.Integral) or downscale < 1:
         raise Render3DError(f"downscale must be a whole number >= 1, got {downscale!r}")

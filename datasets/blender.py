@@ -54,6 +54,6 @@ def load_blender(
     return build_scene(
         frames["train"], val, test,
         fmt="blender", root=root, source=root / "transforms_train.json", background=background,
-        near_far=stated_near_far(metas["train"]),
-        bounds=stated_bounds(metas["train"]),
+        near_far=stated_near_far(metas["train"], root / "transforms_train.json"),
+        bounds=stated_bounds(metas["train"], root / "transforms_train.json"),
     )

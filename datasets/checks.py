@@ -6,8 +6,9 @@ shared assembly calls these checks, so every format reports problems the same wa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -89,3 +90,88 @@ def check_background(background: Sequence[float]) -> tuple[float, float, float]:
     if len(values) != 3 or not all(0.0 <= v <= 1.0 for v in values):
         raise Render3DError(f"background {background!r} is not an RGB colour; pass three values in [0, 1], e.g. (1, 1, 1)")
     return values  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- fields of json documents
+
+
+def describe(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` shortened to about ``limit`` characters, for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _range_text(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool, whole: bool) -> str:
+    """How a range reads in a message: ``positive``, ``>= 1``, ``in (0, 240]``, ``a whole number in [1, 8192]``."""
+    if low is not None and high is not None:
+        text = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        text = "positive" if (low == 0 and low_open and not whole) else f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        text = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        text = ""
+    return f"a whole number {text}".rstrip() if whole else text
+
+
+def check_number(
+    value: Any,
+    field: str,
+    where: str | Path,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    whole: bool = False,
+) -> float:
+    """``value`` as a float when it is a finite json number (not a bool) in the given range.
+
+    Otherwise raises a one-line Render3DError ``"{where}: {field} must be ..., got {value}"``,
+    e.g. ``"scene/transforms.json: w must be a whole number >= 1, got 'abc'"``. ``low`` /
+    ``high`` bound the value (excluded with ``low_open`` / ``high_open``); ``whole`` asks
+    for an integer value (``640.0`` is accepted).
+    """
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        number = float(value)  # OverflowError for integers beyond float range
+    except (TypeError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise Render3DError(f"{where}: {field} must be a finite number, got {describe(value)}")
+    below = low is not None and (number <= low if low_open else number < low)
+    above = high is not None and (number >= high if high_open else number > high)
+    if below or above or (whole and not number.is_integer()):
+        expected = _range_text(low, high, low_open, high_open, whole)
+        raise Render3DError(f"{where}: {field} must be {expected}, got {describe(value)}")
+    return number
+
+
+def check_whole(value: Any, field: str, where: str | Path, *, low: int = 0, high: Optional[int] = None) -> int:
+    """``value`` as an int when it is a whole json number in ``[low, high]`` (see :func:`check_number`)."""
+    return int(check_number(value, field, where, low=low, high=high, whole=True))
+
+
+def check_vector(value: Any, size: int, field: str, where: str | Path) -> tuple[float, ...]:
+    """``value`` as ``size`` finite floats when it is a json list of that many numbers, else a one-line Render3DError."""
+    if not isinstance(value, (list, tuple)) or len(value) != size:
+        raise Render3DError(f"{where}: {field} must be a list of {size} numbers, got {describe(value)}")
+    return tuple(check_number(v, f"{field}[{i}]", where) for i, v in enumerate(value))
+
+
+def non_finite_field(document: Any) -> Optional[str]:
+    """The path (``keyframes[2].fov``) of the first NaN or infinite number in a parsed json document, or None.
+
+    Walks the document without recursion, so any nesting depth that ``json`` parsed is fine.
+    """
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "the document"
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None

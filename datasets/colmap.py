@@ -17,6 +17,7 @@ and set bounds and near/far; ``forward_facing`` is estimated from the viewing di
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +29,7 @@ from render3d.errors import Render3DError
 
 from .colmap_model import ColmapCamera, ColmapImage, find_model, read_model
 from .frames import Frame, build_scene, holdout
-from .io import find_image_folder, list_images, require_dir
+from .io import find_image_folder, is_file, list_images, require_dir
 from .scene import SceneData
 
 #: Supported camera models -> number of parameters.
@@ -41,7 +42,13 @@ def detect(root: Path) -> bool:
 
 
 def camera_intrinsics(camera: ColmapCamera, source: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(K [3, 3], distortion (k1, k2, p1, p2) or None)`` of a COLMAP camera."""
+    """``(K [3, 3], distortion (k1, k2, p1, p2) or None)`` of a COLMAP camera.
+
+    Raises a one-line Render3DError naming ``source`` (the cameras file) and the camera
+    for an unsupported model, a wrong parameter count, an image size below 1x1, a focal
+    length that is not positive and finite, or a NaN / infinite principal point or
+    distortion.
+    """
     n = SUPPORTED_MODELS.get(camera.model)
     if n is None:
         raise Render3DError(
@@ -51,6 +58,11 @@ def camera_intrinsics(camera: ColmapCamera, source: Path) -> tuple[np.ndarray, n
     if len(camera.params) != n:
         raise Render3DError(
             f"{source}: camera {camera.id} ({camera.model}) has {len(camera.params)} parameters, expected {n}; fix the model"
+        )
+    where = f"{source}: camera {camera.id}"
+    if camera.width < 1 or camera.height < 1:
+        raise Render3DError(
+            f"{where} has an image size of {camera.width}x{camera.height}; width and height must be at least 1 pixel: fix the model"
         )
     p = camera.params
     dist = np.zeros(4)
@@ -68,6 +80,12 @@ def camera_intrinsics(camera: ColmapCamera, source: Path) -> tuple[np.ndarray, n
     else:  # OPENCV
         fx, fy, cx, cy = p[:4]
         dist[:] = p[4:8]
+    if not all(math.isfinite(f) and f > 0 for f in (fx, fy)):
+        raise Render3DError(f"{where} has a focal length of {fx:g}, {fy:g}; it must be a positive finite number: fix the model")
+    if not all(math.isfinite(c) for c in (cx, cy)):
+        raise Render3DError(f"{where} has a principal point ({cx:g}, {cy:g}) that is not finite; fix the model")
+    if not np.all(np.isfinite(dist)):
+        raise Render3DError(f"{where} has a distortion parameter that is NaN or infinite; fix the model")
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
     return K, (dist if np.any(dist != 0) else None)
 
@@ -91,7 +109,7 @@ def camera_to_world(image: ColmapImage) -> np.ndarray:
 def match_images(names: Sequence[str], folder: Path, source: Path) -> list[Path]:
     """Image files for ``names`` (already sorted): by name when they exist, else by sorted order."""
     by_name = [folder / name for name in names]
-    exists = [p.is_file() for p in by_name]
+    exists = [is_file(p) for p in by_name]
     if all(exists):
         return by_name
     if any(exists):
@@ -127,7 +145,9 @@ def load_colmap(
     if folder is None:
         raise Render3DError(f"no COLMAP model in {root}; expected sparse/0/ or sparse/ with cameras.txt or cameras.bin")
     model = read_model(folder)
-    source = folder / ("images.bin" if (folder / "images.bin").is_file() else "images.txt")
+    binary = (folder / "cameras.bin").is_file()
+    source = folder / ("images.bin" if binary else "images.txt")
+    cameras_file = folder / ("cameras.bin" if binary else "cameras.txt")
     image_dir, shrink = find_image_folder(root, downscale, images)
     entries = sorted(model.images.values(), key=lambda im: im.name)
     paths = match_images([im.name for im in entries], image_dir, source)
@@ -135,10 +155,10 @@ def load_colmap(
     frames = []
     for entry, image_path in zip(entries, paths):
         camera = model.cameras[entry.camera_id]
-        K, dist = camera_intrinsics(camera, folder)
+        K, dist = camera_intrinsics(camera, cameras_file)
         frames.append(
             Frame(
-                name=image_path.relative_to(image_dir).as_posix(),
+                name=image_path.relative_to(image_dir).as_posix() if image_path.is_relative_to(image_dir) else image_path.name,
                 image_path=image_path,
                 c2w=camera_to_world(entry),
                 K=K,

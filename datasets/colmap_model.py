@@ -7,7 +7,9 @@ File layouts: https://colmap.github.io/format.html
 
 from __future__ import annotations
 
+import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -96,6 +98,8 @@ def read_model(folder: Path) -> ColmapModel:
             points, colors = _read_points_txt(points_path) if points_path.is_file() else _no_points()
     except _ParseError as e:
         raise Render3DError(f"{e.path} is not a valid COLMAP file ({e.reason}); re-export the model from COLMAP") from None
+    except OSError as e:
+        raise Render3DError(f"cannot read {e.filename or folder} ({e.strerror or e}); check the file and its permissions") from None
     for image in images.values():
         if image.camera_id not in cameras:
             raise Render3DError(
@@ -114,6 +118,8 @@ def read_points(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             return _read_points_txt(folder / "points3D.txt")
     except _ParseError as e:
         raise Render3DError(f"{e.path} is not a valid COLMAP file ({e.reason}); re-export the model from COLMAP") from None
+    except OSError as e:
+        raise Render3DError(f"cannot read {e.filename or folder} ({e.strerror or e}); check the file and its permissions") from None
     return _no_points()
 
 
@@ -125,6 +131,18 @@ class _ParseError(Exception):
 
 def _no_points() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+
+
+def _finite_points(xyz: np.ndarray, rgb: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The points whose coordinates are finite (also in float32); one warning counts the others, which are dropped."""
+    with np.errstate(over="ignore"):
+        finite = np.all(np.isfinite(xyz.astype(np.float32)), axis=1)
+    if not finite.all():
+        warnings.warn(
+            f"{path}: dropped {int((~finite).sum())} of {len(xyz)} points with NaN, infinite or out-of-range coordinates",
+            stacklevel=2,
+        )
+    return xyz[finite], rgb[finite]
 
 
 def _data_lines(path: Path) -> list[str]:
@@ -178,21 +196,28 @@ def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             continue
         try:
             xyz.append([float(v) for v in parts[1:4]])
-            rgb.append([int(v) for v in parts[4:7]])
+            rgb.append([min(max(int(v), 0), 255) for v in parts[4:7]])
         except ValueError:
             raise _ParseError(path, f"bad point line {line.strip()[:60]!r}") from None
         if len(xyz[-1]) != 3 or len(rgb[-1]) != 3:
             raise _ParseError(path, f"bad point line {line.strip()[:60]!r}")
     if not xyz:
         return _no_points()
-    return np.array(xyz, dtype=np.float64), np.clip(np.array(rgb), 0, 255).astype(np.uint8)
+    return _finite_points(np.array(xyz, dtype=np.float64), np.array(rgb, dtype=np.uint8), path)
 
 
 class _Reader:
-    """Little-endian struct reader that turns short reads into _ParseError."""
+    """Little-endian struct reader that turns short reads and impossible counts into _ParseError."""
+
+    #: Longest image name accepted in images.bin (a longer one means the file is corrupt).
+    MAX_NAME = 4096
 
     def __init__(self, f: BinaryIO, path: Path):
         self.f, self.path = f, path
+        self.size = os.fstat(f.fileno()).st_size
+
+    def remaining(self) -> int:
+        return self.size - self.f.tell()
 
     def read(self, fmt: str) -> tuple:
         size = struct.calcsize("<" + fmt)
@@ -201,27 +226,35 @@ class _Reader:
             raise _ParseError(self.path, "file ends early")
         return struct.unpack("<" + fmt, data)
 
+    def count(self, record_size: int, what: str) -> int:
+        """A uint64 count of records of at least ``record_size`` bytes, checked against the bytes left."""
+        (n,) = self.read("Q")
+        if n * record_size > self.remaining():
+            raise _ParseError(self.path, f"it claims {n} {what}, more than the file holds")
+        return n
+
     def skip(self, nbytes: int) -> None:
-        if len(self.f.read(nbytes)) != nbytes:
+        if nbytes > self.remaining():
             raise _ParseError(self.path, "file ends early")
+        self.f.seek(nbytes, os.SEEK_CUR)
 
     def string(self) -> str:
         chars = bytearray()
-        while True:
+        while len(chars) <= self.MAX_NAME:
             c = self.f.read(1)
             if not c:
                 raise _ParseError(self.path, "file ends early")
             if c == b"\x00":
                 return chars.decode("utf-8", errors="replace")
             chars += c
+        raise _ParseError(self.path, f"an image name is longer than {self.MAX_NAME} bytes")
 
 
 def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     cameras = {}
     with open(path, "rb") as f:
         r = _Reader(f, path)
-        (count,) = r.read("Q")
-        for _ in range(count):
+        for _ in range(r.count(24 + 8, "cameras")):
             cam_id, model_id, width, height = r.read("iiQQ")
             if model_id not in CAMERA_MODELS:
                 raise _ParseError(path, f"unknown camera model id {model_id}")
@@ -234,12 +267,10 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     images = {}
     with open(path, "rb") as f:
         r = _Reader(f, path)
-        (count,) = r.read("Q")
-        for _ in range(count):
+        for _ in range(r.count(64 + 1 + 8, "images")):
             values = r.read("i7di")
             name = r.string()
-            (num_points2d,) = r.read("Q")
-            r.skip(24 * num_points2d)  # x, y (double), point3D id (int64)
+            r.skip(24 * r.count(24, "2D points"))  # x, y (double), point3D id (int64)
             image_id, camera_id = values[0], values[8]
             images[image_id] = ColmapImage(image_id, np.array(values[1:5]), np.array(values[5:8]), camera_id, name)
     return images
@@ -248,14 +279,14 @@ def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
 def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         r = _Reader(f, path)
-        (count,) = r.read("Q")
+        count = r.count(51, "points")  # id, xyz, rgb, error, track length
         xyz = np.empty((count, 3))
         rgb = np.empty((count, 3), np.uint8)
         for i in range(count):
             values = r.read("Q3d3BdQ")
             xyz[i], rgb[i] = values[1:4], values[4:7]
             r.skip(8 * values[8])  # track: (image id, point2D index) int32 pairs
-    return xyz, rgb
+    return _finite_points(xyz, rgb, path)
 
 
 def write_model_binary(model: ColmapModel, folder: Path) -> None:

@@ -113,6 +113,22 @@ def _map_parallel(fn, items: list) -> list:
         return list(pool.map(fn, items))  # re-raises the first failure in frame order
 
 
+def _check_float32_cameras(cameras: Cameras, frames: Sequence[Frame]) -> None:
+    """Raise naming the first frame whose pose or intrinsics did not survive the cast to float32.
+
+    Values beyond ~3e38 become infinite and focal lengths below ~1e-45 become 0 (a
+    singular intrinsics matrix); both come from corrupt files, never from real cameras.
+    """
+    K, c2w = cameras.K, cameras.c2w
+    ok = torch.isfinite(K).flatten(1).all(1) & torch.isfinite(c2w).flatten(1).all(1) & (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)
+    if not ok.all():
+        frame = frames[int((~ok).nonzero()[0])]
+        raise Render3DError(
+            f"{frame.source}: frame {frame.name} has a pose or focal length out of range (beyond float32, or a focal "
+            "length that rounds to 0); fix that frame"
+        )
+
+
 def load_split(frames: Sequence[Frame], background: Background, empty_size: tuple[int, int] = (1, 1)) -> Split:
     """Read the images (and depth / masks) of ``frames`` into one :class:`Split`.
 
@@ -137,6 +153,7 @@ def load_split(frames: Sequence[Frame], background: Background, empty_size: tupl
             np.stack([np.zeros(4) if f.distortion is None else f.distortion for f in frames]), dtype=torch.float32
         )
     cameras = Cameras(torch.tensor(K, dtype=torch.float32), torch.tensor(c2w, dtype=torch.float32), width, height, distortion)
+    _check_float32_cameras(cameras, frames)
 
     images = torch.from_numpy(np.stack([x.rgb for x in loaded]))
     alpha = depths = masks = None
@@ -194,12 +211,20 @@ def build_scene(
         bounds = estimate_bounds(c2w, K, cams.width, cams.height, points, near_far, forward_facing)
     if near_far is None:
         near_far = estimate_near_far(c2w, K, cams.width, cams.height, bounds, points)
+    bounds = torch.tensor(np.asarray(bounds), dtype=torch.float32)  # float32 from here on: check after the cast
+    with np.errstate(over="ignore"):
+        near_far_ok = np.all(np.isfinite(np.asarray(near_far, dtype=np.float32)))
+    if not (torch.isfinite(bounds).all() and near_far_ok):
+        raise Render3DError(
+            f"the scene box or near/far estimated for {source} is NaN or infinite (extreme camera positions or points); "
+            "fix those values"
+        )
 
     return SceneData(
         train=train_split,
         val=val_split,
         test=test_split,
-        bounds=torch.tensor(np.asarray(bounds), dtype=torch.float32),
+        bounds=bounds,
         near_far=(float(near_far[0]), float(near_far[1])),
         background=torch.tensor(list(background), dtype=torch.float32),
         points=None if points is None else torch.tensor(points, dtype=torch.float32),

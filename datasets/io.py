@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import tokenize
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -20,12 +22,46 @@ from render3d.errors import Render3DError
 #: File extensions treated as images when a folder is listed (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
+#: What Pillow raises for a file that is not a readable image (corrupt, truncated, or a
+#: header claiming a "decompression bomb" size).
+_IMAGE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+#: What numpy raises for a corrupt ``.npy`` file (its header is parsed with ``ast`` / ``tokenize``).
+_NPY_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError)
+#: ``np.load`` parses the header with ``ast.literal_eval``; on CPython 3.11 two threads doing
+#: that at once can fail with "SystemError: AST constructor recursion depth mismatch"
+#: (python/cpython#106905), and loaders read frames in threads: one header at a time.
+_NPY_HEADER_LOCK = threading.Lock()
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, but False rather than an OSError for a path the system refuses (a name too long...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, but False rather than an OSError for a path the system refuses."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
 
 def require_dir(path: Path | str, what: str = "scene folder") -> Path:
     """``path`` as a ``Path`` if it is a folder, else a Render3DError naming it."""
     path = Path(path).expanduser()
-    if not path.is_dir():
-        if path.exists():
+    if not is_dir(path):
+        if is_file(path):
             raise Render3DError(f"{path} is a file, not a folder; pass the {what}")
         raise Render3DError(f"{what} not found: {path}; check the path")
     return path
@@ -33,7 +69,7 @@ def require_dir(path: Path | str, what: str = "scene folder") -> Path:
 
 def require_file(path: Path, source: str | Path | None = None, what: str = "file") -> Path:
     """``path`` if it is a file, else a Render3DError naming it (and the file that lists it)."""
-    if not path.is_file():
+    if not is_file(path):
         if source:
             raise Render3DError(f"{what} not found: {path} (listed in {source}); restore the file or remove it from that list")
         raise Render3DError(f"{what} not found: {path}; check the path")
@@ -46,8 +82,10 @@ def read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise Render3DError(f"{path} is not valid json ({e}); fix or regenerate it") from None
+    except OSError as e:
+        raise Render3DError(f"cannot read {path} ({e.strerror or e}); check the file and its permissions") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, a too-long integer, deep nesting
+        raise Render3DError(f"{path} is not valid json ({first_line(e)}); fix or regenerate it") from None
     if not isinstance(data, dict):
         raise Render3DError(f"{path} should hold a json object (with a 'frames' list); fix or regenerate it")
     return data
@@ -95,7 +133,7 @@ def image_size(path: Path, source: str | Path | None = None) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except _IMAGE_ERRORS as e:
         raise _corrupt(path, source, e) from None
 
 
@@ -110,7 +148,7 @@ def read_image(path: Path, source: str | Path | None = None) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return _to_uint8_rgb(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except _IMAGE_ERRORS as e:
         raise _corrupt(path, source, e) from None
 
 
@@ -128,9 +166,8 @@ def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
 
 def _corrupt(path: Path, source: str | Path | None, err: Exception) -> Render3DError:
     listed = f" listed in {source}" if source else ""
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     return Render3DError(
-        f"cannot read image {path}{listed} ({reason}); the file is corrupt or not an image: replace or remove it"
+        f"cannot read image {path}{listed} ({first_line(err)}); the file is corrupt or not an image: replace or remove it"
     )
 
 
@@ -171,26 +208,53 @@ def composite(image: np.ndarray, background: Sequence[float]) -> tuple[np.ndarra
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8), alpha.copy()
 
 
+def read_npy(path: Path, what: str, fix: str, source: str | Path | None = None) -> np.ndarray:
+    """A real-valued array (integers, floats or booleans) from a ``.npy`` file.
+
+    Never unpickles, and never allocates more than the file holds (the array is memory
+    mapped, so a header claiming a huge shape fails at once). Anything else is a one-line
+    Render3DError naming the file (and the file that lists it), ending with ``fix``.
+    """
+    require_file(path, source, what)
+    listed = f" listed in {source}" if source else ""
+    try:
+        with _NPY_HEADER_LOCK:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not isinstance(mapped, np.ndarray):  # an .npz archive under a .npy name
+            mapped.close()
+            raise ValueError("it is an .npz archive, not one array")
+        array = np.array(mapped)
+        del mapped
+    except _NPY_ERRORS as e:
+        pickled = "pickle" in str(e) or "Python objects" in str(e)  # numpy's own message suggests unpickling: don't
+        reason = "not a .npy array of numbers; render3d never unpickles files" if pickled else first_line(e)
+        raise Render3DError(f"cannot read {what} {path}{listed} ({reason}); {fix}") from None
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
+        raise Render3DError(f"{what} {path}{listed} holds {array.dtype} values, not real numbers; {fix}")
+    return array
+
+
 def read_depth(path: Path, scale: float = 1.0, source: str | Path | None = None) -> np.ndarray:
     """Read a depth map as ``float32 [H, W]`` z-depth: ``depth = stored value / scale``.
 
-    ``.npy`` files hold any numeric array ``[H, W]`` (or ``[H, W, 1]``); image files (16-bit
+    ``.npy`` files hold any real-valued array ``[H, W]`` (or ``[H, W, 1]``); image files (16-bit
     PNG) hold integers. Zero means "no depth" (background). Non-finite values become 0.
     """
     require_file(path, source, "depth map")
-    try:
-        if path.suffix.lower() == ".npy":
-            raw = np.load(path, allow_pickle=False)
-        else:
+    if path.suffix.lower() == ".npy":
+        raw = read_npy(path, "depth map", "replace or remove it", source)
+    else:
+        try:
             with Image.open(path) as im:
                 raw = np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        listed = f" listed in {source}" if source else ""
-        raise Render3DError(f"cannot read depth map {path}{listed} ({e}); replace or remove it") from None
+        except _IMAGE_ERRORS as e:
+            listed = f" listed in {source}" if source else ""
+            raise Render3DError(f"cannot read depth map {path}{listed} ({first_line(e)}); replace or remove it") from None
     raw = np.squeeze(np.asarray(raw))
     if raw.ndim != 2:
         raise Render3DError(f"depth map {path} has shape {raw.shape}, expected [H, W]; write one z-depth value per pixel")
-    depth = raw.astype(np.float64) / float(scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        depth = raw.astype(np.float64) / float(scale)
     depth[~np.isfinite(depth)] = 0.0
     return depth.astype(np.float32)
 
@@ -204,7 +268,7 @@ def read_mask(path: Path, source: str | Path | None = None) -> np.ndarray:
             values = np.asarray(im.convert("L"))
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 values = np.minimum(values, np.asarray(im.convert("RGBA"))[..., 3])
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except _IMAGE_ERRORS as e:
         listed = f" listed in {source}" if source else ""
-        raise Render3DError(f"cannot read mask {path}{listed} ({e}); replace or remove it") from None
+        raise Render3DError(f"cannot read mask {path}{listed} ({first_line(e)}); replace or remove it") from None
     return values > 127

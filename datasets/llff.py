@@ -28,7 +28,7 @@ from render3d.errors import Render3DError
 
 from .colmap_model import find_model, read_points
 from .frames import Frame, build_scene, holdout
-from .io import find_image_folder, list_images, require_dir, require_file
+from .io import find_image_folder, list_images, read_npy, require_dir
 from .scene import SceneData
 
 
@@ -38,14 +38,12 @@ def detect(root: Path) -> bool:
 
 
 def read_poses_bounds(source: Path) -> np.ndarray:
-    """The ``N x 17`` float64 array of a ``poses_bounds.npy`` file (Render3DError when unreadable)."""
-    require_file(source, what="LLFF poses file")
-    try:
-        array = np.load(source, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise Render3DError(f"cannot read {source} ({e}); regenerate it with LLFF's imgs2poses") from None
-    if array.ndim != 2 or array.shape[1] != 17 or not np.issubdtype(array.dtype, np.number):
+    """The ``N x 17`` float64 array of a ``poses_bounds.npy`` file (Render3DError when unreadable or empty)."""
+    array = read_npy(source, "LLFF poses file", "regenerate it with LLFF's imgs2poses")
+    if array.ndim != 2 or array.shape[1] != 17 or array.dtype == bool:
         raise Render3DError(f"{source} holds an array of shape {array.shape}, expected N x 17; regenerate it")
+    if len(array) == 0:
+        raise Render3DError(f"{source} holds no poses (0 x 17); regenerate it with LLFF's imgs2poses")
     return array.astype(np.float64)
 
 
@@ -92,7 +90,7 @@ def load_llff(
         height, width, focal = pose[:, 4]
         if not (np.all(np.isfinite(near_far)) and 0 < near_far[0] < near_far[1]):
             raise Render3DError(f"{source}: frame {path_.name} has invalid near/far bounds {near_far.tolist()}; fix or remove it")
-        if not (np.isfinite(focal) and focal > 0 and width >= 1 and height >= 1):
+        if not (np.all(np.isfinite(pose[:, 4])) and focal > 0 and width >= 1 and height >= 1):
             raise Render3DError(f"{source}: frame {path_.name} has an invalid height/width/focal {pose[:, 4].tolist()}; fix it")
         K = np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
         frames.append(

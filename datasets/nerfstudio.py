@@ -6,10 +6,11 @@ re-orientation or re-centring. Frames whose image file is missing are skipped wi
 warning that counts them. Frames are sorted by image path and every ``test_every``-th
 (0, n, 2n, ...) is held out as test; val is the same split as test.
 
-Bounds: instant-ngp's ``aabb_scale`` box when present (a cube of side ``aabb_scale`` in
-ngp's unit space, mapped back with the json's ``scale`` (default 0.33) and ``offset``
-(default 0.5)); otherwise the estimate of :mod:`.geometry`, as are near/far (unless the
-json states ``near`` / ``far``) and ``forward_facing``.
+Bounds: the json's ``aabb`` box when it states one; else instant-ngp's ``aabb_scale`` box
+when present (a cube of side ``aabb_scale`` in ngp's unit space, mapped back with the
+json's ``scale`` (default 0.33) and ``offset`` (default 0.5)); otherwise the estimate of
+:mod:`.geometry`, as are near/far (unless the json states ``near`` / ``far``) and
+``forward_facing``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .checks import check_number, check_vector
 from .frames import build_scene, holdout
 from .io import read_json, require_dir
 from .scene import SceneData
-from .transforms_json import frame_list, parse_frames, stated_near_far
+from .transforms_json import frame_list, parse_frames, stated_bounds, stated_near_far
 
 
 def detect(root: Path) -> bool:
@@ -31,16 +33,17 @@ def detect(root: Path) -> bool:
     return (root / "transforms.json").is_file()
 
 
-def ngp_bounds(meta: dict[str, Any]) -> Optional[np.ndarray]:
-    """instant-ngp's scene box ``[2, 3]`` in the json's world frame, or None without ``aabb_scale``."""
+def ngp_bounds(meta: dict[str, Any], source: Path) -> Optional[np.ndarray]:
+    """instant-ngp's scene box ``[2, 3]`` in the json's world frame, or None without ``aabb_scale`` (values checked)."""
     if "aabb_scale" not in meta:
         return None
-    scale = float(meta.get("scale", 0.33))
-    offset = np.asarray(meta.get("offset", [0.5, 0.5, 0.5]), dtype=np.float64)
+    aabb_scale = check_number(meta["aabb_scale"], "aabb_scale", source, low=0, low_open=True)
+    scale = check_number(meta.get("scale", 0.33), "scale", source, low=0, low_open=True)
+    offset = np.array(check_vector(meta.get("offset", [0.5, 0.5, 0.5]), 3, "offset", source))
     # ngp maps a world point p to (p.y, p.z, p.x) * scale + offset; its box is centred on 0.5.
     center_ngp = (0.5 - offset) / scale
     center = np.array([center_ngp[2], center_ngp[0], center_ngp[1]])
-    half = 0.5 * float(meta["aabb_scale"]) / scale
+    half = 0.5 * aabb_scale / scale
     return np.stack([center - half, center + half])
 
 
@@ -71,9 +74,11 @@ def load_nerfstudio(
             stacklevel=2,
         )
     frames.sort(key=lambda f: f.name)
+    stated, ngp = stated_bounds(meta, source), ngp_bounds(meta, source)
     train, test = holdout(frames, test_every)
     return build_scene(
         train, test, test,
         fmt="nerfstudio", root=root, source=source, background=background,
-        bounds=ngp_bounds(meta), near_far=stated_near_far(meta),
+        bounds=stated if stated is not None else ngp,
+        near_far=stated_near_far(meta, source),
     )

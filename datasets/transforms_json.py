@@ -28,6 +28,12 @@ override any camera key. Keys read (all optional except a focal length and the p
     optional mask image, True where the value is above half.
 ``near``, ``far`` (top level)
     optional ray range; estimated from the cameras when absent.
+``aabb`` (top level)
+    optional scene box ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]``.
+
+Every value read is checked: a wrong type, NaN, infinity or an impossible value (a zero
+focal length or image size, a field of view of 180 degrees or more) is a one-line
+Render3DError naming the file, the frame when the value is per frame, and the field.
 """
 
 from __future__ import annotations
@@ -43,15 +49,56 @@ import torch
 from render3d.cameras import opengl_to_opencv
 from render3d.errors import Render3DError
 
-from .checks import check_pose
+from .checks import check_number, check_pose, check_vector, describe
 from .frames import Frame
-from .io import IMAGE_EXTENSIONS, image_size
+from .io import IMAGE_EXTENSIONS, image_size, is_file
 
-_CAMERA_KEYS = (
-    "fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y",
-    "k1", "k2", "k3", "k4", "p1", "p2", "camera_model", "depth_scale",
-)
+#: Camera keys (top level or per frame) -> the range :func:`check_number` accepts.
+_CAMERA_NUMBERS: dict[str, dict[str, Any]] = {
+    "fl_x": {"low": 0, "low_open": True},
+    "fl_y": {"low": 0, "low_open": True},
+    "cx": {},
+    "cy": {},
+    "w": {"low": 1},
+    "h": {"low": 1},
+    "camera_angle_x": {"low": 0, "high": math.pi, "low_open": True, "high_open": True},
+    "camera_angle_y": {"low": 0, "high": math.pi, "low_open": True, "high_open": True},
+    "k1": {}, "k2": {}, "k3": {}, "k4": {}, "p1": {}, "p2": {},
+    "depth_scale": {"low": 0, "low_open": True},
+}
 _SUPPORTED_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "")
+
+
+def camera_values(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """The camera keys present in ``entry`` (the top level or one frame), checked.
+
+    Numbers come back as floats (``w`` / ``h`` rounded to ints); ``where`` starts each
+    error message (the file, and the frame for per-frame values).
+    """
+    values: dict[str, Any] = {}
+    for key, limits in _CAMERA_NUMBERS.items():
+        if key in entry:
+            values[key] = check_number(entry[key], key, where, **limits)
+    for key in ("w", "h"):
+        if key in values:
+            values[key] = int(round(values[key]))
+    model = entry.get("camera_model", "")
+    if not isinstance(model, str):
+        raise Render3DError(f"{where}: camera_model must be a name such as OPENCV or PINHOLE, got {describe(model)}")
+    if "camera_model" in entry:
+        values["camera_model"] = model
+    return values
+
+
+def optional_path(entry: dict[str, Any], keys: tuple[str, ...], root: Path, where: str) -> Optional[Path]:
+    """``root / entry[key]`` for the first of ``keys`` present, None when none is; the value must be a non-empty string."""
+    for key in keys:
+        if key in entry:
+            value = entry[key]
+            if not isinstance(value, str) or not value:
+                raise Render3DError(f"{where}: {key} must be a file path relative to the json, got {describe(value)}")
+            return root / value
+    return None
 
 
 def frame_list(meta: dict[str, Any], source: Path) -> list[dict[str, Any]]:
@@ -66,10 +113,10 @@ def resolve_image(root: Path, file_path: str) -> tuple[Path, bool]:
     """``(path, exists)`` for a frame's ``file_path``, trying image extensions when it has none."""
     path = root / file_path
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return path, path.is_file()
+        return path, is_file(path)
     for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", *IMAGE_EXTENSIONS[3:]):
         candidate = path.with_name(path.name + ext)
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate, True
     return path, False
 
@@ -80,8 +127,10 @@ def opencv_pose(frame: dict[str, Any], name: str, source: Path) -> np.ndarray:
         raise Render3DError(f"{source}: frame {name} has no transform_matrix; add its pose or remove the frame")
     try:
         matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Render3DError(f"{source}: frame {name} has a transform_matrix that is not a 4x4 matrix; fix that frame") from None
+    except (TypeError, ValueError, OverflowError):
+        raise Render3DError(
+            f"{source}: frame {name} has a transform_matrix that is not a 4x4 matrix of numbers; fix that frame"
+        ) from None
     c2w = check_pose(matrix, name, source)
     return opengl_to_opencv(torch.from_numpy(c2w)).numpy()
 
@@ -89,38 +138,38 @@ def opencv_pose(frame: dict[str, Any], name: str, source: Path) -> np.ndarray:
 def intrinsics(
     camera: dict[str, Any], image_path: Path, name: str, source: Path
 ) -> tuple[np.ndarray, int, int, Optional[np.ndarray]]:
-    """``(K, width, height, distortion)`` from the merged top-level and per-frame camera keys."""
-    model = str(camera.get("camera_model", "")).upper()
+    """``(K, width, height, distortion)`` from the merged top-level and per-frame camera keys.
+
+    ``camera`` holds values already checked by :func:`camera_values`.
+    """
+    model = camera.get("camera_model", "").upper()
     if model not in _SUPPORTED_MODELS:
         raise Render3DError(
             f"{source}: camera_model {model} is not supported (only OPENCV / PINHOLE); undistort the images first"
         )
     if "w" in camera and "h" in camera:
-        width, height = int(round(float(camera["w"]))), int(round(float(camera["h"])))
+        width, height = camera["w"], camera["h"]
     else:
         width, height = image_size(image_path, source)
-    try:
-        if "fl_x" in camera:
-            fx = float(camera["fl_x"])
-        elif "camera_angle_x" in camera:
-            fx = 0.5 * width / math.tan(0.5 * float(camera["camera_angle_x"]))
-        elif "fl_y" in camera:
-            fx = float(camera["fl_y"])
-        else:
-            raise Render3DError(f"{source}: frame {name} has no focal length; add fl_x or camera_angle_x")
-        if "fl_y" in camera:
-            fy = float(camera["fl_y"])
-        elif "camera_angle_y" in camera and "fl_x" not in camera:
-            fy = 0.5 * height / math.tan(0.5 * float(camera["camera_angle_y"]))
-        else:
-            fy = fx
-        cx = float(camera.get("cx", width / 2.0))
-        cy = float(camera.get("cy", height / 2.0))
-        dist = np.array([float(camera.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2")])
-    except (TypeError, ValueError):
-        raise Render3DError(f"{source}: frame {name} has a camera value that is not a number; fix it") from None
-    if not all(math.isfinite(v) and v > 0 for v in (fx, fy)) or not all(math.isfinite(v) for v in (cx, cy)):
-        raise Render3DError(f"{source}: frame {name} has an invalid focal length or principal point; fix it")
+    if "fl_x" in camera:
+        fx = camera["fl_x"]
+    elif "camera_angle_x" in camera:
+        fx = 0.5 * width / math.tan(0.5 * camera["camera_angle_x"])
+    elif "fl_y" in camera:
+        fx = camera["fl_y"]
+    else:
+        raise Render3DError(f"{source}: frame {name} has no focal length; add fl_x or camera_angle_x")
+    if "fl_y" in camera:
+        fy = camera["fl_y"]
+    elif "camera_angle_y" in camera and "fl_x" not in camera:
+        fy = 0.5 * height / math.tan(0.5 * camera["camera_angle_y"])
+    else:
+        fy = fx
+    cx = camera.get("cx", width / 2.0)
+    cy = camera.get("cy", height / 2.0)
+    dist = np.array([camera.get(k, 0.0) for k in ("k1", "k2", "p1", "p2")])
+    if not all(math.isfinite(v) and v > 0 for v in (fx, fy)):
+        raise Render3DError(f"{source}: frame {name} has a focal length that is not a positive finite number; fix it")
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     return K, width, height, (dist if np.any(dist != 0) else None)
 
@@ -134,7 +183,7 @@ def parse_frames(
     are left out and their ``file_path`` listed in ``missing``; without it the first one
     raises a Render3DError naming it.
     """
-    top = {k: meta[k] for k in _CAMERA_KEYS if k in meta}
+    top = camera_values(meta, str(source))
     frames: list[Frame] = []
     missing: list[str] = []
     ignored_k34 = False
@@ -149,11 +198,10 @@ def parse_frames(
                 continue
             raise Render3DError(f"image not found: {image_path} (listed in {source}); restore the file or remove the frame")
         name = image_path.relative_to(root).as_posix() if image_path.is_relative_to(root) else file_path
-        camera = {**top, **{k: entry[k] for k in _CAMERA_KEYS if k in entry}}
-        ignored_k34 |= any(float(camera.get(k, 0.0)) != 0.0 for k in ("k3", "k4"))
+        where = f"{source}: frame {name}"
+        camera = {**top, **camera_values(entry, where)}
+        ignored_k34 |= any(camera.get(k, 0.0) != 0.0 for k in ("k3", "k4"))
         K, width, height, dist = intrinsics(camera, image_path, name, source)
-        depth = entry.get("depth_file_path", entry.get("depth_path"))
-        mask = entry.get("mask_file_path", entry.get("mask_path"))
         frames.append(
             Frame(
                 name=name,
@@ -165,9 +213,9 @@ def parse_frames(
                 source=str(source),
                 shrink=shrink,
                 distortion=dist,
-                depth_path=None if depth is None else root / depth,
-                depth_scale=float(camera.get("depth_scale", 1.0)),
-                mask_path=None if mask is None else root / mask,
+                depth_path=optional_path(entry, ("depth_file_path", "depth_path"), root, where),
+                depth_scale=camera.get("depth_scale", 1.0),
+                mask_path=optional_path(entry, ("mask_file_path", "mask_path"), root, where),
             )
         )
     if ignored_k34:
@@ -175,18 +223,25 @@ def parse_frames(
     return frames, missing
 
 
-def stated_bounds(meta: dict[str, Any]) -> Optional[np.ndarray]:
-    """Top-level ``aabb`` ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of a transforms json, when given."""
+def stated_bounds(meta: dict[str, Any], source: Path) -> Optional[np.ndarray]:
+    """Top-level ``aabb`` ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of a transforms json, when given (checked)."""
     if "aabb" not in meta:
         return None
-    box = np.asarray(meta["aabb"], dtype=np.float64)
-    if box.shape != (2, 3) or not np.all(np.isfinite(box)) or np.any(box[1] <= box[0]):
-        return None
+    box = meta["aabb"]
+    if not isinstance(box, list) or len(box) != 2:
+        raise Render3DError(f"{source}: aabb must be [[xmin, ymin, zmin], [xmax, ymax, zmax]], got {describe(box)}")
+    box = np.array([check_vector(box[0], 3, "aabb[0]", source), check_vector(box[1], 3, "aabb[1]", source)])
+    if np.any(box[1] <= box[0]):
+        raise Render3DError(f"{source}: aabb min {box[0].tolist()} must be below max {box[1].tolist()} on every axis; fix the box")
     return box
 
 
-def stated_near_far(meta: dict[str, Any]) -> Optional[tuple[float, float]]:
-    """Top-level ``near`` / ``far`` of a transforms json, when both are given."""
-    if "near" in meta and "far" in meta:
-        return float(meta["near"]), float(meta["far"])
-    return None
+def stated_near_far(meta: dict[str, Any], source: Path) -> Optional[tuple[float, float]]:
+    """Top-level ``near`` / ``far`` of a transforms json, when both are given (checked: ``0 <= near < far``)."""
+    near = check_number(meta["near"], "near", source, low=0) if "near" in meta else None
+    far = check_number(meta["far"], "far", source, low=0, low_open=True) if "far" in meta else None
+    if near is None or far is None:
+        return None
+    if far <= near:
+        raise Render3DError(f"{source}: far ({far:g}) must be larger than near ({near:g}); fix the range")
+    return near, far

@@ -119,3 +119,18 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert_one_line_error(result.stderr, "missing")
+
+
+@pytest.mark.parametrize("change, field", [({"w": "abc"}, "w"), ({"camera_angle_x": 0}, "camera_angle_x"), ({"near": "a", "far": 5}, "near")])
+def test_bad_transforms_field_is_one_line_exit_2(capsys, tmp_path, tiny_scene_dir, change, field):
+    import shutil
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_scene_dir, scene)
+    source = scene / "transforms_train.json"
+    meta = json.loads(source.read_text())
+    meta.update(change, h=32)
+    source.write_text(json.dumps(meta))
+    code, _, err = run_cli(capsys, "info", str(scene))
+    assert code == 2
+    assert_one_line_error(err, str(source), field)

@@ -501,3 +501,225 @@ def test_bad_arguments(tmp_path: Path) -> None:
         load_scene(tmp_path, downscale=0)
     with pytest.raises(Render3DError, match="background"):
         load_scene(tmp_path, background=(255, 255, 255))
+
+
+# --------------------------------------------------------------------------- bad input: every field, one line
+
+
+def assert_one_line(err: pytest.ExceptionInfo, *fragments: str) -> None:
+    """The error is one line and names every fragment (the file, the field)."""
+    text = str(err.value)
+    assert "\n" not in text, text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+
+
+NAN = float("nan")
+
+# name -> (change to (top-level meta, first train frame), the field the message must name)
+TRANSFORMS_CASES = {
+    "w not a number": (lambda m, f: m.update(w="abc", h=H), "w"),
+    "w NaN": (lambda m, f: m.update(w=NAN, h=H), "w"),
+    "h zero": (lambda m, f: m.update(w=W, h=0), "h must be >= 1"),
+    "camera_angle_x zero": (lambda m, f: [m.pop("fl_x", None), m.pop("fl_y", None), m.update(camera_angle_x=0)], "camera_angle_x"),
+    "camera_angle_x too wide": (lambda m, f: [m.pop("fl_x", None), m.pop("fl_y", None), m.update(camera_angle_x=4.0)], "camera_angle_x"),
+    "k3 not a number": (lambda m, f: m.update(k3="x"), "k3"),
+    "k1 infinite": (lambda m, f: m.update(k1=float("inf")), "k1"),
+    "fl_x huge integer": (lambda m, f: f.update(fl_x=10**400), "fl_x"),
+    "camera_model a list": (lambda m, f: m.update(camera_model=["OPENCV"]), "camera_model"),
+    "integer depth_file_path": (lambda m, f: f.update(depth_file_path=3), "depth_file_path"),
+    "depth_scale zero": (lambda m, f: m.update(depth_scale=0), "depth_scale"),
+    "ragged aabb": (lambda m, f: m.update(aabb=[[0, 0, 0], [1, 1]]), "aabb"),
+    "inverted aabb": (lambda m, f: m.update(aabb=[[1, 1, 1], [0, 0, 0]]), "aabb"),
+    "near not a number": (lambda m, f: m.update(near="a", far=5.0), "near"),
+    "far below near": (lambda m, f: m.update(near=2.0, far=1.0), "far"),
+    "transform_matrix huge integer": (lambda m, f: f["transform_matrix"][0].__setitem__(3, 10**400), "transform_matrix"),
+    "translation beyond float32": (lambda m, f: f["transform_matrix"][0].__setitem__(3, 1e300), "out of range"),
+    "focal length rounding to 0 in float32": (lambda m, f: f.update(fl_x=1e-300, fl_y=1e-300), "out of range"),
+}
+NERFSTUDIO_CASES = {
+    "scale zero": (lambda m, f: m.update(scale=0), "scale"),
+    "aabb_scale a string": (lambda m, f: m.update(aabb_scale="big"), "aabb_scale"),
+    "ragged offset": (lambda m, f: m.update(offset=[0.5, 0.5]), "offset"),
+}
+
+
+def write_changed_transforms(root: Path, layout: str, change) -> Path:
+    """A tiny scene of ``layout`` whose transforms json (top level, first frame) went through ``change``."""
+    if layout == "blender":
+        meta = make_blender(root)["train"]
+        source = root / "transforms_train.json"
+    else:
+        meta = make_nerfstudio(root, n=3)
+        source = root / "transforms.json"
+    change(meta, meta["frames"][0])
+    source.write_text(json.dumps(meta))
+    return source
+
+
+@pytest.mark.parametrize(
+    "layout, case",
+    [("blender", c) for c in TRANSFORMS_CASES] + [("nerfstudio", c) for c in [*TRANSFORMS_CASES, *NERFSTUDIO_CASES]],
+)
+def test_bad_transforms_field_is_one_line_naming_file_and_field(tmp_path: Path, layout: str, case: str) -> None:
+    change, field = {**TRANSFORMS_CASES, **NERFSTUDIO_CASES}[case]
+    source = write_changed_transforms(tmp_path, layout, change)
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path, test_every=0)
+    assert_one_line(err, str(source), field)
+
+
+COLMAP_BAD_CAMERAS = {
+    "width zero": ("1 PINHOLE 0 6 7 7.2 4.1 2.9\n", "width"),
+    "negative height": ("1 PINHOLE 8 -6 7 7.2 4.1 2.9\n", "height"),
+    "NaN focal length": ("1 SIMPLE_RADIAL 8 6 nan 4 3 0.05\n", "focal"),
+    "zero focal length": ("1 PINHOLE 8 6 0 7.2 4.1 2.9\n", "focal"),
+    "infinite principal point": ("1 PINHOLE 8 6 7 7.2 inf 2.9\n", "principal point"),
+    "NaN distortion": ("1 SIMPLE_RADIAL 8 6 7 4 3 nan\n", "distortion"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLMAP_BAD_CAMERAS))
+def test_bad_colmap_camera_is_one_line(tmp_path: Path, case: str) -> None:
+    line, field = COLMAP_BAD_CAMERAS[case]
+    make_colmap(tmp_path, n=4, cameras=line + "2 PINHOLE 8 6 7 7.2 4.1 2.9\n")
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path)
+    assert_one_line(err, "cameras.txt", "camera 1", field)
+
+
+@pytest.mark.parametrize("name", ["cameras.bin", "images.bin", "points3D.bin"])
+@pytest.mark.parametrize("keep", [0, 5, 0.5, -1])
+def test_truncated_binary_colmap_is_one_line(tmp_path: Path, name: str, keep: float) -> None:
+    make_colmap(tmp_path / "text", n=4)
+    write_model_binary(read_model(tmp_path / "text" / "sparse" / "0"), tmp_path / "sparse" / "0")
+    shutil.copytree(tmp_path / "text" / "images", tmp_path / "images")
+    file = tmp_path / "sparse" / "0" / name
+    data = file.read_bytes()
+    file.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path)
+    assert_one_line(err, name)
+
+
+@pytest.mark.parametrize(
+    "name, offset, value",
+    [("points3D.bin", 0, 2**62), ("images.bin", None, 2**61), ("cameras.bin", 0, 2**63)],
+    ids=["point count", "2D point count", "camera count"],
+)
+def test_binary_colmap_huge_counts_are_one_line(tmp_path: Path, name: str, offset, value: int) -> None:
+    """A corrupt count is checked against the file size before anything is allocated."""
+    import struct
+
+    make_colmap(tmp_path / "text", n=4)
+    write_model_binary(read_model(tmp_path / "text" / "sparse" / "0"), tmp_path / "sparse" / "0")
+    shutil.copytree(tmp_path / "text" / "images", tmp_path / "images")
+    file = tmp_path / "sparse" / "0" / name
+    data = bytearray(file.read_bytes())
+    if offset is None:  # the first image's number of 2D points, after its fixed fields and name
+        offset = data.index(b"\x00", 8 + 64) + 1
+    data[offset : offset + 8] = struct.pack("<Q", value)
+    file.write_bytes(bytes(data))
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path)
+    assert_one_line(err, name)
+
+
+def test_non_finite_colmap_points_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    make_colmap(tmp_path, n=4)
+    points = tmp_path / "sparse" / "0" / "points3D.txt"
+    points.write_text(points.read_text() + "99 nan 0 0 1 2 3 0.5\n100 0 inf 0 1 2 3 0.5\n")
+    with pytest.warns(UserWarning, match=r"points3D\.txt: dropped 2 of 52 points with NaN, infinite"):
+        scene = load_scene(tmp_path)
+    assert scene.points.shape == (50, 3) and torch.isfinite(scene.bounds).all()
+
+
+LLFF_BAD_FILES = {
+    "empty file": (lambda f: f.write_bytes(b""), "poses_bounds.npy"),
+    "text file": (lambda f: f.write_text("not numpy"), "poses_bounds.npy"),
+    "pickled objects": (lambda f: np.save(f, np.array([{"a": 1}] * 17, dtype=object).reshape(1, 17), allow_pickle=True), "poses_bounds.npy"),
+    "wrong shape": (lambda f: np.save(f, np.zeros((4, 15))), "N x 17"),
+    "no rows": (lambda f: np.save(f, np.zeros((0, 17))), "no poses"),
+    "complex numbers": (lambda f: np.save(f, np.load(f).astype(np.complex128)), "not real numbers"),
+    "strings": (lambda f: np.save(f, np.load(f).astype(str)), "not real numbers"),
+    "infinite width": (lambda f: np.save(f, np.where(np.arange(17) == 9, np.inf, np.load(f))), "height/width/focal"),
+    "focal length rounding to 0 in float32": (lambda f: np.save(f, np.where(np.arange(17) == 14, 1e-300, np.load(f))), "out of range"),
+    "huge header shape": (lambda f: f.write_bytes(f.read_bytes().replace(b"(4, 17)", b"(400000000000, 17)")), "poses_bounds.npy"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LLFF_BAD_FILES))
+def test_bad_poses_bounds_is_one_line(tmp_path: Path, case: str) -> None:
+    change, fragment = LLFF_BAD_FILES[case]
+    make_llff(tmp_path, n=4)
+    change(tmp_path / "poses_bounds.npy")
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path, downscale=2)
+    assert_one_line(err, "poses_bounds.npy", fragment)
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A PNG (valid CRCs) whose header claims ``width`` x ``height`` pixels, with almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+
+
+BAD_IMAGE_FILES = {
+    "empty image": ("r_1.png", b""),
+    "text as image": ("r_1.png", b"hello, not a picture"),
+    "decompression bomb": ("r_1.png", png_claiming_size(200_000, 200_000)),
+    "header only": ("r_1.png", png_claiming_size(W, H)),
+    "empty depth": ("r_1_depth.npy", b""),
+    "text depth": ("r_1_depth.npy", b"\x93NUMPY garbage"),
+    "empty mask": ("r_1_mask.png", b""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGE_FILES))
+def test_bad_image_depth_or_mask_file_is_one_line(tmp_path: Path, case: str) -> None:
+    name, data = BAD_IMAGE_FILES[case]
+    make_blender(tmp_path)
+    (tmp_path / "train" / name).write_bytes(data)
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path)
+    assert_one_line(err, name)
+
+
+def test_string_depth_map_is_one_line(tmp_path: Path) -> None:
+    make_blender(tmp_path)
+    np.save(tmp_path / "train" / "r_1_depth.npy", np.full((H, W), "deep"))
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path)
+    assert_one_line(err, "r_1_depth.npy")
+
+
+LONG = "n" * 300  # longer than any file name the system accepts: stat() fails with ENAMETOOLONG
+
+TOO_LONG_NAMES = {
+    "blender file_path": ("blender", lambda m, f: f.update(file_path=LONG), "image not found"),
+    "nerfstudio file_path": ("nerfstudio", lambda m, f: [g.update(file_path=LONG) for g in m["frames"]], "no training frames"),
+    "depth_file_path": ("blender", lambda m, f: f.update(depth_file_path=LONG), "depth map not found"),
+    "mask_file_path": ("blender", lambda m, f: f.update(mask_file_path=LONG), "mask not found"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOO_LONG_NAMES))
+def test_too_long_file_names_are_one_line(tmp_path: Path, case: str) -> None:
+    layout, change, fragment = TOO_LONG_NAMES[case]
+    source = write_changed_transforms(tmp_path, layout, change)
+    with pytest.raises(Render3DError) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nerfstudio: "skipped 3 of 3 frames"
+        load_scene(tmp_path, test_every=0)
+    assert_one_line(err, fragment, str(source))
+
+
+def test_too_long_scene_path_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(Render3DError) as err:
+        load_scene(tmp_path / LONG)
+    assert_one_line(err, LONG)

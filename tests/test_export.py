@@ -14,7 +14,8 @@ import torch
 from render3d.cli import main
 from render3d.export.paths import CameraPath, Keyframe, orbit_poses, save_path, scene_frame
 from render3d.splat.method import SplatConfig
-from render3d.splat.ply import load_ply, load_splat, save_ply, save_splat
+from render3d.errors import Render3DError
+from render3d.splat.ply import SPLAT_DTYPE, load_ply, load_splat, save_ply, save_splat
 from render3d.train import TrainConfig, Trainer, load_checkpoint
 
 REFERENCE_PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
@@ -194,3 +195,138 @@ def test_mesh_of_the_default_scene_has_sane_bounds_and_reads_back(tiny_run, tiny
 def test_mesh_rejects_an_unknown_suffix(tiny_run, tmp_path, capsys):
     assert run_cli("export", tiny_run, "--format", "mesh", "--out", tmp_path / "mesh.stl") == 2
     assert ".glb" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad PLY and .splat files
+
+
+def random_model(n: int = 6, sh_degree: int = 1, seed: int = 0):
+    """A small GaussianSplats with random parameters (no training)."""
+    from torch import nn
+
+    from render3d.splat.model import GaussianSplats
+    from render3d.splat.sh import num_sh_bases
+
+    g = torch.Generator().manual_seed(seed)
+    params = nn.ParameterDict(
+        {
+            "means": nn.Parameter(torch.randn(n, 3, generator=g)),
+            "scales": nn.Parameter(torch.randn(n, 3, generator=g) - 2),
+            "quats": nn.Parameter(torch.randn(n, 4, generator=g)),
+            "opacities": nn.Parameter(torch.randn(n, generator=g)),
+            "sh0": nn.Parameter(torch.randn(n, 1, 3, generator=g)),
+            "shN": nn.Parameter(torch.randn(n, num_sh_bases(sh_degree) - 1, 3, generator=g)),
+        }
+    )
+    return GaussianSplats(params, sh_degree)
+
+
+def ply_with(header_change=None, values=None, sh_degree: int = 0, n: int = 3) -> bytes:
+    """A reference-layout PLY of ``n`` Gaussians; ``header_change(lines)`` edits its header lines, ``values`` its float32 body."""
+    from render3d.splat.ply import ply_property_names
+
+    names = ply_property_names(sh_degree)
+    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {n}", *[f"property float {p}" for p in names], "end_header"]
+    if header_change is not None:
+        header_change(lines)
+    n_properties = sum(line.startswith("property") for line in lines)
+    body = np.zeros((n, n_properties), "<f4") if values is None else np.asarray(values, "<f4")
+    return ("\n".join(lines) + "\n").encode("ascii") + body.tobytes()
+
+
+def _set_line(lines: list[str], index: int, text: str) -> None:
+    lines[index] = text
+
+
+def _insert_rest(lines: list[str], numbers) -> None:
+    lines[12:12] = [f"property float f_rest_{i}" for i in numbers]
+
+
+N_PROPS = 17  # SH degree 0
+BAD_PLYS = {
+    "vertex count not a number": (ply_with(lambda h: _set_line(h, 2, "element vertex lots")), "vertex count 'lots'"),
+    "negative vertex count": (ply_with(lambda h: _set_line(h, 2, "element vertex -5")), "vertex count '-5'"),
+    "vertex count beyond the file": (ply_with(lambda h: _set_line(h, 2, "element vertex 1000000000000")), "1000000000000 vertices"),
+    "vertex count beyond 64 bits": (ply_with(lambda h: _set_line(h, 2, f"element vertex {10**30}")), "vertices"),
+    "element without a count": (ply_with(lambda h: _set_line(h, 2, "element vertex")), "element"),
+    "format without a name": (ply_with(lambda h: _set_line(h, 1, "format")), "format"),
+    "property without a name": (ply_with(lambda h: _set_line(h, 3, "property float")), "property"),
+    "duplicate property": (ply_with(lambda h: _set_line(h, 4, "property float x")), "property 'x' twice"),
+    "f_rest with a gap": (ply_with(lambda h: _insert_rest(h, range(1, 10))), "f_rest_0"),
+    "no vertices": (ply_with(n=0), "no Gaussians"),
+    "all NaN": (ply_with(values=np.full((3, N_PROPS), np.nan)), "every Gaussian"),
+    "ascii format": (ply_with(lambda h: _set_line(h, 1, "format ascii 1.0")), "binary_little_endian"),
+    "list property": (ply_with(lambda h: _set_line(h, 3, "property list uchar int x")), "list"),
+    "no end_header": (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n", "end_header"),
+    "not a PLY": (b"hello", "not a PLY"),
+    "empty file": (b"", "not a PLY"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLYS))
+def test_bad_ply_is_one_line(tmp_path, case):
+    data, fragment = BAD_PLYS[case]
+    file = tmp_path / "bad.ply"
+    file.write_bytes(data)
+    with pytest.raises(Render3DError) as err:
+        load_ply(file)
+    text = str(err.value)
+    assert "\n" not in text and str(file) in text and fragment in text, text
+
+
+def test_sh_degree_0_ply_round_trips_byte_exactly(tmp_path):
+    model = random_model(sh_degree=0)
+    first = save_ply(model, tmp_path / "a.ply")
+    loaded = load_ply(first)
+    assert loaded.max_sh_degree == 0 and loaded.params["shN"].shape == (6, 0, 3)
+    for name, value in model.params.items():
+        torch.testing.assert_close(loaded.params[name], value.detach(), rtol=0, atol=0, msg=name)
+    assert save_ply(loaded, tmp_path / "b.ply").read_bytes() == first.read_bytes()
+
+
+def test_partly_non_finite_ply_drops_those_gaussians_with_one_warning(tmp_path):
+    values = np.random.default_rng(0).normal(size=(5, N_PROPS))
+    values[1, 0] = np.nan  # x
+    values[3, 13] = np.inf  # scale_1
+    file = tmp_path / "some_nan.ply"
+    file.write_bytes(ply_with(values=values, n=5))
+    with pytest.warns(UserWarning, match=r"some_nan\.ply: dropped 2 of 5 Gaussians with NaN or infinite values") as record:
+        model = load_ply(file)
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    assert model.num_gaussians == 3
+    torch.testing.assert_close(model.params["means"].detach(), torch.tensor(values[[0, 2, 4], :3], dtype=torch.float32))
+
+
+BAD_SPLATS = {
+    "size not a multiple of 32": (b"\x00" * 33, "multiple of 32"),
+    "empty": (b"", "no Gaussians"),
+    "all NaN": (np.full(8 * 2, np.nan, "<f4").tobytes(), "every Gaussian"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPLATS))
+def test_bad_splat_is_one_line(tmp_path, case):
+    data, fragment = BAD_SPLATS[case]
+    file = tmp_path / "bad.splat"
+    file.write_bytes(data)
+    with pytest.raises(Render3DError) as err:
+        load_splat(file)
+    text = str(err.value)
+    assert "\n" not in text and str(file) in text and fragment in text, text
+
+
+def test_partly_non_finite_splat_drops_those_gaussians_with_one_warning(tmp_path):
+    file = save_splat(random_model(n=4), tmp_path / "some_nan.splat")
+    records = np.frombuffer(file.read_bytes(), dtype=SPLAT_DTYPE).copy()
+    records["position"][0, 1] = np.nan
+    records["scale"][2, 0] = np.inf
+    file.write_bytes(records.tobytes())
+    with pytest.warns(UserWarning, match=r"some_nan\.splat: dropped 2 of 4 Gaussians"):
+        model = load_splat(file)
+    assert model.num_gaussians == 2 and all(torch.isfinite(v).all() for v in model.params.values())
+
+
+@pytest.mark.parametrize("reader", [load_ply, load_splat])
+def test_too_long_gaussian_file_name_is_one_line(tmp_path, reader):
+    with pytest.raises(Render3DError, match="no .*file at"):
+        reader(tmp_path / ("n" * 300))

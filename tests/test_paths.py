@@ -110,17 +110,31 @@ def test_c2w_keyframes_are_accepted(tmp_path):
     assert keys[1].fov == 50.0
 
 
+KEY = {"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}
+
 BAD_PATHS = {
     "not json": ("{keyframes: ", "not valid JSON"),
     "no keyframes": ({"fps": 30}, "keyframes must be a non-empty list"),
     "short position": ({"keyframes": [{"position": [0, 0], "rotation": [1, 0, 0, 0]}]}, r"keyframes\[0\].position must be a list of 3 numbers"),
     "string rotation": ({"keyframes": [{"position": [0, 0, 0], "rotation": "up"}]}, r"keyframes\[0\].rotation must be a list of 4"),
     "zero quaternion": ({"keyframes": [{"position": [0, 0, 0], "rotation": [0, 0, 0, 0]}]}, "zero quaternion"),
-    "bad fps": ({"fps": -1, "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, "fps must be positive"),
+    "bad fps": ({"fps": -1, "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, r"fps must be in \(0, 240\]"),
     "bad crop": ({"crop": [[1, 1, 1], [0, 0, 0]], "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, "crop min"),
     "not a rotation": ({"keyframes": [{"c2w": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}]}, "does not hold a rotation"),
     "mixed times": ({"keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0], "time": 0}, {"position": [1, 0, 0], "rotation": [1, 0, 0, 0]}]}, "every keyframe or to none"),
     "bad version": ({"version": 9, "keyframes": []}, "version 9 is not supported"),
+    "fps too high": ({"fps": 1000, "keyframes": [KEY]}, r"fps must be in \(0, 240\]"),
+    "fps a huge integer": ({"fps": 10**400, "keyframes": [KEY]}, "fps must be a finite number"),
+    "seconds too long": ({"seconds": 7200, "keyframes": [KEY]}, r"seconds must be in \(0, 3600\]"),
+    "too many frames": ({"fps": 240, "seconds": 1000, "keyframes": [KEY]}, "240000 frames"),
+    "resolution zero": ({"resolution": [0, 10], "keyframes": [KEY]}, r"resolution\[0\] must be a whole number in \[1, 8192\]"),
+    "resolution too large": ({"resolution": [640, 10000], "keyframes": [KEY]}, r"resolution\[1\] must be a whole number in \[1, 8192\]"),
+    "resolution fractional": ({"resolution": [640.5, 480], "keyframes": [KEY]}, r"resolution\[0\] must be a whole number"),
+    "NaN in an unknown field": ({"note": {"weights": [1, float("nan")]}, "keyframes": [KEY]}, r"note.weights\[1\] is NaN or infinite"),
+    "infinite keyframe time": ({"keyframes": [{**KEY, "time": float("inf")}]}, r"keyframes\[0\].time is NaN or infinite"),
+    "keyframes not a list of objects": ({"keyframes": [[0, 0, 0]]}, r"keyframes\[0\] must be an object"),
+    "position too far": ({"keyframes": [{**KEY, "position": [0, 1e300, 0]}]}, r"keyframes\[0\].position\[1\] must be in \[-1e\+09, 1e\+09\]"),
+    "c2w translation too far": ({"keyframes": [{"c2w": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -1e12]]}]}, r"keyframes\[0\].c2w translation\[2\] must be in"),
 }
 
 
@@ -138,3 +152,12 @@ def test_bad_path_json_gets_a_clear_one_line_error(tmp_path, case):
 def test_missing_path_file_is_a_clear_error(tmp_path):
     with pytest.raises(Render3DError, match="no camera path file"):
         load_path(tmp_path / "nope.json")
+    with pytest.raises(Render3DError, match="no camera path file"):
+        load_path(tmp_path / ("n" * 300))  # a name the system refuses
+
+
+def test_huge_quaternion_values_are_normalised(tmp_path):
+    file = tmp_path / "big.json"
+    file.write_text(json.dumps({"keyframes": [{"position": [0, 0, 0], "rotation": [1e200, 0, 0, 1e200]}]}))
+    rotation = load_path(file).keyframes[0].rotation
+    assert rotation == pytest.approx((math.sqrt(0.5), 0, 0, math.sqrt(0.5)))

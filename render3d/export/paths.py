@@ -19,6 +19,11 @@ camera-to-world rotation. The JSON file (shared with the viewer's path editor)::
 ``fov`` is the vertical field of view in degrees. ``time`` (seconds, all keyframes or none)
 places keyframes in time; without it they are evenly spaced. ``smoothness`` blends piecewise
 linear motion (0) with a Catmull-Rom spline (1); both pass through every keyframe.
+
+:func:`load_path` checks every field and bounds the work a file can ask for: ``fps`` in
+(0, 240], ``seconds`` in (0, 3600], at most 100,000 frames, each ``resolution`` side a whole
+number in [1, 8192], camera positions within +-1e9 world units, and no NaN or infinite
+number anywhere in the document.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import torch
 from torch import Tensor
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at, qvec_to_rotmat
+from render3d.datasets.checks import check_number, check_vector, check_whole, describe, non_finite_field
+from render3d.datasets.io import first_line, is_file
 from render3d.errors import Render3DError
 
 PATH_VERSION = 1
@@ -254,26 +261,38 @@ def save_path(path: CameraPath, file: Union[str, os.PathLike]) -> Path:
     return file
 
 
+#: Limits of a camera-path file: frames per second, length, frame count and image side.
+MAX_FPS = 240.0
+MAX_SECONDS = 3600.0
+MAX_FRAMES = 100_000
+MAX_RESOLUTION = 8192
+#: Largest camera-position coordinate (world units) a path file may use.
+MAX_COORDINATE = 1e9
+
+
 class _Reader:
     """Validates one JSON document field by field, with one-line errors naming the file."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
+        self.prefix = f"bad camera path {file}"
 
     def fail(self, where: str, what: str) -> Render3DError:
-        return Render3DError(f"bad camera path {self.file}: {where} {what}")
+        return Render3DError(f"{self.prefix}: {where} {what}")
 
-    def number(self, value: Any, where: str, positive: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(where, f"must be a finite number, got {value!r}")
-        if positive and value <= 0:
-            raise self.fail(where, f"must be positive, got {value!r}")
-        return float(value)
+    def number(self, value: Any, where: str, positive: bool = False, high: Optional[float] = None) -> float:
+        """A finite number (positive, at most ``high`` when asked), else a one-line error naming ``where``."""
+        return check_number(value, where, self.prefix, low=0 if positive else None, low_open=positive, high=high)
 
     def vector(self, value: Any, where: str, size: int) -> tuple[float, ...]:
-        if not isinstance(value, (list, tuple)) or len(value) != size:
-            raise self.fail(where, f"must be a list of {size} numbers, got {value!r}")
-        return tuple(self.number(v, f"{where}[{i}]") for i, v in enumerate(value))
+        return check_vector(value, size, where, self.prefix)
+
+    def position(self, value: Any, where: str) -> tuple[float, ...]:
+        """A camera position: three numbers within +-MAX_COORDINATE (splines and float32 stay finite)."""
+        xyz = self.vector(value, where, 3)
+        for i, v in enumerate(xyz):
+            check_number(v, f"{where}[{i}]", self.prefix, low=-MAX_COORDINATE, high=MAX_COORDINATE)
+        return xyz
 
     def keyframe(self, item: Any, where: str) -> Keyframe:
         if not isinstance(item, dict):
@@ -287,6 +306,7 @@ class _Reader:
             if not isinstance(rows, list) or len(rows) not in (3, 4):
                 raise self.fail(f"{where}.c2w", "must be a 3x4 or 4x4 matrix (list of rows)")
             m = torch.tensor([self.vector(r, f"{where}.c2w[{i}]", 4) for i, r in enumerate(rows[:3])], dtype=torch.float64)
+            self.position(m[:, 3].tolist(), f"{where}.c2w translation")
             R = m[:, :3]
             if abs(float(torch.linalg.det(R)) - 1) > 1e-3 or not torch.allclose(R.T @ R, torch.eye(3, dtype=torch.float64), atol=1e-3):
                 raise self.fail(f"{where}.c2w", "does not hold a rotation (orthonormal, determinant 1)")
@@ -295,9 +315,13 @@ class _Reader:
             return Keyframe.from_c2w(c2w, fov, time)
         if "position" not in item or "rotation" not in item:
             raise self.fail(where, "needs position and rotation (w, x, y, z), or c2w")
-        position = self.vector(item["position"], f"{where}.position", 3)
+        position = self.position(item["position"], f"{where}.position")
         rotation = self.vector(item["rotation"], f"{where}.rotation", 4)
         norm = math.sqrt(sum(v * v for v in rotation))
+        if math.isinf(norm):  # the squares overflowed (values near 1e200): scale down first
+            largest = max(abs(v) for v in rotation)
+            rotation = tuple(v / largest for v in rotation)
+            norm = math.sqrt(sum(v * v for v in rotation))
         if norm < 1e-8:
             raise self.fail(f"{where}.rotation", "is a zero quaternion")
         return Keyframe(position, tuple(v / norm for v in rotation), fov, time)  # type: ignore[arg-type]
@@ -305,6 +329,9 @@ class _Reader:
     def path(self, data: Any) -> CameraPath:
         if not isinstance(data, dict):
             raise self.fail("the document", "must be a JSON object with a keyframes list")
+        bad = non_finite_field(data)
+        if bad is not None:
+            raise self.fail(bad, "is NaN or infinite; use a finite number")
         version = data.get("version", PATH_VERSION)
         if version != PATH_VERSION:
             raise self.fail("version", f"{version!r} is not supported (this render3d reads version {PATH_VERSION})")
@@ -318,9 +345,13 @@ class _Reader:
         if all(timed) and any(b.time <= a.time for a, b in zip(keys, keys[1:])):  # type: ignore[operator]
             raise self.fail("keyframes", "times must increase")
         path = CameraPath(keys, source=str(self.file))
-        path.fps = self.number(data.get("fps", path.fps), "fps", positive=True)
+        path.fps = self.number(data.get("fps", path.fps), "fps", positive=True, high=MAX_FPS)
         default_seconds = keys[-1].time if all(timed) and keys[-1].time else path.seconds
-        path.seconds = self.number(data.get("seconds", default_seconds), "seconds", positive=True)
+        path.seconds = self.number(data.get("seconds", default_seconds), "seconds", positive=True, high=MAX_SECONDS)
+        if path.fps * path.seconds > MAX_FRAMES:
+            raise self.fail(
+                "fps x seconds", f"gives {round(path.fps * path.seconds)} frames, more than {MAX_FRAMES}; lower fps or seconds"
+            )
         path.smoothness = self.number(data.get("smoothness", path.smoothness), "smoothness")
         if not 0 <= path.smoothness <= 1:
             raise self.fail("smoothness", f"must be between 0 and 1, got {path.smoothness}")
@@ -329,10 +360,12 @@ class _Reader:
             raise self.fail("loop", f"must be true or false, got {loop!r}")
         path.loop = loop
         if data.get("resolution") is not None:
-            w, h = self.vector(data["resolution"], "resolution", 2)
-            if w < 1 or h < 1 or w != int(w) or h != int(h):
-                raise self.fail("resolution", f"must be two positive integers (width, height), got {data['resolution']!r}")
-            path.resolution = (int(w), int(h))
+            size = data["resolution"]
+            if not isinstance(size, list) or len(size) != 2:
+                raise self.fail("resolution", f"must be [width, height], got {describe(size)}")
+            path.resolution = tuple(  # type: ignore[assignment]
+                check_whole(v, f"resolution[{i}]", self.prefix, low=1, high=MAX_RESOLUTION) for i, v in enumerate(size)
+            )
         if data.get("crop") is not None:
             crop = data["crop"]
             if isinstance(crop, dict):
@@ -354,12 +387,14 @@ class _Reader:
 def load_path(file: Union[str, os.PathLike]) -> CameraPath:
     """Read and validate a camera-path JSON file; any problem is a one-line :class:`Render3DError`."""
     file = Path(file)
-    if not file.is_file():
+    if not is_file(file):
         raise Render3DError(f"no camera path file at {file}: pass orbit, spiral, interpolate, dataset or a .json path")
     try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Render3DError(f"bad camera path {file}: not valid JSON ({exc})") from None
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise Render3DError(f"cannot read camera path {file} ({exc.strerror or exc}); check the file and its permissions") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a too-long integer, deep nesting
+        raise Render3DError(f"bad camera path {file}: not valid JSON ({first_line(exc)})") from None
     return _Reader(file).path(data)
 
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from render3d.datasets.checks import describe
+from render3d.datasets.io import is_file
 from render3d.errors import Render3DError
 from render3d.files import write_bytes_atomic
 from render3d.protocol import Gaussians, HasGaussians
@@ -86,52 +90,115 @@ def save_ply(model: HasGaussians, path: PathLike) -> Path:
     return write_bytes_atomic(path, ("\n".join(header) + "\n").encode("ascii") + records.tobytes())
 
 
+#: Longest PLY header read; a file without ``end_header`` in it is not a Gaussian PLY.
+_MAX_HEADER_BYTES = 1 << 20
+_F_REST_DEGREE = {0: 0, 9: 1, 24: 2, 45: 3}  # number of f_rest properties -> SH degree
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn an OSError while reading ``path`` (permissions, I/O) into a one-line Render3DError."""
+    try:
+        yield
+    except OSError as e:
+        raise Render3DError(f"cannot read {path} ({e.strerror or e}); check the file and its permissions") from None
+
+
+def _read_ply_header(f: BinaryIO, path: Path) -> tuple[int, list[tuple[str, str]]]:
+    """``(vertex count, [(property, dtype)])`` from a PLY header, read after its ``ply`` line."""
+    fmt, count, fields, element = None, None, [], None
+    seen = 0
+    while True:
+        line = f.readline(_MAX_HEADER_BYTES)
+        seen += len(line)
+        if not line or seen > _MAX_HEADER_BYTES:
+            raise Render3DError(f"{path}: the PLY header has no end_header line; the file is truncated or not a PLY")
+        words = line.decode("ascii", "replace").split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "end_header":
+            break
+        needed = {"format": 2, "element": 3, "property": 3}.get(words[0], 0)
+        if len(words) < needed:
+            raise Render3DError(f"{path}: malformed PLY header line {describe(line.decode('ascii', 'replace').strip())}; re-export the file")
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            element = words[1]
+            if element == "vertex":
+                if count is not None:
+                    raise Render3DError(f"{path}: the PLY header has two vertex elements; re-export the file")
+                count = _vertex_count(words[2], path)
+            elif count is None:  # elements after the vertices are ignored
+                raise Render3DError(f"{path}: element {element!r} before the vertices is not supported")
+        elif words[0] == "property" and element == "vertex":
+            if words[1] == "list" or words[1] not in _PLY_TYPES:
+                raise Render3DError(f"{path}: unsupported vertex property {' '.join(words[1:])!r}")
+            if any(name == words[2] for name, _ in fields):
+                raise Render3DError(f"{path}: the vertex element lists property {words[2]!r} twice; re-export the file")
+            fields.append((words[2], _PLY_TYPES[words[1]]))
+    if fmt != "binary_little_endian":
+        raise Render3DError(f"{path}: PLY format {fmt!r} is not supported; Gaussian PLYs are binary_little_endian")
+    if count is None:
+        raise Render3DError(f"{path}: the PLY has no vertex element")
+    if not fields:
+        raise Render3DError(f"{path}: the vertex element has no properties; it is not a Gaussian-splat PLY")
+    return count, fields
+
+
+def _vertex_count(word: str, path: Path) -> int:
+    if not (word.isascii() and word.isdigit()) or len(word) > 4000:  # int() refuses longer digit strings
+        raise Render3DError(f"{path}: vertex count {describe(word)} is not a whole number >= 0; fix the 'element vertex' line")
+    return int(word)
+
+
 def _read_ply_vertices(path: Path) -> np.ndarray:
-    """The vertex element of a binary little-endian PLY as a structured array."""
-    if not path.is_file():
+    """The vertex element of a binary little-endian PLY as a structured array.
+
+    The vertex count is checked against the file size before anything is read, so a
+    corrupt header can neither allocate nor read more than the file holds.
+    """
+    if not is_file(path):
         raise Render3DError(f"no PLY file at {path}")
-    with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
+    with _reading(path), open(path, "rb") as f:
+        if f.readline(16).strip() != b"ply":
             raise Render3DError(f"{path} is not a PLY file (no 'ply' magic line)")
-        fmt, count, fields, element = None, None, [], None
-        while True:
-            line = f.readline()
-            if not line:
-                raise Render3DError(f"{path}: the PLY header has no end_header line")
-            words = line.decode("ascii", "replace").split()
-            if not words or words[0] in ("comment", "obj_info"):
-                continue
-            if words[0] == "end_header":
-                break
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] == "element":
-                element = words[1]
-                if element == "vertex":
-                    count = int(words[2])
-                elif count is None:  # elements after the vertices are ignored
-                    raise Render3DError(f"{path}: element {element!r} before the vertices is not supported")
-            elif words[0] == "property" and element == "vertex":
-                if words[1] == "list" or words[1] not in _PLY_TYPES:
-                    raise Render3DError(f"{path}: unsupported vertex property {' '.join(words[1:])!r}")
-                fields.append((words[2], _PLY_TYPES[words[1]]))
-        if fmt != "binary_little_endian":
-            raise Render3DError(f"{path}: PLY format {fmt!r} is not supported; Gaussian PLYs are binary_little_endian")
-        if count is None:
-            raise Render3DError(f"{path}: the PLY has no vertex element")
+        count, fields = _read_ply_header(f, path)
         dtype = np.dtype(fields)
+        available = os.fstat(f.fileno()).st_size - f.tell()
+        if count * dtype.itemsize > available:
+            raise Render3DError(
+                f"{path} is truncated: its header promises {count} vertices of {dtype.itemsize} bytes "
+                f"but only {available} bytes follow; re-export it"
+            )
         raw = f.read(count * dtype.itemsize)
-    if len(raw) < count * dtype.itemsize:
-        raise Render3DError(f"{path} is truncated: expected {count} vertices of {dtype.itemsize} bytes")
     return np.frombuffer(raw, dtype=dtype, count=count)
 
 
-def _stack(vertices: np.ndarray, names: list[str]) -> torch.Tensor:
-    return torch.from_numpy(np.stack([vertices[n].astype(np.float32) for n in names], axis=1))
+def _finite_rows(values: np.ndarray, path: Path) -> np.ndarray:
+    """Mask of the rows of ``values [N, C]`` to keep: the finite ones.
+
+    A file with no rows, or no finite row, is a one-line Render3DError; dropping some rows
+    gives one one-line warning that counts them.
+    """
+    if len(values) == 0:
+        raise Render3DError(f"{path} holds no Gaussians; export the scene again")
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.any():
+        raise Render3DError(f"{path}: every Gaussian has a NaN or infinite value; the file is corrupt or from a diverged run: re-export it")
+    if not finite.all():
+        warnings.warn(
+            f"{path}: dropped {int((~finite).sum())} of {len(values)} Gaussians with NaN or infinite values", stacklevel=3
+        )
+    return finite
 
 
 def load_ply(path: PathLike, backend: str = "torch") -> GaussianSplats:
-    """Read a reference-layout Gaussian PLY (any SH degree 0-3) into :class:`GaussianSplats`."""
+    """Read a reference-layout Gaussian PLY (any SH degree 0-3) into :class:`GaussianSplats`.
+
+    Gaussians holding a NaN or infinite value are dropped with one warning; a file with
+    none left, or any malformed file, is a one-line :class:`Render3DError`.
+    """
     path = Path(path)
     v = _read_ply_vertices(path)
     names = set(v.dtype.names or ())
@@ -140,20 +207,26 @@ def load_ply(path: PathLike, backend: str = "torch") -> GaussianSplats:
     if missing:
         raise Render3DError(f"{path} is not a Gaussian-splat PLY: missing properties {', '.join(missing)}")
     n_rest = sum(1 for n in names if n.startswith("f_rest_"))
-    k = n_rest // 3 + 1
-    degree = round(math.sqrt(k)) - 1
-    if n_rest % 3 or num_sh_bases(degree) != k or not 0 <= degree <= 3:
+    rest_names = [f"f_rest_{i}" for i in range(n_rest)]
+    if n_rest not in _F_REST_DEGREE:
         raise Render3DError(f"{path}: {n_rest} f_rest properties do not match an SH degree 0-3 (0, 9, 24 or 45)")
-    n = len(v)
-    rest = _stack(v, [f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, k - 1).transpose(1, 2).contiguous()
+    if not names.issuperset(rest_names):
+        raise Render3DError(f"{path}: the f_rest properties must be numbered f_rest_0 to f_rest_{n_rest - 1}; re-export the file")
+    degree = _F_REST_DEGREE[n_rest]
+    columns = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", *rest_names, "opacity"] + required[7:]
+    with np.errstate(over="ignore"):  # float64 values beyond float32 become inf, and are dropped below
+        values = np.stack([v[name].astype(np.float32) for name in columns], axis=1)
+    values = torch.from_numpy(values[_finite_rows(values, path)])
+    n, k = len(values), n_rest // 3 + 1
+    means, sh0, rest, opacity, scales, quats = values.split([3, 3, n_rest, 1, 3, 4], dim=1)
     params = nn.ParameterDict(
         {
-            "means": nn.Parameter(_stack(v, ["x", "y", "z"])),
-            "scales": nn.Parameter(_stack(v, [f"scale_{i}" for i in range(3)])),
-            "quats": nn.Parameter(_stack(v, [f"rot_{i}" for i in range(4)])),
-            "opacities": nn.Parameter(torch.from_numpy(v["opacity"].astype(np.float32))),
-            "sh0": nn.Parameter(_stack(v, ["f_dc_0", "f_dc_1", "f_dc_2"])[:, None, :].contiguous()),
-            "shN": nn.Parameter(rest),
+            "means": nn.Parameter(means.contiguous()),
+            "scales": nn.Parameter(scales.contiguous()),
+            "quats": nn.Parameter(quats.contiguous()),
+            "opacities": nn.Parameter(opacity[:, 0].contiguous()),
+            "sh0": nn.Parameter(sh0[:, None, :].contiguous()),
+            "shN": nn.Parameter(rest.reshape(n, 3, k - 1).transpose(1, 2).contiguous()),
         }
     )
     return GaussianSplats(params, degree, backend)
@@ -180,14 +253,21 @@ def save_splat(model: HasGaussians, path: PathLike) -> Path:
 
 
 def load_splat(path: PathLike, backend: str = "torch") -> GaussianSplats:
-    """Read a ``.splat`` file (SH degree 0; values quantised as the format stores them)."""
+    """Read a ``.splat`` file (SH degree 0; values quantised as the format stores them).
+
+    Gaussians with a NaN or infinite position or scale are dropped with one warning; an
+    empty file, one with none left, or a size that is not whole records is a one-line
+    :class:`Render3DError`.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise Render3DError(f"no .splat file at {path}")
-    raw = path.read_bytes()
+    with _reading(path):
+        raw = path.read_bytes()
     if len(raw) % SPLAT_DTYPE.itemsize:
         raise Render3DError(f"{path} is not a .splat file: its size is not a multiple of {SPLAT_DTYPE.itemsize} bytes")
     records = np.frombuffer(raw, dtype=SPLAT_DTYPE)
+    records = records[_finite_rows(np.concatenate([records["position"], records["scale"]], axis=1), path)]
     rgba = torch.from_numpy(records["rgba"].astype(np.float32)) / 255.0
     quats = (torch.from_numpy(records["rot"].astype(np.float32)) - 128.0) / 128.0
     quats = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
