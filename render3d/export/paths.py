@@ -43,6 +43,8 @@ from render3d.cameras import Cameras, intrinsics_matrix, look_at, qvec_to_rotmat
 from render3d.datasets.checks import check_number, check_vector, check_whole, describe, non_finite_field
 from render3d.datasets.io import first_line, is_file
 from render3d.errors import Render3DError
+from render3d.limits import MAX_FPS, MAX_FRAMES, MAX_SECONDS
+from render3d.limits import MAX_SIDE as MAX_RESOLUTION
 
 PATH_VERSION = 1
 Vec3 = tuple[float, float, float]
@@ -261,11 +263,6 @@ def save_path(path: CameraPath, file: Union[str, os.PathLike]) -> Path:
     return file
 
 
-#: Limits of a camera-path file: frames per second, length, frame count and image side.
-MAX_FPS = 240.0
-MAX_SECONDS = 3600.0
-MAX_FRAMES = 100_000
-MAX_RESOLUTION = 8192
 #: Largest camera-position coordinate (world units) a path file may use.
 MAX_COORDINATE = 1e9
 
