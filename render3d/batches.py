@@ -1,7 +1,10 @@
 """Training batches drawn from a split: whole views (splats) or random rays (NeRF).
 
 Each batcher owns its seeded generator and saves it in the checkpoint, so a resumed run
-draws the same batches as an uninterrupted one.
+draws the same batches as an uninterrupted one. In a distributed run every rank draws
+the whole global batch (``batch_size`` x the number of ranks) from the same generator and
+keeps its own slice, so one process with batch 2 and two processes with batch 1 see the
+same images and rays.
 """
 
 from __future__ import annotations
@@ -12,28 +15,37 @@ import torch
 from torch import Tensor
 
 from render3d.methods import Batch
+from render3d.training import distributed as dist
+
+
+def _own_share(count: int) -> slice:
+    """This rank's part of a global batch of ``count`` x world-size items."""
+    return slice(dist.rank() * count, (dist.rank() + 1) * count)
 
 
 class ViewBatcher:
-    """Every training view once per epoch, in a seeded random order, one view per batch."""
+    """Every training view once per epoch, in a seeded random order, ``batch_size`` views per batch (per rank)."""
 
-    def __init__(self, split: Any, device: torch.device, seed: int) -> None:
+    def __init__(self, split: Any, device: torch.device, seed: int, batch_size: int = 1) -> None:
         self.split = split
         self.device = device
+        self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.order: list[int] = []
 
-    def next(self) -> Batch:
-        """The next view as a one-image batch (targets ``[1, H, W, C]``)."""
+    def _draw(self) -> int:
         if not self.order:
             self.order = torch.randperm(len(self.split), generator=self.generator).tolist()
-        i = self.order.pop()
+        return self.order.pop()
+
+    def next(self) -> Batch:
+        """The next views of this rank (targets ``[B, H, W, C]``)."""
+        index = [self._draw() for _ in range(self.batch_size * dist.world_size())][_own_share(self.batch_size)]
         s = self.split
-        index = [i]
         mask = None if s.masks is None else s.masks[index][..., None].to(self.device)
         return Batch(
-            rgb=s.image_float(i, self.device)[None],
-            cameras=s.cameras[i].to(self.device),
+            rgb=s.images[index].to(self.device).float() / 255.0,
+            cameras=s.cameras[index].to(self.device),
             indices=torch.tensor(index),
             alpha=None if s.alpha is None else (s.alpha[index].float() / 255.0).to(self.device),
             depth=None if s.depths is None else s.depths[index][..., None].float().to(self.device),
@@ -65,19 +77,24 @@ class RayBatcher:
         self.generator = torch.Generator().manual_seed(seed)
 
     def next(self, count: int) -> Batch:
-        """A batch of ``count`` rays."""
+        """This rank's ``count`` rays, with a uniform ``jitter`` per ray for stratified sampling."""
         s = self.split
         n, h, w = s.images.shape[:3]
-        index = torch.randint(0, n, (count,), generator=self.generator)
-        py = torch.randint(0, h, (count,), generator=self.generator)
-        px = torch.randint(0, w, (count,), generator=self.generator)
+        total = count * dist.world_size()
+        mine = _own_share(count)
+        index = torch.randint(0, n, (total,), generator=self.generator)
+        py = torch.randint(0, h, (total,), generator=self.generator)
+        px = torch.randint(0, w, (total,), generator=self.generator)
+        random_colours = torch.rand(total, 3, generator=self.generator) if self.random_background else None
+        jitter = torch.rand(total, 1, generator=self.generator)
+        index, py, px, jitter = index[mine], py[mine], px[mine], jitter[mine]
         origins, dirs = s.cameras.rays_at_pixels(index, px, py)
         z_scale = (dirs * s.cameras.c2w[index, :3, 2]).sum(-1, keepdim=True)
         target = s.images[index, py, px].float() / 255.0
         alpha = None if s.alpha is None else s.alpha[index, py, px].float() / 255.0
         background = self.background
-        if self.random_background:
-            background = torch.rand(count, 3, generator=self.generator)
+        if random_colours is not None:
+            background = random_colours[mine]
             target = target + (1.0 - alpha) * (background - self.background)
         to = lambda t: None if t is None else t.to(self.device)  # noqa: E731
         return Batch(
@@ -90,6 +107,7 @@ class RayBatcher:
             origins=to(origins),
             directions=to(dirs),
             z_scale=to(z_scale),
+            jitter=to(jitter),
         )
 
     def state_dict(self) -> dict:

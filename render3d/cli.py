@@ -23,6 +23,14 @@ def _one_line_warnings() -> None:
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"  # type: ignore[assignment]
 
 
+def say(text: str, file: Any = None) -> None:
+    """Print on rank 0 only (every rank of a distributed run runs the same command)."""
+    from render3d.training import distributed as dist
+
+    if dist.is_main():
+        print(text, file=file or sys.stdout, flush=True)
+
+
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
     shown = {k: v for k, v in metrics.items() if k not in ("per_view", "lpips_note")}
     print(json.dumps(shown, indent=2))
@@ -44,37 +52,48 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.methods import get_method
     from render3d.train import TrainConfig, Trainer
     from render3d.training import TrainingInterrupted
+    from render3d.training import distributed as dist
 
-    if args.resume:
-        typed = explicit_options(list(argv)) & {"steps", "max_seconds", "eval_every", "save_every", "progress", "backend"}
-        trainer = Trainer.from_checkpoint(args.resume, **{k: getattr(args, k) for k in typed})
-        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
-    else:
-        config = config_from_args(args, TrainConfig)
-        method_config = config_from_args(args, get_method(config.method).config_type, prefix=f"{config.method}.")
-        trainer = Trainer(config, method_config, loss_options=_loss_options(args, config.loss))
-    terms = f" + loss terms {', '.join(t.name for t in trainer.loss_terms)}" if trainer.loss_terms else ""
-    print(f"training {trainer.config.method}{terms} on {trainer.scene.root} with the {trainer.backend} backend -> {trainer.run_dir}")
-    if args.viewer:  # the live web viewer (render3d.viewer) watches and controls this trainer
-        from render3d.viewer.cli import attach_training_viewer
+    if args.nproc > 1:
+        from render3d.training.launch import launch_local, without_option
 
-        viewer = attach_training_viewer(trainer, args.host, args.port)
+        return launch_local(args.nproc, without_option(argv, "--nproc"))
     try:
-        metrics = trainer.run()
-    except TrainingInterrupted as stop:
-        print(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
-              f"continue with: render3d train --resume {trainer.run_dir}", file=sys.stderr)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        kept = trainer.checkpoint_path()
-        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
-        print(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
-        return 130
-    _print_metrics(metrics, trainer.run_dir)
-    if args.viewer:  # keep showing the trained scene
-        print(f"training done; the viewer stays at {viewer.url} until Ctrl-C")
-        viewer.wait()
-    return 0
+        if args.resume:
+            typed = explicit_options(list(argv)) & {"steps", "max_seconds", "eval_every", "save_every", "progress", "backend", "batch_size"}
+            trainer = Trainer.from_checkpoint(args.resume, **{k: getattr(args, k) for k in typed})
+            say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+        else:
+            config = config_from_args(args, TrainConfig)
+            method_config = config_from_args(args, get_method(config.method).config_type, prefix=f"{config.method}.")
+            trainer = Trainer(config, method_config, loss_options=_loss_options(args, config.loss))
+        terms = f" + loss terms {', '.join(t.name for t in trainer.loss_terms)}" if trainer.loss_terms else ""
+        ranks = f" on {dist.world_size()} processes" if dist.world_size() > 1 else ""
+        say(f"training {trainer.config.method}{terms} on {trainer.scene.root} with the {trainer.backend} backend{ranks} -> {trainer.run_dir}")
+        viewer = None
+        if args.viewer and dist.is_main():  # the live web viewer (render3d.viewer) watches and controls this trainer
+            from render3d.viewer.cli import attach_training_viewer
+
+            viewer = attach_training_viewer(trainer, args.host, args.port)
+        try:
+            metrics = trainer.run()
+        except TrainingInterrupted as stop:
+            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+                f"continue with: render3d train --resume {trainer.run_dir}", file=sys.stderr)
+            return stop.exit_code
+        except KeyboardInterrupt:
+            kept = trainer.checkpoint_path()
+            where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+            say(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
+            return 130
+        if dist.is_main():
+            _print_metrics(metrics, trainer.run_dir)
+        if viewer is not None:  # keep showing the trained scene
+            print(f"training done; the viewer stays at {viewer.url} until Ctrl-C")
+            viewer.wait()
+        return 0
+    finally:
+        dist.shutdown()
 
 
 def cmd_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -120,6 +139,8 @@ def add_train_parser(sub: Any) -> None:
                                        "to the run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
     train.add_argument("data", nargs="?", default=None, help="dataset folder; the bundled default scene when omitted")
     add_config_args(train, TrainConfig, skip=("data",), title="training")
+    train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel, like "
+                       "torchrun --nproc-per-node N -m render3d train ...; see the README for several machines)")
     for name, method in METHODS.items():
         add_config_args(train, method.config_type, prefix=f"{name}.", title=f"{name}: {method.description}")
     for name, term in LOSS_TERMS.items():

@@ -58,6 +58,8 @@ class Batch:
         background: ``[3]`` (or per ray ``[R, 3]``) colour the targets are composited on.
         origins, directions: ``[R, 3]`` world rays of a ray batch (unit directions).
         z_scale: ``[R, 1]`` cosine between each ray and its camera's axis (distance x z_scale = z-depth).
+        jitter: ``[R, 1]`` uniform numbers for stratified sampling along each ray (drawn with the batch,
+            so a distributed run samples as a single process would).
     """
 
     rgb: Tensor
@@ -70,6 +72,7 @@ class Batch:
     origins: Optional[Tensor] = None
     directions: Optional[Tensor] = None
     z_scale: Optional[Tensor] = None
+    jitter: Optional[Tensor] = None
 
 
 @dataclass
@@ -100,8 +103,11 @@ class Method(Protocol):
     model: SceneModel
 
     @classmethod
-    def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int) -> "Method":
-        """A fresh method for ``scene`` (a :class:`render3d.datasets.SceneData`)."""
+    def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
+               batch_size: int = 0) -> "Method":
+        """A fresh method for ``scene`` (a :class:`render3d.datasets.SceneData`); ``batch_size`` is the
+        ``--batch-size`` per step and process (0: the method's default). In a distributed run each
+        rank draws the global batch and keeps its share (see :mod:`render3d.batches`)."""
         ...
 
     @classmethod

@@ -29,6 +29,7 @@ from render3d.files import write_json
 from render3d.losses import LossContext, LossTerm, build_loss_terms, terms_from_specs
 from render3d.methods import get_method
 from render3d.training import Callback, TrainLoop, backward_and_step
+from render3d.training import distributed as dist
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
@@ -43,6 +44,7 @@ class TrainConfig:
     method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF), vanilla-nerf, or an installed plug-in", default="splat")
     backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
     steps: int = option("training steps", default=1200)
+    batch_size: int = option("views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF: its adaptive ray budget)", default=0)
     max_seconds: float = option("stop after this many seconds of training (0: no limit); checkpoint, eval and metrics as usual", default=0.0)
     loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
     grad_clip: float = option("clip the global gradient norm to this value (0: off)", default=0.0)
@@ -64,6 +66,7 @@ class TrainConfig:
         """One-line errors for values no run can use."""
         checks = [
             ("steps", self.steps >= 1, "a whole number >= 1"),
+            ("batch-size", self.batch_size >= 0, "a whole number >= 0"),
             ("max-seconds", math.isfinite(self.max_seconds) and self.max_seconds >= 0, "a number >= 0"),
             ("grad-clip", math.isfinite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
             ("eval-every", self.eval_every >= 0, "a whole number >= 0"),
@@ -135,6 +138,7 @@ class Trainer(TrainLoop):
                  loss_terms: Sequence[LossTerm] = (), callbacks: Optional[list[Callback]] = None,
                  loss_options: Optional[dict[str, dict[str, Any]]] = None) -> None:
         config.validate()
+        dist.init_from_environment()  # a no-op unless torchrun (or render3d train --nproc) started this process
         super().__init__(budget_seconds=config.max_seconds, save_every=config.save_every, eval_every=config.eval_every,
                          progress=config.progress, callbacks=callbacks)
         if config.data is not None:  # absolute, so --resume works from any folder
@@ -152,7 +156,8 @@ class Trainer(TrainLoop):
         torch.manual_seed(config.seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(config.seed)
-        self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps, config.seed)
+        self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps, config.seed,
+                                               batch_size=config.batch_size)
         self.loss_terms: list[LossTerm] = build_loss_terms(config.loss, loss_options) + list(loss_terms)
         for index, term in enumerate(self.loss_terms):
             term.setup(self.scene, config.seed + 1000 * (index + 1))
@@ -162,8 +167,8 @@ class Trainer(TrainLoop):
     def _run_dir(self) -> Path:
         """``--out`` (refusing to replace another run's checkpoint unless resuming or ``--overwrite``) or a new folder."""
         c = self.config
-        if not c.out:
-            return claim_run_dir(c)
+        if not c.out:  # rank 0 names the new folder; the other ranks learn its name
+            return Path(dist.share_text("render3d/run_dir", str(claim_run_dir(c)) if dist.is_main() else None))
         out = Path(c.out)
         if c.resume is None and not c.overwrite and (out / CHECKPOINT_NAME).exists():
             raise Render3DError(f"{out} already holds a run: continue it with --resume {out}, replace it with --overwrite, or choose another --out")
@@ -238,8 +243,8 @@ class Trainer(TrainLoop):
     def begin(self) -> None:
         super().begin()
         terms = {term.name: asdict(term.config) for term in self.loss_terms}
-        write_json({"train": asdict(self.config), self.config.method: asdict(self.method_config), "loss_terms": terms},
-                   self.run_dir / "config.json")
+        write_json({"train": asdict(self.config), self.config.method: asdict(self.method_config), "loss_terms": terms,
+                    "world_size": dist.world_size()}, self.run_dir / "config.json")
 
     def train_one_step(self) -> dict[str, float]:
         """One step of the method contract (see :mod:`render3d.methods`); returns the step's named losses."""
@@ -268,6 +273,9 @@ class Trainer(TrainLoop):
         self.step += 1
         return {"loss": loss, **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}, **out.stats}
 
+    def synced_parameters(self) -> list:
+        return [p for opt in self.method.optimizers().values() for group in opt.param_groups for p in group["params"]]
+
     def postfix(self, stats: dict[str, float]) -> dict[str, str]:
         return {"loss": f"{stats['loss']:.4f}", **{k: str(int(v)) for k, v in self.method.stats().items()}}
 
@@ -294,6 +302,8 @@ class Trainer(TrainLoop):
             "device": str(self.device),
             "steps": self.step,
             "train_seconds": round(self.train_seconds, 2),
+            "world_size": dist.world_size(),
+            "batch_size": self.config.batch_size,
             "loss_terms": [term.name for term in self.loss_terms],
             "split": split,
             **{k: v for k, v in result.items() if k != "per_view"},

@@ -37,7 +37,9 @@ class RayEstimator(nn.Module):
     def update(self, step: int, field: nn.Module) -> None:
         """Refresh internal state before training step ``step``."""
 
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool) -> RayBundleOutput:
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               jitter: Optional[Tensor] = None) -> RayBundleOutput:
+        """Volume-render rays; ``stratified`` jitters the samples (by ``jitter [R, 1]`` in [0, 1) when given)."""
         raise NotImplementedError
 
     def losses(self, output: RayBundleOutput, target: Tensor) -> dict[str, Tensor]:
@@ -74,8 +76,9 @@ class GridEstimator(RayEstimator):
         if step % self.update_every == 0:
             self.grid.update(step, field.density, self.step_size, warmup_steps=self.warmup_steps)
 
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool) -> RayBundleOutput:
-        s = march_uniform(origins, dirs, self.near, self.far, self.samples_per_ray, self.grid, stratified)
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               jitter: Optional[Tensor] = None) -> RayBundleOutput:
+        s = march_uniform(origins, dirs, self.near, self.far, self.samples_per_ray, self.grid, stratified, jitter)
         if not torch.is_grad_enabled():
             return render_front_to_back(field, origins, dirs, s, background, max(self.early_stop_eps, 0.0))
         if self.early_stop_eps > 0:
@@ -102,7 +105,9 @@ class NerfaccGridEstimator(RayEstimator):
             warmup_steps=self.warmup_steps,
         )
 
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool) -> RayBundleOutput:
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               jitter: Optional[Tensor] = None) -> RayBundleOutput:
+        """nerfacc draws its own stratification (``jitter`` is not used)."""
         import nerfacc
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
@@ -148,9 +153,10 @@ class HierarchicalEstimator(RayEstimator):
         """Spacing of the coarse samples (sets the default mesh density threshold)."""
         return (self.far - self.near) / self.coarse
 
-    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool) -> RayBundleOutput:
+    def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
+               jitter: Optional[Tensor] = None) -> RayBundleOutput:
         """The fine pass; its ``extras["coarse_rgb"]`` holds the coarse pass's colours."""
-        s = march_uniform(origins, dirs, self.near, self.far, self.coarse, _BoxOnly(field.box), stratified)
+        s = march_uniform(origins, dirs, self.near, self.far, self.coarse, _BoxOnly(field.box), stratified, jitter)
         coarse, weights = render_dense(field, origins, dirs, s.t_starts, s.t_ends, s.valid, background)
         bins = torch.cat([s.t_starts, s.t_ends[:, -1:]], dim=-1)
         fine_t = sample_pdf(bins, weights, self.fine, stratified)

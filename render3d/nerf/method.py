@@ -9,6 +9,7 @@ number of field samples per step, as nerfacc's examples do.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, Nerfa
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
+from render3d.training import distributed as dist
 
 
 @dataclass
@@ -141,25 +143,33 @@ class NerfMethod(BaseMethod):
     description = "hash-grid NeRF (Instant-NGP style)"
     config_type: type = NerfConfig
 
-    def __init__(self, config: Any, model: NerfModel, batches: RayBatcher, total_steps: int, spec: dict) -> None:
+    def __init__(self, config: Any, model: NerfModel, batches: RayBatcher, total_steps: int, spec: dict, batch_size: int = 0) -> None:
         self.config = config
         self.model = model
         self.spec = spec  # what load_model needs to rebuild the model: box, contraction, near, far, background
         self.batches = batches
         self.total_steps = total_steps
-        self.num_rays, self.target_samples = config.ray_budget()
+        default_rays, self.target_samples = config.ray_budget()
+        if batch_size:  # a fixed number of rays per step and rank
+            self.num_rays, self.target_samples = batch_size, 0
+        else:
+            self.num_rays = default_rays
+        # learning rates follow sqrt of the global batch, relative to the variant's default single-process batch
+        self.lr_scale = math.sqrt(self.num_rays * dist.world_size() / default_rays)
         self.last_samples = 0
         self.optimizer = self._make_optimizer()
 
     @classmethod
-    def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int) -> "NerfMethod":
+    def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
+               batch_size: int = 0) -> "NerfMethod":
+        """A new field for ``scene``; ``batch_size`` rays per step and rank (0: the variant's own, adaptive for ``nerf``)."""
         box = scene_box(scene, config.scene, config.box_padding)
         near, far = scene.near_far
         far = far * 1.5 if box.contracted else far
         spec = {"box": box.aabb.cpu(), "contracted": box.contracted, "near": near * 0.5, "far": far, "background": scene.background.float().cpu()}
         model = build_model(config, spec, backend).to(device)
         batches = RayBatcher(scene.train, device, seed, scene.background, config.random_background)
-        return cls(config, model, batches, total_steps, spec)
+        return cls(config, model, batches, total_steps, spec, batch_size)
 
     @classmethod
     def load_model(cls, config: Any, state: dict, backend: str, device: torch.device) -> NerfModel:
@@ -185,21 +195,22 @@ class NerfMethod(BaseMethod):
         self.model.train()
         self.model.estimator.update(step, self.model.field)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.learning_rate(step, self.total_steps)
+            group["lr"] = self.config.learning_rate(step, self.total_steps) * self.lr_scale
 
     def next_batch(self, step: int) -> Batch:
         return self.batches.next(self.num_rays)
 
     def losses(self, step: int, batch: Batch) -> StepOutput:
-        out = self.model.render_rays(batch.origins, batch.directions, batch.background, stratified=True)
+        out = self.model.render_rays(batch.origins, batch.directions, batch.background, stratified=True, jitter=batch.jitter)
         losses = {"rgb": F.mse_loss(out.rgb, batch.rgb), **self.model.estimator.losses(out, batch.rgb)}
         outputs = {"rgb": out.rgb, "depth": out.distance * batch.z_scale, "alpha": out.alpha}
         stats = {"samples_per_ray": out.num_samples / max(len(batch.rgb), 1)}
         return StepOutput(losses, outputs, stats, state=out.num_samples)
 
     def post_backward(self, step: int, out: StepOutput) -> None:
-        """Adapt the ray batch so the next step evaluates about ``target_samples`` field samples."""
-        num_samples = int(out.state)
+        """Adapt the ray batch so the next step evaluates about ``target_samples`` field samples (per rank:
+        the ranks' mean count, so they all choose the same batch)."""
+        num_samples = int(dist.mean_over_ranks(float(out.state)))
         if self.target_samples and num_samples > 0:
             self.num_rays = int(min(max(self.num_rays * self.target_samples / num_samples, 256), 1 << 16))
         self.last_samples = num_samples

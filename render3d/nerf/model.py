@@ -24,10 +24,11 @@ class NerfModel(nn.Module):
         self.register_buffer("background", background.float().clone())
         self.render_chunk = render_chunk
 
-    def render_rays(self, origins: Tensor, dirs: Tensor, background: Optional[Tensor] = None, stratified: bool = False) -> RayBundleOutput:
+    def render_rays(self, origins: Tensor, dirs: Tensor, background: Optional[Tensor] = None, stratified: bool = False,
+                    jitter: Optional[Tensor] = None) -> RayBundleOutput:
         """Render rays on ``background`` (``[3]`` or per ray ``[R, 3]``; the scene's when omitted)."""
         background = self.background if background is None else background
-        return self.estimator.render(self.field, origins, dirs, background, stratified)
+        return self.estimator.render(self.field, origins, dirs, background, stratified, jitter)
 
     def render_camera(self, cameras: Cameras, index: int) -> tuple[Tensor, Tensor, Tensor]:
         """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera,

@@ -99,9 +99,12 @@ def march_uniform(
     num_samples: int,
     grid: Optional[OccupancyGrid],
     stratified: bool,
-    generator: Optional[torch.Generator] = None,
+    jitter: Optional[Tensor] = None,
 ) -> RaySamples:
     """``num_samples`` evenly spaced samples per ray between ``near`` and ``far``.
+
+    ``stratified`` shifts each ray's samples by a random fraction of a step: ``jitter [R, 1]``
+    in [0, 1) when given (drawn with the batch), else drawn from torch's global stream.
 
     Bounded boxes: spacing in distance, clipped to the ray's entry/exit of the box.
     Contracted scenes: spacing in disparity (``1/t``) from where the ray enters the
@@ -111,7 +114,8 @@ def march_uniform(
     r = origins.shape[0]
     u = torch.linspace(0.0, 1.0, num_samples + 1, device=origins.device)
     if stratified:
-        u = u[None, :].expand(r, -1) + torch.rand(r, 1, device=origins.device, generator=generator) / num_samples
+        shift = jitter if jitter is not None else torch.rand(r, 1, device=origins.device)
+        u = u[None, :].expand(r, -1) + shift / num_samples
         u = u.clamp(max=1.0)
     else:
         u = u[None, :].expand(r, -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from render3d.metrics import ssim
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
+from render3d.training import distributed as dist
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
 
@@ -70,6 +72,9 @@ class SplatMethod(BaseMethod):
         self.scene_scale = scene_scale
         self.total_steps = total_steps
         self.batches = batches
+        # gsplat's rule for a global batch of BS views: learning rates x sqrt(BS), Adam's eps / sqrt(BS),
+        # betas 1 - BS (1 - beta), at least 0; BS = 1 leaves the 3DGS values unchanged
+        self.global_batch = batches.batch_size * dist.world_size()
         c = config
         if c.strategy == "mcmc":
             c.opacity_reg = c.opacity_reg or 0.01
@@ -93,9 +98,10 @@ class SplatMethod(BaseMethod):
 
     @classmethod
     def create(
-        cls, config: SplatConfig, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int
+        cls, config: SplatConfig, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int, batch_size: int = 0
     ) -> "SplatMethod":
-        """Initialise Gaussians from the scene's sparse points, or uniformly in its bounds."""
+        """Initialise Gaussians from the scene's sparse points, or uniformly in its bounds; ``batch_size``
+        views per step (per rank; 0: one)."""
         generator = torch.Generator().manual_seed(seed)
         if scene.points is not None and len(scene.points) > 0:
             points = scene.points.float()
@@ -105,7 +111,7 @@ class SplatMethod(BaseMethod):
         params = init_params(points, colors, config.sh_degree, config.init_opacity, config.init_scale).to(device)
         settings = RasterSettings(near_plane=config.near_plane, packed=config.packed)
         model = GaussianSplats(params, config.sh_degree, backend, scene.background.to(device), settings).to(device)
-        return cls(config, model, scene.scene_scale, total_steps, ViewBatcher(scene.train, device, seed))
+        return cls(config, model, scene.scene_scale, total_steps, ViewBatcher(scene.train, device, seed, batch_size or 1))
 
     @classmethod
     def load_model(cls, config: SplatConfig, state: dict, backend: str, device: torch.device) -> GaussianSplats:
@@ -122,8 +128,10 @@ class SplatMethod(BaseMethod):
             "sh0": c.lr_sh0,
             "shN": c.lr_shN,
         }
+        bs = self.global_batch
         return {
-            name: torch.optim.Adam([{"params": self.model.params[name], "lr": lr, "name": name}], eps=1e-15)
+            name: torch.optim.Adam([{"params": self.model.params[name], "lr": lr * math.sqrt(bs), "name": name}],
+                                   eps=1e-15 / math.sqrt(bs), betas=(max(0.0, 1 - bs * (1 - 0.9)), max(0.0, 1 - bs * (1 - 0.999))))
             for name, lr in lrs.items()
         }
 
@@ -133,7 +141,7 @@ class SplatMethod(BaseMethod):
 
     def before_step(self, step: int) -> None:
         """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
-        lr0 = self.config.lr_means * self.scene_scale
+        lr0 = self.config.lr_means * self.scene_scale * math.sqrt(self.global_batch)
         for group in self._optimizers["means"].param_groups:
             group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
         interval = scaled(self.config.sh_degree_interval, self.total_steps)

@@ -1,4 +1,5 @@
-"""Densification strategies: gsplat's ``DefaultStrategy`` and ``MCMCStrategy`` on any device.
+"""Densification strategies: gsplat's ``DefaultStrategy`` and ``MCMCStrategy`` on any device
+(and over the ranks of a distributed run).
 
 gsplat's strategies are plain PyTorch except two helpers that call CUDA kernels:
 ``compute_relocation`` (MCMC relocation / sample-add) and ``quat_scale_to_covar_preci``
@@ -9,6 +10,7 @@ the pure-PyTorch implementations below, which compute the same formulas.
 
 from __future__ import annotations
 
+import functools
 from typing import Union
 
 import torch
@@ -73,6 +75,31 @@ def enable_cpu_strategies() -> None:
     _ENABLED = True
 
 
+@functools.lru_cache(maxsize=None)
+def _data_parallel_default_strategy() -> type:
+    """gsplat's ``DefaultStrategy`` whose densification statistics are summed over the ranks of a
+    distributed run before it decides anything (ranks render different views)."""
+    from gsplat.strategy import DefaultStrategy
+
+    from render3d.training import distributed as dist
+
+    class DataParallelDefaultStrategy(DefaultStrategy):
+        def _update_state(self, params, state, info, packed=False):  # type: ignore[no-untyped-def]
+            # this step's increments, summed over the ranks, then added: one process with a
+            # batch of B views and B processes with one view each accumulate the same sums
+            before = {k: state[k] for k in ("grad2d", "count")}
+            state["grad2d"] = state["count"] = None
+            super()._update_state(params, state, info, packed=packed)
+            for key, old in before.items():
+                dist.all_reduce(state[key], "sum")
+                if old is not None:
+                    state[key] = old + state[key]
+            if state.get("radii") is not None:
+                dist.all_reduce(state["radii"], "max")
+
+    return DataParallelDefaultStrategy
+
+
 def make_strategy(
     name: str,
     refine_start: int,
@@ -85,10 +112,10 @@ def make_strategy(
 ) -> Union["DefaultStrategy", "MCMCStrategy"]:  # noqa: F821
     """Build gsplat's ``DefaultStrategy`` (``name='default'``) or ``MCMCStrategy`` (``'mcmc'``)."""
     enable_cpu_strategies()
-    from gsplat.strategy import DefaultStrategy, MCMCStrategy
+    from gsplat.strategy import MCMCStrategy
 
     if name == "default":
-        return DefaultStrategy(
+        return _data_parallel_default_strategy()(
             grow_grad2d=grow_grad2d,
             refine_start_iter=refine_start,
             refine_stop_iter=refine_stop,

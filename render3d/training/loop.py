@@ -8,9 +8,15 @@ evaluation writes.
 
 Stopping: Ctrl-C, SIGTERM and SIGHUP set a flag; the loop finishes the step in flight,
 writes a checkpoint and raises :class:`TrainingInterrupted` (exit status 130, 143 or
-129), so a checkpoint never holds half a step. A second signal stops at once without
+129), so a checkpoint never holds half a step. A second signal (more than two seconds
+after the first: launchers forward the terminal's signal once more) stops at once without
 saving (the last checkpoint stays). A ``KeyboardInterrupt`` raised inside a step by
 anything else also stops without saving, since that step may be half applied.
+
+Several processes (:mod:`render3d.training.distributed`): before each step the ranks
+agree on stopping, pausing and the time budget, so they stop together; rank 0 alone
+writes files, shows progress and evaluates; every checkpoint first checks that the
+ranks' copies of the model are identical.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from typing import Any, Iterator, Optional
 from tqdm import tqdm
 
 from render3d.errors import Render3DError
+from render3d.training import distributed as dist
 from render3d.training.callbacks import Callback, StepEvent
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+REPEAT_SECONDS = 2.0  # a second signal this soon after the first is the same request, forwarded
 
 
 class TrainingInterrupted(Exception):
@@ -47,14 +55,16 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: Optional[str] = None
+        self._at = 0.0
 
     def request(self, signal_name: str = "SIGINT") -> None:
         """Ask the loop to stop at the next step boundary (what the handlers do)."""
-        self.received = self.received or signal_name
+        if self.received is None:
+            self.received, self._at = signal_name, time.monotonic()
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:  # a second signal: stop now, without saving
-            raise KeyboardInterrupt
+        if self.received is not None and time.monotonic() - self._at > REPEAT_SECONDS:
+            raise KeyboardInterrupt  # asked twice: stop now, without saving
         self.request(signal.Signals(signum).name)
 
     @contextmanager
@@ -114,8 +124,12 @@ class TrainLoop:
         raise NotImplementedError
 
     def begin(self) -> None:
-        """Before the loop: create the run folder, write the config."""
+        """Before the loop (rank 0 only): create the run folder, write the config."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def synced_parameters(self) -> list:
+        """The tensors every rank must hold identically (checked at each checkpoint of a distributed run)."""
+        return []
 
     def periodic_eval(self) -> Optional[dict[str, Any]]:
         """Evaluation every ``eval_every`` steps (None: nothing to evaluate)."""
@@ -152,12 +166,19 @@ class TrainLoop:
         return self.step >= self.total_steps or (self.budget_seconds > 0 and self.train_seconds >= self.budget_seconds)
 
     def save_checkpoint(self) -> Path:
-        """Write the checkpoint atomically and tell the callbacks."""
+        """Write the checkpoint atomically (rank 0) and tell the callbacks.
+
+        In a distributed run every rank calls this at the same step: the ranks first check
+        that they hold the same model, then rank 0 writes.
+        """
         from render3d.checkpoints import save_weights
 
-        path = save_weights(self.state_dict(), self.checkpoint_path())
-        for cb in self.callbacks:
-            cb.on_checkpoint(self, path)
+        dist.check_ranks_agree(self.synced_parameters(), "model")
+        path = self.checkpoint_path()
+        if dist.is_main():
+            save_weights(self.state_dict(), path)
+            for cb in self.callbacks:
+                cb.on_checkpoint(self, path)
         return path
 
     def check_finite(self, loss: float) -> None:
@@ -170,11 +191,6 @@ class TrainLoop:
         raise Render3DError(f"training diverged at step {self.step} (loss is {loss}); {where}")
 
     # ----- the loop ----------------------------------------------------------------------------
-    def _wait_while_paused(self) -> None:
-        while not self._running.wait(timeout=0.2):
-            if self.stop_signals.received:
-                return
-
     def _one_step(self) -> tuple[dict[str, float], float]:
         for cb in self.callbacks:
             cb.on_step_start(self, self.step)
@@ -188,7 +204,7 @@ class TrainLoop:
         return stats, elapsed
 
     def _after_step(self, stats: dict[str, float], elapsed: float) -> None:
-        if self.eval_every and self.step % self.eval_every == 0 and not self.done():
+        if self.eval_every and self.step % self.eval_every == 0 and not self.done() and dist.is_main():
             metrics = self.periodic_eval()
             if metrics is not None:
                 self.last_eval_psnr = metrics.get("psnr", self.last_eval_psnr)
@@ -200,36 +216,61 @@ class TrainLoop:
         for cb in self.callbacks:
             cb.on_step_end(self, event)
 
+    def _next_move(self) -> str:
+        """``stop``, ``done``, ``wait`` (paused) or ``step``: decided by all ranks together."""
+        code = EXIT_CODES.get(self.stop_signals.received or "", 0)
+        stop_code, paused, done = dist.agree_values(float(code), float(self.paused), float(self.done()))
+        if stop_code:
+            self.stop_signals.request(next(n for n, c in EXIT_CODES.items() if c == int(stop_code)))
+            return "stop"
+        if done:
+            return "done"
+        return "wait" if paused else "step"
+
+    def _loop(self, bar: tqdm) -> None:
+        while True:
+            move = self._next_move()
+            if move in ("stop", "done"):
+                return
+            if move == "wait":
+                self._running.wait(timeout=0.2)
+                continue
+            stats, elapsed = self._one_step()  # a KeyboardInterrupt in here propagates unsaved
+            try:
+                self._after_step(stats, elapsed)
+            except KeyboardInterrupt:  # the step is complete: save it
+                self.request_stop("SIGINT")
+            bar.update(1)
+            bar.set_postfix(self.postfix(stats))
+
     def run(self) -> dict[str, Any]:
-        """Train until the step count or the time budget; returns the final metrics.
+        """Train until the step count or the time budget; returns the final metrics (``{}`` on ranks other than 0).
 
         Raises:
             TrainingInterrupted: a stop signal arrived; a checkpoint was written first.
+            RankFailed: another rank of a distributed run failed.
         """
-        self.begin()
+        if dist.is_main():
+            self.begin()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=self.desc, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and dist.is_main()), desc=self.desc,
+                   unit="step", dynamic_ncols=True)
         with self.stop_signals.installed():
             try:
-                while not self.done() and not self.stop_signals.received:
-                    self._wait_while_paused()
-                    if self.stop_signals.received:
-                        break
-                    stats, elapsed = self._one_step()  # a KeyboardInterrupt in here propagates unsaved
-                    try:
-                        self._after_step(stats, elapsed)
-                    except KeyboardInterrupt:  # the step is complete: save it
-                        self.request_stop("SIGINT")
-                    bar.update(1)
-                    bar.set_postfix(self.postfix(stats))
+                self._loop(bar)
+                if self.stop_signals.received:
+                    path = self.save_checkpoint()
+                    raise TrainingInterrupted(self.stop_signals.received, self.step, path)
+                self.save_checkpoint()
+            except (TrainingInterrupted, dist.RankFailed, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # tell the other ranks why this one stops
+                dist.report_failure(f"{type(exc).__name__}: {exc}")
+                raise
             finally:
                 bar.close()
-            if self.stop_signals.received:
-                path = self.save_checkpoint()
-                raise TrainingInterrupted(self.stop_signals.received, self.step, path)
-        self.save_checkpoint()
-        result = self.finish()
+        result = self.finish() if dist.is_main() else {}
         for cb in self.callbacks:
             cb.on_train_end(self, result)
         return result

@@ -30,29 +30,42 @@ def _sample_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.cli import say
+    from render3d.training import TrainingInterrupted
+    from render3d.training import distributed as dist
     from render3d.zoo.base import get_model_class, registry
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
-    if args.resume:
-        typed = explicit_options(list(argv)) & {"steps", "budget", "save_every", "log_every", "progress", "threads"}
-        trainer = ZooTrainer.resume(args.resume, **{k: getattr(args, k) for k in typed})
-        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
-    else:
-        if not args.model:
-            raise Render3DError(f"name a model to train ({', '.join(registry())}) or pass --resume RUN")
-        model_cls = get_model_class(args.model)
-        config = config_from_args(args, ZooTrainConfig)
-        trainer = ZooTrainer(args.model, config, config_from_args(args, model_cls.config_type, prefix=f"{args.model}."))
-    print(f"training {trainer.model.name} ({trainer.model.num_parameters():,} parameters) on {trainer.data.summary()} -> {trainer.run_dir}")
+    if args.nproc > 1:
+        from render3d.training.launch import launch_local, without_option
+
+        return launch_local(args.nproc, without_option(argv, "--nproc"))
     try:
-        result = trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; checkpoint saved to {trainer.checkpoint_path()}\n"
-              f"continue with: render3d zoo train --resume {trainer.run_dir}", file=sys.stderr)
-        return 130
-    print(json.dumps(result, indent=2))
-    print(f"run folder: {trainer.run_dir}")
-    return 0
+        if args.resume:
+            typed = explicit_options(list(argv)) & {"steps", "budget", "save_every", "log_every", "progress", "threads"}
+            trainer = ZooTrainer.resume(args.resume, **{k: getattr(args, k) for k in typed})
+            say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+        else:
+            if not args.model:
+                raise Render3DError(f"name a model to train ({', '.join(registry())}) or pass --resume RUN")
+            model_cls = get_model_class(args.model)
+            config = config_from_args(args, ZooTrainConfig)
+            trainer = ZooTrainer(args.model, config, config_from_args(args, model_cls.config_type, prefix=f"{args.model}."))
+        say(f"training {trainer.model.name} ({trainer.model.num_parameters():,} parameters) on {trainer.data.summary()} -> {trainer.run_dir}")
+        try:
+            result = trainer.run()
+        except TrainingInterrupted as stop:
+            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+                f"continue with: render3d zoo train --resume {trainer.run_dir}", file=sys.stderr)
+            return stop.exit_code
+        except KeyboardInterrupt:
+            say(f"\nstopped at once at step {trainer.step}, without saving", file=sys.stderr)
+            return 130
+        say(json.dumps(result, indent=2))
+        say(f"run folder: {trainer.run_dir}")
+        return 0
+    finally:
+        dist.shutdown()
 
 
 def cmd_zoo_sample(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -103,6 +116,7 @@ def add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("model", nargs="?", choices=tuple(models), help="which model: " + "; ".join(f"{n}: {c.description}" for n, c in models.items()))
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     add_config_args(train, ZooTrainConfig, title="training")
+    train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel; or launch with torchrun)")
     for name, cls in models.items():
         add_config_args(train, cls.config_type, prefix=f"{name}.", title=f"{name}: {cls.description}")
     train.set_defaults(func=cmd_zoo_train)

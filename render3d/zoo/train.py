@@ -19,6 +19,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
+from render3d.training import distributed as dist
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import ImageData, load_images
 
@@ -47,6 +48,7 @@ class ZooTrainer(TrainLoop):
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None) -> None:
         if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
         self.config = config
@@ -57,10 +59,13 @@ class ZooTrainer(TrainLoop):
         torch.manual_seed(config.seed)
         self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
         self.model.optimizers = self.model.configure_optimizers()
-        self.run_dir = Path(config.out) if config.out else Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_dir = Path(config.out) if config.out else Path(dist.share_text("render3d/run_dir", str(default) if dist.is_main() else None))
         self.total_steps = config.steps
         self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
+        if dist.rank() > 0:  # every rank builds the same model; ranks > 0 draw their own noise (diffusion steps, ...)
+            torch.manual_seed(config.seed + 7919 * dist.rank())
         self._torch_rng = torch.get_rng_state()
 
     # ----- checkpoints --------------------------------------------------------------------
@@ -105,13 +110,21 @@ class ZooTrainer(TrainLoop):
     def begin(self) -> None:
         super().begin()
         write_json({"model": self.model.name, "train": asdict(self.config), self.model.name: asdict(self.model.config),
-                    "data": self.data.summary()}, self.run_dir / "config.json")
+                    "data": self.data.summary(), "world_size": dist.world_size()}, self.run_dir / "config.json")
+
+    def synced_parameters(self) -> list:
+        return list(self.model.parameters()) + [b for b in self.model.buffers() if b.is_floating_point()]
 
     def train_one_step(self) -> dict[str, float]:
-        index = torch.randint(0, len(self.data.train), (self.config.batch_size,), generator=self.sampler)
+        """One ``fit`` on this rank's share of a global batch drawn (and augmented) identically on every rank."""
+        b = self.config.batch_size
+        index = torch.randint(0, len(self.data.train), (b * dist.world_size(),), generator=self.sampler)
         x, y = self.data.batch(index, self.sampler)
+        mine = slice(dist.rank() * b, (dist.rank() + 1) * b)
+        x, y = x[mine], (y[mine] if y is not None else None)
         torch.set_rng_state(self._torch_rng)  # the run owns its random stream (noise, dropout, ...)
         stats = self.model.fit(x, y)
+        dist.average_buffers(self.model)  # running statistics of this rank's share -> of the global batch
         self._torch_rng = torch.get_rng_state()
         self.check_finite(stats["loss"])
         self.step += 1

@@ -53,8 +53,8 @@ class FlatMethod(BaseMethod):
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     @classmethod
-    def create(cls, config, scene, backend, device, total_steps, seed):
-        return cls(config, FlatModel(scene.background), ViewBatcher(scene.train, device, seed))
+    def create(cls, config, scene, backend, device, total_steps, seed, batch_size=0):
+        return cls(config, FlatModel(scene.background), ViewBatcher(scene.train, device, seed, batch_size or 1))
 
     @classmethod
     def load_model(cls, config, state, backend, device):
