@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from render3d.splat.project import covariance_3d, project_gaussians
-from render3d.splat.rasterize_pairs import rasterize_to_pixels
+from render3d.splat.rasterize_cpu import rasterize_to_pixels
 from render3d.splat.sh import eval_sh
 
 

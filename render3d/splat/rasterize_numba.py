@@ -1,0 +1,352 @@
+"""Tile-based splat rasteriser compiled for the CPU with numba (forward and backward).
+
+Drop-in for :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels` (same arguments,
+same outputs, same compositing rules: ``alpha = min(0.999, o * exp(-sigma))``, skipped
+where ``sigma < 0`` or ``alpha < 1/255``, a pixel stops before the Gaussian that would take
+its transmittance to ``1e-4`` or below). :mod:`render3d.splat.rasterize_cpu` picks it for
+CPU tensors; ``RENDER3D_CPU_KERNELS=0`` in the environment forces the torch rasteriser.
+
+Layout (gsplat's CUDA design, adapted to a few CPU threads):
+
+1. **Binning** (:func:`_bin_tiles`, serial, ``O(N + intersections)``). The drawable
+   Gaussians are gathered in depth order into a packed ``[M, 6]`` array
+   ``(x, y, conic a, b, c, opacity)``; a Gaussian's *rank* is its row there. Each rank
+   gets the pixel box of its ``alpha >= 1/255`` ellipse (exactly the reference's box) and
+   is appended to the list of every 16x16 tile the box touches. Appending in rank order
+   leaves each tile's list sorted front to back (a CSR layout: ``offsets``, ``ranks``).
+2. **Forward** (:func:`_forward`, ``prange`` over threads). Tiles are dealt to threads by
+   decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
+   Gaussian-major: for each Gaussian of the list, only the pixels of its ellipse's rows
+   (solved per row from the conic) inside the tile are visited, against per-pixel
+   float64 transmittance and feature accumulators. A pixel that terminates records how
+   far down the list it got (``stop``); the tile ends early once all its pixels stopped.
+   Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
+3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
+   largest ``stop``. A pixel's transmittance before each Gaussian is recovered from the
+   final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of
+   the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients for one
+   (tile, Gaussian) are summed locally in float64 and added once into that thread's own
+   ``[M, 6 + D]`` buffer; the buffers are reduced at the end (``prange`` over ranks), so
+   no atomics are needed and results depend only on the thread count.
+
+Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
+where no cache dir is writable they are compiled in memory at each start instead.
+Calls into the kernels are serialised by a lock: numba's ``workqueue`` threading layer
+aborts on concurrent launches (the viewer renders from its own thread).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
+
+TILE = 16
+# float32 constants so kernel arithmetic stays in float32 like the torch reference
+_HALF = np.float32(0.5)
+_ALPHA_MIN = np.float32(ALPHA_MIN)
+_ALPHA_MAX = np.float32(ALPHA_MAX)
+_COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
+_NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
+
+
+def _jit(parallel: bool = False):
+    """``numba.njit`` with the on-disk cache, or without it where no cache dir is writable."""
+
+    def wrap(fn):
+        try:
+            return numba.njit(parallel=parallel, cache=True, fastmath=False)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(parallel=parallel, cache=False, fastmath=False)(fn)
+
+    return wrap
+
+
+@_jit()
+def _bin_tiles(packed, extent, width, height, n_threads):
+    """Pixel boxes ``[M, 4]`` (x0, x1, y0, y1; half-open), tile lists and a tile schedule.
+
+    Returns ``(boxes, offsets [T+1], ranks [offsets[-1]], schedule [T])``: tile ``t``'s list
+    is ``ranks[offsets[t]:offsets[t+1]]``, in depth order; ``schedule`` lists tiles by
+    decreasing list length, dealt round-robin to ``n_threads`` threads.
+    """
+    m = packed.shape[0]
+    tiles_x = (width + TILE - 1) // TILE
+    tiles_y = (height + TILE - 1) // TILE
+    boxes = np.zeros((m, 4), np.int64)
+    counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
+    for r in range(m):
+        for axis, size in ((0, width), (1, height)):
+            # the reference's box, in float32: ceil(mean - ext - 0.5) .. floor(mean + ext - 0.5)
+            lo = min(max(packed[r, axis] - extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
+            hi = min(max(packed[r, axis] + extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
+            boxes[r, 2 * axis] = max(math.ceil(lo), 0)
+            boxes[r, 2 * axis + 1] = min(math.floor(hi) + 1, size)
+        x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
+        if x1 > x0 and y1 > y0:
+            for ty in range(y0 // TILE, (y1 - 1) // TILE + 1):
+                for tx in range(x0 // TILE, (x1 - 1) // TILE + 1):
+                    counts[ty * tiles_x + tx + 1] += 1
+    offsets = np.cumsum(counts)
+    ranks = np.empty(offsets[-1], np.int32)
+    cursor = offsets[:-1].copy()
+    for r in range(m):
+        x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
+        if x1 > x0 and y1 > y0:
+            for ty in range(y0 // TILE, (y1 - 1) // TILE + 1):
+                for tx in range(x0 // TILE, (x1 - 1) // TILE + 1):
+                    t = ty * tiles_x + tx
+                    ranks[cursor[t]] = r
+                    cursor[t] += 1
+    schedule = np.argsort(-counts[1:], kind="mergesort")
+    return boxes, offsets, ranks, schedule
+
+
+@_jit()
+def _row_span(params, dy, x_lo, x_hi):
+    """Pixels ``[a, b)`` of one row (offset ``dy`` from the centre) that can reach ``alpha >= 1/255``.
+
+    Solves ``0.5 a dx^2 + b dx dy + 0.5 c dy^2 <= ln(255 o)`` for ``dx`` (with a small margin:
+    every pixel is still tested exactly), clipped to ``[x_lo, x_hi)``. Conics that are not
+    positive definite keep the whole row.
+    """
+    a, b, c, o = params[2], params[3], params[4], params[5]
+    if a <= 0.0 or a * c <= b * b:
+        return x_lo, x_hi
+    level = 2.0 * math.log(max(255.0 * o, 1.0)) * 1.001 + 1e-3
+    disc = (b * dy) ** 2 - a * (c * dy * dy - level)
+    if disc < 0.0:
+        return 0, 0
+    root = math.sqrt(disc)
+    start = params[0] - 0.5 + (-b * dy - root) / a
+    end = params[0] - 0.5 + (-b * dy + root) / a
+    return max(x_lo, math.ceil(max(start, -1e9))), min(x_hi, math.floor(min(end, 1e9)) + 1)
+
+
+@_jit()
+def _tile_bounds(t, tiles_x, width, height):
+    """Top-left pixel and size of tile ``t``."""
+    x0 = (t % tiles_x) * TILE
+    y0 = (t // tiles_x) * TILE
+    return x0, y0, min(TILE, width - x0), min(TILE, height - y0)
+
+
+@_jit()
+def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feats, trans, acc, stop,
+                  out_feat, out_alpha, out_trans, out_stop):
+    """Composite tile ``t`` front to back (scratch: ``trans``, ``acc``, ``stop`` per tile pixel)."""
+    x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
+    start, count = offsets[t], offsets[t + 1] - offsets[t]
+    trans[:] = 1.0
+    acc[:] = 0.0
+    stop[:] = count  # list entries a pixel composited before stopping (count: never stopped)
+    n_done = 0
+    for k in range(count):
+        r = ranks[start + k]
+        g = packed[r]
+        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
+            dy = np.float32(py) + _HALF - g[1]
+            xa, xb = _row_span(g, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            for px in range(xa, xb):
+                p = (py - y0) * TILE + (px - x0)
+                if stop[p] < count:
+                    continue
+                dx = np.float32(px) + _HALF - g[0]
+                sigma = _HALF * (g[2] * dx * dx + g[4] * dy * dy) + g[3] * dx * dy
+                if sigma < 0:
+                    continue
+                alpha = min(_ALPHA_MAX, g[5] * math.exp(-sigma))
+                if alpha < _ALPHA_MIN:
+                    continue
+                t_next = trans[p] * (1.0 - np.float64(alpha))
+                if t_next <= TRANSMITTANCE_MIN:
+                    stop[p] = k
+                    n_done += 1
+                    continue
+                weight = alpha * trans[p]
+                for d in range(feats.shape[1]):
+                    acc[p, d] += weight * feats[r, d]
+                trans[p] = t_next
+        if n_done == tw * th:
+            break
+    for py in range(th):
+        for px in range(tw):
+            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            out_feat[q] = acc[p]
+            out_alpha[q] = 1.0 - trans[p]
+            out_trans[q] = trans[p]
+            out_stop[q] = stop[p]
+
+
+@_jit(parallel=True)
+def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_threads):
+    """Features ``[H*W, D]``, alpha ``[H*W]``, final transmittance (float64) and ``stop`` per pixel."""
+    tiles_x = (width + TILE - 1) // TILE
+    n_tiles = offsets.shape[0] - 1
+    out_feat = np.zeros((height * width, feats.shape[1]), np.float32)
+    out_alpha = np.zeros(height * width, np.float32)
+    out_trans = np.ones(height * width, np.float64)
+    out_stop = np.zeros(height * width, np.int32)
+    for thread in numba.prange(n_threads):
+        trans = np.empty(TILE * TILE, np.float64)
+        acc = np.empty((TILE * TILE, feats.shape[1]), np.float64)
+        stop = np.empty(TILE * TILE, np.int64)
+        for s in range(thread, n_tiles, n_threads):
+            _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats,
+                          trans, acc, stop, out_feat, out_alpha, out_trans, out_stop)
+    return out_feat, out_alpha, out_trans, out_stop
+
+
+@_jit()
+def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feats, out_trans, out_stop,
+                   grad_feat, grad_alpha, trans, after, stop, local, grads):
+    """Walk tile ``t``'s list back to front, adding each Gaussian's gradient into ``grads``."""
+    x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
+    start = offsets[t]
+    n_feat = feats.shape[1]
+    last = 0
+    for py in range(th):
+        for px in range(tw):
+            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            trans[p] = out_trans[q]
+            stop[p] = out_stop[q]
+            after[p] = 0.0  # sum over later Gaussians of dL/dweight * weight
+            last = max(last, stop[p])
+    for k in range(last - 1, -1, -1):
+        r = ranks[start + k]
+        g = packed[r]
+        local[:] = 0.0
+        touched = False
+        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
+            dy = np.float32(py) + _HALF - g[1]
+            xa, xb = _row_span(g, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            for px in range(xa, xb):
+                p, q = (py - y0) * TILE + (px - x0), py * width + px
+                if k >= stop[p]:
+                    continue
+                dx = np.float32(px) + _HALF - g[0]
+                sigma = _HALF * (g[2] * dx * dx + g[4] * dy * dy) + g[3] * dx * dy
+                if sigma < 0:
+                    continue
+                vis = math.exp(-sigma)
+                alpha = min(_ALPHA_MAX, g[5] * vis)
+                if alpha < _ALPHA_MIN:
+                    continue
+                touched = True
+                keep = 1.0 - np.float64(alpha)
+                trans[p] /= keep  # transmittance in front of this Gaussian
+                weight = alpha * trans[p]
+                g_weight = np.float64(grad_alpha[q])
+                for d in range(n_feat):
+                    g_weight += grad_feat[q, d] * np.float64(feats[r, d])
+                    local[_NUM_PARAMS + d] += weight * grad_feat[q, d]
+                g_alpha = g_weight * trans[p] - after[p] / keep
+                after[p] += g_weight * weight
+                if g[5] * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
+                    g_sigma = -g_alpha * alpha
+                    local[0] -= g_sigma * (g[2] * dx + g[3] * dy)
+                    local[1] -= g_sigma * (g[3] * dx + g[4] * dy)
+                    local[2] += 0.5 * g_sigma * dx * dx
+                    local[3] += g_sigma * dx * dy
+                    local[4] += 0.5 * g_sigma * dy * dy
+                    local[5] += g_alpha * vis
+        if touched:
+            for j in range(local.shape[0]):
+                grads[r, j] += local[j]
+
+
+@_jit(parallel=True)
+def _backward(offsets, ranks, boxes, schedule, packed, feats, out_trans, out_stop, grad_feat, grad_alpha,
+              width, height, n_threads):
+    """Gradients ``[M, 6 + D]`` per rank: means2d (2), conics (3), opacity, features (D)."""
+    tiles_x = (width + TILE - 1) // TILE
+    n_tiles = offsets.shape[0] - 1
+    m, n_cols = packed.shape[0], _NUM_PARAMS + feats.shape[1]
+    per_thread = np.zeros((n_threads, m, n_cols), np.float32)
+    for thread in numba.prange(n_threads):
+        trans = np.empty(TILE * TILE, np.float64)
+        after = np.empty(TILE * TILE, np.float64)
+        stop = np.empty(TILE * TILE, np.int64)
+        local = np.empty(n_cols, np.float64)
+        for s in range(thread, n_tiles, n_threads):
+            _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats, out_trans,
+                           out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
+    grads = np.empty((m, n_cols), np.float32)
+    for r in numba.prange(m):
+        for j in range(n_cols):
+            total = 0.0
+            for thread in range(n_threads):
+                total += per_thread[thread, r, j]
+            grads[r, j] = total
+    return grads
+
+
+_KERNEL_LOCK = threading.Lock()
+
+
+def _numpy(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+class _RasterizeTiles(torch.autograd.Function):
+    """Autograd wrapper: the forward and backward kernels above, over the same tile lists."""
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, feats: Tensor, opacities: Tensor,  # type: ignore[override]
+                depths: Tensor, radii: Tensor, width: int, height: int):
+        with torch.no_grad():
+            visible, extent = drawable(conics, opacities, radii)
+            ranked = visible.nonzero().squeeze(-1)
+            ranked = ranked[torch.argsort(depths[ranked], stable=True)]  # rank -> Gaussian id
+            packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
+            feats_ranked = _numpy(feats[ranked])
+            n_threads = numba.get_num_threads()
+            with _KERNEL_LOCK:
+                boxes, offsets, ranks, schedule = _bin_tiles(packed, _numpy(extent[ranked]), width, height, n_threads)
+                out_feat, out_alpha, out_trans, out_stop = _forward(
+                    offsets, ranks, boxes, schedule, packed, feats_ranked, width, height, n_threads
+                )
+        ctx.lists = (offsets, ranks, boxes, schedule, packed, feats_ranked, out_trans, out_stop)
+        ctx.ranked, ctx.size, ctx.n_threads, ctx.num = ranked, (width, height), n_threads, len(means2d)
+        out = torch.from_numpy(out_feat).reshape(height, width, -1).to(feats.dtype)
+        return out, torch.from_numpy(out_alpha).reshape(height, width, 1).to(feats.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_feat: Tensor, grad_alpha: Tensor):  # type: ignore[override]
+        width, height = ctx.size
+        with _KERNEL_LOCK:
+            grads = _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1),
+                              _numpy(grad_alpha).reshape(-1), width, height, ctx.n_threads)
+        grads = torch.from_numpy(grads)
+        full = grads.new_zeros(ctx.num, grads.shape[1]).index_copy_(0, ctx.ranked, grads)
+        g_means, g_conics, g_opac, g_feats = full.split([2, 3, 1, grads.shape[1] - _NUM_PARAMS], dim=-1)
+        return g_means, g_conics, g_feats, g_opac.squeeze(-1), None, None, None, None
+
+
+def rasterize_to_pixels_numba(
+    means2d: Tensor,
+    conics: Tensor,
+    feats: Tensor,
+    opacities: Tensor,
+    depths: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:
+    """Composite the Gaussians of one image front to back with the compiled tile kernels.
+
+    Args:
+        means2d ``[N, 2]``, conics ``[N, 3]``, feats ``[N, D]`` (any channels, e.g. RGB+depth),
+        opacities ``[N]``, depths ``[N]`` (sort key), radii ``[N, 2]`` (0 = culled); CPU tensors.
+
+    Returns:
+        ``features [H, W, D]`` (not blended with a background) and ``alphas [H, W, 1]``;
+        differentiable w.r.t. means2d, conics, feats and opacities.
+    """
+    return _RasterizeTiles.apply(means2d, conics, feats, opacities, depths, radii, width, height)
