@@ -69,33 +69,34 @@ def _jit(parallel: bool = False):
 
 
 @_jit()
-def _bin_tiles(packed, extent, width, height, n_threads):
-    """Pixel boxes ``[M, 4]`` (x0, x1, y0, y1; half-open), tile lists and a tile schedule.
+def _bin_tiles(packed, extent, width, height):
+    """Pixel boxes ``[M, 4]`` (x0, x1, y0, y1; half-open) and the tile lists of ranks.
 
-    Returns ``(boxes, offsets [T+1], ranks [offsets[-1]], schedule [T])``: tile ``t``'s list
-    is ``ranks[offsets[t]:offsets[t+1]]``, in depth order; ``schedule`` lists tiles by
-    decreasing list length, dealt round-robin to ``n_threads`` threads.
+    Returns ``(boxes, offsets [T+1], ranks [offsets[-1]])``: tile ``t``'s list is
+    ``ranks[offsets[t]:offsets[t+1]]``, in depth order.
     """
     m = packed.shape[0]
     tiles_x = (width + TILE - 1) // TILE
-    tiles_y = (height + TILE - 1) // TILE
+    n_tiles = tiles_x * ((height + TILE - 1) // TILE)
     boxes = np.zeros((m, 4), np.int64)
-    counts = np.zeros(tiles_x * tiles_y + 1, np.int64)
+    offsets = np.zeros(n_tiles + 1, np.int64)  # first: list lengths, shifted by one
     for r in range(m):
-        for axis, size in ((0, width), (1, height)):
+        for axis in range(2):
             # the reference's box, in float32: ceil(mean - ext - 0.5) .. floor(mean + ext - 0.5)
             lo = min(max(packed[r, axis] - extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
             hi = min(max(packed[r, axis] + extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
             boxes[r, 2 * axis] = max(math.ceil(lo), 0)
-            boxes[r, 2 * axis + 1] = min(math.floor(hi) + 1, size)
+            boxes[r, 2 * axis + 1] = min(math.floor(hi) + 1, width if axis == 0 else height)
         x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
         if x1 > x0 and y1 > y0:
             for ty in range(y0 // TILE, (y1 - 1) // TILE + 1):
                 for tx in range(x0 // TILE, (x1 - 1) // TILE + 1):
-                    counts[ty * tiles_x + tx + 1] += 1
-    offsets = np.cumsum(counts)
-    ranks = np.empty(offsets[-1], np.int32)
-    cursor = offsets[:-1].copy()
+                    offsets[ty * tiles_x + tx + 1] += 1
+    cursor = np.empty(n_tiles, np.int64)
+    for t in range(n_tiles):
+        cursor[t] = offsets[t]
+        offsets[t + 1] += offsets[t]
+    ranks = np.empty(offsets[n_tiles], np.int32)
     for r in range(m):
         x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
         if x1 > x0 and y1 > y0:
@@ -104,8 +105,7 @@ def _bin_tiles(packed, extent, width, height, n_threads):
                     t = ty * tiles_x + tx
                     ranks[cursor[t]] = r
                     cursor[t] += 1
-    schedule = np.argsort(-counts[1:], kind="mergesort")
-    return boxes, offsets, ranks, schedule
+    return boxes, offsets, ranks
 
 
 @_jit()
@@ -143,25 +143,27 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feat
     """Composite tile ``t`` front to back (scratch: ``trans``, ``acc``, ``stop`` per tile pixel)."""
     x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
     start, count = offsets[t], offsets[t + 1] - offsets[t]
-    trans[:] = 1.0
-    acc[:] = 0.0
-    stop[:] = count  # list entries a pixel composited before stopping (count: never stopped)
+    for p in range(TILE * TILE):
+        trans[p] = 1.0
+        stop[p] = count  # list entries a pixel composited before stopping (count: never stopped)
+        for d in range(feats.shape[1]):
+            acc[p, d] = 0.0
     n_done = 0
     for k in range(count):
         r = ranks[start + k]
-        g = packed[r]
+        mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
-            dy = np.float32(py) + _HALF - g[1]
-            xa, xb = _row_span(g, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            dy = np.float32(py) + _HALF - my
+            xa, xb = _row_span(packed[r], dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
             for px in range(xa, xb):
                 p = (py - y0) * TILE + (px - x0)
                 if stop[p] < count:
                     continue
-                dx = np.float32(px) + _HALF - g[0]
-                sigma = _HALF * (g[2] * dx * dx + g[4] * dy * dy) + g[3] * dx * dy
+                dx = np.float32(px) + _HALF - mx
+                sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0:
                     continue
-                alpha = min(_ALPHA_MAX, g[5] * math.exp(-sigma))
+                alpha = min(_ALPHA_MAX, o * math.exp(-sigma))
                 if alpha < _ALPHA_MIN:
                     continue
                 t_next = trans[p] * (1.0 - np.float64(alpha))
@@ -178,21 +180,19 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feat
     for py in range(th):
         for px in range(tw):
             p, q = py * TILE + px, (y0 + py) * width + x0 + px
-            out_feat[q] = acc[p]
+            for d in range(feats.shape[1]):
+                out_feat[q, d] = acc[p, d]
             out_alpha[q] = 1.0 - trans[p]
             out_trans[q] = trans[p]
             out_stop[q] = stop[p]
 
 
 @_jit(parallel=True)
-def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_threads):
-    """Features ``[H*W, D]``, alpha ``[H*W]``, final transmittance (float64) and ``stop`` per pixel."""
+def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_threads,
+             out_feat, out_alpha, out_trans, out_stop):
+    """Fill features ``[H*W, D]``, alpha, final transmittance (float64) and ``stop`` per pixel."""
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
-    out_feat = np.zeros((height * width, feats.shape[1]), np.float32)
-    out_alpha = np.zeros(height * width, np.float32)
-    out_trans = np.ones(height * width, np.float64)
-    out_stop = np.zeros(height * width, np.int32)
     for thread in numba.prange(n_threads):
         trans = np.empty(TILE * TILE, np.float64)
         acc = np.empty((TILE * TILE, feats.shape[1]), np.float64)
@@ -200,7 +200,6 @@ def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_th
         for s in range(thread, n_tiles, n_threads):
             _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats,
                           trans, acc, stop, out_feat, out_alpha, out_trans, out_stop)
-    return out_feat, out_alpha, out_trans, out_stop
 
 
 @_jit()
@@ -220,22 +219,24 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
             last = max(last, stop[p])
     for k in range(last - 1, -1, -1):
         r = ranks[start + k]
-        g = packed[r]
-        local[:] = 0.0
+        mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
+        for j in range(n_feat):
+            local[_NUM_PARAMS + j] = 0.0  # feature gradients; the six parameter ones are scalars
+        g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
         touched = False
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
-            dy = np.float32(py) + _HALF - g[1]
-            xa, xb = _row_span(g, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            dy = np.float32(py) + _HALF - my
+            xa, xb = _row_span(packed[r], dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
             for px in range(xa, xb):
                 p, q = (py - y0) * TILE + (px - x0), py * width + px
                 if k >= stop[p]:
                     continue
-                dx = np.float32(px) + _HALF - g[0]
-                sigma = _HALF * (g[2] * dx * dx + g[4] * dy * dy) + g[3] * dx * dy
+                dx = np.float32(px) + _HALF - mx
+                sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0:
                     continue
                 vis = math.exp(-sigma)
-                alpha = min(_ALPHA_MAX, g[5] * vis)
+                alpha = min(_ALPHA_MAX, o * vis)
                 if alpha < _ALPHA_MIN:
                     continue
                 touched = True
@@ -248,46 +249,47 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
                     local[_NUM_PARAMS + d] += weight * grad_feat[q, d]
                 g_alpha = g_weight * trans[p] - after[p] / keep
                 after[p] += g_weight * weight
-                if g[5] * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
+                if o * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
                     g_sigma = -g_alpha * alpha
-                    local[0] -= g_sigma * (g[2] * dx + g[3] * dy)
-                    local[1] -= g_sigma * (g[3] * dx + g[4] * dy)
-                    local[2] += 0.5 * g_sigma * dx * dx
-                    local[3] += g_sigma * dx * dy
-                    local[4] += 0.5 * g_sigma * dy * dy
-                    local[5] += g_alpha * vis
+                    g_mx -= g_sigma * (a * dx + b * dy)
+                    g_my -= g_sigma * (b * dx + c * dy)
+                    g_a += 0.5 * g_sigma * dx * dx
+                    g_b += g_sigma * dx * dy
+                    g_c += 0.5 * g_sigma * dy * dy
+                    g_o += g_alpha * vis
         if touched:
+            local[0], local[1], local[2], local[3], local[4], local[5] = g_mx, g_my, g_a, g_b, g_c, g_o
             for j in range(local.shape[0]):
                 grads[r, j] += local[j]
 
 
 @_jit(parallel=True)
 def _backward(offsets, ranks, boxes, schedule, packed, feats, out_trans, out_stop, grad_feat, grad_alpha,
-              width, height, n_threads):
-    """Gradients ``[M, 6 + D]`` per rank: means2d (2), conics (3), opacity, features (D)."""
+              width, height, per_thread):
+    """Add each thread's gradients ``[M, 6 + D]`` into ``per_thread[thread]`` (zeros on entry).
+
+    Columns: means2d (2), conics (3), opacity, features (D); rows: ranks.
+    """
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
-    m, n_cols = packed.shape[0], _NUM_PARAMS + feats.shape[1]
-    per_thread = np.zeros((n_threads, m, n_cols), np.float32)
+    n_threads = per_thread.shape[0]
     for thread in numba.prange(n_threads):
         trans = np.empty(TILE * TILE, np.float64)
         after = np.empty(TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)
-        local = np.empty(n_cols, np.float64)
+        local = np.empty(per_thread.shape[2], np.float64)
         for s in range(thread, n_tiles, n_threads):
             _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats, out_trans,
                            out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
-    grads = np.empty((m, n_cols), np.float32)
-    for r in numba.prange(m):
-        for j in range(n_cols):
-            total = 0.0
-            for thread in range(n_threads):
-                total += per_thread[thread, r, j]
-            grads[r, j] = total
-    return grads
 
 
 _KERNEL_LOCK = threading.Lock()
+
+
+def _schedule(offsets: np.ndarray) -> np.ndarray:
+    """Tiles by decreasing list length (ties by index): the kernels deal them round-robin to threads."""
+    lengths = torch.from_numpy(np.diff(offsets))
+    return torch.argsort(lengths, descending=True, stable=True).numpy()
 
 
 def _numpy(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
@@ -308,10 +310,14 @@ class _RasterizeTiles(torch.autograd.Function):
             feats_ranked = _numpy(feats[ranked])
             n_threads = numba.get_num_threads()
             with _KERNEL_LOCK:
-                boxes, offsets, ranks, schedule = _bin_tiles(packed, _numpy(extent[ranked]), width, height, n_threads)
-                out_feat, out_alpha, out_trans, out_stop = _forward(
-                    offsets, ranks, boxes, schedule, packed, feats_ranked, width, height, n_threads
-                )
+                boxes, offsets, ranks = _bin_tiles(packed, _numpy(extent[ranked]), width, height)
+                schedule = _schedule(offsets)
+                out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
+                out_alpha = np.zeros(height * width, np.float32)
+                out_trans = np.ones(height * width, np.float64)
+                out_stop = np.zeros(height * width, np.int32)
+                _forward(offsets, ranks, boxes, schedule, packed, feats_ranked, width, height, n_threads,
+                         out_feat, out_alpha, out_trans, out_stop)
         ctx.lists = (offsets, ranks, boxes, schedule, packed, feats_ranked, out_trans, out_stop)
         ctx.ranked, ctx.size, ctx.n_threads, ctx.num = ranked, (width, height), n_threads, len(means2d)
         out = torch.from_numpy(out_feat).reshape(height, width, -1).to(feats.dtype)
@@ -320,10 +326,12 @@ class _RasterizeTiles(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_feat: Tensor, grad_alpha: Tensor):  # type: ignore[override]
         width, height = ctx.size
+        packed, feats_ranked = ctx.lists[4], ctx.lists[5]
+        per_thread = np.zeros((ctx.n_threads, len(packed), _NUM_PARAMS + feats_ranked.shape[1]), np.float32)
         with _KERNEL_LOCK:
-            grads = _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1),
-                              _numpy(grad_alpha).reshape(-1), width, height, ctx.n_threads)
-        grads = torch.from_numpy(grads)
+            _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
+                      width, height, per_thread)
+        grads = torch.from_numpy(per_thread).sum(dim=0)
         full = grads.new_zeros(ctx.num, grads.shape[1]).index_copy_(0, ctx.ranked, grads)
         g_means, g_conics, g_opac, g_feats = full.split([2, 3, 1, grads.shape[1] - _NUM_PARAMS], dim=-1)
         return g_means, g_conics, g_feats, g_opac.squeeze(-1), None, None, None, None
