@@ -109,23 +109,26 @@ def _bin_tiles(packed, extent, width, height):
 
 
 @_jit()
-def _row_span(params, dy, x_lo, x_hi):
-    """Pixels ``[a, b)`` of one row (offset ``dy`` from the centre) that can reach ``alpha >= 1/255``.
+def _level(opacity):
+    """``ln(255 o)`` with a small margin: ``sigma`` at or below it can give ``alpha >= 1/255``."""
+    return math.log(max(255.0 * opacity, 1.0)) * 1.001 + 1e-3
 
-    Solves ``0.5 a dx^2 + b dx dy + 0.5 c dy^2 <= ln(255 o)`` for ``dx`` (with a small margin:
-    every pixel is still tested exactly), clipped to ``[x_lo, x_hi)``. Conics that are not
-    positive definite keep the whole row.
+
+@_jit()
+def _row_span(mx, a, b, c, level, dy, x_lo, x_hi):
+    """Pixels ``[start, end)`` of one row (offset ``dy`` from the centre) where ``sigma <= level``.
+
+    Solves ``0.5 a dx^2 + b dx dy + 0.5 c dy^2 <= level`` for ``dx``, clipped to ``[x_lo, x_hi)``;
+    every pixel in the span is still tested exactly. Conics that are not positive definite
+    keep the whole row.
     """
-    a, b, c, o = params[2], params[3], params[4], params[5]
     if a <= 0.0 or a * c <= b * b:
         return x_lo, x_hi
-    level = 2.0 * math.log(max(255.0 * o, 1.0)) * 1.001 + 1e-3
-    disc = (b * dy) ** 2 - a * (c * dy * dy - level)
+    disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * level)
     if disc < 0.0:
         return 0, 0
-    root = math.sqrt(disc)
-    start = params[0] - 0.5 + (-b * dy - root) / a
-    end = params[0] - 0.5 + (-b * dy + root) / a
+    root, centre = math.sqrt(disc) / a, mx - 0.5 - b * dy / a
+    start, end = centre - root, centre + root
     return max(x_lo, math.ceil(max(start, -1e9))), min(x_hi, math.floor(min(end, 1e9)) + 1)
 
 
@@ -152,9 +155,10 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feat
     for k in range(count):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
+        level = _level(o)
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
             dy = np.float32(py) + _HALF - my
-            xa, xb = _row_span(packed[r], dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
             for px in range(xa, xb):
                 p = (py - y0) * TILE + (px - x0)
                 if stop[p] < count:
@@ -220,13 +224,14 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
     for k in range(last - 1, -1, -1):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
+        level = _level(o)
         for j in range(n_feat):
             local[_NUM_PARAMS + j] = 0.0  # feature gradients; the six parameter ones are scalars
         g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
         touched = False
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
             dy = np.float32(py) + _HALF - my
-            xa, xb = _row_span(packed[r], dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
             for px in range(xa, xb):
                 p, q = (py - y0) * TILE + (px - x0), py * width + px
                 if k >= stop[p]:
@@ -240,14 +245,14 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
                 if alpha < _ALPHA_MIN:
                     continue
                 touched = True
-                keep = 1.0 - np.float64(alpha)
-                trans[p] /= keep  # transmittance in front of this Gaussian
+                inv_keep = 1.0 / (1.0 - np.float64(alpha))
+                trans[p] *= inv_keep  # transmittance in front of this Gaussian
                 weight = alpha * trans[p]
                 g_weight = np.float64(grad_alpha[q])
                 for d in range(n_feat):
                     g_weight += grad_feat[q, d] * np.float64(feats[r, d])
                     local[_NUM_PARAMS + d] += weight * grad_feat[q, d]
-                g_alpha = g_weight * trans[p] - after[p] / keep
+                g_alpha = g_weight * trans[p] - after[p] * inv_keep
                 after[p] += g_weight * weight
                 if o * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
                     g_sigma = -g_alpha * alpha
