@@ -26,8 +26,8 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of
    the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients for one
    (tile, Gaussian) are summed locally in float64 and added once into that thread's own
-   ``[M, 6 + D]`` buffer; the buffers are reduced at the end (``prange`` over ranks), so
-   no atomics are needed and results depend only on the thread count.
+   ``[M, 6 + D]`` buffer; the buffers are summed at the end, so no atomics are needed and
+   results depend only on the thread count (bit for bit the same run to run).
 
 Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
 where no cache dir is writable they are compiled in memory at each start instead.
@@ -133,6 +133,20 @@ def _row_span(mx, a, b, c, level, dy, x_lo, x_hi):
 
 
 @_jit()
+def _alpha_at(a, b, c, o, dx, dy):
+    """``(alpha, exp(-sigma))`` of a Gaussian at pixel offset ``(dx, dy)``, in float32.
+
+    ``alpha`` is 0 where the pixel skips the Gaussian (``sigma < 0`` or ``alpha < 1/255``).
+    """
+    sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+    if sigma < 0:
+        return np.float32(0.0), np.float32(0.0)
+    vis = math.exp(-sigma)
+    alpha = min(_ALPHA_MAX, o * vis)
+    return (alpha if alpha >= _ALPHA_MIN else np.float32(0.0)), vis
+
+
+@_jit()
 def _tile_bounds(t, tiles_x, width, height):
     """Top-left pixel and size of tile ``t``."""
     x0 = (t % tiles_x) * TILE
@@ -163,12 +177,8 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feat
                 p = (py - y0) * TILE + (px - x0)
                 if stop[p] < count:
                     continue
-                dx = np.float32(px) + _HALF - mx
-                sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                if sigma < 0:
-                    continue
-                alpha = min(_ALPHA_MAX, o * math.exp(-sigma))
-                if alpha < _ALPHA_MIN:
+                alpha, _ = _alpha_at(a, b, c, o, np.float32(px) + _HALF - mx, dy)
+                if alpha == 0:
                     continue
                 t_next = trans[p] * (1.0 - np.float64(alpha))
                 if t_next <= TRANSMITTANCE_MIN:
@@ -237,12 +247,8 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
                 if k >= stop[p]:
                     continue
                 dx = np.float32(px) + _HALF - mx
-                sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                if sigma < 0:
-                    continue
-                vis = math.exp(-sigma)
-                alpha = min(_ALPHA_MAX, o * vis)
-                if alpha < _ALPHA_MIN:
+                alpha, vis = _alpha_at(a, b, c, o, dx, dy)
+                if alpha == 0:
                     continue
                 touched = True
                 inv_keep = 1.0 / (1.0 - np.float64(alpha))
