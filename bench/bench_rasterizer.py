@@ -33,11 +33,16 @@ def random_gaussians(n: int, device: torch.device, seed: int = 0) -> dict[str, t
     }
 
 
-def time_step(params: dict, backend: str, size: int, repeats: int) -> float:
-    device = params["means"].device
+def camera(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(viewmats [1, 4, 4], Ks [1, 3, 3])`` of a square view of the unit ball from 3 units away."""
     K = intrinsics_matrix(size * 1.2, size * 1.2, size / 2, size / 2)[None].to(device)
     c2w = look_at(torch.tensor([0.0, -3.0, 0.5]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
-    viewmats = torch.linalg.inv(c2w)[None].to(device)
+    return torch.linalg.inv(c2w)[None].to(device), K
+
+
+def time_step(params: dict, backend: str, size: int, repeats: int) -> float:
+    device = params["means"].device
+    viewmats, K = camera(size, device)
     settings = RasterSettings(packed=True)
 
     def step() -> None:

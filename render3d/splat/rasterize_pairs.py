@@ -50,13 +50,24 @@ def alpha_extent(conics: Tensor, opacities: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def drawable(conics: Tensor, opacities: Tensor, radii: Tensor) -> tuple[Tensor, Tensor]:
+    """Which Gaussians can be drawn (``[N]`` bool) and their box half-widths ``[N, 2]``.
+
+    A Gaussian is drawn when it was not culled (both radii positive) and its opacity
+    reaches ``1/255``; its box is :func:`alpha_extent` clipped by the radii.
+    """
+    extent = torch.minimum(alpha_extent(conics, opacities), radii.float())
+    return (radii > 0).all(dim=-1) & (opacities >= ALPHA_MIN), extent
+
+
+@torch.no_grad()
 def pixel_pairs(
     means2d: Tensor, conics: Tensor, opacities: Tensor, depths: Tensor, radii: Tensor, width: int, height: int
 ) -> PixelPairs:
     """Enumerate and sort the pairs whose alpha reaches 1/255 (see module docstring)."""
     device = means2d.device
-    extent = torch.minimum(alpha_extent(conics, opacities), radii.float())
-    visible = ((radii > 0).all(dim=-1) & (opacities >= ALPHA_MIN)).nonzero().squeeze(-1)
+    visible, extent = drawable(conics, opacities, radii)
+    visible = visible.nonzero().squeeze(-1)
     ids = visible[torch.argsort(depths[visible])]  # front to back
     mean, ext = means2d[ids], extent[ids]
     lo = torch.ceil(mean - ext - 0.5).clamp_min(0).long()

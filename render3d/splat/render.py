@@ -16,7 +16,7 @@ from torch import Tensor
 
 from render3d.cameras import qvec_to_rotmat
 from render3d.splat.project import covariance_3d, project_gaussians
-from render3d.splat.rasterize_pairs import rasterize_to_pixels
+from render3d.splat.rasterize_cpu import rasterize_to_pixels
 from render3d.splat.sh import eval_sh
 
 

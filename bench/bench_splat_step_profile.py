@@ -1,0 +1,111 @@
+"""Where a CPU splat training step's time goes, stage by stage, old and new rasteriser.
+
+    python bench/bench_splat_step_profile.py [--warmup 30] [--repeats 9]
+
+Trains the default scene (torch backend) for a few steps, then times each stage of a step
+forward+backward on its own: 3D covariance and EWA projection, SH colours, the rasteriser
+(numba tiles and the torch pairs), the loss (L1 + SSIM), Adam, and a whole training step.
+Runs on one thread (torch and numba) and reports CPU time, best of ``--repeats``: on a
+shared machine that is the number that holds still; the shares are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from typing import Callable
+
+import numba
+import torch
+import torch.nn.functional as F
+
+from render3d.metrics import ssim
+from render3d.splat.method import SplatConfig
+from render3d.splat.project import covariance_3d, project_gaussians
+from render3d.splat.rasterize_cpu import ENV_VAR, rasterize_to_pixels
+from render3d.splat.render import sh_colors
+from render3d.train import TrainConfig, Trainer
+
+
+def cpu_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Best-of-``repeats`` CPU milliseconds of ``fn()``."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return 1000 * min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warmup", type=int, default=30, help="training steps before timing")
+    parser.add_argument("--repeats", type=int, default=9, help="timed calls per stage")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+
+    config = TrainConfig(steps=300, backend="torch", out=tempfile.mkdtemp(), save_every=0, progress=False)
+    trainer = Trainer(config, SplatConfig())
+    for _ in range(args.warmup):
+        trainer.train_one_step()
+    model = trainer.method.model
+    camera = trainer.scene.train.cameras[0]
+    target = trainer.scene.train.image_float(0, torch.device("cpu"))
+    width, height, viewmats, Ks = camera.width, camera.height, camera.viewmats, camera.K
+    leaf = {k: v.detach().clone().requires_grad_() for k, v in model.activated().items()}
+    centers = torch.linalg.inv(viewmats)[:, :3, 3]
+    degree = model.active_sh_degree
+
+    def projection() -> None:
+        proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
+        (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
+
+    def colours() -> None:
+        sh_colors(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
+
+    with torch.no_grad():
+        proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
+        feats = torch.cat([sh_colors(leaf["means"], leaf["coeffs"], degree, centers)[0], proj.depths[0, :, None]], -1)
+    raster_in = [t.clone().requires_grad_() for t in (proj.means2d[0], proj.conics[0], feats, leaf["opacities"])]
+
+    def rasteriser() -> None:
+        img, alpha = rasterize_to_pixels(*raster_in, proj.depths[0], proj.radii[0], width, height)
+        (img.sum() + alpha.sum()).backward()
+
+    rgb = (target * 0.9 + 0.05).requires_grad_()
+
+    def loss() -> None:  # the splat trainer's default: 0.8 L1 + 0.2 (1 - SSIM)
+        (0.8 * F.l1_loss(rgb, target) + 0.2 * (1 - ssim(rgb, target))).backward()
+
+    params = [p.detach().clone().requires_grad_() for p in model.params.values()]
+    optimizers = [torch.optim.Adam([p], lr=1e-3, eps=1e-15) for p in params]
+
+    def adam() -> None:
+        for p, opt in zip(params, optimizers):
+            p.grad = torch.ones_like(p)
+            opt.step()
+
+    rows = []
+    for label, value in (("new", "1"), ("old", "0")):
+        os.environ[ENV_VAR] = value
+        rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(rasteriser, args.repeats)))
+        rows.append((f"whole training step ({label})", cpu_ms(trainer.train_one_step, args.repeats)))
+    os.environ[ENV_VAR] = "1"
+    rows += [
+        ("covariance + projection fwd+bwd", cpu_ms(projection, args.repeats)),
+        (f"SH colours (degree {degree}) fwd+bwd", cpu_ms(colours, args.repeats)),
+        ("loss (L1 + SSIM) fwd+bwd", cpu_ms(loss, args.repeats)),
+        ("Adam, 6 parameter groups", cpu_ms(adam, args.repeats)),
+    ]
+    step = dict(rows)["whole training step (new)"]
+    print(f"{model.num_gaussians} Gaussians, {width}x{height} px, 1 thread; CPU ms, best of {args.repeats}; "
+          f"share of the new step")
+    for name, ms in rows:
+        print(f"  {name:<38} {ms:8.1f}  {100 * ms / step:5.0f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Tile-based splat rasteriser compiled for the CPU with numba (forward and backward).
+
+Drop-in for :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels` (same arguments,
+same outputs, same compositing rules: ``alpha = min(0.999, o * exp(-sigma))``, skipped
+where ``sigma < 0`` or ``alpha < 1/255``, a pixel stops before the Gaussian that would take
+its transmittance to ``1e-4`` or below). :mod:`render3d.splat.rasterize_cpu` picks it for
+CPU tensors; ``RENDER3D_CPU_KERNELS=0`` in the environment forces the torch rasteriser.
+
+Layout (gsplat's CUDA design, adapted to a few CPU threads):
+
+1. **Binning** (:func:`_bin_tiles`, serial, ``O(N + intersections)``). The drawable
+   Gaussians are gathered in depth order into a packed ``[M, 6]`` array
+   ``(x, y, conic a, b, c, opacity)``; a Gaussian's *rank* is its row there. Each rank
+   gets the pixel box of its ``alpha >= 1/255`` ellipse (exactly the reference's box) and
+   is appended to the list of every 16x16 tile the box touches. Appending in rank order
+   leaves each tile's list sorted front to back (a CSR layout: ``offsets``, ``ranks``).
+2. **Forward** (:func:`_forward`, ``prange`` over threads). Tiles are dealt to threads by
+   decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
+   Gaussian-major: for each Gaussian of the list, only the pixels of its ellipse's rows
+   (solved per row from the conic) inside the tile are visited, against per-pixel
+   float64 transmittance and feature accumulators. A pixel that terminates records how
+   far down the list it got (``stop``); the tile ends early once all its pixels stopped.
+   Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
+3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
+   largest ``stop``. A pixel's transmittance before each Gaussian is recovered from the
+   final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of
+   the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients for one
+   (tile, Gaussian) are summed locally in float64 and added once into that thread's own
+   ``[M, 6 + D]`` buffer; the buffers are summed at the end, so no atomics are needed and
+   results depend only on the thread count (bit for bit the same run to run).
+
+Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
+where no cache dir is writable they are compiled in memory at each start instead.
+Calls into the kernels are serialised by a lock: numba's ``workqueue`` threading layer
+aborts on concurrent launches (the viewer renders from its own thread).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
+
+TILE = 16
+# float32 constants so kernel arithmetic stays in float32 like the torch reference
+_HALF = np.float32(0.5)
+_ALPHA_MIN = np.float32(ALPHA_MIN)
+_ALPHA_MAX = np.float32(ALPHA_MAX)
+_COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
+_NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
+
+
+def _jit(parallel: bool = False):
+    """``numba.njit`` with the on-disk cache, or without it where no cache dir is writable."""
+
+    def wrap(fn):
+        try:
+            return numba.njit(parallel=parallel, cache=True, fastmath=False)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(parallel=parallel, cache=False, fastmath=False)(fn)
+
+    return wrap
+
+
+@_jit()
+def _bin_tiles(packed, extent, width, height):
+    """Pixel boxes ``[M, 4]`` (x0, x1, y0, y1; half-open) and the tile lists of ranks.
+
+    Returns ``(boxes, offsets [T+1], ranks [offsets[-1]])``: tile ``t``'s list is
+    ``ranks[offsets[t]:offsets[t+1]]``, in depth order.
+    """
+    m = packed.shape[0]
+    tiles_x = (width + TILE - 1) // TILE
+    n_tiles = tiles_x * ((height + TILE - 1) // TILE)
+    boxes = np.zeros((m, 4), np.int64)
+    offsets = np.zeros(n_tiles + 1, np.int64)  # first: list lengths, shifted by one
+    for r in range(m):
+        for axis in range(2):
+            # the reference's box, in float32: ceil(mean - ext - 0.5) .. floor(mean + ext - 0.5)
+            lo = min(max(packed[r, axis] - extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
+            hi = min(max(packed[r, axis] + extent[r, axis] - _HALF, -_COORD_LIMIT), _COORD_LIMIT)
+            boxes[r, 2 * axis] = max(math.ceil(lo), 0)
+            boxes[r, 2 * axis + 1] = min(math.floor(hi) + 1, width if axis == 0 else height)
+        x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
+        if x1 > x0 and y1 > y0:
+            for ty in range(y0 // TILE, (y1 - 1) // TILE + 1):
+                for tx in range(x0 // TILE, (x1 - 1) // TILE + 1):
+                    offsets[ty * tiles_x + tx + 1] += 1
+    cursor = np.empty(n_tiles, np.int64)
+    for t in range(n_tiles):
+        cursor[t] = offsets[t]
+        offsets[t + 1] += offsets[t]
+    ranks = np.empty(offsets[n_tiles], np.int32)
+    for r in range(m):
+        x0, x1, y0, y1 = boxes[r, 0], boxes[r, 1], boxes[r, 2], boxes[r, 3]
+        if x1 > x0 and y1 > y0:
+            for ty in range(y0 // TILE, (y1 - 1) // TILE + 1):
+                for tx in range(x0 // TILE, (x1 - 1) // TILE + 1):
+                    t = ty * tiles_x + tx
+                    ranks[cursor[t]] = r
+                    cursor[t] += 1
+    return boxes, offsets, ranks
+
+
+@_jit()
+def _level(opacity):
+    """``ln(255 o)`` with a small margin: ``sigma`` at or below it can give ``alpha >= 1/255``."""
+    return math.log(max(255.0 * opacity, 1.0)) * 1.001 + 1e-3
+
+
+@_jit()
+def _row_span(mx, a, b, c, level, dy, x_lo, x_hi):
+    """Pixels ``[start, end)`` of one row (offset ``dy`` from the centre) where ``sigma <= level``.
+
+    Solves ``0.5 a dx^2 + b dx dy + 0.5 c dy^2 <= level`` for ``dx``, clipped to ``[x_lo, x_hi)``;
+    every pixel in the span is still tested exactly. Conics that are not positive definite
+    keep the whole row.
+    """
+    if a <= 0.0 or a * c <= b * b:
+        return x_lo, x_hi
+    disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * level)
+    if disc < 0.0:
+        return 0, 0
+    root, centre = math.sqrt(disc) / a, mx - 0.5 - b * dy / a
+    start, end = centre - root, centre + root
+    return max(x_lo, math.ceil(max(start, -1e9))), min(x_hi, math.floor(min(end, 1e9)) + 1)
+
+
+@_jit()
+def _alpha_at(a, b, c, o, dx, dy):
+    """``(alpha, exp(-sigma))`` of a Gaussian at pixel offset ``(dx, dy)``, in float32.
+
+    ``alpha`` is 0 where the pixel skips the Gaussian (``sigma < 0`` or ``alpha < 1/255``).
+    """
+    sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+    if sigma < 0:
+        return np.float32(0.0), np.float32(0.0)
+    vis = math.exp(-sigma)
+    alpha = min(_ALPHA_MAX, o * vis)
+    return (alpha if alpha >= _ALPHA_MIN else np.float32(0.0)), vis
+
+
+@_jit()
+def _tile_bounds(t, tiles_x, width, height):
+    """Top-left pixel and size of tile ``t``."""
+    x0 = (t % tiles_x) * TILE
+    y0 = (t // tiles_x) * TILE
+    return x0, y0, min(TILE, width - x0), min(TILE, height - y0)
+
+
+@_jit()
+def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feats, trans, acc, stop,
+                  out_feat, out_alpha, out_trans, out_stop):
+    """Composite tile ``t`` front to back (scratch: ``trans``, ``acc``, ``stop`` per tile pixel)."""
+    x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
+    start, count = offsets[t], offsets[t + 1] - offsets[t]
+    for p in range(TILE * TILE):
+        trans[p] = 1.0
+        stop[p] = count  # list entries a pixel composited before stopping (count: never stopped)
+        for d in range(feats.shape[1]):
+            acc[p, d] = 0.0
+    n_done = 0
+    for k in range(count):
+        r = ranks[start + k]
+        mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
+        level = _level(o)
+        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
+            dy = np.float32(py) + _HALF - my
+            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            for px in range(xa, xb):
+                p = (py - y0) * TILE + (px - x0)
+                if stop[p] < count:
+                    continue
+                alpha, _ = _alpha_at(a, b, c, o, np.float32(px) + _HALF - mx, dy)
+                if alpha == 0:
+                    continue
+                t_next = trans[p] * (1.0 - np.float64(alpha))
+                if t_next <= TRANSMITTANCE_MIN:
+                    stop[p] = k
+                    n_done += 1
+                    continue
+                weight = alpha * trans[p]
+                for d in range(feats.shape[1]):
+                    acc[p, d] += weight * feats[r, d]
+                trans[p] = t_next
+        if n_done == tw * th:
+            break
+    for py in range(th):
+        for px in range(tw):
+            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            for d in range(feats.shape[1]):
+                out_feat[q, d] = acc[p, d]
+            out_alpha[q] = 1.0 - trans[p]
+            out_trans[q] = trans[p]
+            out_stop[q] = stop[p]
+
+
+@_jit(parallel=True)
+def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_threads,
+             out_feat, out_alpha, out_trans, out_stop):
+    """Fill features ``[H*W, D]``, alpha, final transmittance (float64) and ``stop`` per pixel."""
+    tiles_x = (width + TILE - 1) // TILE
+    n_tiles = offsets.shape[0] - 1
+    for thread in numba.prange(n_threads):
+        trans = np.empty(TILE * TILE, np.float64)
+        acc = np.empty((TILE * TILE, feats.shape[1]), np.float64)
+        stop = np.empty(TILE * TILE, np.int64)
+        for s in range(thread, n_tiles, n_threads):
+            _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats,
+                          trans, acc, stop, out_feat, out_alpha, out_trans, out_stop)
+
+
+@_jit()
+def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feats, out_trans, out_stop,
+                   grad_feat, grad_alpha, trans, after, stop, local, grads):
+    """Walk tile ``t``'s list back to front, adding each Gaussian's gradient into ``grads``."""
+    x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
+    start = offsets[t]
+    n_feat = feats.shape[1]
+    last = 0
+    for py in range(th):
+        for px in range(tw):
+            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            trans[p] = out_trans[q]
+            stop[p] = out_stop[q]
+            after[p] = 0.0  # sum over later Gaussians of dL/dweight * weight
+            last = max(last, stop[p])
+    for k in range(last - 1, -1, -1):
+        r = ranks[start + k]
+        mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
+        level = _level(o)
+        for j in range(n_feat):
+            local[_NUM_PARAMS + j] = 0.0  # feature gradients; the six parameter ones are scalars
+        g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
+        touched = False
+        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
+            dy = np.float32(py) + _HALF - my
+            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            for px in range(xa, xb):
+                p, q = (py - y0) * TILE + (px - x0), py * width + px
+                if k >= stop[p]:
+                    continue
+                dx = np.float32(px) + _HALF - mx
+                alpha, vis = _alpha_at(a, b, c, o, dx, dy)
+                if alpha == 0:
+                    continue
+                touched = True
+                inv_keep = 1.0 / (1.0 - np.float64(alpha))
+                trans[p] *= inv_keep  # transmittance in front of this Gaussian
+                weight = alpha * trans[p]
+                g_weight = np.float64(grad_alpha[q])
+                for d in range(n_feat):
+                    g_weight += grad_feat[q, d] * np.float64(feats[r, d])
+                    local[_NUM_PARAMS + d] += weight * grad_feat[q, d]
+                g_alpha = g_weight * trans[p] - after[p] * inv_keep
+                after[p] += g_weight * weight
+                if o * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
+                    g_sigma = -g_alpha * alpha
+                    g_mx -= g_sigma * (a * dx + b * dy)
+                    g_my -= g_sigma * (b * dx + c * dy)
+                    g_a += 0.5 * g_sigma * dx * dx
+                    g_b += g_sigma * dx * dy
+                    g_c += 0.5 * g_sigma * dy * dy
+                    g_o += g_alpha * vis
+        if touched:
+            local[0], local[1], local[2], local[3], local[4], local[5] = g_mx, g_my, g_a, g_b, g_c, g_o
+            for j in range(local.shape[0]):
+                grads[r, j] += local[j]
+
+
+@_jit(parallel=True)
+def _backward(offsets, ranks, boxes, schedule, packed, feats, out_trans, out_stop, grad_feat, grad_alpha,
+              width, height, per_thread):
+    """Add each thread's gradients ``[M, 6 + D]`` into ``per_thread[thread]`` (zeros on entry).
+
+    Columns: means2d (2), conics (3), opacity, features (D); rows: ranks.
+    """
+    tiles_x = (width + TILE - 1) // TILE
+    n_tiles = offsets.shape[0] - 1
+    n_threads = per_thread.shape[0]
+    for thread in numba.prange(n_threads):
+        trans = np.empty(TILE * TILE, np.float64)
+        after = np.empty(TILE * TILE, np.float64)
+        stop = np.empty(TILE * TILE, np.int64)
+        local = np.empty(per_thread.shape[2], np.float64)
+        for s in range(thread, n_tiles, n_threads):
+            _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats, out_trans,
+                           out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
+
+
+_KERNEL_LOCK = threading.Lock()
+
+
+def _schedule(offsets: np.ndarray) -> np.ndarray:
+    """Tiles by decreasing list length (ties by index): the kernels deal them round-robin to threads."""
+    lengths = torch.from_numpy(np.diff(offsets))
+    return torch.argsort(lengths, descending=True, stable=True).numpy()
+
+
+def _numpy(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+class _RasterizeTiles(torch.autograd.Function):
+    """Autograd wrapper: the forward and backward kernels above, over the same tile lists."""
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, feats: Tensor, opacities: Tensor,  # type: ignore[override]
+                depths: Tensor, radii: Tensor, width: int, height: int):
+        with torch.no_grad():
+            visible, extent = drawable(conics, opacities, radii)
+            ranked = visible.nonzero().squeeze(-1)
+            ranked = ranked[torch.argsort(depths[ranked], stable=True)]  # rank -> Gaussian id
+            packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
+            feats_ranked = _numpy(feats[ranked])
+            n_threads = numba.get_num_threads()
+            with _KERNEL_LOCK:
+                boxes, offsets, ranks = _bin_tiles(packed, _numpy(extent[ranked]), width, height)
+                schedule = _schedule(offsets)
+                out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
+                out_alpha = np.zeros(height * width, np.float32)
+                out_trans = np.ones(height * width, np.float64)
+                out_stop = np.zeros(height * width, np.int32)
+                _forward(offsets, ranks, boxes, schedule, packed, feats_ranked, width, height, n_threads,
+                         out_feat, out_alpha, out_trans, out_stop)
+        ctx.lists = (offsets, ranks, boxes, schedule, packed, feats_ranked, out_trans, out_stop)
+        ctx.ranked, ctx.size, ctx.n_threads, ctx.num = ranked, (width, height), n_threads, len(means2d)
+        out = torch.from_numpy(out_feat).reshape(height, width, -1).to(feats.dtype)
+        return out, torch.from_numpy(out_alpha).reshape(height, width, 1).to(feats.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_feat: Tensor, grad_alpha: Tensor):  # type: ignore[override]
+        width, height = ctx.size
+        packed, feats_ranked = ctx.lists[4], ctx.lists[5]
+        per_thread = np.zeros((ctx.n_threads, len(packed), _NUM_PARAMS + feats_ranked.shape[1]), np.float32)
+        with _KERNEL_LOCK:
+            _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
+                      width, height, per_thread)
+        grads = torch.from_numpy(per_thread).sum(dim=0)
+        full = grads.new_zeros(ctx.num, grads.shape[1]).index_copy_(0, ctx.ranked, grads)
+        g_means, g_conics, g_opac, g_feats = full.split([2, 3, 1, grads.shape[1] - _NUM_PARAMS], dim=-1)
+        return g_means, g_conics, g_feats, g_opac.squeeze(-1), None, None, None, None
+
+
+def rasterize_to_pixels_numba(
+    means2d: Tensor,
+    conics: Tensor,
+    feats: Tensor,
+    opacities: Tensor,
+    depths: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor]:
+    """Composite the Gaussians of one image front to back with the compiled tile kernels.
+
+    Args:
+        means2d ``[N, 2]``, conics ``[N, 3]``, feats ``[N, D]`` (any channels, e.g. RGB+depth),
+        opacities ``[N]``, depths ``[N]`` (sort key), radii ``[N, 2]`` (0 = culled); CPU tensors.
+
+    Returns:
+        ``features [H, W, D]`` (not blended with a background) and ``alphas [H, W, 1]``;
+        differentiable w.r.t. means2d, conics, feats and opacities.
+    """
+    return _RasterizeTiles.apply(means2d, conics, feats, opacities, depths, radii, width, height)
