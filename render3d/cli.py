@@ -40,7 +40,7 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
 
 
 def _loss_options(args: argparse.Namespace, spec: str) -> dict[str, dict[str, Any]]:
-    """``--loss.NAME.OPTION`` values of the terms named in ``--loss``."""
+    """``--loss.NAME.OPTION`` values of the terms named in ``spec`` (``--loss``, ``--reg``, ``--prior``)."""
     from render3d.losses import parse_loss_spec
     from render3d.registry import LOSS_TERMS
 
@@ -50,7 +50,7 @@ def _loss_options(args: argparse.Namespace, spec: str) -> dict[str, dict[str, An
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.methods import get_method
-    from render3d.train import TrainConfig, Trainer
+    from render3d.train import TrainConfig, Trainer, term_spec
     from render3d.training import TrainingInterrupted
     from render3d.training import distributed as dist
 
@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         else:
             config = config_from_args(args, TrainConfig)
             method_config = config_from_args(args, get_method(config.method).config_type, prefix=f"{config.method}.")
-            trainer = Trainer(config, method_config, loss_options=_loss_options(args, config.loss))
+            trainer = Trainer(config, method_config, loss_options=_loss_options(args, term_spec(config)))
         terms = f" + loss terms {', '.join(t.name for t in trainer.loss_terms)}" if trainer.loss_terms else ""
         ranks = f" on {dist.world_size()} processes" if dist.world_size() > 1 else ""
         say(f"training {trainer.config.method}{terms} on {trainer.scene.root} with the {trainer.backend} backend{ranks} -> {trainer.run_dir}")

@@ -16,6 +16,8 @@ capability         what the model provides                        who asks
                        ``extras["normal"]``
 :class:`Bounded`       ``content_bounds()``: the box holding it    framing views of files without
                                                                    cameras (a .ply, a lost dataset)
+:class:`HasDensity`    ``density(points)``: volume density        the occlusion regulariser
+:class:`FrequencyLimited` ``set_frequency_limit(fraction)``        frequency annealing (FreeNeRF)
 =================  ============================================  =================================
 
 A new method implements what it can; nothing outside its folder changes.
@@ -114,8 +116,8 @@ class HasGaussians(Protocol):
     @property
     def num_gaussians(self) -> int: ...
 
-    def gaussians(self) -> Gaussians:
-        """Its Gaussians (detached)."""
+    def gaussians(self, live: bool = False) -> Gaussians:
+        """Its Gaussians: detached copies, or with ``live`` the trained tensors themselves (for regularisers)."""
         ...
 
 
@@ -152,4 +154,22 @@ class Bounded(Protocol):
 
     def content_bounds(self) -> Tensor:
         """``[2, 3]`` box (min, max) holding the content."""
+        ...
+
+
+@runtime_checkable
+class HasDensity(Protocol):
+    """A volumetric model whose density can be queried at any point."""
+
+    def density(self, points: Tensor) -> Tensor:
+        """Volume density ``[P]`` at world points ``[P, 3]`` (differentiable)."""
+        ...
+
+
+@runtime_checkable
+class FrequencyLimited(Protocol):
+    """A model whose input encoding can be limited to its low frequencies (FreeNeRF's annealing)."""
+
+    def set_frequency_limit(self, fraction: float) -> None:
+        """Use the lowest ``fraction`` (0..1) of the encoding's frequencies or levels; 1 uses all."""
         ...

@@ -47,6 +47,10 @@ class TrainConfig:
     batch_size: int = option("views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF: its adaptive ray budget)", default=0)
     max_seconds: float = option("stop after this many seconds of training (0: no limit); checkpoint, eval and metrics as usual", default=0.0)
     loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
+    views: int = option("train from only this many training views, spread around the scene (0: all); evaluation uses the full test split", default=0)
+    reg: str = option("regularisers for sparse views, comma-separated NAME[:WEIGHT]: depth-tv, opacity, scale, freq, occlusion (loss terms too)", default="")
+    prior: Optional[str] = option("a prior run of `render3d prior fit`: adds score distillation from its diffusion model", default=None)
+    prior_weight: float = option("weight of the diffusion prior (--prior)", default=0.01)
     grad_clip: float = option("clip the global gradient norm to this value (0: off)", default=0.0)
     out: Optional[str] = option("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
     overwrite: bool = option("train into an --out folder that already holds a checkpoint, replacing it", default=False)
@@ -69,12 +73,20 @@ class TrainConfig:
             ("batch-size", self.batch_size >= 0, "a whole number >= 0"),
             ("max-seconds", math.isfinite(self.max_seconds) and self.max_seconds >= 0, "a number >= 0"),
             ("grad-clip", math.isfinite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
+            ("views", self.views >= 0, "a whole number >= 0"),
+            ("prior-weight", math.isfinite(self.prior_weight) and self.prior_weight >= 0, "a number >= 0"),
             ("eval-every", self.eval_every >= 0, "a whole number >= 0"),
             ("save-every", self.save_every >= 0, "a whole number >= 0"),
         ]
         for name, ok, what in checks:
             if not ok:
                 raise Render3DError(f"--{name} must be {what}, got {getattr(self, name.replace('-', '_'))}")
+
+
+def term_spec(config: TrainConfig) -> str:
+    """The ``--loss``, ``--reg`` and ``--prior`` terms as one ``NAME[:WEIGHT],...`` spec (``sds`` is the diffusion prior)."""
+    prior = f"sds:{config.prior_weight!r}" if config.prior else ""
+    return ",".join(part for part in (config.loss, config.reg, prior) if part)
 
 
 def load_data(config: TrainConfig) -> Any:
@@ -151,6 +163,10 @@ class Trainer(TrainLoop):
         self.scene = scene if scene is not None else load_data(config)
         if len(self.scene.train) == 0:
             raise Render3DError(f"the train split of {self.scene.root} is empty: add images or check the split files")
+        if config.views:
+            from render3d.priors.views import sparse_scene
+
+            self.scene = sparse_scene(self.scene, config.views)
         self.run_dir = self._run_dir()
         self.desc = f"train {config.method}"
         torch.manual_seed(config.seed)
@@ -158,7 +174,10 @@ class Trainer(TrainLoop):
             torch.cuda.manual_seed(config.seed)
         self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps, config.seed,
                                                batch_size=config.batch_size)
-        self.loss_terms: list[LossTerm] = build_loss_terms(config.loss, loss_options) + list(loss_terms)
+        options = {name: dict(fields) for name, fields in (loss_options or {}).items()}
+        if config.prior:
+            options.setdefault("sds", {})["prior"] = config.prior
+        self.loss_terms: list[LossTerm] = build_loss_terms(term_spec(config), options) + list(loss_terms)
         for index, term in enumerate(self.loss_terms):
             term.setup(self.scene, config.seed + 1000 * (index + 1))
         self._rng = self._capture_rng()
@@ -233,9 +252,10 @@ class Trainer(TrainLoop):
             method_config = method.config_type(**ckpt["method_config"])
         except TypeError as exc:
             raise Render3DError(f"the options stored in {file} do not match this version of render3d ({exc})") from None
-        named, config.loss = config.loss, ""  # the terms come back from the checkpoint, with their state
+        named = config.loss, config.reg, config.prior  # the terms come back from the checkpoint, with their state
+        config.loss, config.reg, config.prior = "", "", None
         trainer = cls(config, method_config, scene, loss_terms=terms_from_specs(ckpt["loss_terms"]), callbacks=callbacks)
-        trainer.config.loss = named
+        trainer.config.loss, trainer.config.reg, trainer.config.prior = named
         trainer.load_state_dict(ckpt)
         return trainer
 
@@ -254,6 +274,8 @@ class Trainer(TrainLoop):
             # so other users of torch's RNG between steps cannot change the result
             self._restore_rng(self._rng)
             method.before_step(step)
+            for term in self.loss_terms:
+                term.before_step(step, self.total_steps, method)
             batch = method.next_batch(step)
             out = method.losses(step, batch)
             losses = dict(out.losses)

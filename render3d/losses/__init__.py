@@ -76,6 +76,9 @@ class LossTerm:
         (one-line :class:`Render3DError` if not) and seed any random stream from ``seed``."""
         self.scene_scale = float(scene.scene_scale)
 
+    def before_step(self, step: int, total_steps: int, method: Any) -> None:
+        """Called before each step's batch (e.g. to anneal the model's frequencies); nothing by default."""
+
     def losses(self, ctx: LossContext) -> dict[str, Tensor]:
         """Named, unweighted scalar losses for this step."""
         raise NotImplementedError

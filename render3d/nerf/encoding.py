@@ -50,6 +50,7 @@ class HashEncoding(nn.Module):
         self.register_buffer("resolutions_float", self.resolutions.float(), persistent=False)
         self.dense_levels = int(self.dense.sum())  # dense levels come first: resolutions grow
         self.embeddings = nn.Parameter(torch.empty(offsets[-1], features).uniform_(-1e-4, 1e-4))
+        self.frequency_limit = 1.0  # FreeNeRF-style annealing: see frequency_mask
 
     @property
     def output_dim(self) -> int:
@@ -93,7 +94,17 @@ class HashEncoding(nn.Module):
         index, w = self.corner_indices(x)
         levels, p = index.shape[1:]
         features = _TrilinearGather.apply(self.embeddings, index.reshape(8, -1), w.reshape(8, -1))  # [L * P, F]
-        return features.reshape(levels, p, self.features).transpose(0, 1).reshape(p, levels * self.features)
+        features = features.reshape(levels, p, self.features)
+        if self.frequency_limit < 1.0:
+            features = features * frequency_mask(self.levels, self.frequency_limit).to(features)[:, None, None]
+        return features.transpose(0, 1).reshape(p, levels * self.features)
+
+
+def frequency_mask(bands: int, fraction: float) -> Tensor:
+    """Weights ``[bands]`` that switch bands on from the lowest, as FreeNeRF does: the first band is always
+    on, ``fraction`` of the bands are, and the band being switched on ramps linearly (1 turns all on)."""
+    visible = fraction * bands
+    return (visible - torch.arange(bands, dtype=torch.float32) + 1.0).clamp(0.0, 1.0)
 
 
 def _outer(a: Tensor, b: Tensor, op) -> Tensor:
@@ -143,11 +154,16 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.include_input = include_input
         self.register_buffer("scales", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
+        self.frequency_limit = 1.0  # FreeNeRF-style annealing: see frequency_mask
 
     def output_dim(self, input_dim: int = 3) -> int:
         return input_dim * (2 * len(self.scales) + int(self.include_input))
 
     def forward(self, x: Tensor) -> Tensor:
-        xb = (x[..., None, :] * self.scales[:, None]).flatten(-2)
+        xb = x[..., None, :] * self.scales[:, None]  # [..., frequencies, 3]
         parts = [torch.sin(xb), torch.cos(xb)]
+        if self.frequency_limit < 1.0:
+            mask = frequency_mask(len(self.scales), self.frequency_limit).to(x)[:, None]
+            parts = [part * mask for part in parts]
+        parts = [part.flatten(-2) for part in parts]
         return torch.cat(([x] if self.include_input else []) + parts, dim=-1)

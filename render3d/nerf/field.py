@@ -98,6 +98,10 @@ class HashField(nn.Module):
         """Volume density ``[P]`` at world points ``x [P, 3]``."""
         return self._base(x)[0]
 
+    def set_frequency_limit(self, fraction: float) -> None:
+        """Use only the coarsest ``fraction`` of the hash-grid levels (FreeNeRF's annealing)."""
+        self.encoding.frequency_limit = float(fraction)
+
     def forward(self, x: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         """Colour ``[P, 3]`` and density ``[P]`` at points seen along unit ``directions``."""
         sigma, geo = self._base(x)
@@ -134,6 +138,10 @@ class VanillaField(nn.Module):
 
     def density(self, x: Tensor) -> Tensor:
         return self._trunk(x)[1]
+
+    def set_frequency_limit(self, fraction: float) -> None:
+        """Use only the lowest ``fraction`` of the positional-encoding frequencies (FreeNeRF)."""
+        self.pos_enc.frequency_limit = float(fraction)
 
     def forward(self, x: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         h, sigma, _ = self._trunk(x)

@@ -15,7 +15,8 @@ from render3d.protocol import RenderOutput
 
 class NerfModel(nn.Module):
     """A field plus its estimator; implements :class:`render3d.protocol.SceneModel`,
-    :class:`~render3d.protocol.Meshable` (density + marching cubes) and :class:`~render3d.protocol.Bounded`."""
+    :class:`~render3d.protocol.Meshable` (density + marching cubes), :class:`~render3d.protocol.Bounded`,
+    :class:`~render3d.protocol.HasDensity` and :class:`~render3d.protocol.FrequencyLimited`."""
 
     def __init__(self, field_module: nn.Module, estimator: RayEstimator, background: Tensor, render_chunk: int) -> None:
         super().__init__()
@@ -50,6 +51,14 @@ class NerfModel(nn.Module):
         views = [self.render_camera(cams, i) for i in range(len(cams))]
         rgb, depth, alpha = (torch.stack(parts) for parts in zip(*views))
         return RenderOutput(rgb=rgb.clamp(0, 1), depth=depth * (alpha > 1e-3), alpha=alpha)
+
+    def density(self, points: Tensor) -> Tensor:
+        """Volume density ``[P]`` at world points (the :class:`~render3d.protocol.HasDensity` capability)."""
+        return self.field.density(points)
+
+    def set_frequency_limit(self, fraction: float) -> None:
+        """Limit the field's encoding to its lowest ``fraction`` of levels / frequencies (FreeNeRF)."""
+        self.field.set_frequency_limit(fraction)
 
     def content_bounds(self) -> Tensor:
         """The field's box (for contracted scenes, the uncontracted core)."""

@@ -100,9 +100,9 @@ class GaussianSplats(nn.Module):
             "coeffs": torch.cat([p["sh0"], p["shN"]], dim=1),
         }
 
-    def gaussians(self) -> Gaussians:
-        """The Gaussians, detached (the :class:`~render3d.protocol.HasGaussians` capability)."""
-        p = {k: v.detach() for k, v in self.params.items()}
+    def gaussians(self, live: bool = False) -> Gaussians:
+        """The Gaussians (the :class:`~render3d.protocol.HasGaussians` capability): detached, or the trained tensors."""
+        p = {k: (v if live else v.detach()) for k, v in self.params.items()}
         return Gaussians(p["means"], p["scales"], p["quats"], p["opacities"], torch.cat([p["sh0"], p["shN"]], dim=1))
 
     def content_bounds(self) -> Tensor:

@@ -157,6 +157,15 @@ class Diffusion(ZooModel):
     def sample(self, n: int, generator: Optional[torch.Generator] = None, **options: Any) -> Tensor:
         return self.generate(self.sample_latent(n, generator), generator=generator, **options)
 
+    def predict_noise(self, x_t: Tensor, t: Tensor, cond: Optional[Tensor] = None, guidance: Optional[float] = None) -> Tensor:
+        """The noise in ``x_t`` (images in [-1, 1], ``[B, C, S, S]``) at step indices ``t [B]`` (0..T-1).
+
+        ``cond``: class labels when the model was trained with them (classifier-free guidance
+        with ``guidance``, the model's own by default); ``alpha_bar[t]`` is the signal fraction.
+        """
+        labels = self._labels(cond, len(x_t), x_t.device)  # unconditional: the null label, when there are labels
+        return self._eps(x_t, t, labels, self.config.guidance if guidance is None else guidance)
+
     def _eps(self, x: Tensor, t: Tensor, labels: Optional[Tensor], guidance: float) -> Tensor:
         if labels is None:
             return self.net(x, t, None)
