@@ -22,9 +22,19 @@ PathLike = Union[str, os.PathLike]
 
 
 def save_weights(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename).
+
+    torch writes through a Python file object here, so a full disk surfaces as the ``OSError``
+    behind torch's ``RuntimeError`` and becomes :func:`render3d.files.atomic_path`'s one line.
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
     return Path(path)
 
 
@@ -59,3 +69,4 @@ def require_keys(data: Any, keys: tuple[str, ...], file: PathLike, what: str = "
         if key not in data:
             raise Render3DError(f"{what} {file} has no {key!r} entry: it is incomplete or from another program; use another one or retrain")
     return data
+
