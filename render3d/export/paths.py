@@ -36,6 +36,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at, qvec_to_rotmat
 from render3d.errors import Render3DError
+from render3d.files import write_json
 
 PATH_VERSION = 1
 Vec3 = tuple[float, float, float]
@@ -248,10 +249,8 @@ def cameras_from_poses(c2w: Tensor, fov_y_deg: Tensor, width: int, height: int) 
 
 
 def save_path(path: CameraPath, file: Union[str, os.PathLike]) -> Path:
-    """Write ``path`` as JSON."""
-    file = Path(file)
-    file.write_text(json.dumps(path.to_dict(), indent=2) + "\n")
-    return file
+    """Write ``path`` as JSON, atomically (an interrupted or failed save keeps the old file)."""
+    return write_json(path.to_dict(), file)
 
 
 class _Reader:
