@@ -30,6 +30,7 @@ def _sample_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.training import TrainingInterrupted
     from render3d.zoo.base import get_model_class, registry
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
@@ -46,9 +47,14 @@ def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"training {trainer.model.name} ({trainer.model.num_parameters():,} parameters) on {trainer.data.summary()} -> {trainer.run_dir}")
     try:
         result = trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; checkpoint saved to {trainer.checkpoint_path()}\n"
+    except TrainingInterrupted as stop:  # Ctrl-C, SIGTERM or SIGHUP: a checkpoint was written at a step boundary
+        print(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
               f"continue with: render3d zoo train --resume {trainer.run_dir}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # a second signal: stopped inside a step, without saving
+        kept = trainer.checkpoint_path()
+        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+        print(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
         return 130
     print(json.dumps(result, indent=2))
     print(f"run folder: {trainer.run_dir}")
@@ -99,7 +105,7 @@ def add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
 
     models = registry()
-    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the run folder. Ctrl-C saves a checkpoint.")
+    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
     train.add_argument("model", nargs="?", choices=tuple(models), help="which model: " + "; ".join(f"{n}: {c.description}" for n, c in models.items()))
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     add_config_args(train, ZooTrainConfig, title="training")

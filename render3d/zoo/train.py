@@ -20,7 +20,7 @@ from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
-from render3d.zoo.data import ImageData, load_images
+from render3d.zoo.data import SOURCES, ImageData, load_images
 
 
 @dataclass
@@ -49,6 +49,8 @@ class ZooTrainer(TrainLoop):
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
+        if config.data not in SOURCES and Path(config.data).expanduser().is_dir():  # absolute, so --resume works from any folder
+            config.data = str(Path(config.data).expanduser().resolve())
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
