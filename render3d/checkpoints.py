@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import torch
 
@@ -70,3 +71,16 @@ def require_keys(data: Any, keys: tuple[str, ...], file: PathLike, what: str = "
             raise Render3DError(f"{what} {file} has no {key!r} entry: it is incomplete or from another program; use another one or retrain")
     return data
 
+
+@contextmanager
+def reading_contents(file: PathLike, what: str = "checkpoint") -> Iterator[None]:
+    """Turn what a checkpoint with missing or mangled entries raises while it is rebuilt into a model
+    (``KeyError``, ``TypeError``, torch's ``load_state_dict`` errors, ...) into one line naming the file."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "state_dict" not in str(exc):  # not about the file's contents
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise Render3DError(f"{what} {file} is incomplete or damaged ({type(exc).__name__}: {detail}): "
+                            f"use another one or retrain") from None

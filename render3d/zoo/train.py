@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from render3d.checkpoints import reading_contents
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.files import write_json
@@ -86,21 +87,23 @@ class ZooTrainer(TrainLoop):
     def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
         """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...)."""
         ckpt = read_checkpoint(path)
-        info = ckpt.get("info", {})
-        if "trainer" not in info:
-            raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
         file = Path(path) / ZOO_CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
-        config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
-        model_cls = get_model_class(ckpt["model"])
-        trainer = cls(ckpt["model"], config, model_cls.config_type(**ckpt["model_config"]), data)
-        trainer.model = ZooModel.from_checkpoint(ckpt)
-        if not trainer.model.optimizers:
-            trainer.model.optimizers = trainer.model.configure_optimizers()
-        trainer.step = int(info["steps"])
-        trainer.train_seconds = float(info["train_seconds"])
-        trainer.sampler.set_state(info["trainer"]["sampler"])
-        trainer._torch_rng = info["trainer"]["torch_rng"]
-        trainer.history = list(info["trainer"]["history"])
+        with reading_contents(file, "zoo checkpoint"):
+            info = ckpt.get("info", {})
+            if "trainer" not in info:
+                raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
+            config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
+            model_config = get_model_class(ckpt["model"]).config_type(**ckpt["model_config"])
+        trainer = cls(ckpt["model"], config, model_config, data)
+        with reading_contents(file, "zoo checkpoint"):
+            trainer.model = ZooModel.from_checkpoint(ckpt)
+            if not trainer.model.optimizers:
+                trainer.model.optimizers = trainer.model.configure_optimizers()
+            trainer.step = int(info["steps"])
+            trainer.train_seconds = float(info["train_seconds"])
+            trainer.sampler.set_state(info["trainer"]["sampler"])
+            trainer._torch_rng = info["trainer"]["torch_rng"]
+            trainer.history = list(info["trainer"]["history"])
         return trainer
 
     # ----- training -----------------------------------------------------------------------
