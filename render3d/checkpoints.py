@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import torch
 
@@ -22,9 +23,19 @@ PathLike = Union[str, os.PathLike]
 
 
 def save_weights(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """``torch.save`` ``obj`` to ``path`` atomically (temporary file, fsync, rename).
+
+    torch writes through a Python file object here, so a full disk surfaces as the ``OSError``
+    behind torch's ``RuntimeError`` and becomes :func:`render3d.files.atomic_path`'s one line.
+    """
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
     return Path(path)
 
 
@@ -59,3 +70,17 @@ def require_keys(data: Any, keys: tuple[str, ...], file: PathLike, what: str = "
         if key not in data:
             raise Render3DError(f"{what} {file} has no {key!r} entry: it is incomplete or from another program; use another one or retrain")
     return data
+
+
+@contextmanager
+def reading_contents(file: PathLike, what: str = "checkpoint") -> Iterator[None]:
+    """Turn what a checkpoint with missing or mangled entries raises while it is rebuilt into a model
+    (``KeyError``, ``TypeError``, torch's ``load_state_dict`` errors, ...) into one line naming the file."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "state_dict" not in str(exc):  # not about the file's contents
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise Render3DError(f"{what} {file} is incomplete or damaged ({type(exc).__name__}: {detail}): "
+                            f"use another one or retrain") from None

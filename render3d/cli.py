@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         try:
             metrics = trainer.run()
         except TrainingInterrupted as stop:
-            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
                 f"continue with: render3d train --resume {trainer.run_dir}", file=sys.stderr)
             return stop.exit_code
         except KeyboardInterrupt:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from render3d.cameras import Cameras
-from render3d.files import atomic_path
+from render3d.files import write_bytes_atomic
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -20,11 +20,10 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 
 def write_png(path: Union[str, os.PathLike], image: np.ndarray) -> None:
-    """Write a uint8 ``[H, W, C]`` image as PNG, atomically."""
+    """Write a uint8 ``[H, W, C]`` image as PNG, atomically (encoded in memory, then written in one go)."""
     import imageio.v3 as iio
 
-    with atomic_path(path) as tmp:
-        iio.imwrite(tmp, image, extension=".png")
+    write_bytes_atomic(path, iio.imwrite("<bytes>", image, extension=".png"))
 
 
 def depth_range(depth: Tensor, alpha: Tensor, max_values: int = 65536) -> tuple[float, float]:

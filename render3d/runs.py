@@ -80,12 +80,14 @@ def _scene_of(ckpt: dict, required: bool) -> Any:
 
 def _load_checkpoint_run(path: Path, backend: str, dataset: str) -> LoadedRun:
     from render3d.backend import device_for
+    from render3d.checkpoints import reading_contents
     from render3d.methods import model_from_checkpoint
     from render3d.train import find_checkpoint, load_checkpoint
 
     file = find_checkpoint(path)
     ckpt = load_checkpoint(file)
-    model = model_from_checkpoint(ckpt, backend, device_for(backend))
+    with reading_contents(file):
+        model = model_from_checkpoint(ckpt, backend, device_for(backend))
     scene = None if dataset == "skip" else _scene_of(ckpt, dataset == "required")
     bounds = scene.bounds.float().cpu() if scene is not None else content_bounds(model)
     name = f"{ckpt['method']} step {ckpt['step']} ({file.parent.name})"

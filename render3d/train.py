@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from render3d.backend import device_for, resolve_backend
-from render3d.checkpoints import load_weights, require_keys
+from render3d.checkpoints import load_weights, reading_contents, require_keys
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.evaluate import evaluate_split
@@ -254,9 +254,12 @@ class Trainer(TrainLoop):
             raise Render3DError(f"the options stored in {file} do not match this version of render3d ({exc})") from None
         named = config.loss, config.reg, config.prior  # the terms come back from the checkpoint, with their state
         config.loss, config.reg, config.prior = "", "", None
-        trainer = cls(config, method_config, scene, loss_terms=terms_from_specs(ckpt["loss_terms"]), callbacks=callbacks)
+        with reading_contents(file):
+            terms = terms_from_specs(ckpt["loss_terms"])
+        trainer = cls(config, method_config, scene, loss_terms=terms, callbacks=callbacks)
         trainer.config.loss, trainer.config.reg, trainer.config.prior = named
-        trainer.load_state_dict(ckpt)
+        with reading_contents(file):
+            trainer.load_state_dict(ckpt)
         return trainer
 
     # ----- training -----------------------------------------------------------------------

@@ -146,6 +146,8 @@ def _two_ranks(rank: int, port: int, scenario: str, result_dir: str) -> None:
             dist.average_gradients([param])
     except Render3DError as exc:
         outcome = str(exc)
+    except Exception as exc:  # written down, so that a failure says what happened
+        outcome = f"unexpected {type(exc).__name__}: {exc}"
     Path(result_dir, f"rank{rank}.txt").write_text(outcome)
 
 
@@ -157,4 +159,5 @@ def test_ranks_detect_divergence_and_name_a_rank_that_raised(tmp_path, scenario,
     from render3d.training.launch import free_port
 
     mp.start_processes(_two_ranks, args=(free_port(), scenario, str(tmp_path)), nprocs=2, start_method="spawn")
-    assert message in (tmp_path / "rank0.txt").read_text()
+    outcome = (tmp_path / "rank0.txt").read_text()
+    assert message in outcome, outcome

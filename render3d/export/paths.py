@@ -43,6 +43,7 @@ from render3d.cameras import Cameras, intrinsics_matrix, look_at, qvec_to_rotmat
 from render3d.datasets.checks import check_number, check_vector, check_whole, describe, non_finite_field
 from render3d.datasets.io import first_line, is_file
 from render3d.errors import Render3DError
+from render3d.files import write_json
 from render3d.limits import MAX_FPS, MAX_FRAMES, MAX_SECONDS
 from render3d.limits import MAX_SIDE as MAX_RESOLUTION
 
@@ -257,10 +258,8 @@ def cameras_from_poses(c2w: Tensor, fov_y_deg: Tensor, width: int, height: int) 
 
 
 def save_path(path: CameraPath, file: Union[str, os.PathLike]) -> Path:
-    """Write ``path`` as JSON."""
-    file = Path(file)
-    file.write_text(json.dumps(path.to_dict(), indent=2) + "\n")
-    return file
+    """Write ``path`` as JSON, atomically (an interrupted or failed save keeps the old file)."""
+    return write_json(path.to_dict(), file)
 
 
 #: Largest camera-position coordinate (world units) a path file may use.

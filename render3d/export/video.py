@@ -9,16 +9,25 @@ render never leaves a short video or half a folder under the final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import threading
+from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Protocol, Union
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
 from render3d.errors import Render3DError
 from render3d.files import PendingFile, output_error
+
+
+# ffmpeg's words for the errors that mean "no room for the output" (its stderr is all it tells)
+_DISK_ERRORS = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded": errno.EDQUOT}
 
 
 def pad_even(frame: np.ndarray) -> np.ndarray:
@@ -59,74 +68,123 @@ class _SinkContext:
 
 
 class VideoWriter(_SinkContext):
-    """Streams frames to ffmpeg (libx264, yuv420p) through imageio-ffmpeg into a temporary file
-    that becomes ``path`` on :meth:`close`."""
+    """Streams frames to ffmpeg (libx264, yuv420p; imageio-ffmpeg's binary) into a temporary file
+    that becomes ``path`` on :meth:`close`.
+
+    ffmpeg's exit status and error lines are checked, so a video ffmpeg could not finish (a full
+    disk) is an error and never takes the final name.
+    """
 
     def __init__(self, path: Union[str, os.PathLike], fps: float, quality: float = 8.0) -> None:
         self.path = self.target = Path(path)
         self.fps = float(fps)
         self.quality = quality
-        self._gen = None
+        self._proc: Optional[subprocess.Popen] = None
+        self._stderr: Optional[threading.Thread] = None
+        self._errors: list[str] = []
         self._pending: Optional[PendingFile] = None
         self._size: Optional[tuple[int, int]] = None
         self.frames = 0
 
-    def _fail(self, exc: BaseException) -> Render3DError:
+    def _fail(self, exc: Optional[BaseException] = None) -> Render3DError:
+        """Stop ffmpeg, delete the partial video, and say why (ffmpeg's own last error line when it gave one)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:  # our pipe broke: give ffmpeg a moment to say why it is dying
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         self.abort()
-        if isinstance(exc, OSError) and exc.errno is not None:
+        reason = self._errors[-1] if self._errors else ""
+        for text, code in _DISK_ERRORS.items():
+            if text in reason:
+                return output_error(self.path, OSError(code, text))
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS.values():
             return output_error(self.path, exc)
-        return Render3DError(f"cannot write video {self.path}: ffmpeg stopped ({exc}); is the disk full? nothing was overwritten")
+        if proc is not None and proc.returncode == -getattr(signal, "SIGXFSZ", 0):  # killed at a file-size limit
+            return output_error(self.path, OSError(errno.EFBIG, "File too large"))
+        why = reason or (f"exit status {proc.returncode}" if proc is not None and proc.returncode else str(exc))
+        return Render3DError(f"cannot write video {self.path}: ffmpeg stopped ({why}); nothing was overwritten")
 
     def _open(self, width: int, height: int) -> None:
         import imageio_ffmpeg
 
         self._pending = PendingFile(self.path)
         self._size = (width, height)
-        try:
-            self._gen = imageio_ffmpeg.write_frames(
-                str(self._pending.path), (width, height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24",
-                pix_fmt_out="yuv420p", quality=self.quality, macro_block_size=1, ffmpeg_log_level="error",
-            )
-            self._gen.send(None)
-        except (OSError, RuntimeError) as exc:
+        crf = int((1 - self.quality / 10.0) * 51)  # imageio-ffmpeg's mapping of quality 0-10 to x264's CRF
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+            "-pix_fmt", "rgb24", "-r", str(Fraction(self.fps).limit_denominator()), "-i", "-", "-an",
+            "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-v", "error", str(self._pending.path),
+        ]
+        try:  # its own session: a Ctrl-C meant for render3d does not cut the video short under it
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          start_new_session=True)
+        except OSError as exc:
             raise self._fail(exc) from None
+        self._stderr = threading.Thread(target=self._read_errors, args=(self._proc.stderr,), daemon=True)
+        self._stderr.start()
+
+    def _read_errors(self, stream: Any) -> None:
+        """Keep ffmpeg's error lines (a thread: a full stderr pipe would stall ffmpeg)."""
+        try:
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").strip()
+                if line and len(self._errors) < 100:
+                    self._errors.append(line)
+        except (OSError, ValueError):  # the pipe was closed under us: ffmpeg is gone
+            pass
+
+    def _reap(self, proc: subprocess.Popen) -> None:
+        """Wait for ffmpeg and for the last of its error lines."""
+        try:
+            proc.stdin.close()
+        except OSError:  # a broken pipe: ffmpeg is gone
+            pass
+        proc.wait()
+        if self._stderr is not None:
+            self._stderr.join(timeout=5)
+        proc.stderr.close()
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one ``[H, W, 3]`` uint8 frame (every frame must have the first one's size)."""
         frame = pad_even(np.ascontiguousarray(frame[..., :3], dtype=np.uint8))
         h, w = frame.shape[:2]
-        if self._gen is None:
+        if self._proc is None:
             self._open(w, h)
         elif (w, h) != self._size:
             self.abort()
             raise Render3DError(f"{self.path}: frame {self.frames} is {w}x{h} but the video is {self._size[0]}x{self._size[1]}")
         try:
-            self._gen.send(frame.tobytes())
-        except (OSError, RuntimeError) as exc:
+            self._proc.stdin.write(frame.tobytes())
+        except OSError as exc:  # ffmpeg is gone (BrokenPipeError): _fail reads why
             raise self._fail(exc) from None
         self.frames += 1
 
     def close(self) -> None:
         """Finish encoding and move the video to ``path``."""
-        if self._gen is None:
+        proc = self._proc
+        if proc is None:
             return
-        gen, self._gen = self._gen, None
         try:
-            gen.close()
-        except (OSError, RuntimeError) as exc:
+            proc.stdin.close()
+        except OSError as exc:
             raise self._fail(exc) from None
+        if proc.wait() != 0:
+            raise self._fail()
+        self._proc = None
+        self._reap(proc)
         if self._pending is not None:
             self._pending.commit()
             self._pending = None
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the partial video."""
-        gen, self._gen = self._gen, None
-        if gen is not None:
-            try:
-                gen.close()
-            except Exception:  # noqa: BLE001 - ffmpeg is being torn down; the file is discarded anyway
-                pass
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            self._reap(proc)
         if self._pending is not None:
             self._pending.discard()
             self._pending = None

@@ -236,5 +236,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load(path: str | Path) -> ZooModel:
     """The trained model in a run folder (or checkpoint file), in eval mode on the CPU."""
-    model = ZooModel.from_checkpoint(read_checkpoint(path))
+    from render3d.checkpoints import reading_contents
+
+    ckpt = read_checkpoint(path)
+    with reading_contents(path, "zoo checkpoint"):
+        model = ZooModel.from_checkpoint(ckpt)
     return model.eval()

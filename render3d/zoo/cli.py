@@ -55,11 +55,13 @@ def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         try:
             result = trainer.run()
         except TrainingInterrupted as stop:
-            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
                 f"continue with: render3d zoo train --resume {trainer.run_dir}", file=sys.stderr)
             return stop.exit_code
-        except KeyboardInterrupt:
-            say(f"\nstopped at once at step {trainer.step}, without saving", file=sys.stderr)
+        except KeyboardInterrupt:  # a second signal: stopped inside a step, without saving
+            kept = trainer.checkpoint_path()
+            where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+            say(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
             return 130
         say(json.dumps(result, indent=2))
         say(f"run folder: {trainer.run_dir}")
@@ -112,7 +114,7 @@ def add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
 
     models = registry()
-    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the run folder. Ctrl-C saves a checkpoint.")
+    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
     train.add_argument("model", nargs="?", choices=tuple(models), help="which model: " + "; ".join(f"{n}: {c.description}" for n, c in models.items()))
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     add_config_args(train, ZooTrainConfig, title="training")

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from render3d.errors import Render3DError
-from render3d.train import write_json
+from render3d.files import atomic_path, write_json, write_text_atomic
 from render3d.zoo.base import ZooModel, load
 from render3d.zoo.data import ImageData, load_images
 from render3d.zoo.metrics import feature_classifier, sample_quality
@@ -42,8 +42,8 @@ def image_grid(images: Tensor, nrow: int = 8, scale: int = 2, pad: int = 2) -> n
 
 
 def save_grid(images: Tensor, path: Path, nrow: int = 8, scale: int = 2) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, nrow, scale)).save(path)
+    with atomic_path(path) as tmp:  # the temporary name keeps the suffix, so PIL picks the same format
+        Image.fromarray(image_grid(images, nrow, scale)).save(tmp)
     return path
 
 
@@ -187,7 +187,7 @@ def compare(runs: Sequence[str | Path], out: str | Path, n_samples: int = 500, n
     out.mkdir(parents=True, exist_ok=True)
     save_grid(held_out[:64], out / "real_held_out.png")
     write_json(result, out / "results.json")
-    (out / "report.md").write_text(render_markdown(result), encoding="utf-8")
+    write_text_atomic(out / "report.md", render_markdown(result))
     return result
 
 

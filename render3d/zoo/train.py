@@ -15,13 +15,14 @@ from typing import Any, Optional
 
 import torch
 
+from render3d.checkpoints import reading_contents
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
 from render3d.training import distributed as dist
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
-from render3d.zoo.data import ImageData, load_images
+from render3d.zoo.data import SOURCES, ImageData, load_images
 
 
 @dataclass
@@ -51,6 +52,8 @@ class ZooTrainer(TrainLoop):
         dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
+        if config.data not in SOURCES and Path(config.data).expanduser().is_dir():  # absolute, so --resume works from any folder
+            config.data = str(Path(config.data).expanduser().resolve())
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -89,21 +92,23 @@ class ZooTrainer(TrainLoop):
     def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
         """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...)."""
         ckpt = read_checkpoint(path)
-        info = ckpt.get("info", {})
-        if "trainer" not in info:
-            raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
         file = Path(path) / ZOO_CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
-        config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
-        model_cls = get_model_class(ckpt["model"])
-        trainer = cls(ckpt["model"], config, model_cls.config_type(**ckpt["model_config"]), data)
-        trainer.model = ZooModel.from_checkpoint(ckpt)
-        if not trainer.model.optimizers:
-            trainer.model.optimizers = trainer.model.configure_optimizers()
-        trainer.step = int(info["steps"])
-        trainer.train_seconds = float(info["train_seconds"])
-        trainer.sampler.set_state(info["trainer"]["sampler"])
-        trainer._torch_rng = info["trainer"]["torch_rng"]
-        trainer.history = list(info["trainer"]["history"])
+        with reading_contents(file, "zoo checkpoint"):
+            info = ckpt.get("info", {})
+            if "trainer" not in info:
+                raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
+            config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
+            model_config = get_model_class(ckpt["model"]).config_type(**ckpt["model_config"])
+        trainer = cls(ckpt["model"], config, model_config, data)
+        with reading_contents(file, "zoo checkpoint"):
+            trainer.model = ZooModel.from_checkpoint(ckpt)
+            if not trainer.model.optimizers:
+                trainer.model.optimizers = trainer.model.configure_optimizers()
+            trainer.step = int(info["steps"])
+            trainer.train_seconds = float(info["train_seconds"])
+            trainer.sampler.set_state(info["trainer"]["sampler"])
+            trainer._torch_rng = info["trainer"]["torch_rng"]
+            trainer.history = list(info["trainer"]["history"])
         return trainer
 
     # ----- training -----------------------------------------------------------------------
