@@ -31,6 +31,23 @@ def say(text: str, file: Any = None) -> None:
         print(text, file=file or sys.stdout, flush=True)
 
 
+def run_until_stopped(trainer: Any, command: str) -> dict | int:
+    """``trainer.run()``'s metrics, or the exit status after a stop signal (with its one-line report)."""
+    from render3d.training import TrainingInterrupted
+
+    try:
+        return trainer.run()
+    except TrainingInterrupted as stop:  # Ctrl-C, SIGTERM or SIGHUP: a checkpoint was written at a step boundary
+        say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
+            f"continue with: {command} --resume {trainer.run_dir}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # a second signal: stopped inside a step, without saving
+        kept = trainer.checkpoint_path()
+        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+        say(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
+        return 130
+
+
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
     shown = {k: v for k, v in metrics.items() if k not in ("per_view", "lpips_note")}
     print(json.dumps(shown, indent=2))
@@ -51,7 +68,6 @@ def _loss_options(args: argparse.Namespace, spec: str) -> dict[str, dict[str, An
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.methods import get_method
     from render3d.train import TrainConfig, Trainer, term_spec
-    from render3d.training import TrainingInterrupted
     from render3d.training import distributed as dist
 
     if args.nproc > 1:
@@ -75,17 +91,9 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             from render3d.viewer.cli import attach_training_viewer
 
             viewer = attach_training_viewer(trainer, args.host, args.port)
-        try:
-            metrics = trainer.run()
-        except TrainingInterrupted as stop:
-            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
-                f"continue with: render3d train --resume {trainer.run_dir}", file=sys.stderr)
-            return stop.exit_code
-        except KeyboardInterrupt:
-            kept = trainer.checkpoint_path()
-            where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
-            say(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
-            return 130
+        metrics = run_until_stopped(trainer, "render3d train")
+        if isinstance(metrics, int):
+            return metrics
         if dist.is_main():
             _print_metrics(metrics, trainer.run_dir)
         if viewer is not None:  # keep showing the trained scene

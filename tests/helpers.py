@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -14,3 +14,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def resumed_matches_uninterrupted(make: Callable[[str], Any], split_at: int, scene: Any) -> Any:
+    """Train ``make("full")`` to the end, and ``make("split")`` for ``split_at`` steps, checkpoint, resume from
+    the checkpoint and finish; assert both models are bit-identical. Returns the resumed trainer."""
+    import torch
+
+    from render3d.train import Trainer
+
+    full = make("full")
+    full.run()
+    split = make("split")
+    for _ in range(split_at):
+        split.train_one_step()
+    split.save_checkpoint()
+    resumed = Trainer.from_checkpoint(split.run_dir, scene=scene)
+    assert resumed.step == split_at
+    resumed.run()
+    for (name, a), b in zip(full.method.model.state_dict().items(), resumed.method.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    return resumed

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from helpers import resumed_matches_uninterrupted
 from render3d.cli import main
 from render3d.config_cli import option
 from render3d.errors import Render3DError
@@ -136,17 +137,8 @@ def test_resume_with_loss_terms_is_bit_identical(tiny_scene, tmp_path, method):
 
     method_config = splat_config() if method == "splat" else small_nerf("nerf")
     make = lambda name: trainer(tiny_scene, tmp_path, name, 40, method_config, method=method, loss="depth:0.2,mask:0.05")  # noqa: E731
-    full = make("full")
-    full.run()
-    split = make("split")
-    for _ in range(20):
-        split.train_one_step()
-    split.save_checkpoint()
-    resumed = Trainer.from_checkpoint(tmp_path / "split", scene=tiny_scene)
+    resumed = resumed_matches_uninterrupted(make, 20, tiny_scene)
     assert [t.name for t in resumed.loss_terms] == ["depth", "mask"] and resumed.loss_terms[0].config.weight == 0.2
-    resumed.run()
-    for (name, a), b in zip(full.method.model.state_dict().items(), resumed.method.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_depth_and_mask_terms_improve_what_they_supervise(tiny_scene, tmp_path):

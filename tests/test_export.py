@@ -263,15 +263,18 @@ BAD_PLYS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_PLYS))
-def test_bad_ply_is_one_line(tmp_path, case):
-    data, fragment = BAD_PLYS[case]
-    file = tmp_path / "bad.ply"
+def assert_one_line_error(reader, file, data: bytes, fragment: str) -> None:
+    """``reader(file)`` of ``data`` fails with one line naming the file and saying ``fragment``."""
     file.write_bytes(data)
     with pytest.raises(Render3DError) as err:
-        load_ply(file)
+        reader(file)
     text = str(err.value)
     assert "\n" not in text and str(file) in text and fragment in text, text
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLYS))
+def test_bad_ply_is_one_line(tmp_path, case):
+    assert_one_line_error(load_ply, tmp_path / "bad.ply", *BAD_PLYS[case])
 
 
 def test_sh_degree_0_ply_round_trips_byte_exactly(tmp_path):
@@ -306,13 +309,7 @@ BAD_SPLATS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_SPLATS))
 def test_bad_splat_is_one_line(tmp_path, case):
-    data, fragment = BAD_SPLATS[case]
-    file = tmp_path / "bad.splat"
-    file.write_bytes(data)
-    with pytest.raises(Render3DError) as err:
-        load_splat(file)
-    text = str(err.value)
-    assert "\n" not in text and str(file) in text and fragment in text, text
+    assert_one_line_error(load_splat, tmp_path / "bad.splat", *BAD_SPLATS[case])
 
 
 def test_partly_non_finite_splat_drops_those_gaussians_with_one_warning(tmp_path):

@@ -83,34 +83,32 @@ def run_bench(data: str, views: list[int], seeds: int, out: Path, options: dict[
     rows: list[BenchRow] = []
     for k in views:
         runs: dict[str, BenchRow] = {}
-        kept: dict[str, Any] = {}
-        for name, spec in configurations(method):
-            row = runs[name] = BenchRow(k, name, spec)
+        first: dict[str, Any] = {}  # each configuration's seed-0 trainer, for the side-by-side renders
+
+        def measure(name: str, spec: str, prior: Optional[str]) -> BenchRow:
+            row = runs[name] = BenchRow(k, name, ",".join(p for p in (spec, "sds" if prior else "") if p))
             for seed in range(seeds):
-                metrics, trainer = train_once(data, k, seed, spec, None, options, out / "runs" / f"k{k}-{name}-s{seed}")
-                row.psnr.append(metrics["psnr"]), row.ssim.append(metrics["ssim"])
+                metrics, trainer = train_once(data, k, seed, spec, prior, options, out / "runs" / f"k{k}-{name.replace(' ', '')}-s{seed}")
+                row.psnr.append(metrics["psnr"])
+                row.ssim.append(metrics["ssim"])
                 if "val_psnr" in metrics:
                     row.val_psnr.append(metrics["val_psnr"])
-                if seed == 0:
-                    kept[name] = trainer
+                first.setdefault(name, trainer)
                 log(f"views {k}, {name}, seed {seed}: test PSNR {metrics['psnr']:.2f}")
+            return row
+
+        for name, spec in configurations(method):
+            measure(name, spec, None)
         learned = [r for n, r in runs.items() if n != "none"]
         best = max(learned, key=lambda r: statistics.fmean(r.val_psnr) if r.val_psnr else -math.inf)
-        chosen = {"none": kept["none"], f"best ({best.name})": kept[best.name]}
+        shown = {"none": first["none"], f"best ({best.name})": first[best.name]}
         if use_prior:
             prior_run = out / f"prior-k{k}"
             fit_prior(data, k, prior_run, options["train"], **prior_options)
             for name, spec in (("prior", ""), (f"{best.name} + prior", best.spec)):
-                row = runs[name] = BenchRow(k, name, ",".join(p for p in (spec, "sds") if p))
-                for seed in range(seeds):
-                    metrics, trainer = train_once(data, k, seed, spec, str(prior_run), options, out / "runs" / f"k{k}-{name.replace(' ', '')}-s{seed}")
-                    row.psnr.append(metrics["psnr"]), row.ssim.append(metrics["ssim"])
-                    if "val_psnr" in metrics:
-                        row.val_psnr.append(metrics["val_psnr"])
-                    if seed == 0:
-                        chosen[name] = trainer
-                    log(f"views {k}, {name}, seed {seed}: test PSNR {metrics['psnr']:.2f}")
-        side_by_side(chosen, out / "renders" / f"views{k}-{'-'.join(n.split()[0] for n in chosen)}.png")
+                measure(name, spec, str(prior_run))
+                shown[name] = first[name]
+        side_by_side(shown, out / "renders" / f"views{k}-{'-'.join(n.split()[0] for n in shown)}.png")
         rows += list(runs.values())
     write_json([row.__dict__ for row in rows], out / "results.json")
     header = "| views | configuration | regularisers | test PSNR (mean ± spread over seeds) | SSIM | val PSNR |\n|---|---|---|---|---|---|"

@@ -30,8 +30,7 @@ def _sample_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from render3d.cli import say
-    from render3d.training import TrainingInterrupted
+    from render3d.cli import run_until_stopped, say
     from render3d.training import distributed as dist
     from render3d.zoo.base import get_model_class, registry
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
@@ -52,17 +51,9 @@ def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             config = config_from_args(args, ZooTrainConfig)
             trainer = ZooTrainer(args.model, config, config_from_args(args, model_cls.config_type, prefix=f"{args.model}."))
         say(f"training {trainer.model.name} ({trainer.model.num_parameters():,} parameters) on {trainer.data.summary()} -> {trainer.run_dir}")
-        try:
-            result = trainer.run()
-        except TrainingInterrupted as stop:
-            say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
-                f"continue with: render3d zoo train --resume {trainer.run_dir}", file=sys.stderr)
-            return stop.exit_code
-        except KeyboardInterrupt:  # a second signal: stopped inside a step, without saving
-            kept = trainer.checkpoint_path()
-            where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
-            say(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
-            return 130
+        result = run_until_stopped(trainer, "render3d zoo train")
+        if isinstance(result, int):
+            return result
         say(json.dumps(result, indent=2))
         say(f"run folder: {trainer.run_dir}")
         return 0
