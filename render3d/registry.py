@@ -27,9 +27,31 @@ from render3d.errors import Render3DError
 T = TypeVar("T")
 
 
+def _source_checkout_entry_points(group: str) -> list[EntryPoint]:
+    """Our own entry points read from ``pyproject.toml`` beside the package, when render3d runs from a
+    source folder that was never installed (e.g. on ``PYTHONPATH``): installed plug-ins still come from
+    the installed metadata."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, distribution
+    from pathlib import Path
+
+    try:
+        distribution("render3d")
+        return []  # installed: its metadata already lists these
+    except PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        return []
+    table = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {}).get(group, {})
+    return [EntryPoint(name=name, value=value, group=group) for name, value in table.items()]
+
+
 @functools.lru_cache(maxsize=None)
 def _entry_points(group: str) -> tuple[EntryPoint, ...]:
-    return tuple(sorted(entry_points(group=group), key=lambda ep: ep.name))
+    found = list(entry_points(group=group)) + _source_checkout_entry_points(group)
+    unique = {ep.name: ep for ep in reversed(found)}  # the first of a name wins
+    return tuple(sorted(unique.values(), key=lambda ep: ep.name))
 
 
 class Registry(Generic[T]):

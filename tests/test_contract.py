@@ -239,3 +239,24 @@ def test_render_and_export_a_bare_ply(splat_run, tmp_path, capsys):
     assert "without cameras or images" in capsys.readouterr().err
     assert main(["render", str(ply), "--path", "spiral", "--out", str(tmp_path / "s.mp4")]) == 2
     assert "needs the training cameras" in capsys.readouterr().err
+
+
+def test_an_uninstalled_source_checkout_finds_its_own_plugins(monkeypatch):
+    """Running from a source folder on PYTHONPATH (no installed metadata): pyproject.toml lists our plug-ins."""
+    import importlib.metadata
+
+    import render3d.registry as registry
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])
+    reload_plugins()
+    try:
+        assert {"splat", "nerf", "vanilla-nerf"} <= set(registry.METHODS.names())
+        assert registry.METHODS.get("splat").__name__ == "SplatMethod"
+        assert "train" in registry.COMMANDS.names() and "depth" in registry.LOSS_TERMS.names()
+    finally:
+        monkeypatch.undo()
+        reload_plugins()
