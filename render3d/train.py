@@ -167,7 +167,6 @@ class Trainer(TrainLoop):
             from render3d.priors.views import sparse_scene
 
             self.scene = sparse_scene(self.scene, config.views)
-        self.run_dir = self._run_dir()
         self.desc = f"train {config.method}"
         torch.manual_seed(config.seed)
         if self.device.type == "cuda":
@@ -180,6 +179,7 @@ class Trainer(TrainLoop):
         self.loss_terms: list[LossTerm] = build_loss_terms(term_spec(config), options) + list(loss_terms)
         for index, term in enumerate(self.loss_terms):
             term.setup(self.scene, config.seed + 1000 * (index + 1))
+        self.run_dir = self._run_dir()  # last: a bad option above leaves no empty run folder behind
         self._rng = self._capture_rng()
         self.lock = threading.RLock()
 
