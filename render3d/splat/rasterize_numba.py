@@ -29,22 +29,20 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    ``[M, 6 + D]`` buffer; the buffers are summed at the end, so no atomics are needed and
    results depend only on the thread count (bit for bit the same run to run).
 
-Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
-where no cache dir is writable they are compiled in memory at each start instead.
-Calls into the kernels are serialised by a lock: numba's ``workqueue`` threading layer
-aborts on concurrent launches (the viewer renders from its own thread).
+Kernels are compiled and serialised as :mod:`render3d.cpu_kernels` describes.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from render3d.cpu_kernels import KERNEL_LOCK
+from render3d.cpu_kernels import njit as _jit
 from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
 
 TILE = 16
@@ -54,18 +52,6 @@ _ALPHA_MIN = np.float32(ALPHA_MIN)
 _ALPHA_MAX = np.float32(ALPHA_MAX)
 _COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
 _NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
-
-
-def _jit(parallel: bool = False):
-    """``numba.njit`` with the on-disk cache, or without it where no cache dir is writable."""
-
-    def wrap(fn):
-        try:
-            return numba.njit(parallel=parallel, cache=True, fastmath=False)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(parallel=parallel, cache=False, fastmath=False)(fn)
-
-    return wrap
 
 
 @_jit()
@@ -294,9 +280,6 @@ def _backward(offsets, ranks, boxes, schedule, packed, feats, out_trans, out_sto
                            out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
 
 
-_KERNEL_LOCK = threading.Lock()
-
-
 def _schedule(offsets: np.ndarray) -> np.ndarray:
     """Tiles by decreasing list length (ties by index): the kernels deal them round-robin to threads."""
     lengths = torch.from_numpy(np.diff(offsets))
@@ -320,7 +303,7 @@ class _RasterizeTiles(torch.autograd.Function):
             packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
             feats_ranked = _numpy(feats[ranked])
             n_threads = numba.get_num_threads()
-            with _KERNEL_LOCK:
+            with KERNEL_LOCK:
                 boxes, offsets, ranks = _bin_tiles(packed, _numpy(extent[ranked]), width, height)
                 schedule = _schedule(offsets)
                 out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
@@ -339,7 +322,7 @@ class _RasterizeTiles(torch.autograd.Function):
         width, height = ctx.size
         packed, feats_ranked = ctx.lists[4], ctx.lists[5]
         per_thread = np.zeros((ctx.n_threads, len(packed), _NUM_PARAMS + feats_ranked.shape[1]), np.float32)
-        with _KERNEL_LOCK:
+        with KERNEL_LOCK:
             _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
                       width, height, per_thread)
         grads = torch.from_numpy(per_thread).sum(dim=0)
