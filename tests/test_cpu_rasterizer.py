@@ -163,26 +163,30 @@ def test_trains_with_the_fallback_forced(tiny_scene, tmp_path, monkeypatch):
 
 
 def test_imports_and_trains_where_numba_cannot_be_imported():
+    """Splats and the hash NeRF both fall back to their torch code."""
     code = """
         import sys
         sys.modules["numba"] = None  # any "import numba" now raises ImportError
         import tempfile
         from render3d.datasets import load_scene
         from render3d.datasets.synthetic import generate_scene
+        from render3d.cpu_kernels import kernels_enabled
+        from render3d.nerf.method import NerfConfig
         from render3d.splat.method import SplatConfig
-        from render3d.splat.rasterize_cpu import compiled_rasterizer_enabled
         from render3d.train import TrainConfig, Trainer
 
-        assert not compiled_rasterizer_enabled()
+        assert not kernels_enabled()
         with tempfile.TemporaryDirectory() as tmp:
             scene = load_scene(generate_scene(f"{tmp}/scene", resolution=16, n_train=2, n_val=1, n_test=1))
-            config = TrainConfig(steps=3, out=f"{tmp}/run", save_every=0, progress=False, backend="torch")
-            trainer = Trainer(config, SplatConfig(init_points=200, sh_degree=1), scene=scene)
-            for _ in range(3):
-                trainer.train_one_step()
-        print("trained")
+            for method, method_config in (("splat", SplatConfig(init_points=200, sh_degree=1)),
+                                          ("nerf", NerfConfig(target_samples=2048, initial_rays=64))):
+                config = TrainConfig(method=method, steps=3, out=f"{tmp}/{method}", save_every=0, progress=False, backend="torch")
+                trainer = Trainer(config, method_config, scene=scene)
+                for _ in range(3):
+                    trainer.train_one_step()
+                print("trained", method)
     """
-    assert "trained" in _python(code, {})
+    assert _python(code, {}).split("\n")[:2] == ["trained splat", "trained nerf"]
 
 
 FIRST_CALL = """

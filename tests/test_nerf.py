@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 from render3d.nerf.encoding import HashEncoding, PositionalEncoding
 from render3d.nerf.field import SceneBox, contract
 from render3d.nerf.mesh import extract_mesh
@@ -44,6 +45,7 @@ def naive_hash_encoding(enc: HashEncoding, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_hash_encoding_matches_naive_reference():
+    """The path the CPU takes (the compiled kernels where numba imports; the torch path is checked against them below)."""
     torch.manual_seed(0)
     enc = HashEncoding(levels=6, features=2, log2_table_size=12, base_resolution=4, max_resolution=128)
     assert enc.dense.any() and (~enc.dense).any()  # both dense and hashed levels are exercised
@@ -56,6 +58,29 @@ def test_hash_encoding_matches_naive_reference():
     (grad,) = torch.autograd.grad((enc(x) * weights).sum(), enc.embeddings)
     (expected,) = torch.autograd.grad((naive_hash_encoding(enc, x) * weights).sum(), enc.embeddings)
     torch.testing.assert_close(grad, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_hash_encoding_matches_the_torch_path(monkeypatch):
+    """The numba kernels against the torch code at the default NeRF's sizes, grid edges included."""
+    pytest.importorskip("numba")
+    torch.manual_seed(0)
+    enc = HashEncoding(levels=12, features=2, log2_table_size=16, base_resolution=16, max_resolution=512)
+    nn.init.uniform_(enc.embeddings, -1, 1)
+    x = torch.rand(3000, 3)
+    x[:8] = torch.tensor([[a, b, c] for a in (0.0, 1.0) for b in (0.0, 1.0) for c in (0.0, 1.0)])  # cube corners
+    x[8:20, 0] = 1.0  # on a face of the unit cube
+    weights = torch.randn(len(x), enc.output_dim)
+    results = {}
+    for kernels in ("1", "0"):
+        monkeypatch.setenv(ENV_VAR, kernels)
+        assert kernels_enabled(x) == (kernels == "1")
+        out = enc(x)
+        (grad,) = torch.autograd.grad((out * weights).sum(), enc.embeddings)
+        results[kernels] = (out.detach(), grad)
+    (out, grad), (ref_out, ref_grad) = results["1"], results["0"]
+    torch.testing.assert_close(out, ref_out, rtol=1e-6, atol=1e-6)
+    # the torch path sums the gradient in float64 (bincount), the kernels in float32
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5 * float(ref_grad.abs().max()))
 
 
 def test_hash_encoding_gradients_reach_only_touched_rows():
