@@ -16,6 +16,8 @@ capability         what the model provides                        who asks
                        ``extras["normal"]``
 :class:`Bounded`       ``content_bounds()``: the box holding it    framing views of files without
                                                                    cameras (a .ply, a lost dataset)
+:class:`Previewable`   ``render_preview(cameras, mode)``: a        the viewer's frames while the
+                       cheaper, coarser render                     camera moves
 =================  ============================================  =================================
 
 A new method implements what it can; nothing outside its folder changes.
@@ -153,3 +155,20 @@ class Bounded(Protocol):
     def content_bounds(self) -> Tensor:
         """``[2, 3]`` box (min, max) holding the content."""
         ...
+
+
+@runtime_checkable
+class Previewable(Protocol):
+    """A model with a cheaper, coarser render for frames that are replaced a moment later
+    (the viewer's frames while the camera moves): NeRFs march fewer samples and stop rays sooner."""
+
+    def render_preview(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """Like ``render``, faster and less exact."""
+        ...
+
+
+def render_preview(model: SceneModel, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+    """``model.render_preview`` where the model is :class:`Previewable`, else its full ``render``."""
+    if isinstance(model, Previewable):
+        return model.render_preview(cameras, mode)
+    return model.render(cameras, mode)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 from render3d.nerf.encoding import HashEncoding, PositionalEncoding
 from render3d.nerf.field import SceneBox, contract
@@ -17,6 +18,7 @@ from render3d.nerf.method import NerfConfig, VanillaNerfConfig
 from render3d.nerf.model import NerfModel
 from render3d.nerf.render import render_dense
 from render3d.nerf.sampler import OccupancyGrid, march_uniform, sample_pdf
+from render3d.protocol import Previewable
 from render3d.train import TrainConfig, Trainer
 
 
@@ -190,6 +192,27 @@ def test_front_to_back_rendering_matches_the_training_path(eps):
     if eps > 0:  # samples behind the surface were never evaluated
         every = march_uniform(origins, dirs, 0.1, 6.0, 96, marcher.grid, stratified=False).valid.sum()
         assert marched.num_samples < 0.8 * every
+
+
+def test_preview_marches_fewer_samples_and_stays_close():
+    """The viewer's moving frames: half the samples, rays stopped at 1% transmittance, nearly the same picture."""
+    torch.manual_seed(0)
+    box = SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), contracted=False)
+    field = NerfModelFieldForTest(box)
+    model = NerfModel(field, GridEstimator(OccupancyGrid(box, 16), 0.1, 6.0, 96), torch.ones(3), render_chunk=4096)
+    preview = model.estimator.preview()
+    assert preview.grid is model.estimator.grid and preview.samples_per_ray == 48 and preview.early_stop_eps == 1e-2
+    assert isinstance(model, Previewable)
+    origins = torch.tensor([0.0, 0.0, -3.0]).expand(300, 3) + 0.3 * torch.randn(300, 3)
+    dirs = nn.functional.normalize(torch.tensor([0.0, 0.0, 1.0]) + 0.2 * torch.randn(300, 3), dim=-1)
+    with torch.no_grad():
+        full = model.render_rays(origins, dirs)
+        coarse = model.render_rays(origins, dirs, estimator=preview)
+    assert full.alpha.max() > 0.99 and coarse.num_samples < 0.6 * full.num_samples
+    torch.testing.assert_close(coarse.rgb, full.rgb, atol=0.05, rtol=0)
+    camera = Cameras(intrinsics_matrix(20.0, 20.0, 12.0, 8.0), look_at(torch.tensor([0.0, -3.0, 0.5]), torch.zeros(3),
+                                                                      torch.tensor([0.0, 0.0, 1.0])), 24, 16)
+    assert model.render_preview(camera).rgb.shape == model.render(camera).rgb.shape == (1, 16, 24, 3)
 
 
 class NerfModelFieldForTest(nn.Module):
