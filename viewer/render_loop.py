@@ -127,7 +127,8 @@ class ClientRenderer:
         self.renderer = renderer
         self.settings = settings
         self.frames_sent = 0
-        self.moving_frames = 0  # of frames_sent, those rendered small while the camera moved
+        self.moving_frames = 0  # of frames_sent, those rendered while the camera moved
+        self.moving_full_frames = 0  # of those, the ones at the full "Max resolution"
         self.last_side = 0
         self.last_error: Optional[BaseException] = None
         self._wake = threading.Event()
@@ -192,6 +193,7 @@ class ClientRenderer:
             self.sink.send(frame, settings.jpeg_quality)
             self.frames_sent += 1
             self.moving_frames += 0 if full else 1
+            self.moving_full_frames += int(not full and side == settings.max_side)
             self.last_side = side
         except Exception as exc:  # a closed browser, or a render error shown once in the log
             self.last_error = exc
