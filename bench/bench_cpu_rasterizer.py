@@ -15,6 +15,10 @@ would need more than ~6 GB.
 
 from __future__ import annotations
 
+from render3d.runtime import configure_process
+
+configure_process()  # as the render3d command does, before torch loads (OpenMP wait policy, malloc)
+
 import argparse
 import os
 import statistics

@@ -1,62 +1,125 @@
 """NeRF on the default scene: training throughput, samples per ray, test PSNR and render speed.
 
-    python bench/bench_nerf.py [--backend auto] [--method nerf] [--seconds 300] [--target-samples 32768]
+    python bench/bench_nerf.py [--backend auto] [--method nerf] [--steps 1200] [--seconds 300] [--paths old,new]
 
-Trains for a wall-clock budget (the Trainer's own loop, checkpoints off), then evaluates
-on the test split. The cuda backend uses nerfacc's OccGridEstimator (packed samples,
-early termination); the torch backend our occupancy-grid marcher (dense samples, the grid
-estimates the transmittance to skip samples behind surfaces).
+Trains with the Trainer's own loop (checkpoints off) until ``--steps`` or a wall-clock
+budget of ``--seconds`` of training, then evaluates on the test split. On the CPU both
+paths train side by side in one process, step for step (``old``: the pure-torch hash
+encoding, ``RENDER3D_CPU_KERNELS=0``; ``new``: the numba kernels), so machine load hits
+both alike; test views are then rendered alternately by both, at full quality and with the
+viewer's preview render (moving frames). The cuda backend uses nerfacc's OccGridEstimator
+(packed samples, early termination); the torch backend our occupancy-grid marcher.
 """
 
 from __future__ import annotations
 
+from render3d.runtime import configure_process
+
+configure_process()  # as the render3d command does, before torch loads (OpenMP wait policy, malloc)
+
 import argparse
+import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 import torch
 
+from render3d.cpu_kernels import ENV_VAR
 from render3d.methods import get_method
+from render3d.metrics import psnr
 from render3d.train import TrainConfig, Trainer
+
+PATHS = {"old": "0", "new": "1"}  # RENDER3D_CPU_KERNELS value of each path
+
+
+@dataclass
+class PathRun:
+    """One path's trainer and what it has measured."""
+
+    name: str
+    trainer: Trainer
+    train_seconds: float = 0.0
+    rays: int = 0
+    samples: int = 0
+    render: dict[str, list[float]] = field(default_factory=dict)  # kind -> [seconds, pixels, PSNR sum]
+
+    def use(self) -> None:
+        os.environ[ENV_VAR] = PATHS[self.name]
+
+    def train_step(self) -> None:
+        self.use()
+        method = self.trainer.method
+        start = time.perf_counter()
+        rays = method.num_rays
+        self.trainer.train_one_step()
+        if self.trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.train_seconds += time.perf_counter() - start
+        self.rays += rays
+        self.samples += method.last_samples
+
+    def render_view(self, index: int, kind: str) -> None:
+        """Render test view ``index`` (``full`` or ``preview``) and add its time, pixels and PSNR."""
+        self.use()
+        model, test = self.trainer.method.model, self.trainer.scene.test
+        cameras = test.cameras[index]
+        start = time.perf_counter()
+        out = model.render(cameras) if kind == "full" else model.render_preview(cameras)
+        seconds = time.perf_counter() - start
+        target = test.image_float(index, out.rgb.device)
+        row = self.render.setdefault(kind, [0.0, 0.0, 0.0])
+        row[0] += seconds
+        row[1] += cameras.width * cameras.height
+        row[2] += psnr(out.rgb[0], target)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="auto", help="auto, cuda or torch")
     parser.add_argument("--method", default="nerf", help="nerf or vanilla-nerf")
-    parser.add_argument("--seconds", type=float, default=300.0, help="training budget")
-    parser.add_argument("--max-steps", type=int, default=20000, help="step limit (sets the learning-rate schedule)")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps (also sets the learning-rate schedule)")
+    parser.add_argument("--seconds", type=float, default=1e9, help="stop earlier after this much training time per path")
     parser.add_argument("--target-samples", type=int, default=None, help="field samples per step (nerf)")
     parser.add_argument("--data", default=None, help="dataset folder (default scene when omitted)")
     parser.add_argument("--downscale", type=int, default=1, help="image downscale factor")
+    parser.add_argument("--paths", default=None, help="old,new (CPU default) or new (CUDA default)")
     args = parser.parse_args()
 
     entry = get_method(args.method)
-    method_config = entry.config_type()()
-    if args.target_samples and hasattr(method_config, "target_samples"):
-        method_config.target_samples = args.target_samples
+    runs: list[PathRun] = []
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(data=args.data, method=args.method, backend=args.backend, steps=args.max_steps, out=tmp,
-                             save_every=0, progress=False, downscale=args.downscale)
-        trainer = Trainer(config, method_config)
-        rays = samples = 0
-        start = time.perf_counter()
-        while time.perf_counter() - start < args.seconds and trainer.step < args.max_steps:
-            rays += trainer.method.num_rays
-            trainer.train_one_step()
-            samples += trainer.method.last_samples
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        eval_start = time.perf_counter()
-        result = trainer.evaluate("test", write_images=False)
-        pixels = result["views"] * trainer.scene.test.cameras.width * trainer.scene.test.cameras.height
-        render_rate = pixels / (time.perf_counter() - eval_start)
-    device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else "cpu"
-    print(f"device: {device}, scene: {trainer.scene.root}")
-    print(f"{'method':>12} {'backend':>8} {'steps':>6} {'seconds':>8} {'train rays/s':>13} {'samples/ray':>12} {'test PSNR':>10} {'render rays/s':>14}")
-    print(f"{args.method:>12} {trainer.backend:>8} {trainer.step:>6} {seconds:>8.1f} {rays / seconds:>13.0f} "
-          f"{samples / max(rays, 1):>12.1f} {result['psnr']:>10.2f} {render_rate:>14.0f}")
+        for name in (args.paths or "old,new").split(","):
+            os.environ[ENV_VAR] = PATHS[name]
+            method_config = entry.config_type()
+            if args.target_samples and hasattr(method_config, "target_samples"):
+                method_config.target_samples = args.target_samples
+            config = TrainConfig(data=args.data, method=args.method, backend=args.backend, steps=args.steps, out=f"{tmp}/{name}",
+                                 save_every=0, progress=False, downscale=args.downscale)
+            runs.append(PathRun(name, Trainer(config, method_config)))
+        if args.paths is None and runs[0].trainer.device.type == "cuda":
+            runs = runs[1:]  # the compiled CPU kernels do not run on a GPU
+        while any(r.trainer.step < args.steps and r.train_seconds < args.seconds for r in runs):
+            for r in runs:
+                if r.trainer.step < args.steps and r.train_seconds < args.seconds:
+                    r.train_step()
+        for index in range(len(runs[0].trainer.scene.test)):
+            for kind in ("full", "preview"):
+                for r in runs:
+                    r.render_view(index, kind)
+    trainer = runs[0].trainer
+    device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    views = len(trainer.scene.test)
+    print(f"device: {device}, scene: {trainer.scene.root}, {views} test views of {trainer.scene.test.cameras.width}x"
+          f"{trainer.scene.test.cameras.height}; load average at the end {os.getloadavg()}")
+    print("| path | method | backend | steps | train s | train rays/s | samples/ray | test PSNR | render rays/s | "
+          "preview rays/s | preview PSNR |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        full, preview = r.render["full"], r.render["preview"]
+        print(f"| {r.name} | {args.method} | {r.trainer.backend} | {r.trainer.step} | {r.train_seconds:.1f} | "
+              f"{r.rays / r.train_seconds:.0f} | {r.samples / max(r.rays, 1):.1f} | {full[2] / views:.2f} | "
+              f"{full[1] / full[0]:.0f} | {preview[1] / preview[0]:.0f} | {preview[2] / views:.2f} |")
 
 
 if __name__ == "__main__":

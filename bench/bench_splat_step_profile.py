@@ -1,10 +1,11 @@
-"""Where a CPU splat training step's time goes, stage by stage, old and new rasteriser.
+"""Where a CPU splat training step's time goes, stage by stage, torch code and compiled kernels.
 
     python bench/bench_splat_step_profile.py [--warmup 30] [--repeats 9]
 
 Trains the default scene (torch backend) for a few steps, then times each stage of a step
-forward+backward on its own: 3D covariance and EWA projection, SH colours, the rasteriser
-(numba tiles and the torch pairs), the loss (L1 + SSIM), Adam, and a whole training step.
+forward+backward on its own: 3D covariance and EWA projection, SH colours and the
+rasteriser (each as torch code, ``old``, and numba kernels, ``new``; see
+``RENDER3D_CPU_KERNELS``), the loss (L1 + SSIM), Adam, and a whole training step.
 Runs on one thread (torch and numba) and reports CPU time, best of ``--repeats``: on a
 shared machine that is the number that holds still; the shares are what to read.
 """
@@ -24,7 +25,9 @@ import torch.nn.functional as F
 from render3d.metrics import ssim
 from render3d.splat.method import SplatConfig
 from render3d.splat.project import covariance_3d, project_gaussians
-from render3d.splat.rasterize_cpu import ENV_VAR, rasterize_to_pixels
+from render3d.cpu_kernels import ENV_VAR, kernels_enabled
+from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
+from render3d.splat.rasterize_cpu import rasterize_to_pixels
 from render3d.splat.render import sh_colors
 from render3d.train import TrainConfig, Trainer
 
@@ -60,11 +63,15 @@ def main() -> None:
     degree = model.active_sh_degree
 
     def projection() -> None:
-        proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
+        if kernels_enabled():
+            proj = project_gaussians_numba(leaf["means"], leaf["quats"], leaf["scales"], viewmats, Ks, width, height)
+        else:
+            proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
         (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
 
     def colours() -> None:
-        sh_colors(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
+        colour_fn = sh_colors_numba if kernels_enabled() else sh_colors
+        colour_fn(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
 
     with torch.no_grad():
         proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
@@ -91,20 +98,20 @@ def main() -> None:
     rows = []
     for label, value in (("new", "1"), ("old", "0")):
         os.environ[ENV_VAR] = value
+        rows.append((f"covariance + projection fwd+bwd ({label})", cpu_ms(projection, args.repeats)))
+        rows.append((f"SH colours (degree {degree}) fwd+bwd ({label})", cpu_ms(colours, args.repeats)))
         rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(rasteriser, args.repeats)))
         rows.append((f"whole training step ({label})", cpu_ms(trainer.train_one_step, args.repeats)))
     os.environ[ENV_VAR] = "1"
     rows += [
-        ("covariance + projection fwd+bwd", cpu_ms(projection, args.repeats)),
-        (f"SH colours (degree {degree}) fwd+bwd", cpu_ms(colours, args.repeats)),
         ("loss (L1 + SSIM) fwd+bwd", cpu_ms(loss, args.repeats)),
         ("Adam, 6 parameter groups", cpu_ms(adam, args.repeats)),
     ]
     step = dict(rows)["whole training step (new)"]
     print(f"{model.num_gaussians} Gaussians, {width}x{height} px, 1 thread; CPU ms, best of {args.repeats}; "
-          f"share of the new step")
+          f"share of the new step; old step / new step = {dict(rows)['whole training step (old)'] / step:.2f}x")
     for name, ms in rows:
-        print(f"  {name:<38} {ms:8.1f}  {100 * ms / step:5.0f}%")
+        print(f"  {name:<46} {ms:8.1f}  {100 * ms / step:5.0f}%")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,22 @@
 chromium + Playwright) page load to first image, frames per second while orbiting, and
 training time with an idle browser.
 
-    python bench/bench_viewer.py [--ply FILE] [--nerf RUN] [--backend torch|cuda] [--no-browser]
+    python bench/bench_viewer.py [--ply FILE] [--nerf RUN] [--backend torch|cuda] [--no-browser] [--no-overhead]
 
 The splat scene is the reference 3DGS PLY in ../shared/data/splat_ply/. The NeRF is a run
 folder or checkpoint; without one, a NeRF is trained on the procedural default scene
 for ``--nerf-steps`` steps first. Latency is one frame through the viewer's path (render
-under the device lock, colour conversion, JPEG encoding), median of 3.
+under the device lock, colour conversion, JPEG encoding), median of 3; the NeRF's
+``preview`` rows are the coarser renders of frames while the camera moves. On the CPU each
+row is measured for both paths in turn (``old``: pure torch, ``RENDER3D_CPU_KERNELS=0``;
+``new``: the numba kernels), and so is the orbit in the browser.
 """
 
 from __future__ import annotations
+
+from render3d.runtime import configure_process
+
+configure_process()  # as the render3d command does, before torch loads (OpenMP wait policy, malloc)
 
 import argparse
 import os
@@ -45,8 +52,9 @@ def overview_pose(content: ViewerContent) -> CameraPose:
     return CameraPose.from_c2w(c2w, fov=0.9, aspect=1.0)
 
 
-def latency_table(content: ViewerContent, sides: list[int]) -> list[tuple[int, float, float] | tuple[int, str]]:
-    """(side, render ms, JPEG ms) per side, or (side, error) where the render fails."""
+def latency_table(content: ViewerContent, sides: list[int], moving: bool = False) -> list[tuple[int, float, float] | tuple[int, str]]:
+    """(side, render ms, JPEG ms) per side, or (side, error) where the render fails; ``moving``: the
+    renders of frames while the camera moves (a model's preview render)."""
     import io
 
     from PIL import Image
@@ -57,14 +65,14 @@ def latency_table(content: ViewerContent, sides: list[int]) -> list[tuple[int, f
     for side in sides:
         settings = ViewSettings(max_side=side)
         try:
-            renderer.render(pose, side, settings)  # warm-up
+            renderer.render(pose, side, settings, moving)  # warm-up
         except RuntimeError as exc:
             rows.append((side, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
             continue
         render_ms, jpeg_ms = [], []
         for _ in range(3):
             t0 = time.perf_counter()
-            frame = renderer.render(pose, side, settings)
+            frame = renderer.render(pose, side, settings, moving)
             t1 = time.perf_counter()
             Image.fromarray(frame.image).save(io.BytesIO(), format="JPEG", quality=settings.jpeg_quality)
             render_ms.append(1000 * (t1 - t0))
@@ -93,7 +101,7 @@ def browser_numbers(content: ViewerContent, side: int, seconds: float) -> dict[s
             renderer = next(iter(viewer.clients.values()))
             out["page load to first frame sent (s)"] = time.monotonic() - start
             time.sleep(1.0)
-            before, moving_before = renderer.frames_sent, renderer.moving_frames
+            before, moving_before, full_before = renderer.frames_sent, renderer.moving_frames, renderer.moving_full_frames
             page.mouse.move(200, 350)
             page.mouse.down()
             t0 = time.monotonic()
@@ -104,9 +112,11 @@ def browser_numbers(content: ViewerContent, side: int, seconds: float) -> dict[s
                 time.sleep(1 / 60)
             page.mouse.up()
             elapsed = time.monotonic() - t0
+            moving = renderer.moving_frames - moving_before
             out["orbit frames/s sent"] = (renderer.frames_sent - before) / elapsed
-            out["orbit frame side (px)"] = float(renderer.last_side)
-            out["orbit low-res frames"] = float(renderer.moving_frames - moving_before)
+            out[f"orbit frames/s at the full {side} px"] = (renderer.moving_full_frames - full_before) / elapsed
+            out["orbit: moving frames, of them at full size"] = float(moving)
+            out["orbit frame side at the end (px)"] = float(renderer.last_side)
             ctx.close()
     finally:
         viewer.stop()
@@ -191,25 +201,39 @@ def train_nerf(steps: int, backend: str) -> str:
     return str(trainer.run_dir)
 
 
+PATHS = {"old": "0", "new": "1"}  # RENDER3D_CPU_KERNELS value of each path
+
+
 def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
-    """Render latency of the splat scene and the NeRF; page load and orbit numbers in chromium."""
+    """Render latency of the splat scene and the NeRF; page load and orbit numbers in chromium (each path)."""
+    from render3d.cpu_kernels import ENV_VAR
+
     content = load_content(args.ply, args.backend)
     nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
-    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}")
-    print("\n| scene | side (px) | render ms | JPEG ms | frames/s |")
-    print("|---|---|---|---|---|")
-    for name, scene in ((f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content), (f"NeRF {nerf.name}", nerf)):  # type: ignore[attr-defined]
-        for row in latency_table(scene, [256, 512, 1024]):
-            if len(row) == 2:
-                print(f"| {name} | {row[0]} | failed: {row[1]} | | |")
-            else:
-                side, render_ms, jpeg_ms = row
-                print(f"| {name} | {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.2f} |")
+    paths = ["new"] if args.backend == "cuda" else ["old", "new"]
+    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}; load average {os.getloadavg()}")
+    print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
+    print("|---|---|---|---|---|---|")
+    scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False),  # type: ignore[attr-defined]
+              (f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
+    for name, scene, moving in scenes:
+        for side in (256, 512, 1024):
+            for path in paths:
+                os.environ[ENV_VAR] = PATHS[path]
+                for row in latency_table(scene, [side], moving):
+                    if len(row) == 2:
+                        print(f"| {name} | {path} | {row[0]} | failed: {row[1]} | | |", flush=True)
+                    else:
+                        _, render_ms, jpeg_ms = row
+                        print(f"| {name} | {path} | {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.2f} |", flush=True)
     if browser:
-        print(f"\n| browser (chromium, SwiftShader), max side {args.browser_side} px | value |")
-        print("|---|---|")
-        for key, value in browser_numbers(content, args.browser_side, args.orbit_seconds).items():
-            print(f"| {key} | {value:.2f} |")
+        for path in paths:
+            os.environ[ENV_VAR] = PATHS[path]
+            print(f"\n| browser (chromium, SwiftShader), {Path(args.ply).name}, max side {args.browser_side} px, {path} path | value |")
+            print("|---|---|")
+            for key, value in browser_numbers(content, args.browser_side, args.orbit_seconds).items():
+                print(f"| {key} | {value:.2f} |", flush=True)
+    os.environ[ENV_VAR] = PATHS["new"]
 
 
 def main() -> None:
@@ -221,7 +245,8 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
     parser.add_argument("--only-overhead", action="store_true", help="measure only the training overhead")
     parser.add_argument("--orbit-seconds", type=float, default=5.0)
-    parser.add_argument("--browser-side", type=int, default=256, help="max resolution in the browser measurements")
+    parser.add_argument("--browser-side", type=int, default=512, help="max resolution in the browser measurements")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the training-overhead measurement")
     parser.add_argument("--overhead-steps", type=int, default=300)
     parser.add_argument("--overhead-repeats", type=int, default=3, help="alternating rounds of the overhead runs (medians)")
     args = parser.parse_args()
@@ -229,6 +254,8 @@ def main() -> None:
 
     if not args.only_overhead:
         latency_and_browser(args, browser)
+    if args.no_overhead:
+        return
     times = training_overhead(args.overhead_steps, browser, args.overhead_repeats)
     base = times["no viewer"]
     print(f"\n| training {args.overhead_steps} steps (64 px scene), median of {args.overhead_repeats} | seconds | vs no viewer |\n|---|---|---|")

@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``render3d`` console script."""
+    from render3d.runtime import configure_process
+
+    configure_process()  # before anything imports torch (see render3d/runtime.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     _one_line_warnings()
     parser = build_parser()

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras
 from render3d.images import unproject_depth
-from render3d.protocol import Croppable, RenderOutput, SceneModel
+from render3d.protocol import Croppable, RenderOutput, SceneModel, render_preview
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,13 @@ class DepthCroppedModel:
         self.background = model.background
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
-        out = self.model.render(cameras, mode)
+        return self._crop(cameras, self.model.render(cameras, mode))
+
+    def render_preview(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """The model's preview render (:func:`render3d.protocol.render_preview`), cropped the same way."""
+        return self._crop(cameras, render_preview(self.model, cameras, mode))
+
+    def _crop(self, cameras: Cameras, out: RenderOutput) -> RenderOutput:
         masks = []
         for i in range(len(cameras)):
             points = unproject_depth(cameras, i, out.depth[i])

@@ -16,28 +16,36 @@ def psnr(pred: Tensor, target: Tensor) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def _gaussian_window(size: int, sigma: float, channels: int, device: str) -> Tensor:
+def _gaussian_taps(size: int, sigma: float, device: str) -> Tensor:
+    """The normalised 1D Gaussian ``[size]``; the 2D window is its outer product with itself."""
     coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous().to(device)
+    return (g / g.sum()).to(device)
+
+
+def _gaussian_filter(maps: Tensor, taps: Tensor) -> Tensor:
+    """'valid' filtering of every channel of ``maps [B, C, H, W]`` with the separable window ``taps ⊗ taps``."""
+    c, size = maps.shape[1], len(taps)
+    maps = F.conv2d(maps, taps.reshape(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
+    return F.conv2d(maps, taps.reshape(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
 
 
 def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     """Mean structural similarity of ``[..., H, W, C]`` images in [0, 1] (Wang et al. 2004).
 
     Gaussian window 11 / sigma 1.5, 'valid' filtering as in the reference implementation
-    used by 3DGS evaluations. Differentiable.
+    used by 3DGS evaluations. Differentiable. The window is applied as two 1D passes over
+    the five maps (x, y, x², y², xy) at once: the same sums as one 11x11 pass per map, in
+    a fifth of the multiplications and two convolution calls instead of five.
     """
     x = pred.reshape(-1, *pred.shape[-3:]).permute(0, 3, 1, 2).float()
     y = target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2).float()
     c = x.shape[1]
-    w = _gaussian_window(window, sigma, c, str(x.device))
-    mu_x = F.conv2d(x, w, groups=c)
-    mu_y = F.conv2d(y, w, groups=c)
-    sxx = F.conv2d(x * x, w, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, w, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, w, groups=c) - mu_x * mu_y
+    filtered = _gaussian_filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), _gaussian_taps(window, sigma, str(x.device)))
+    mu_x, mu_y, xx, yy, xy = filtered.split(c, dim=1)
+    sxx = xx - mu_x**2
+    syy = yy - mu_y**2
+    sxy = xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)

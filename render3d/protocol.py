@@ -18,6 +18,8 @@ capability         what the model provides                        who asks
                                                                    cameras (a .ply, a lost dataset)
 :class:`HasDensity`    ``density(points)``: volume density        the occlusion regulariser
 :class:`FrequencyLimited` ``set_frequency_limit(fraction)``        frequency annealing (FreeNeRF)
+:class:`Previewable`   ``render_preview(cameras, mode)``: a        the viewer's frames while the
+                       cheaper, coarser render                     camera moves
 =================  ============================================  =================================
 
 A new method implements what it can; nothing outside its folder changes.
@@ -173,3 +175,20 @@ class FrequencyLimited(Protocol):
     def set_frequency_limit(self, fraction: float) -> None:
         """Use the lowest ``fraction`` (0..1) of the encoding's frequencies or levels; 1 uses all."""
         ...
+
+
+@runtime_checkable
+class Previewable(Protocol):
+    """A model with a cheaper, coarser render for frames that are replaced a moment later
+    (the viewer's frames while the camera moves): NeRFs march fewer samples and stop rays sooner."""
+
+    def render_preview(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """Like ``render``, faster and less exact."""
+        ...
+
+
+def render_preview(model: SceneModel, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+    """``model.render_preview`` where the model is :class:`Previewable`, else its full ``render``."""
+    if isinstance(model, Previewable):
+        return model.render_preview(cameras, mode)
+    return model.render(cameras, mode)

@@ -1,4 +1,4 @@
-"""The numba CPU rasteriser against the torch pair rasteriser (the reference), and its fallbacks."""
+"""The numba CPU kernels of splats (rasteriser, projection, SH colours) against their torch reference, and the fallbacks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ pytest.importorskip("numba")
 from render3d.splat.rasterize_cpu import ENV_VAR, compiled_rasterizer_enabled  # noqa: E402
 from render3d.splat.rasterize_numba import TILE, rasterize_to_pixels_numba  # noqa: E402
 from render3d.splat.rasterize_pairs import _pair_alpha, pixel_pairs, rasterize_to_pixels  # noqa: E402
-from render3d.splat.render import rasterize  # noqa: E402
+from render3d.splat.project import covariance_3d, project_gaussians  # noqa: E402
+from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba  # noqa: E402
+from render3d.splat.render import rasterize, sh_colors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,6 +124,54 @@ def _scene_3d(n: int = 300, seed: int = 0):
     return params, torch.linalg.inv(c2w), intrinsics_matrix(70.0, 72.0, 35.0, 26.0)[None].expand(2, 3, 3)
 
 
+def test_compiled_projection_matches_the_torch_projection():
+    """Values and gradients (means, quaternions, scales) of the numba projection against project_gaussians."""
+    params, viewmats, Ks = _scene_3d(600)
+    params["quats"][:5] *= 1e-3  # far from unit length: the normalisation's gradient matters
+    results = []
+    for compiled in (True, False):
+        inputs = {k: params[k].clone().requires_grad_() for k in ("means", "quats", "scales")}
+        if compiled:
+            proj = project_gaussians_numba(*inputs.values(), viewmats, Ks, 70, 53)
+        else:
+            proj = project_gaussians(inputs["means"], covariance_3d(inputs["quats"], inputs["scales"]), viewmats, Ks, 70, 53)
+        g = torch.Generator().manual_seed(2)
+        drawn = (proj.radii > 0).all(-1)
+        loss = sum((t * torch.randn(t.shape, generator=g) * (drawn[..., None] if t.dim() == 3 else drawn)).sum()
+                   for t in (proj.means2d, proj.conics, proj.depths))
+        results.append((proj, dict(zip(inputs, torch.autograd.grad(loss, list(inputs.values()))))))
+    (proj, grads), (ref, ref_grads) = results
+    assert torch.equal(proj.radii, ref.radii) and (ref.radii == 0).all(-1).any() and (ref.radii > 0).all(-1).any()
+    # some drawn Gaussians lie beyond the Jacobian's clamp, |t_x / t_z| > (70 - 35) / 70 + 0.15 (1.3x the field
+    # of view): that gradient branch runs too
+    t_cam = (viewmats[:, None, :3, :3] @ params["means"][None, :, :, None])[..., 0] + viewmats[:, None, :3, 3]
+    assert ((t_cam[..., 0] / t_cam[..., 2]).abs() > 0.65)[(ref.radii > 0).all(-1)].any()
+    drawn = (ref.radii > 0).all(-1)
+    for name in ("means2d", "conics", "depths"):
+        close(getattr(proj, name)[drawn], getattr(ref, name)[drawn], name)
+    for name in ("means", "quats", "scales"):
+        close(grads[name], ref_grads[name], f"d/d{name}")
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_compiled_sh_colours_match_the_torch_colours(degree):
+    params, viewmats, _ = _scene_3d(400)
+    centers = torch.linalg.inv(viewmats)[:, :3, 3]
+    results = []
+    for fn in (sh_colors_numba, sh_colors):
+        means, coeffs = params["means"].clone().requires_grad_(), params["coeffs"].clone().requires_grad_()
+        colours = fn(means, coeffs, degree, centers)
+        weights = torch.randn(colours.shape, generator=torch.Generator().manual_seed(3))
+        grads = torch.autograd.grad((colours * weights).sum(), [means, coeffs], allow_unused=True)
+        results.append((colours, [torch.zeros_like(t) if g is None else g for t, g in zip((means, coeffs), grads)]))
+    (colours, grads), (ref, ref_grads) = results
+    if degree == 3:
+        assert (ref == 0).any()  # clamped colours pass no gradient
+    close(colours, ref, "colours")
+    close(grads[0], ref_grads[0], "d/dmeans")
+    close(grads[1], ref_grads[1], "d/dcoeffs")
+
+
 def test_torch_backend_end_to_end_matches_the_fallback(monkeypatch):
     params, viewmats, Ks = _scene_3d()
     results = {}
@@ -163,26 +213,30 @@ def test_trains_with_the_fallback_forced(tiny_scene, tmp_path, monkeypatch):
 
 
 def test_imports_and_trains_where_numba_cannot_be_imported():
+    """Splats and the hash NeRF both fall back to their torch code."""
     code = """
         import sys
         sys.modules["numba"] = None  # any "import numba" now raises ImportError
         import tempfile
         from render3d.datasets import load_scene
         from render3d.datasets.synthetic import generate_scene
+        from render3d.cpu_kernels import kernels_enabled
+        from render3d.nerf.method import NerfConfig
         from render3d.splat.method import SplatConfig
-        from render3d.splat.rasterize_cpu import compiled_rasterizer_enabled
         from render3d.train import TrainConfig, Trainer
 
-        assert not compiled_rasterizer_enabled()
+        assert not kernels_enabled()
         with tempfile.TemporaryDirectory() as tmp:
             scene = load_scene(generate_scene(f"{tmp}/scene", resolution=16, n_train=2, n_val=1, n_test=1))
-            config = TrainConfig(steps=3, out=f"{tmp}/run", save_every=0, progress=False, backend="torch")
-            trainer = Trainer(config, SplatConfig(init_points=200, sh_degree=1), scene=scene)
-            for _ in range(3):
-                trainer.train_one_step()
-        print("trained")
+            for method, method_config in (("splat", SplatConfig(init_points=200, sh_degree=1)),
+                                          ("nerf", NerfConfig(target_samples=2048, initial_rays=64))):
+                config = TrainConfig(method=method, steps=3, out=f"{tmp}/{method}", save_every=0, progress=False, backend="torch")
+                trainer = Trainer(config, method_config, scene=scene)
+                for _ in range(3):
+                    trainer.train_one_step()
+                print("trained", method)
     """
-    assert "trained" in _python(code, {})
+    assert _python(code, {}).split("\n")[:2] == ["trained splat", "trained nerf"]
 
 
 FIRST_CALL = """

@@ -11,6 +11,8 @@ import torch
 from helpers import resumed_matches_uninterrupted
 from torch import nn
 
+from render3d.cameras import Cameras, intrinsics_matrix, look_at
+from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 from render3d.nerf.encoding import HashEncoding, PositionalEncoding
 from render3d.nerf.field import SceneBox, contract
 from render3d.nerf.mesh import extract_mesh
@@ -19,6 +21,7 @@ from render3d.nerf.method import NerfConfig, VanillaNerfConfig
 from render3d.nerf.model import NerfModel
 from render3d.nerf.render import render_dense
 from render3d.nerf.sampler import OccupancyGrid, march_uniform, sample_pdf
+from render3d.protocol import Previewable
 from render3d.train import TrainConfig, Trainer
 
 
@@ -47,6 +50,7 @@ def naive_hash_encoding(enc: HashEncoding, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_hash_encoding_matches_naive_reference():
+    """The path the CPU takes (the compiled kernels where numba imports; the torch path is checked against them below)."""
     torch.manual_seed(0)
     enc = HashEncoding(levels=6, features=2, log2_table_size=12, base_resolution=4, max_resolution=128)
     assert enc.dense.any() and (~enc.dense).any()  # both dense and hashed levels are exercised
@@ -59,6 +63,32 @@ def test_hash_encoding_matches_naive_reference():
     (grad,) = torch.autograd.grad((enc(x) * weights).sum(), enc.embeddings)
     (expected,) = torch.autograd.grad((naive_hash_encoding(enc, x) * weights).sum(), enc.embeddings)
     torch.testing.assert_close(grad, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frequency_limit", [1.0, 0.4])
+def test_compiled_hash_encoding_matches_the_torch_path(monkeypatch, frequency_limit):
+    """The numba kernels against the torch code at the default NeRF's sizes, grid edges included,
+    with all levels and with FreeNeRF's frequency annealing masking the finer ones."""
+    pytest.importorskip("numba")
+    torch.manual_seed(0)
+    enc = HashEncoding(levels=12, features=2, log2_table_size=16, base_resolution=16, max_resolution=512)
+    enc.frequency_limit = frequency_limit
+    nn.init.uniform_(enc.embeddings, -1, 1)
+    x = torch.rand(3000, 3)
+    x[:8] = torch.tensor([[a, b, c] for a in (0.0, 1.0) for b in (0.0, 1.0) for c in (0.0, 1.0)])  # cube corners
+    x[8:20, 0] = 1.0  # on a face of the unit cube
+    weights = torch.randn(len(x), enc.output_dim)
+    results = {}
+    for kernels in ("1", "0"):
+        monkeypatch.setenv(ENV_VAR, kernels)
+        assert kernels_enabled(x) == (kernels == "1")
+        out = enc(x)
+        (grad,) = torch.autograd.grad((out * weights).sum(), enc.embeddings)
+        results[kernels] = (out.detach(), grad)
+    (out, grad), (ref_out, ref_grad) = results["1"], results["0"]
+    torch.testing.assert_close(out, ref_out, rtol=1e-6, atol=1e-6)
+    # the torch path sums the gradient in float64 (bincount), the kernels in float32
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5 * float(ref_grad.abs().max()))
 
 
 def test_hash_encoding_gradients_reach_only_touched_rows():
@@ -168,6 +198,27 @@ def test_front_to_back_rendering_matches_the_training_path(eps):
     if eps > 0:  # samples behind the surface were never evaluated
         every = march_uniform(origins, dirs, 0.1, 6.0, 96, marcher.grid, stratified=False).valid.sum()
         assert marched.num_samples < 0.8 * every
+
+
+def test_preview_marches_fewer_samples_and_stays_close():
+    """The viewer's moving frames: half the samples, rays stopped at 1% transmittance, nearly the same picture."""
+    torch.manual_seed(0)
+    box = SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), contracted=False)
+    field = NerfModelFieldForTest(box)
+    model = NerfModel(field, GridEstimator(OccupancyGrid(box, 16), 0.1, 6.0, 96), torch.ones(3), render_chunk=4096)
+    preview = model.estimator.preview()
+    assert preview.grid is model.estimator.grid and preview.samples_per_ray == 48 and preview.early_stop_eps == 1e-2
+    assert isinstance(model, Previewable)
+    origins = torch.tensor([0.0, 0.0, -3.0]).expand(300, 3) + 0.3 * torch.randn(300, 3)
+    dirs = nn.functional.normalize(torch.tensor([0.0, 0.0, 1.0]) + 0.2 * torch.randn(300, 3), dim=-1)
+    with torch.no_grad():
+        full = model.render_rays(origins, dirs)
+        coarse = model.render_rays(origins, dirs, estimator=preview)
+    assert full.alpha.max() > 0.99 and coarse.num_samples < 0.6 * full.num_samples
+    torch.testing.assert_close(coarse.rgb, full.rgb, atol=0.05, rtol=0)
+    camera = Cameras(intrinsics_matrix(20.0, 20.0, 12.0, 8.0), look_at(torch.tensor([0.0, -3.0, 0.5]), torch.zeros(3),
+                                                                      torch.tensor([0.0, 0.0, 1.0])), 24, 16)
+    assert model.render_preview(camera).rgb.shape == model.render(camera).rgb.shape == (1, 16, 24, 3)
 
 
 class NerfModelFieldForTest(nn.Module):

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from helpers import wait_for
 import torch
+from torch.nn import functional as nn_functional
 
+from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.errors import Render3DError
 from render3d.protocol import RenderOutput
-from render3d.viewer.camera import CameraPose, pose_of
+from render3d.viewer.camera import CameraPose, frustum_scale, opening_view, pose_of
 from render3d.crop import CropBox, DepthCroppedModel, cropped
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import available_modes, visualize
@@ -54,6 +56,84 @@ def test_pose_sizes_follow_the_canvas_aspect():
     pose = CameraPose((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0.8, 2.0)
     assert pose.size_for(256) == (256, 128)
     assert CameraPose(pose.wxyz, pose.position, 0.8, 0.5).size_for(256) == (128, 256)
+
+
+def _rig(positions: torch.Tensor, target: torch.Tensor) -> Cameras:
+    """Cameras at ``positions [N, 3]`` looking at ``target``, z up, 64x48 px."""
+    c2w = torch.stack([look_at(p, target, torch.tensor([0.0, 0.0, 1.0])) for p in positions])
+    return Cameras(intrinsics_matrix(60.0, 60.0, 32.0, 24.0)[None].expand(len(c2w), 3, 3), c2w, 64, 48)
+
+
+def _ring(n: int = 40, radius: float = 4.0, heights: tuple[float, float] = (1.0, 2.5)) -> Cameras:
+    """NeRF-synthetic-like: cameras on a ring (alternating between two heights) around the origin, looking at it."""
+    angles = torch.arange(n) * (2 * torch.pi / n)
+    heights = torch.where(torch.arange(n) % 2 == 0, heights[0], heights[1])
+    flat = (radius**2 - heights**2).sqrt()
+    return _rig(torch.stack([flat * torch.cos(angles), flat * torch.sin(angles), heights], -1), torch.zeros(3))
+
+
+def _sight_clearance(view, positions: torch.Tensor) -> float:
+    """Degrees between the line of sight and the direction to the camera nearest to it."""
+    eye, target = torch.tensor(view.position, dtype=torch.float64), torch.tensor(view.look_at, dtype=torch.float64)
+    to_cams = nn_functional.normalize(positions.double() - eye, dim=-1)
+    sight = nn_functional.normalize(target - eye, dim=0)
+    return float(torch.rad2deg(torch.arccos((to_cams @ sight).clamp(-1, 1))).min())
+
+
+def test_opening_view_stands_outside_a_ring_of_cameras_with_none_in_the_middle():
+    cams = _ring()
+    view = opening_view(cams, torch.tensor([[-0.75] * 3, [0.75] * 3]))  # a 1.5-unit object
+    positions = cams.c2w[:, :3, 3].double()
+    distance = float(torch.tensor(view.position).norm())
+    assert distance >= 1.4 * float(positions.norm(dim=-1).max())
+    torch.testing.assert_close(torch.tensor(view.look_at, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), atol=1e-6, rtol=0)
+    assert _sight_clearance(view, positions) > 4.0
+    assert view.up[2] > 0.99 and view.fov == pytest.approx(float(cams.fov_y()[0]))
+    assert frustum_scale(cams) < 0.15 * 1.5  # far smaller than the object
+
+
+def test_frustums_are_sized_from_the_camera_spacing():
+    dense = _ring(200, heights=(1.0, 1.0))
+    positions = dense.c2w[:, :3, 3].double()
+    spacing = float((positions[0] - positions[1]).norm())
+    assert frustum_scale(dense) == pytest.approx(0.2 * spacing, rel=0.05)
+    assert frustum_scale(_ring(8)) == pytest.approx(0.04 * 4.0, rel=0.05)  # a few cameras far apart: 4% of their distance
+
+
+def test_opening_view_of_a_forward_facing_rig_stands_behind_it():
+    grid = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 4), torch.linspace(-0.5, 0.5, 3), indexing="ij"), -1).reshape(-1, 2)
+    positions = torch.cat([grid, torch.zeros(len(grid), 1)], -1)
+    cams = _rig(positions, torch.tensor([0.0, 0.0, 30.0]))
+    view = opening_view(cams, torch.tensor([[-10.0, -8.0, 15.0], [10.0, 8.0, 60.0]]))
+    assert view.position[2] < -1.0 and abs(view.position[0]) < 1e-6 and view.look_at[2] > 15.0
+
+
+def test_opening_view_from_inside_the_content_is_the_first_camera_stepped_forward():
+    """A room captured from within: outside the cameras would be behind the walls."""
+    cams = _ring(radius=2.0, heights=(0.5, 1.0))
+    view = opening_view(cams, torch.tensor([[-6.0] * 3, [6.0] * 3]))
+    first, forward = cams.c2w[0, :3, 3].double(), cams.c2w[0, :3, 2].double()
+    step = torch.tensor(view.position, dtype=torch.float64) - first
+    assert float(step.norm()) == pytest.approx(3 * frustum_scale(cams), rel=1e-4)
+    torch.testing.assert_close(step / step.norm(), forward, atol=1e-6, rtol=0)
+
+
+def test_a_page_is_shown_the_opening_view_until_it_reports_it():
+    """viser's page first reports its own default camera; those frames would show the wrong view."""
+    from types import SimpleNamespace
+
+    from render3d.viewer.server import ViserSink
+
+    view = opening_view(_ring(), torch.tensor([[-0.75] * 3, [0.75] * 3]))
+    camera = SimpleNamespace(wxyz=(1.0, 0.0, 0.0, 0.0), position=(5.0, 0.0, 0.0), fov=1.3, aspect=1.5)
+    sink = ViserSink(SimpleNamespace(camera=camera), view)
+    shown = sink.pose()
+    assert shown.position == pytest.approx(view.position) and shown.aspect == 1.5 and shown.fov == pytest.approx(view.fov)
+    at_opening = view.pose(1.5)
+    camera.wxyz, camera.position, camera.fov = at_opening.wxyz, at_opening.position, view.fov
+    assert sink.pose().position == pytest.approx(view.position)
+    camera.position = (0.0, 7.0, 1.0)  # from then on the page's own camera
+    assert sink.pose().position == (0.0, 7.0, 1.0)
 
 
 def _output(depth_values: torch.Tensor, alpha_values: torch.Tensor) -> RenderOutput:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import viser.transforms as vtf
 
-from render3d.cameras import Cameras, intrinsics_matrix
+from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.errors import Render3DError
 
 # A browser reports its camera; these bound what the viewer renders from it.
@@ -94,8 +94,115 @@ def pose_of(cameras: Cameras, index: int = 0) -> CameraPose:
     return CameraPose.from_c2w(cameras.c2w[index], fov, aspect)
 
 
-def world_up(cameras: Cameras) -> np.ndarray:
-    """The average "up" (-y in OpenCV) of a camera rig, normalised: the viewer's up direction."""
-    up = -cameras.c2w[:, :3, 1].double().mean(0).numpy()
-    norm = np.linalg.norm(up)
-    return up / norm if norm > 1e-6 else np.array([0.0, 0.0, 1.0])
+@dataclass(frozen=True)
+class OpeningView:
+    """Where a browser's camera starts: ``position`` looking at ``look_at`` with ``up``, vertical ``fov`` (radians)."""
+
+    position: tuple[float, float, float]
+    look_at: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov: float
+
+    def pose(self, aspect: float) -> CameraPose:
+        """This view as a :class:`CameraPose` for a canvas of ``aspect`` (width / height)."""
+        c2w = look_at(*(torch.tensor(v, dtype=torch.float64) for v in (self.position, self.look_at, self.up)))
+        return CameraPose.from_c2w(c2w, self.fov, aspect)
+
+    def matches(self, pose: CameraPose) -> bool:
+        """Whether a browser's ``pose`` stands where this view does (to 0.1% of the viewing distance)."""
+        distance = float(np.linalg.norm(np.subtract(self.position, self.look_at)))
+        return float(np.linalg.norm(np.subtract(pose.position, self.position))) <= 1e-3 * max(distance, 1e-9)
+
+
+# the opening view stands this much farther from the scene than the farthest training camera
+OUTSIDE_CAMERAS = 1.5
+# and, around an inward-facing capture, this far around the up axis from the first camera
+AROUND_DEGREES = 20.0
+
+
+def opening_view(cameras: Cameras, bounds: torch.Tensor) -> OpeningView:
+    """Where the viewer opens: outside the training cameras when the scene lies within them, else camera 0.
+
+    Both look at the point the cameras look at (:func:`render3d.export.paths.scene_frame`).
+
+    - Every camera outside the content ``bounds`` (an object captured all around, as in
+      NeRF-synthetic, or a forward-facing capture in front of its rig): from
+      ``OUTSIDE_CAMERAS`` times the farthest camera's distance, behind the rig of a
+      forward-facing capture (along the mean camera offset) or, for captures all around
+      the scene, beside camera 0 about ``AROUND_DEGREES`` around the up axis, turned to
+      where no camera's frustum sits in the middle of the view.
+    - Cameras inside the content (a room or garden captured from within): any view from
+      outside them would look through the surroundings, so the first training camera's view
+      and field of view, stepped forward past the frustums of its neighbours (three frustum
+      sizes, :func:`frustum_scale`), which would otherwise fill the picture.
+    """
+    from render3d.datasets.geometry import looks_forward_facing
+    from render3d.export.paths import scene_frame
+
+    frame = scene_frame(cameras, bounds)
+    center, up = frame.center.numpy(), frame.up.numpy()
+    positions = cameras.c2w[:, :3, 3].double().numpy()
+    lo, hi = bounds[0].double().numpy(), bounds[1].double().numpy()
+    as_tuple = lambda v: tuple(float(x) for x in v)  # noqa: E731
+    if (((positions >= lo) & (positions <= hi)).all(axis=1)).any():
+        forward = cameras.c2w[0, :3, 2].double().numpy()
+        distance = max(float(np.linalg.norm(center - positions[0])), 1e-6)
+        eye = positions[0] + min(3.0 * frustum_scale(cameras), 0.5 * distance) * forward
+        return OpeningView(as_tuple(eye), as_tuple(positions[0] + distance * forward), as_tuple(up), pose_of(cameras, 0).fov)
+    offsets = positions - center
+    reach = OUTSIDE_CAMERAS * max(float(np.linalg.norm(offsets, axis=1).max()), 1e-6)
+    if looks_forward_facing(cameras.c2w.double().numpy()):
+        position = center + reach * _unit(offsets.mean(0), -cameras.c2w[0, :3, 2].double().numpy())
+    else:
+        position = _clear_view_around(center, up, reach * _unit(offsets[0], up), positions)
+    return OpeningView(as_tuple(position), as_tuple(center), as_tuple(up), float(np.radians(frame.fov_deg)))
+
+
+def opening_view_of_bounds(bounds: torch.Tensor) -> OpeningView:
+    """For content without cameras (a .ply, a .splat): the first view of ``render3d render``'s orbit around
+    ``bounds`` (:func:`render3d.export.paths.frame_from_bounds`: -y up, the COLMAP world of most 3DGS files)."""
+    from render3d.export.paths import frame_from_bounds, orbit_poses
+
+    frame = frame_from_bounds(bounds)
+    eye = orbit_poses(frame, 1)[0, :3, 3]
+    as_tuple = lambda v: tuple(float(x) for x in v)  # noqa: E731
+    return OpeningView(as_tuple(eye), as_tuple(frame.center), as_tuple(frame.up), math.radians(frame.fov_deg))
+
+
+def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 1e-9 else fallback
+
+
+def _clear_view_around(center: np.ndarray, up: np.ndarray, offset: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """An eye at ``center + offset`` turned about ``up`` so that no camera sits near the middle of the view.
+
+    Turns by 5 degree steps; of the turns whose nearest camera is at least 80% as far from the
+    line of sight (in angle) as the best turn's, the one closest to ``AROUND_DEGREES``.
+    """
+    turns = np.arange(-180.0, 180.0, 5.0)
+    eyes = np.stack([center + vtf.SO3.exp(up * np.radians(t)) @ offset for t in turns])  # [T, 3]
+    sight = center - eyes
+    to_cams = cameras[None] - eyes[:, None]  # [T, N, 3]
+    cos = np.einsum("tnk,tk->tn", to_cams, sight) / (np.linalg.norm(to_cams, axis=-1) * np.linalg.norm(sight, axis=-1)[:, None] + 1e-12)
+    clearance = np.arccos(np.clip(cos, -1.0, 1.0)).min(axis=1)  # angle of the camera nearest the line of sight
+    good = clearance >= 0.8 * clearance.max()
+    return eyes[np.argmin(np.where(good, np.abs(turns - AROUND_DEGREES), np.inf))]
+
+
+def frustum_scale(cameras: Cameras) -> float:
+    """Size of the training-camera frustums drawn in the viewer, from the camera spacing.
+
+    A fifth of the median distance between neighbouring cameras (so neighbours do not
+    overlap), and at most 4% of the median camera distance to the scene (so a few cameras
+    far apart do not hide it).
+    """
+    from render3d.export.paths import scene_frame
+
+    centers = cameras.c2w[:, :3, 3].double()
+    if len(centers) < 2:
+        return 0.04 * max(scene_frame(cameras).radius, 1e-6)
+    gaps = torch.cdist(centers, centers)
+    gaps.fill_diagonal_(float("inf"))
+    spacing = float(gaps.min(dim=1).values.median())
+    return max(min(0.2 * spacing, 0.04 * scene_frame(cameras).radius), 1e-6)

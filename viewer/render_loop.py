@@ -15,7 +15,7 @@ from typing import Callable, Optional, Protocol
 
 import torch
 
-from render3d.protocol import SceneModel
+from render3d.protocol import SceneModel, render_preview
 from render3d.viewer.camera import CameraPose
 from render3d.crop import CropBox, cropped
 from render3d.viewer.device_share import DeviceShare, on_fresh_thread
@@ -66,8 +66,9 @@ class SceneRenderer:
     def __init__(self, content: ViewerContent, share: DeviceShare) -> None:
         self.content = content
         self.share = share
-        self.seconds_per_pixel = 2e-6  # refined by every render
+        self.seconds_per_pixel = 2e-6  # of moving frames (preview renders); refined by every one
         self.full_render_seconds = 0.0
+        self._moving_timed = False  # whether a moving frame has been timed yet (until then, full ones count)
         self._crop_cache: tuple[object, Optional[CropBox], int, SceneModel] | None = None
         self.on_frame: list[Callable[[Frame, ViewSettings], None]] = []
 
@@ -87,24 +88,29 @@ class SceneRenderer:
         side = int(math.sqrt(pixels * max(aspect, 1.0 / max(aspect, 1e-3))))
         return max(min(side, settings.max_side), min(settings.min_side, settings.max_side))
 
-    def render(self, pose: CameraPose, side: int, settings: ViewSettings) -> Frame:
-        """One frame with the longer side ``side`` (holds the device while rendering).
+    def render(self, pose: CameraPose, side: int, settings: ViewSettings, moving: bool = False) -> Frame:
+        """One frame with the longer side ``side`` (holds the device while rendering); ``moving`` frames use
+        the model's preview render where it has one (:class:`~render3d.protocol.Previewable`).
 
         Runs on a short-lived thread, as all the viewer's tensor work does (see
         :mod:`render3d.viewer.device_share`).
         """
-        return on_fresh_thread(lambda: self._render(pose, side, settings))
+        return on_fresh_thread(lambda: self._render(pose, side, settings, moving))
 
-    def _render(self, pose: CameraPose, side: int, settings: ViewSettings) -> Frame:
+    def _render(self, pose: CameraPose, side: int, settings: ViewSettings, moving: bool) -> Frame:
         cameras = pose.cameras(side)
         with self.share.rendering():
             started = time.perf_counter()
             model = self._model(settings.crop)
-            out = model.render(cameras, mode=settings.mode)
+            out = render_preview(model, cameras, settings.mode) if moving else model.render(cameras, mode=settings.mode)
             seconds = time.perf_counter() - started
         spp = seconds / (cameras.width * cameras.height)
-        self.seconds_per_pixel = 0.5 * self.seconds_per_pixel + 0.5 * spp
-        if side == settings.max_side:
+        if moving:  # the first moving frame replaces the estimate taken from full frames
+            self.seconds_per_pixel = 0.5 * (self.seconds_per_pixel + spp) if self._moving_timed else spp
+            self._moving_timed = True
+        elif not self._moving_timed:
+            self.seconds_per_pixel = 0.5 * (self.seconds_per_pixel + spp)
+        if side == settings.max_side and not moving:
             self.full_render_seconds = seconds
         bg = None if settings.background is None else torch.tensor(settings.background)
         frame = visualize(out, settings.mode, bg, self.content.model.background, settings.depth_range)
@@ -121,7 +127,8 @@ class ClientRenderer:
         self.renderer = renderer
         self.settings = settings
         self.frames_sent = 0
-        self.moving_frames = 0  # of frames_sent, those rendered small while the camera moved
+        self.moving_frames = 0  # of frames_sent, those rendered while the camera moved
+        self.moving_full_frames = 0  # of those, the ones at the full "Max resolution"
         self.last_side = 0
         self.last_error: Optional[BaseException] = None
         self._wake = threading.Event()
@@ -180,12 +187,13 @@ class ClientRenderer:
             if pose is None:
                 return
             side = settings.max_side if full else self.renderer.moving_side(settings, pose.aspect)
-            frame = self.renderer.render(pose, side, settings)
+            frame = self.renderer.render(pose, side, settings, moving=not full)
             if self._closed.is_set():
                 return
             self.sink.send(frame, settings.jpeg_quality)
             self.frames_sent += 1
             self.moving_frames += 0 if full else 1
+            self.moving_full_frames += int(not full and side == settings.max_side)
             self.last_side = side
         except Exception as exc:  # a closed browser, or a render error shown once in the log
             self.last_error = exc

@@ -12,8 +12,9 @@ import viser
 
 from render3d.crop import CropBox, cropped
 from render3d.errors import Render3DError
+from render3d.export.paths import scene_frame
 from render3d.protocol import HasGaussians
-from render3d.viewer.camera import CameraPose, pose_of
+from render3d.viewer.camera import CameraPose, frustum_scale, pose_of
 from render3d.viewer.markup import escape_markdown
 from render3d.viewer.run_files import shown_path
 
@@ -92,7 +93,7 @@ class SceneContext:
         if cams is None or len(cams) == 0:
             return []
         picks = np.linspace(0, len(cams) - 1, min(len(cams), MAX_FRUSTUMS)).round().astype(int)
-        scale = 0.05 * self.extent
+        scale = frustum_scale(cams)
         handles = []
         for i in np.unique(picks):
             pose = pose_of(cams, int(i))
@@ -110,8 +111,11 @@ class SceneContext:
         if pts is None or len(pts) == 0:
             return None
         colors_np = colors.numpy().astype(np.uint8) if colors is not None else np.full((len(pts), 3), 128, np.uint8)
+        cams = self.content.train_cameras
+        # a few pixels wide from where the cameras stand (the box of a capture can be far larger than its subject)
+        reach = scene_frame(cams).radius if cams is not None and len(cams) else self.extent
         return self.viewer.server.scene.add_point_cloud(
-            "/points", points=pts.float().numpy(), colors=colors_np, point_size=0.004 * self.extent
+            "/points", points=pts.float().numpy(), colors=colors_np, point_size=0.002 * reach
         )
 
     @staticmethod

@@ -15,12 +15,11 @@ from typing import Any, Optional
 
 import numpy as np
 import viser
-import viser.transforms as vtf
 
 from render3d.errors import Render3DError
 from render3d.training import Callback, StepEvent
 from render3d.viewer.access import AccessPolicy
-from render3d.viewer.camera import CameraPose, pose_of, world_up
+from render3d.viewer.camera import CameraPose, OpeningView, opening_view, opening_view_of_bounds
 from render3d.viewer.controls import Controls, Rejected
 from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import Frame, available_modes
@@ -36,6 +35,7 @@ from render3d.viewer.viser_guard import start_guarded_server
 # seconds on a new background image, so redrawing every 2 s took a quarter of a core.
 IDLE_SHARE = 0.03
 MIN_REFRESH_SECONDS = 5.0
+OPENING_GRACE_SECONDS = 5.0  # how long a new page's camera reports may disagree with the opening view
 
 
 class TrainingWatcher(Callback):
@@ -53,13 +53,28 @@ class TrainingWatcher(Callback):
 
 
 class ViserSink:
-    """Frames for one browser, through its viser client handle."""
+    """Frames for one browser, through its viser client handle.
 
-    def __init__(self, client: viser.ClientHandle) -> None:
+    A new page reports the camera of viser's built-in default before the opening view
+    reaches it, so until it reports the ``opening`` view (or ``OPENING_GRACE_SECONDS``
+    pass, e.g. when the URL sets another camera) frames are rendered from the opening view.
+    """
+
+    def __init__(self, client: viser.ClientHandle, opening: Optional[OpeningView] = None) -> None:
         self.client = client
+        self._opening = opening
+        self._connected = time.monotonic()
 
     def pose(self) -> Optional[CameraPose]:
-        return CameraPose.from_handle(self.client.camera)
+        try:
+            reported = CameraPose.from_handle(self.client.camera)
+        except AssertionError:  # viser: the page has not reported a camera yet
+            return None
+        if self._opening is not None:
+            if not self._opening.matches(reported) and time.monotonic() - self._connected < OPENING_GRACE_SECONDS:
+                return self._opening.pose(reported.aspect)
+            self._opening = None  # the page stands at the opening view (or chose its own): follow it from now on
+        return reported
 
     def send(self, frame: Frame, jpeg_quality: int) -> None:
         self.client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=jpeg_quality)
@@ -129,24 +144,12 @@ class Viewer:
 
     def _set_initial_camera(self) -> None:
         cams = self.content.train_cameras
+        has_cameras = cams is not None and len(cams) > 0
+        view = opening_view(cams, self.content.bounds) if has_cameras else opening_view_of_bounds(self.content.bounds)
+        self.server.scene.set_up_direction(view.up)
         initial = self.server.initial_camera
-        if cams is not None and len(cams) > 0:
-            up = world_up(cams)
-            self.server.scene.set_up_direction(tuple(up))  # type: ignore[arg-type]
-            pose = pose_of(cams, 0)
-            center = self.content.bounds.mean(0).double().numpy()
-            # behind camera 0 and 20 degrees around the up axis, so its frustum does not block the view
-            offset = vtf.SO3.exp(up * np.radians(20.0)) @ (1.25 * (np.asarray(pose.position) - center))
-            initial.position = tuple(center + offset)
-            initial.look_at = tuple(center)
-            initial.up = tuple(up)
-            initial.fov = pose.fov
-        else:
-            lo, hi = self.content.bounds[0].numpy(), self.content.bounds[1].numpy()
-            center, extent = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
-            initial.look_at = tuple(center)
-            initial.position = tuple(center + extent * np.array([0.0, -1.0, 0.6]))
-            initial.up = (0.0, 0.0, 1.0)
+        initial.position, initial.look_at, initial.up, initial.fov = view.position, view.look_at, view.up, view.fov
+        self.opening = view
 
     def _build_panels(self) -> None:
         from render3d.viewer.panels import RenderPanel, TrainingPanel
@@ -178,7 +181,7 @@ class Viewer:
 
     # ----- browsers ------------------------------------------------------------------------
     def _on_connect(self, client: viser.ClientHandle) -> None:
-        renderer = ClientRenderer(ViserSink(client), self.renderer, lambda: self._settings)
+        renderer = ClientRenderer(ViserSink(client, self.opening), self.renderer, lambda: self._settings)
         with self._clients_lock:
             self.clients[client.client_id] = renderer
         client.camera.on_update(lambda _camera: renderer.camera_moved())

@@ -10,7 +10,9 @@ interface:
   them into a :class:`~render3d.nerf.render.RayBundleOutput`;
 - ``losses(output, target)``: its auxiliary losses (the coarse pass of hierarchical
   sampling; a proposal network's interlevel loss would go here);
-- ``step_size``: the spacing of its samples (sets the default mesh density threshold).
+- ``step_size``: the spacing of its samples (sets the default mesh density threshold);
+- ``preview()``: a cheaper estimator sharing its state, for the viewer's frames while the
+  camera moves (fewer samples, rays stopped sooner).
 
 A new sampler (e.g. proposal networks) is a new class here and a config choice; the
 Trainer and the method do not change.
@@ -27,6 +29,9 @@ from torch import Tensor, nn
 from render3d.nerf.field import SceneBox
 from render3d.nerf.render import RayBundleOutput, render_dense, render_front_to_back
 from render3d.nerf.sampler import OccupancyGrid, drop_occluded, march_uniform, sample_pdf
+
+# preview renders stop a ray once less than this fraction of the light still gets through
+PREVIEW_EPS = 1e-2
 
 
 class RayEstimator(nn.Module):
@@ -45,6 +50,10 @@ class RayEstimator(nn.Module):
     def losses(self, output: RayBundleOutput, target: Tensor) -> dict[str, Tensor]:
         """Auxiliary losses of this sampler for a training batch (``target`` colours ``[R, 3]``)."""
         return {}
+
+    def preview(self) -> "RayEstimator":
+        """A cheaper estimator sharing this one's state, for coarse renders (itself unless a subclass knows better)."""
+        return self
 
 
 class GridEstimator(RayEstimator):
@@ -70,6 +79,10 @@ class GridEstimator(RayEstimator):
             return (self.far - self.near) / self.samples_per_ray
         aabb = self.grid.box.aabb
         return float((aabb[1] - aabb[0]).norm()) / self.samples_per_ray
+
+    def preview(self) -> "GridEstimator":
+        """The same grid, marched with half the samples, stopping rays at transmittance ``PREVIEW_EPS``."""
+        return GridEstimator(self.grid, self.near, self.far, max(self.samples_per_ray // 2, 1), max(self.early_stop_eps, PREVIEW_EPS))
 
     def update(self, step: int, field: nn.Module) -> None:
         """Refresh the occupancy grid every ``update_every`` steps."""
@@ -152,6 +165,10 @@ class HierarchicalEstimator(RayEstimator):
     def step_size(self) -> float:  # type: ignore[override]
         """Spacing of the coarse samples (sets the default mesh density threshold)."""
         return (self.far - self.near) / self.coarse
+
+    def preview(self) -> "HierarchicalEstimator":
+        """Half the coarse and half the fine samples."""
+        return HierarchicalEstimator(self.near, self.far, max(self.coarse // 2, 1), max(self.fine // 2, 1))
 
     def render(self, field: nn.Module, origins: Tensor, dirs: Tensor, background: Optional[Tensor], stratified: bool,
                jitter: Optional[Tensor] = None) -> RayBundleOutput:

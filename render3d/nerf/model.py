@@ -16,7 +16,8 @@ from render3d.protocol import RenderOutput
 class NerfModel(nn.Module):
     """A field plus its estimator; implements :class:`render3d.protocol.SceneModel`,
     :class:`~render3d.protocol.Meshable` (density + marching cubes), :class:`~render3d.protocol.Bounded`,
-    :class:`~render3d.protocol.HasDensity` and :class:`~render3d.protocol.FrequencyLimited`."""
+    :class:`~render3d.protocol.HasDensity`, :class:`~render3d.protocol.FrequencyLimited` and
+    :class:`~render3d.protocol.Previewable`."""
 
     def __init__(self, field_module: nn.Module, estimator: RayEstimator, background: Tensor, render_chunk: int) -> None:
         super().__init__()
@@ -26,18 +27,19 @@ class NerfModel(nn.Module):
         self.render_chunk = render_chunk
 
     def render_rays(self, origins: Tensor, dirs: Tensor, background: Optional[Tensor] = None, stratified: bool = False,
-                    jitter: Optional[Tensor] = None) -> RayBundleOutput:
-        """Render rays on ``background`` (``[3]`` or per ray ``[R, 3]``; the scene's when omitted)."""
+                    jitter: Optional[Tensor] = None, estimator: Optional[RayEstimator] = None) -> RayBundleOutput:
+        """Render rays on ``background`` (``[3]`` or per ray ``[R, 3]``; the scene's when omitted), with the
+        model's estimator or ``estimator`` (e.g. its :meth:`~RayEstimator.preview`)."""
         background = self.background if background is None else background
-        return self.estimator.render(self.field, origins, dirs, background, stratified, jitter)
+        return (estimator or self.estimator).render(self.field, origins, dirs, background, stratified, jitter)
 
-    def render_camera(self, cameras: Cameras, index: int) -> tuple[Tensor, Tensor, Tensor]:
+    def render_camera(self, cameras: Cameras, index: int, estimator: Optional[RayEstimator] = None) -> tuple[Tensor, Tensor, Tensor]:
         """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera,
         rendered in chunks of rays (with gradients when they are enabled)."""
         origins, dirs = cameras.generate_rays(index)
         o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
         chunk = self.render_chunk
-        parts = [self.render_rays(o[s : s + chunk], d[s : s + chunk]) for s in range(0, len(o), chunk)]
+        parts = [self.render_rays(o[s : s + chunk], d[s : s + chunk], estimator=estimator) for s in range(0, len(o), chunk)]
         rgb = torch.cat([p.rgb for p in parts])
         alpha = torch.cat([p.alpha for p in parts])
         z = torch.cat([p.distance for p in parts]) * (d @ cameras.c2w[index, :3, 2])[:, None]
@@ -45,10 +47,10 @@ class NerfModel(nn.Module):
         return rgb.reshape(*shape, 3), z.reshape(*shape, 1), alpha.reshape(*shape, 1)
 
     @torch.no_grad()
-    def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+    def render(self, cameras: Cameras, mode: str = "rgb", estimator: Optional[RayEstimator] = None) -> RenderOutput:
         """Render every camera; depth is z along the camera axis (0 where nearly empty)."""
         cams = cameras.to(self.background.device)
-        views = [self.render_camera(cams, i) for i in range(len(cams))]
+        views = [self.render_camera(cams, i, estimator) for i in range(len(cams))]
         rgb, depth, alpha = (torch.stack(parts) for parts in zip(*views))
         return RenderOutput(rgb=rgb.clamp(0, 1), depth=depth * (alpha > 1e-3), alpha=alpha)
 
@@ -59,6 +61,11 @@ class NerfModel(nn.Module):
     def set_frequency_limit(self, fraction: float) -> None:
         """Limit the field's encoding to its lowest ``fraction`` of levels / frequencies (FreeNeRF)."""
         self.field.set_frequency_limit(fraction)
+
+    def render_preview(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
+        """A coarser render with the estimator's :meth:`~RayEstimator.preview` (the :class:`~render3d.protocol.Previewable`
+        capability: the viewer's frames while the camera moves)."""
+        return self.render(cameras, mode, self.estimator.preview())
 
     def content_bounds(self) -> Tensor:
         """The field's box (for contracted scenes, the uncontracted core)."""

@@ -10,33 +10,19 @@ the reference the compiled path is tested against.
 
 from __future__ import annotations
 
-import functools
-import os
-from typing import Callable, Optional
+from typing import Optional
 
-import torch
 from torch import Tensor
 
+from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 from render3d.splat.rasterize_pairs import rasterize_to_pixels as rasterize_to_pixels_torch
 
-ENV_VAR = "RENDER3D_CPU_KERNELS"
-
-
-@functools.lru_cache(maxsize=1)
-def _compiled() -> Optional[Callable[..., tuple[Tensor, Tensor]]]:
-    """The compiled rasteriser, or ``None`` where numba cannot be imported."""
-    try:
-        from render3d.splat.rasterize_numba import rasterize_to_pixels_numba
-    except ImportError:
-        return None
-    return rasterize_to_pixels_numba
+__all__ = ["ENV_VAR", "compiled_rasterizer_enabled", "rasterize_to_pixels"]
 
 
 def compiled_rasterizer_enabled(example: Optional[Tensor] = None) -> bool:
     """Whether :func:`rasterize_to_pixels` takes the compiled path (for tensors like ``example``)."""
-    if os.environ.get(ENV_VAR, "1").strip() == "0" or _compiled() is None:
-        return False
-    return example is None or (example.device.type == "cpu" and example.dtype == torch.float32)
+    return kernels_enabled(example)
 
 
 def rasterize_to_pixels(
@@ -50,7 +36,8 @@ def rasterize_to_pixels(
     height: int,
 ) -> tuple[Tensor, Tensor]:
     """Composite one image's Gaussians (see :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels`)."""
-    same_kind = all(t.device.type == "cpu" and t.dtype == means2d.dtype for t in (conics, colors, opacities))
-    if same_kind and compiled_rasterizer_enabled(means2d):
-        return _compiled()(means2d, conics, colors, opacities, depths, radii, width, height)
+    if kernels_enabled(means2d, conics, colors, opacities):
+        from render3d.splat.rasterize_numba import rasterize_to_pixels_numba
+
+        return rasterize_to_pixels_numba(means2d, conics, colors, opacities, depths, radii, width, height)
     return rasterize_to_pixels_torch(means2d, conics, colors, opacities, depths, radii, width, height)

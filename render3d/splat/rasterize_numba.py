@@ -18,7 +18,11 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
    Gaussian-major: for each Gaussian of the list, only the pixels of its ellipse's rows
    (solved per row from the conic) inside the tile are visited, against per-pixel
-   float64 transmittance and feature accumulators. A pixel that terminates records how
+   float64 transmittance and feature accumulators. Along a row span of more than a couple
+   of pixels, ``exp(-sigma)`` is walked with two multiplications per pixel (:func:`_row_walk`;
+   two exponentials per row) where the conic is positive definite, which is what projected
+   Gaussians have; the backward
+   repeats the same walk, so both passes see the same alphas. A pixel that terminates records how
    far down the list it got (``stop``); the tile ends early once all its pixels stopped.
    Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
@@ -29,22 +33,20 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    ``[M, 6 + D]`` buffer; the buffers are summed at the end, so no atomics are needed and
    results depend only on the thread count (bit for bit the same run to run).
 
-Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
-where no cache dir is writable they are compiled in memory at each start instead.
-Calls into the kernels are serialised by a lock: numba's ``workqueue`` threading layer
-aborts on concurrent launches (the viewer renders from its own thread).
+Kernels are compiled and serialised as :mod:`render3d.cpu_kernels` describes.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from render3d.cpu_kernels import KERNEL_LOCK
+from render3d.cpu_kernels import njit as _jit
 from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
 
 TILE = 16
@@ -54,18 +56,7 @@ _ALPHA_MIN = np.float32(ALPHA_MIN)
 _ALPHA_MAX = np.float32(ALPHA_MAX)
 _COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
 _NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
-
-
-def _jit(parallel: bool = False):
-    """``numba.njit`` with the on-disk cache, or without it where no cache dir is writable."""
-
-    def wrap(fn):
-        try:
-            return numba.njit(parallel=parallel, cache=True, fastmath=False)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(parallel=parallel, cache=False, fastmath=False)(fn)
-
-    return wrap
+WALK_MIN = 2  # row spans longer than this walk exp(-sigma) (see _row_walk)
 
 
 @_jit()
@@ -132,18 +123,38 @@ def _row_span(mx, a, b, c, level, dy, x_lo, x_hi):
     return max(x_lo, math.ceil(max(start, -1e9))), min(x_hi, math.floor(min(end, 1e9)) + 1)
 
 
-@_jit()
-def _alpha_at(a, b, c, o, dx, dy):
-    """``(alpha, exp(-sigma))`` of a Gaussian at pixel offset ``(dx, dy)``, in float32.
+@_jit(inline=True)
+def _row_walk(mx, my, a, b, c, px, py):
+    """Start walking ``sigma`` and ``exp(-sigma)`` along a row from pixel ``(px, py)``, in float64.
 
-    ``alpha`` is 0 where the pixel skips the Gaussian (``sigma < 0`` or ``alpha < 1/255``).
+    ``sigma`` is quadratic in x, so from one pixel to the next it grows by ``step``, which
+    grows by ``a``; ``exp(-sigma)`` is multiplied by ``ratio = exp(-step)``, which is
+    multiplied by ``exp(-a)`` (once per Gaussian): two exponentials per row instead of one
+    per pixel. Returns ``(sigma, step, vis, ratio)``; only for positive definite conics
+    (where ``sigma`` stays at least 0, and nothing overflows).
     """
-    sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+    dx = np.float64(px) + 0.5 - np.float64(mx)
+    dy = np.float64(py) + 0.5 - np.float64(my)
+    a64, b64, c64 = np.float64(a), np.float64(b), np.float64(c)
+    sigma = 0.5 * (a64 * dx * dx + c64 * dy * dy) + b64 * dx * dy
+    step = a64 * dx + 0.5 * a64 + b64 * dy
+    return sigma, step, math.exp(-sigma), math.exp(-step)
+
+
+@_jit(inline=True)
+def _walks(a, b, c, xa, xb):
+    """Whether a row span is walked (:func:`_row_walk`): a positive definite conic and more than
+    ``WALK_MIN`` pixels (shorter spans cost fewer exponentials computed pixel by pixel)."""
+    return xb - xa > WALK_MIN and a > 0 and a * c > b * b
+
+
+@_jit(inline=True)
+def _alpha(o, sigma, vis):
+    """``alpha = min(0.999, o exp(-sigma))``, or 0 where the pixel skips the Gaussian (``sigma < 0``, ``alpha < 1/255``)."""
     if sigma < 0:
-        return np.float32(0.0), np.float32(0.0)
-    vis = math.exp(-sigma)
-    alpha = min(_ALPHA_MAX, o * vis)
-    return (alpha if alpha >= _ALPHA_MIN else np.float32(0.0)), vis
+        return np.float32(0.0)
+    alpha = min(_ALPHA_MAX, o * np.float32(vis))
+    return alpha if alpha >= _ALPHA_MIN else np.float32(0.0)
 
 
 @_jit()
@@ -157,45 +168,57 @@ def _tile_bounds(t, tiles_x, width, height):
 @_jit()
 def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, feats, trans, acc, stop,
                   out_feat, out_alpha, out_trans, out_stop):
-    """Composite tile ``t`` front to back (scratch: ``trans``, ``acc``, ``stop`` per tile pixel)."""
+    """Composite tile ``t`` front to back (scratch: ``trans``, ``acc [D, 256]``, ``stop`` per tile pixel)."""
     x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
     start, count = offsets[t], offsets[t + 1] - offsets[t]
+    n_feat = feats.shape[1]
     for p in range(TILE * TILE):
         trans[p] = 1.0
         stop[p] = count  # list entries a pixel composited before stopping (count: never stopped)
-        for d in range(feats.shape[1]):
-            acc[p, d] = 0.0
+        for d in range(n_feat):
+            acc[d, p] = 0.0
     n_done = 0
     for k in range(count):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
-        level = _level(o)
+        level, q = _level(o), math.exp(-np.float64(a))
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
             dy = np.float32(py) + _HALF - my
             xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
+            walk = _walks(a, b, c, xa, xb)
+            sigma, step, vis, ratio = _row_walk(mx, my, a, b, c, xa, py) if walk else (0.0, 0.0, 0.0, 0.0)
+            row = (py - y0) * TILE - x0
             for px in range(xa, xb):
-                p = (py - y0) * TILE + (px - x0)
+                if walk:
+                    s_px, v_px = sigma, vis
+                    sigma, step, vis, ratio = sigma + step, step + a, vis * ratio, ratio * q
+                else:
+                    dx = np.float32(px) + _HALF - mx
+                    s_px = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    v_px = math.exp(-s_px)
+                p = row + px
                 if stop[p] < count:
                     continue
-                alpha, _ = _alpha_at(a, b, c, o, np.float32(px) + _HALF - mx, dy)
+                alpha = _alpha(o, s_px, v_px)
                 if alpha == 0:
                     continue
-                t_next = trans[p] * (1.0 - np.float64(alpha))
+                t_now = trans[p]
+                t_next = t_now * (1.0 - np.float64(alpha))
                 if t_next <= TRANSMITTANCE_MIN:
                     stop[p] = k
                     n_done += 1
                     continue
-                weight = alpha * trans[p]
-                for d in range(feats.shape[1]):
-                    acc[p, d] += weight * feats[r, d]
+                weight = alpha * t_now
+                for d in range(n_feat):
+                    acc[d, p] += weight * feats[r, d]
                 trans[p] = t_next
         if n_done == tw * th:
             break
     for py in range(th):
         for px in range(tw):
             p, q = py * TILE + px, (y0 + py) * width + x0 + px
-            for d in range(feats.shape[1]):
-                out_feat[q, d] = acc[p, d]
+            for d in range(n_feat):
+                out_feat[q, d] = acc[d, p]
             out_alpha[q] = 1.0 - trans[p]
             out_trans[q] = trans[p]
             out_stop[q] = stop[p]
@@ -209,7 +232,7 @@ def _forward(offsets, ranks, boxes, schedule, packed, feats, width, height, n_th
     n_tiles = offsets.shape[0] - 1
     for thread in numba.prange(n_threads):
         trans = np.empty(TILE * TILE, np.float64)
-        acc = np.empty((TILE * TILE, feats.shape[1]), np.float64)
+        acc = np.empty((feats.shape[1], TILE * TILE), np.float64)
         stop = np.empty(TILE * TILE, np.int64)
         for s in range(thread, n_tiles, n_threads):
             _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, packed, feats,
@@ -239,15 +262,24 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
             local[_NUM_PARAMS + j] = 0.0  # feature gradients; the six parameter ones are scalars
         g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
         touched = False
+        q_walk = math.exp(-np.float64(a))
         for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
             dy = np.float32(py) + _HALF - my
             xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
-            for px in range(xa, xb):
+            walk = _walks(a, b, c, xa, xb)
+            sigma, step, walked, ratio = _row_walk(mx, my, a, b, c, xa, py) if walk else (0.0, 0.0, 0.0, 0.0)
+            for px in range(xa, xb):  # the forward's walk, step for step: the same alphas
+                dx = np.float32(px) + _HALF - mx
+                if walk:
+                    s_px, vis = sigma, walked
+                    sigma, step, walked, ratio = sigma + step, step + a, walked * ratio, ratio * q_walk
+                else:
+                    s_px = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    vis = math.exp(-s_px)
                 p, q = (py - y0) * TILE + (px - x0), py * width + px
                 if k >= stop[p]:
                     continue
-                dx = np.float32(px) + _HALF - mx
-                alpha, vis = _alpha_at(a, b, c, o, dx, dy)
+                alpha = _alpha(o, s_px, vis)
                 if alpha == 0:
                     continue
                 touched = True
@@ -260,7 +292,7 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, packed, fea
                     local[_NUM_PARAMS + d] += weight * grad_feat[q, d]
                 g_alpha = g_weight * trans[p] - after[p] * inv_keep
                 after[p] += g_weight * weight
-                if o * vis <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
+                if o * np.float32(vis) <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
                     g_sigma = -g_alpha * alpha
                     g_mx -= g_sigma * (a * dx + b * dy)
                     g_my -= g_sigma * (b * dx + c * dy)
@@ -294,9 +326,6 @@ def _backward(offsets, ranks, boxes, schedule, packed, feats, out_trans, out_sto
                            out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
 
 
-_KERNEL_LOCK = threading.Lock()
-
-
 def _schedule(offsets: np.ndarray) -> np.ndarray:
     """Tiles by decreasing list length (ties by index): the kernels deal them round-robin to threads."""
     lengths = torch.from_numpy(np.diff(offsets))
@@ -320,7 +349,7 @@ class _RasterizeTiles(torch.autograd.Function):
             packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
             feats_ranked = _numpy(feats[ranked])
             n_threads = numba.get_num_threads()
-            with _KERNEL_LOCK:
+            with KERNEL_LOCK:
                 boxes, offsets, ranks = _bin_tiles(packed, _numpy(extent[ranked]), width, height)
                 schedule = _schedule(offsets)
                 out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
@@ -339,7 +368,7 @@ class _RasterizeTiles(torch.autograd.Function):
         width, height = ctx.size
         packed, feats_ranked = ctx.lists[4], ctx.lists[5]
         per_thread = np.zeros((ctx.n_threads, len(packed), _NUM_PARAMS + feats_ranked.shape[1]), np.float32)
-        with _KERNEL_LOCK:
+        with KERNEL_LOCK:
             _backward(*ctx.lists, _numpy(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
                       width, height, per_thread)
         grads = torch.from_numpy(per_thread).sum(dim=0)

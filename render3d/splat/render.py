@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from render3d.cameras import qvec_to_rotmat
+from render3d.cpu_kernels import kernels_enabled
 from render3d.splat.project import covariance_3d, project_gaussians
 from render3d.splat.rasterize_cpu import rasterize_to_pixels
 from render3d.splat.sh import eval_sh
@@ -66,13 +67,21 @@ def rasterize_torch(
     settings: RasterSettings,
     normals: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """Pure-PyTorch rendering of ``C`` cameras (colour, expected depth, alpha, info; ``info["normals"]`` when asked)."""
-    covars = covariance_3d(quats, scales)
-    proj = project_gaussians(
-        means, covars, viewmats, Ks, width, height, settings.eps2d, settings.near_plane, settings.far_plane
-    )
+    """Rendering of ``C`` cameras on the ``torch`` backend (colour, expected depth, alpha, info; ``info["normals"]``
+    when asked): projection, SH colours and compositing compiled with numba on the CPU (see
+    :mod:`render3d.cpu_kernels`; not for cameras that need gradients), else in pure PyTorch."""
     centers = torch.linalg.inv(viewmats)[:, :3, 3]
-    colors = sh_colors(means, coeffs, sh_degree, centers)
+    compiled = kernels_enabled(means, quats, scales, coeffs, viewmats, Ks) and not (viewmats.requires_grad or Ks.requires_grad)
+    if compiled:
+        from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
+
+        proj = project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
+                                       settings.near_plane, settings.far_plane)
+        colors = sh_colors_numba(means, coeffs, sh_degree, centers)
+    else:
+        proj = project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
+                                 settings.near_plane, settings.far_plane)
+        colors = sh_colors(means, coeffs, sh_degree, centers)
     extra = gaussian_normals(means, quats, scales, centers) if normals else None
     images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
