@@ -43,8 +43,8 @@ class Autoencoder(ZooModel):
         self.register_buffer("code_std", torch.ones(config.latent))
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
-        z = self.encoder(to_signed(x))
-        recon = torch.tanh(self.decoder(z))
+        z = self.encoder(to_signed(x)).float()
+        recon = torch.tanh(self.decoder(z).float())
         with torch.no_grad():
             m = self.config.code_momentum
             self.code_mean.lerp_(z.mean(0), 1 - m)
@@ -52,10 +52,10 @@ class Autoencoder(ZooModel):
         return F.mse_loss(recon, to_signed(x)), {}
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(to_signed(x))
+        return self.encoder(to_signed(x)).float()
 
     def decode(self, z: Tensor) -> Tensor:
-        return to_unit(torch.tanh(self.decoder(z)))
+        return to_unit(torch.tanh(self.decoder(z).float()))
 
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         eps = torch.randn(n, self.config.latent, generator=generator).to(self.code_mean)

@@ -44,11 +44,11 @@ class VAE(ZooModel):
         self.decoder = VectorDecoder(config.latent, spec.size, config.hidden, 2 * spec.channels)
 
     def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_var = self.encoder(to_signed(x)).chunk(2, dim=1)
+        mu, log_var = self.encoder(to_signed(x)).float().chunk(2, dim=1)
         return mu, log_var.clamp(-12.0, 8.0)
 
     def _likelihood(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_std = self.decoder(z).chunk(2, dim=1)
+        mean, log_std = self.decoder(z).float().chunk(2, dim=1)
         return torch.tanh(mean), log_std.clamp(min=self.config.min_log_std)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
