@@ -51,6 +51,15 @@ class MaskedConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
+    def channels_last(self, x: Tensor) -> Tensor:
+        """A 1x1 masked convolution as a matrix product: ``[B, in, H, W]`` -> ``[B, H, W, out]``.
+
+        The output channels end up contiguous, which makes the softmax over them several times
+        faster on a CPU than over a strided channel axis.
+        """
+        weight = (self.weight * self.mask).flatten(1)
+        return F.linear(x.permute(0, 2, 3, 1), weight, self.bias)
+
 
 class _Block(nn.Module):
     def __init__(self, width: int, image_channels: int) -> None:
@@ -89,16 +98,18 @@ class PixelCNN(ZooModel):
         return (x * (self.config.levels - 1)).round().long().clamp(0, self.config.levels - 1)
 
     def logits(self, x: Tensor) -> Tensor:
-        """``[B, C, levels, H, W]`` logits of each sub-pixel given the ones before it."""
+        """``[B, H, W, C, levels]`` float32 logits of each sub-pixel given the ones before it."""
         inp = self._indices(x).float() / (self.config.levels - 1) * 2.0 - 1.0
-        h = self.out(F.relu(self.blocks(self.first(inp))))
-        b, _, hh, ww = h.shape
-        return h.view(b, self.spec.channels, self.config.levels, hh, ww)
+        h = self.out.channels_last(F.relu(self.blocks(self.first(inp))))
+        b, hh, ww, _ = h.shape
+        return h.float().view(b, hh, ww, self.spec.channels, self.config.levels)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log p(x) per image, in nats."""
-        logp = F.log_softmax(self.logits(x), dim=2)
-        return logp.gather(2, self._indices(x).unsqueeze(2)).squeeze(2).flatten(1).sum(1)
+        logits = self.logits(x)
+        target = self._indices(x).permute(0, 2, 3, 1)  # [B, H, W, C], like the logits
+        nll = F.cross_entropy(logits.reshape(-1, self.config.levels), target.reshape(-1), reduction="none")
+        return -nll.view(len(x), -1).sum(1)
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
         return self.bits_per_dim(x).mean(), {}
@@ -116,7 +127,7 @@ class PixelCNN(ZooModel):
                 left, right = max(0, j - r), min(s, j + r + 1)
                 for ch in range(c):
                     crop = x[:, :, top:i + 1, left:right]
-                    logits = self.logits(crop)[:, ch, :, i - top, j - left] / temperature
+                    logits = self.logits(crop)[:, i - top, j - left, ch] / temperature
                     probs = F.softmax(logits, dim=1).cpu()
                     value = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                     x[:, ch, i, j] = value.to(x).float() / (levels - 1)
