@@ -4,6 +4,10 @@ batches, progress bar, time budget, checkpoints, Ctrl-C / SIGTERM, resume.
 A run folder holds ``model.pt`` (model, optimisers, step, RNG state, data name: one file),
 ``config.json`` and ``history.json`` (loss per logged step). Resuming continues the same
 random streams, so an interrupted run ends where an uninterrupted one would.
+
+Before the first step the trainer counts the FLOPs of one training step and measures a
+2048x2048 float32 matmul, so every run records its GFLOP/s beside the machine's practical peak
+at that moment (``info["step_gflop"]``, ``info["matmul_gflops"]``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class ZooTrainConfig:
     """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``)."""
 
     data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
-    size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist / faces, 32 otherwise", default=None)
+    size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist, 32 otherwise", default=None)
     steps: int = option("training steps (batches)", default=2000)
     budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
     batch_size: int = option("images per batch", default=64)
@@ -62,6 +66,8 @@ class ZooTrainer(TrainLoop):
         self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
         self._torch_rng = torch.get_rng_state()
+        self.step_gflop: Optional[float] = None
+        self.matmul_gflops: Optional[float] = None
 
     # ----- checkpoints --------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -71,6 +77,7 @@ class ZooTrainer(TrainLoop):
         self.model.info = {
             "data": self.config.data, "data_name": self.data.name, "data_note": self.data.note,
             "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.config.batch_size,
+            "step_gflop": self.step_gflop, "matmul_gflops": self.matmul_gflops, "threads": torch.get_num_threads(),
             "train_config": asdict(self.config),
             "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
         }
@@ -104,8 +111,19 @@ class ZooTrainer(TrainLoop):
     # ----- training -----------------------------------------------------------------------
     def begin(self) -> None:
         super().begin()
+        self.measure_speed()
         write_json({"model": self.model.name, "train": asdict(self.config), self.model.name: asdict(self.model.config),
                     "data": self.data.summary()}, self.run_dir / "config.json")
+
+    def measure_speed(self) -> None:
+        """FLOPs of one training step (on a copy of the model) and the machine's matmul GFLOP/s now."""
+        from render3d.zoo.perf import matmul_gflops, step_flops
+
+        rng = torch.get_rng_state()
+        x, y = self.data.batch(torch.arange(self.config.batch_size) % len(self.data.train))
+        self.step_gflop = round(step_flops(self.model, x, y) / 1e9, 3)
+        torch.set_rng_state(rng)  # counting must not change the run's random stream
+        self.matmul_gflops = round(matmul_gflops(), 1)
 
     def train_one_step(self) -> dict[str, float]:
         index = torch.randint(0, len(self.data.train), (self.config.batch_size,), generator=self.sampler)
