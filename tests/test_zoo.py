@@ -55,6 +55,22 @@ def test_pixelcnn_probabilities_of_all_binary_2x2_images_sum_to_one(channels):
     assert total.item() == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixelcnn_pixel_by_pixel_walk_matches_the_full_forward_pass(channels):
+    """Sampling evaluates one pixel at a time; fed a given image, it must see the logits the training pass sees."""
+    model = tiny_model("pixelcnn", ImageSpec(channels, 6, 0), hidden=6, blocks=2).eval()
+    image = torch.randint(0, 256, (3, channels, 6, 6)) / 255.0
+    seen = torch.zeros(3, 6, 6, channels, 256)
+
+    def teacher(i, j, ch, logits):
+        seen[:, i, j, ch] = logits
+        return (image[:, ch, i, j] * 255).round()
+
+    assert torch.equal(model.walk(3, teacher), image)
+    with torch.no_grad():
+        torch.testing.assert_close(seen, model.logits(image), atol=1e-4, rtol=1e-4)
+
+
 def test_diffusion_forward_process_ends_in_standard_normal():
     model = tiny_model("diffusion", timesteps=1000)
     assert model.alphas_cumprod[-1] < 1e-3

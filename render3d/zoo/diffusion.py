@@ -16,7 +16,7 @@ from render3d.errors import Render3DError
 from render3d.zoo.base import (
     ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, to_signed, to_unit, update_ema,
 )
-from render3d.zoo.nets import sinusoidal_embedding
+from render3d.zoo.nets import attention_fp32, sinusoidal_embedding
 
 
 @dataclass
@@ -69,8 +69,8 @@ class _Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).view(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
-        y = F.scaled_dot_product_attention(q, k, v)  # [b, heads, hw, c / heads]
-        return x + self.proj(y.transpose(-1, -2).reshape(b, c, h, w))
+        y = attention_fp32(q, k, v)  # [b, heads, hw, c / heads]
+        return x + self.proj(y.transpose(-1, -2).reshape(b, c, h, w).to(x.dtype))
 
 
 def parse_mults(text: str) -> list[int]:

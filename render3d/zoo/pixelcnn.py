@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,10 @@ class MaskedConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
+    def masked_weight(self) -> Tensor:
+        """``[out, in * k * k]``: the masked kernel as a matrix (for evaluating one pixel)."""
+        return (self.weight * self.mask).flatten(1)
+
     def channels_last(self, x: Tensor) -> Tensor:
         """A 1x1 masked convolution as a matrix product: ``[B, in, H, W]`` -> ``[B, H, W, out]``.
 
@@ -71,12 +75,17 @@ class _Block(nn.Module):
         return h + self.mix(F.relu(self.conv(F.relu(h))))
 
 
+# Called once per sub-pixel while walking an image: (row, column, channel, logits [B, levels]) -> level indices [B].
+Chooser = Callable[[int, int, int, Tensor], Tensor]
+
+
 class PixelCNN(ZooModel):
     """An autoregressive model over pixels in raster order (and channels within a pixel).
 
     ``log p(x) = sum_i log p(x_i | x_<i)`` is exact, so bits/dim is the true negative
-    log-likelihood of the 8-bit image. Sampling runs the network once per sub-pixel, on
-    the crop its receptive field covers (exactly the same distribution, several times faster).
+    log-likelihood of the 8-bit image. Sampling evaluates every layer at one pixel at a time,
+    keeping each layer's outputs of earlier pixels (what the masked kernels read), so a sample
+    costs about one forward pass of the image instead of one per pixel.
     """
 
     name = "pixelcnn"
@@ -92,7 +101,6 @@ class PixelCNN(ZooModel):
         self.first = MaskedConv2d("A", c, w, self.FIRST_KERNEL, c)
         self.blocks = nn.Sequential(*[_Block(w, c) for _ in range(config.blocks)])
         self.out = MaskedConv2d("B", w, c * levels, 1, c)
-        self.reach = self.FIRST_KERNEL // 2 + config.blocks  # receptive field: rows up, columns left/right
 
     def _indices(self, x: Tensor) -> Tensor:
         return (x * (self.config.levels - 1)).round().long().clamp(0, self.config.levels - 1)
@@ -118,17 +126,37 @@ class PixelCNN(ZooModel):
         return nats_to_bits_per_dim(-self.log_prob(x), self.spec.dims)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: Optional[torch.Generator] = None, temperature: float = 1.0, **options: Any) -> Tensor:
-        c, s, levels, r = self.spec.channels, self.spec.size, self.config.levels, self.reach
+    def walk(self, n: int, choose: Chooser) -> Tensor:
+        """Generate ``n`` images sub-pixel by sub-pixel in raster order; ``choose`` picks each value.
+
+        Only the current pixel is computed at each layer: the masked kernels read earlier
+        pixels' layer outputs from zero-padded buffers (zero, like ``F.conv2d``'s padding, and
+        never read where the mask hides a pixel not generated yet). Returns images in ``[0, 1]``.
+        """
+        c, s, levels = self.spec.channels, self.spec.size, self.config.levels
+        k0, pad0 = self.FIRST_KERNEL, self.FIRST_KERNEL // 2
+        inp = torch.zeros(n, c, s + 2 * pad0, s + 2 * pad0, device=self.device)  # inputs in [-1, 1]
+        hidden = [torch.zeros(n, self.first.out_channels, s + 2, s + 2, device=self.device) for _ in self.blocks]  # relu(h)
+        first, out = self.first.masked_weight(), self.out.masked_weight()
+        convs = [(b.conv.masked_weight(), b.conv.bias, b.mix.masked_weight(), b.mix.bias) for b in self.blocks]
         x = torch.zeros(n, c, s, s, device=self.device)
         for i in range(s):
-            top = max(0, i - r)
             for j in range(s):
-                left, right = max(0, j - r), min(s, j + r + 1)
                 for ch in range(c):
-                    crop = x[:, :, top:i + 1, left:right]
-                    logits = self.logits(crop)[:, i - top, j - left, ch] / temperature
-                    probs = F.softmax(logits, dim=1).cpu()
-                    value = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                    x[:, ch, i, j] = value.to(x).float() / (levels - 1)
+                    h = F.linear(inp[:, :, i:i + k0, j:j + k0].reshape(n, -1), first, self.first.bias)
+                    for buf, (w3, b3, w1, b1) in zip(hidden, convs):
+                        buf[:, :, i + 1, j + 1] = F.relu(h)
+                        h = h + F.linear(F.relu(F.linear(buf[:, :, i:i + 3, j:j + 3].reshape(n, -1), w3, b3)), w1, b1)
+                    logits = F.linear(F.relu(h), out, self.out.bias).view(n, c, levels)[:, ch]
+                    value = choose(i, j, ch, logits).to(x)
+                    x[:, ch, i, j] = value / (levels - 1)
+                    inp[:, ch, i + pad0, j + pad0] = value / (levels - 1) * 2.0 - 1.0
         return x
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, temperature: float = 1.0, **options: Any) -> Tensor:
+        def draw(i: int, j: int, ch: int, logits: Tensor) -> Tensor:
+            probs = F.softmax(logits / temperature, dim=1).cpu()
+            return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+        return self.walk(n, draw)

@@ -119,7 +119,8 @@ class VQVAE(ZooModel):
         q, idx = self.codebook(z)
         recon = F.mse_loss(torch.tanh(self.decoder(q).float()), to_signed(x))
         commit = F.mse_loss(z, q.detach())
-        prior_nll = self.prior.nll(idx.flatten(1).detach()).mean() / idx[0].numel()
+        with torch.autocast(x.device.type, enabled=False):  # tiny, and bfloat16 attention backward is slow on CPUs
+            prior_nll = self.prior.nll(idx.flatten(1).detach()).mean() / idx[0].numel()
         loss = recon + self.config.commitment * commit + prior_nll
         return loss, {"recon": float(recon.detach()), "prior_nats_per_code": float(prior_nll.detach())}
 
