@@ -264,7 +264,7 @@ def test_default_diffusion_trained_for_a_minute_beats_noise_and_blur(fashion, tm
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
     data, clf = fashion
-    trainer = ZooTrainer("diffusion", ZooTrainConfig(data="fashion-mnist", budget=60, steps=10**6, progress=False,
+    trainer = ZooTrainer("diffusion", ZooTrainConfig(data="fashion-mnist", budget=60, progress=False,
                                                      save_every=0, out=str(tmp_path)), data=data)
     trainer.run()
     model = trainer.model.eval()

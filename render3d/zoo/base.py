@@ -138,6 +138,7 @@ class ZooModel(nn.Module):
     can_encode: ClassVar[bool] = False
     likelihood: ClassVar[Optional[str]] = None  # "exact", "bound" (ELBO) or None
     has_latent: ClassVar[bool] = False  # sample_latent / generate support interpolation
+    default_batch_size: ClassVar[int] = 64  # what the trainer uses unless told otherwise
 
     def __init__(self, config: ModelConfig, spec: ImageSpec) -> None:
         super().__init__()

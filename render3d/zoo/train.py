@@ -12,6 +12,7 @@ at that moment (``info["step_gflop"]``, ``info["matmul_gflops"]``).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,9 +34,9 @@ class ZooTrainConfig:
 
     data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
     size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist, 32 otherwise", default=None)
-    steps: int = option("training steps (batches)", default=2000)
-    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
-    batch_size: int = option("images per batch", default=64)
+    steps: int = option("training steps (batches); 0: no step limit, the budget decides", default=0)
+    budget: float = option("stop after this many seconds of training (0: no limit); --steps still caps it", default=300.0)
+    batch_size: int = option("images per batch (0: the model's default, 32 for diffusion and 64 for the others)", default=0)
     out: Optional[str] = option("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
     seed: int = option("random seed; the same seed gives the same run", default=0)
     save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
@@ -49,8 +50,10 @@ class ZooTrainer(TrainLoop):
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None) -> None:
-        if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
-            raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        if config.steps < 0 or config.batch_size < 0 or not config.budget >= 0:
+            raise Render3DError("--steps, --batch-size and --budget must be at least 0")
+        if not config.steps and not config.budget:
+            raise Render3DError("--steps 0 and --budget 0 would train forever: set one of them")
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
         self.config = config
@@ -58,11 +61,12 @@ class ZooTrainer(TrainLoop):
             torch.set_num_threads(config.threads)
         self.data = data if data is not None else load_images(config.data, config.size)
         model_cls = get_model_class(model_name)
+        self.batch_size = config.batch_size or model_cls.default_batch_size
         torch.manual_seed(config.seed)
         self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
         self.model.optimizers = self.model.configure_optimizers()
         self.run_dir = Path(config.out) if config.out else Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.total_steps = config.steps
+        self.total_steps = config.steps or math.inf  # (the progress bar then shows no ETA)
         self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
         self._torch_rng = torch.get_rng_state()
@@ -76,7 +80,7 @@ class ZooTrainer(TrainLoop):
     def state_dict(self) -> dict:
         self.model.info = {
             "data": self.config.data, "data_name": self.data.name, "data_note": self.data.note,
-            "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.config.batch_size,
+            "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.batch_size,
             "step_gflop": self.step_gflop, "matmul_gflops": self.matmul_gflops, "threads": torch.get_num_threads(),
             "train_config": asdict(self.config),
             "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
@@ -89,7 +93,13 @@ class ZooTrainer(TrainLoop):
 
     @classmethod
     def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
-        """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...)."""
+        """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...).
+
+        The budget counts the run's training seconds so far; a new ``steps`` without a new
+        ``budget`` lifts the time limit (else a finished 5-minute run could not be extended).
+        """
+        if "steps" in overrides and "budget" not in overrides:
+            overrides["budget"] = 0.0
         ckpt = read_checkpoint(path)
         info = ckpt.get("info", {})
         if "trainer" not in info:
@@ -120,13 +130,13 @@ class ZooTrainer(TrainLoop):
         from render3d.zoo.perf import matmul_gflops, step_flops
 
         rng = torch.get_rng_state()
-        x, y = self.data.batch(torch.arange(self.config.batch_size) % len(self.data.train))
+        x, y = self.data.batch(torch.arange(self.batch_size) % len(self.data.train))
         self.step_gflop = round(step_flops(self.model, x, y) / 1e9, 3)
         torch.set_rng_state(rng)  # counting must not change the run's random stream
         self.matmul_gflops = round(matmul_gflops(), 1)
 
     def train_one_step(self) -> dict[str, float]:
-        index = torch.randint(0, len(self.data.train), (self.config.batch_size,), generator=self.sampler)
+        index = torch.randint(0, len(self.data.train), (self.batch_size,), generator=self.sampler)
         x, y = self.data.batch(index, self.sampler)
         torch.set_rng_state(self._torch_rng)  # the run owns its random stream (noise, dropout, ...)
         stats = self.model.fit(x, y)
