@@ -58,7 +58,7 @@ def bench_data(data_name: str, models: list[str], budget: float, out: Path, repo
     before = matmul_gflops()
     runs = []
     for name in models:
-        cfg = ZooTrainConfig(data=data_name, steps=10**9, budget=budget, out=str(out / data_name / name), progress=False,
+        cfg = ZooTrainConfig(data=data_name, budget=budget, out=str(out / data_name / name), progress=False,
                              save_every=0)
         started = time.perf_counter()
         result = ZooTrainer(name, cfg, data=data).run()

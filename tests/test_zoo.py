@@ -55,20 +55,25 @@ def test_pixelcnn_probabilities_of_all_binary_2x2_images_sum_to_one(channels):
     assert total.item() == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_pixelcnn_pixel_by_pixel_walk_matches_the_full_forward_pass(channels):
-    """Sampling evaluates one pixel at a time; fed a given image, it must see the logits the training pass sees."""
-    model = tiny_model("pixelcnn", ImageSpec(channels, 6, 0), hidden=6, blocks=2).eval()
-    image = torch.randint(0, 256, (3, channels, 6, 6)) / 255.0
-    seen = torch.zeros(3, 6, 6, channels, 256)
+@pytest.mark.parametrize("channels,classes", [(1, 0), (3, 0), (1, 2)])
+def test_pixelcnn_pixel_by_pixel_walk_matches_the_full_forward_pass(channels, classes):
+    """Sampling evaluates one pixel at a time; fed a given image, it must see the logits the training pass sees
+    (masked stack, upward context reaching past the 12-pixel image, and the label)."""
+    model = tiny_model("pixelcnn", ImageSpec(channels, 12, classes), hidden=6, blocks=2, context=3).eval()
+    image = torch.randint(0, 256, (3, channels, 12, 12)) / 255.0
+    labels = torch.tensor([0, 1, 0]) if classes else None
+    seen = torch.zeros(3, 12, 12, channels, 256)
 
     def teacher(i, j, ch, logits):
         seen[:, i, j, ch] = logits
         return (image[:, ch, i, j] * 255).round()
 
-    assert torch.equal(model.walk(3, teacher), image)
+    assert torch.equal(model.walk(3, teacher, labels), image)
     with torch.no_grad():
-        torch.testing.assert_close(seen, model.logits(image), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(seen, model.logits(image, labels), atol=1e-4, rtol=1e-4)
+        changed = image.clone()
+        changed[:, :, 5:] = 1 - changed[:, :, 5:]  # rows from 5 on must not affect the logits of rows 0..4
+        torch.testing.assert_close(model.logits(changed, labels)[:, :5], model.logits(image, labels)[:, :5])
 
 
 def test_diffusion_forward_process_ends_in_standard_normal():

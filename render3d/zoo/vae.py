@@ -19,6 +19,7 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class VAEConfig(ModelConfig):
     """VAE options."""
 
+    lr: float = option("Adam learning rate", default=1e-3)
     latent: int = option("latent dimensions", default=16)
     beta: float = option("weight of the KL term during training (1: the ELBO; reported bits/dim always use 1)", default=1.0)
     min_log_std: float = option("lower bound of the decoder's per-pixel log standard deviation", default=-4.5)
