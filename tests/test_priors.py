@@ -66,11 +66,11 @@ def test_sds_gradient_is_zero_when_the_prior_predicts_the_true_noise():
     class Oracle(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.register_buffer("alpha_bar", torch.linspace(0.99, 0.01, 100))
+            self.register_buffer("alphas_cumprod", torch.linspace(0.99, 0.01, 100))
             self.x0 = None
 
-        def predict_noise(self, x_t, t, cond=None, guidance=None):
-            ab = self.alpha_bar[t].view(-1, 1, 1, 1)
+        def predict_noise(self, x_t, t, cond=None, guidance=1.0):
+            ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             return (x_t - ab.sqrt() * self.x0) / (1 - ab).sqrt()  # exactly the injected noise
 
     oracle = Oracle()
@@ -95,7 +95,8 @@ def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(tmp_pat
     from render3d.registry import ZOO_MODELS
 
     diffusion = ZOO_MODELS.get("diffusion")
-    trainer = ZooTrainer("diffusion", config, diffusion.config_type(hidden=16, lr=2e-3), data=data)
+    # live weights (no EMA) after 300 steps; no pixel-unshuffle of an 8-pixel image
+    trainer = ZooTrainer("diffusion", config, diffusion.config_type(hidden=16, lr=2e-3, ema=0.0, patch=1), data=data)
     trainer.run()
     prior = trainer.model.eval()
     target = orange[:1].float() / 255 * 2 - 1
@@ -105,7 +106,7 @@ def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(tmp_pat
     g = torch.Generator().manual_seed(0)
     before = (image - target).abs().mean().item()
     for _ in range(150):
-        t = torch.randint(20, 980 * len(prior.alpha_bar) // 1000, (1,), generator=g)
+        t = torch.randint(20, 980 * len(prior.alphas_cumprod) // 1000, (1,), generator=g)
         grad = sds_gradient(prior, image, t, torch.randn(image.shape, generator=g))
         opt.zero_grad()
         sds_loss(image, grad).backward()

@@ -55,12 +55,33 @@ def test_pixelcnn_probabilities_of_all_binary_2x2_images_sum_to_one(channels):
     assert total.item() == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("channels,classes", [(1, 0), (3, 0), (1, 2)])
+def test_pixelcnn_pixel_by_pixel_walk_matches_the_full_forward_pass(channels, classes):
+    """Sampling evaluates one pixel at a time; fed a given image, it must see the logits the training pass sees
+    (masked stack, upward context reaching past the 12-pixel image, and the label)."""
+    model = tiny_model("pixelcnn", ImageSpec(channels, 12, classes), hidden=6, blocks=2, context=3).eval()
+    image = torch.randint(0, 256, (3, channels, 12, 12)) / 255.0
+    labels = torch.tensor([0, 1, 0]) if classes else None
+    seen = torch.zeros(3, 12, 12, channels, 256)
+
+    def teacher(i, j, ch, logits):
+        seen[:, i, j, ch] = logits
+        return (image[:, ch, i, j] * 255).round()
+
+    assert torch.equal(model.walk(3, teacher, labels), image)
+    with torch.no_grad():
+        torch.testing.assert_close(seen, model.logits(image, labels), atol=1e-4, rtol=1e-4)
+        changed = image.clone()
+        changed[:, :, 5:] = 1 - changed[:, :, 5:]  # rows from 5 on must not affect the logits of rows 0..4
+        torch.testing.assert_close(model.logits(changed, labels)[:, :5], model.logits(image, labels)[:, :5])
+
+
 def test_diffusion_forward_process_ends_in_standard_normal():
     model = tiny_model("diffusion", timesteps=1000)
-    assert model.alpha_bar[-1] < 1e-3
+    assert model.alphas_cumprod[-1] < 1e-3
     x0 = torch.rand(4096, 1, 12, 12).round()  # far from Gaussian: 0 / 1 pixels
     t = torch.full((len(x0),), model.config.timesteps - 1)
-    xt = model.q_sample(x0 * 2 - 1, t, torch.randn_like(x0)).flatten()
+    xt = model.add_noise(x0 * 2 - 1, t, torch.randn_like(x0)).flatten()
     assert abs(xt.mean().item()) < 0.01 and abs(xt.std().item() - 1) < 0.01
     assert abs(((xt - xt.mean()) ** 4).mean().item() / xt.var().item() ** 2 - 3) < 0.05  # Gaussian kurtosis
 
@@ -134,6 +155,28 @@ def test_vqvae_reports_code_usage_and_restarts_dead_codes():
     assert model.encode(x).dtype == torch.long
 
 
+def test_diffusion_public_noise_predictor_and_schedule():
+    model = tiny_model("diffusion", ImageSpec(1, 12, 3)).eval()
+    x0 = torch.rand(4, 1, 12, 12) * 2 - 1
+    t, noise = torch.tensor([0, 10, 50, 99]), torch.randn(4, 1, 12, 12)
+    ab = model.alphas_cumprod
+    assert ab.shape == (100,) and bool((ab[1:] < ab[:-1]).all())
+    torch.testing.assert_close(model.add_noise(x0, t, noise), ab[t].sqrt()[:, None, None, None] * x0
+                               + (1 - ab[t]).sqrt()[:, None, None, None] * noise)
+    x_t = model.add_noise(x0, t, noise).requires_grad_()
+    labels = torch.tensor([0, 1, 2, 0])
+    eps = model.predict_noise(x_t, t, labels)
+    assert eps.shape == x_t.shape and eps.dtype == torch.float32
+    eps.square().sum().backward()  # differentiable in x_t (score distillation needs this)
+    assert x_t.grad is not None and all(p.grad is None for p in model.parameters())
+    with torch.no_grad():
+        uncond, cond = model.predict_noise(x_t, t), model.predict_noise(x_t, t, labels)
+        torch.testing.assert_close(model.predict_noise(x_t, t, labels, guidance=3.0), uncond + 3.0 * (cond - uncond))
+        torch.testing.assert_close(model.predict_noise(x_t, torch.tensor(10)), model.predict_noise(x_t, torch.full((4,), 10)))
+    with pytest.raises(ValueError, match="trained on"):
+        model.predict_noise(torch.zeros(1, 1, 16, 16), torch.tensor([0]))
+
+
 def test_transformer_prior_uses_grouped_query_attention_and_is_causal():
     from render3d.zoo.transformer import TokenTransformer
 
@@ -168,10 +211,10 @@ def test_resume_continues_to_the_same_result(tmp_path):
 # ----- data and metrics -------------------------------------------------------------------
 def test_faces_and_folder_sources(tmp_path):
     faces = load_images("faces")
-    assert faces.train.shape == (80, 1, 28, 28) and faces.test.shape == (20, 1, 28, 28) and faces.augment
+    assert faces.train.shape == (80, 1, 32, 32) and faces.test.shape == (20, 1, 32, 32) and faces.augment
     assert "only 80" in faces.note
     x, _ = faces.batch(torch.arange(8), torch.Generator().manual_seed(0))
-    assert x.shape == (8, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (8, 1, 32, 32) and 0 <= x.min() and x.max() <= 1
     for i, size in enumerate([(40, 30), (17, 50), (64, 64)]):
         Image.fromarray(np.full((*size[::-1], 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     folder = load_images(str(tmp_path), size=16)
@@ -193,19 +236,49 @@ def test_unknown_data_is_a_one_line_error():
         load_images("no-such-source")
 
 
-@FASHION
-def test_held_out_real_scores_near_zero_and_noise_far(tmp_path):
-    from render3d.zoo.metrics import feature_classifier, sample_quality
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    """Fashion-MNIST and a briefly trained feature classifier, shared by the metric tests."""
+    from render3d.zoo.metrics import feature_classifier
 
     data = load_images("fashion-mnist")
-    clf = feature_classifier(data, steps=150, cache_dir=tmp_path)
+    return data, feature_classifier(data, steps=150, cache_dir=tmp_path_factory.mktemp("classifier"))
+
+
+@FASHION
+def test_held_out_real_scores_near_zero_and_noise_far(fashion, tmp_path):
+    from render3d.zoo.metrics import blur3x3, feature_classifier, sample_quality
+
+    data, clf = fashion
     assert clf.info["held_out_accuracy"] > 0.7
     real = clf.embed(data.train[:1000].float() / 255.0)
-    held_out = sample_quality(real, clf.embed(data.test[:1000].float() / 255.0))
+    test = data.test[:1000].float() / 255.0
+    held_out = sample_quality(real, clf.embed(test))
+    blurred = sample_quality(real, clf.embed(blur3x3(test)))
     noise = sample_quality(real, clf.embed(torch.rand(1000, 1, 28, 28)))
     assert held_out["frechet"] < 0.05 * noise["frechet"] and held_out["kid"] < 0.05 * noise["kid"]
+    assert held_out["frechet"] < blurred["frechet"] < noise["frechet"]
     assert held_out["precision"] > 0.5 and held_out["coverage"] > 0.5 and noise["coverage"] < 0.1
-    assert feature_classifier(data, steps=150, cache_dir=tmp_path).info == clf.info  # cached
+    assert sample_quality(real[:100], clf.embed(test[:100]))["frechet"] is None  # too few images for a Fréchet distance
+
+
+@FASHION
+def test_default_diffusion_trained_for_a_minute_beats_noise_and_blur(fashion, tmp_path):
+    """A regression to noise (or to blobs) of the default diffusion model is caught here."""
+    from render3d.zoo.metrics import blur3x3, kernel_inception_distance
+    from render3d.zoo.train import ZooTrainConfig, ZooTrainer
+
+    data, clf = fashion
+    trainer = ZooTrainer("diffusion", ZooTrainConfig(data="fashion-mnist", budget=60, progress=False,
+                                                     save_every=0, out=str(tmp_path)), data=data)
+    trainer.run()
+    model = trainer.model.eval()
+    samples = model.sample(200, generator=torch.Generator().manual_seed(0), steps=20)
+    real = clf.embed(data.train[:1000].float() / 255.0)
+    test = data.test[:200].float() / 255.0
+    kid = {name: kernel_inception_distance(real, clf.embed(images), subsets=4) for name, images in
+           (("model", samples), ("blur", blur3x3(test)), ("noise", torch.rand(200, 1, 28, 28)))}
+    assert kid["model"] < kid["blur"] < kid["noise"], (trainer.step, kid)
 
 
 # ----- command line -----------------------------------------------------------------------

@@ -26,17 +26,18 @@ from render3d.priors.views import PseudoViews, patch_camera
 class NoisePredictor(Protocol):
     """A diffusion model the prior can ask: its noise schedule and its noise prediction."""
 
-    alpha_bar: Tensor  # [T] signal fraction of each step
+    alphas_cumprod: Tensor  # [T] signal fraction of each step
 
-    def predict_noise(self, x_t: Tensor, t: Tensor, cond: Optional[Tensor] = None, guidance: Optional[float] = None) -> Tensor: ...
+    def predict_noise(self, x_t: Tensor, t: Tensor, cond: Optional[Tensor] = None, guidance: float = 1.0) -> Tensor: ...
 
 
-def sds_gradient(prior: NoisePredictor, x: Tensor, t: Tensor, noise: Tensor, guidance: Optional[float] = None) -> Tensor:
-    """``w(t) (eps_pred(x_t, t) - noise)`` for images ``x [B, C, S, S]`` in [-1, 1] (no gradient flows)."""
+def sds_gradient(prior: NoisePredictor, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """``w(t) (eps_pred(x_t, t) - noise)`` for images ``x [B, C, S, S]`` in [-1, 1] (no gradient flows);
+    the prediction is unconditional (a labelled prior's "no label" embedding)."""
     with torch.no_grad():
-        ab = prior.alpha_bar[t].view(-1, 1, 1, 1).to(x)
+        ab = prior.alphas_cumprod[t].view(-1, 1, 1, 1).to(x)
         x_t = ab.sqrt() * x.detach() + (1 - ab).sqrt() * noise
-        return (1 - ab) * (prior.predict_noise(x_t, t, None, guidance) - noise)
+        return (1 - ab) * (prior.predict_noise(x_t, t) - noise)
 
 
 def sds_loss(x: Tensor, grad: Tensor) -> Tensor:
@@ -53,7 +54,6 @@ class ScoreDistillationConfig(LossConfig):
     prior: str = option("run folder of `render3d prior fit` (or of `render3d zoo train diffusion`)", default="")
     t_min: float = option("smallest timestep, as a fraction of the schedule", default=0.02)
     t_max: float = option("largest timestep at the start, as a fraction of the schedule (annealed down)", default=0.98)
-    guidance: float = option("classifier-free guidance of a labelled prior (0: the prior's own)", default=0.0)
 
 
 class ScoreDistillation(LossTerm):
@@ -83,7 +83,7 @@ class ScoreDistillation(LossTerm):
 
     def timestep_range(self, step: int, total_steps: int) -> tuple[int, int]:
         """Step indices to draw from: ``t_max`` anneals linearly to ``t_min + 0.3`` over the run."""
-        T = len(self.prior.alpha_bar)
+        T = len(self.prior.alphas_cumprod)
         progress = step / max(total_steps, 1)
         top = self.config.t_max + (min(self.config.t_max, self.config.t_min + 0.3) - self.config.t_max) * progress
         return max(0, int(self.config.t_min * T)), max(int(self.config.t_min * T) + 1, int(top * T))
@@ -97,7 +97,7 @@ class ScoreDistillation(LossTerm):
         low, high = self.timestep_range(ctx.step, ctx.total_steps)
         t = torch.randint(low, high, (len(x),), generator=self.generator).to(device)
         noise = torch.randn(x.shape, generator=self.generator).to(x)
-        grad = sds_gradient(self.prior, x, t, noise, self.config.guidance or None)
+        grad = sds_gradient(self.prior, x, t, noise)
         return {"sds": sds_loss(x, grad)}
 
     def state_dict(self) -> dict:

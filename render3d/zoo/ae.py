@@ -1,4 +1,4 @@
-"""Deterministic autoencoder with a flat latent; samples from a Gaussian fitted to training codes."""
+"""Deterministic autoencoder with a flat latent; samples from a full-covariance Gaussian fitted to training codes."""
 
 from __future__ import annotations
 
@@ -18,15 +18,17 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class AEConfig(ModelConfig):
     """Autoencoder options."""
 
+    lr: float = option("Adam learning rate", default=1e-3)
     latent: int = option("latent dimensions", default=16)
-    code_momentum: float = option("momentum of the running mean / std of training codes (used by sample)", default=0.99)
+    code_momentum: float = option("momentum of the running mean / covariance of training codes (used by sample)", default=0.99)
 
 
 class Autoencoder(ZooModel):
     """Encoder -> ``latent`` numbers -> decoder, trained on MSE.
 
-    An AE has no prior, so :meth:`sample` draws codes from a diagonal Gaussian whose mean and
-    standard deviation track the codes of the training batches (a running average).
+    An AE has no prior, so :meth:`sample` draws codes from a Gaussian whose mean and full
+    covariance track the codes of the training batches (a running average): the codes are
+    strongly correlated, and a diagonal fit put samples where no training code lies.
     """
 
     name = "ae"
@@ -40,26 +42,28 @@ class Autoencoder(ZooModel):
         self.encoder = VectorEncoder(spec.channels, spec.size, config.hidden, config.latent)
         self.decoder = VectorDecoder(config.latent, spec.size, config.hidden, spec.channels)
         self.register_buffer("code_mean", torch.zeros(config.latent))
-        self.register_buffer("code_std", torch.ones(config.latent))
+        self.register_buffer("code_cov", torch.eye(config.latent))
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
-        z = self.encoder(to_signed(x))
-        recon = torch.tanh(self.decoder(z))
+        z = self.encoder(to_signed(x)).float()
+        recon = torch.tanh(self.decoder(z).float())
         with torch.no_grad():
             m = self.config.code_momentum
             self.code_mean.lerp_(z.mean(0), 1 - m)
-            self.code_std.lerp_(z.std(0) if len(z) > 1 else self.code_std, 1 - m)
+            if len(z) > 1:
+                self.code_cov.lerp_(torch.cov(z.T).reshape_as(self.code_cov).to(self.code_cov), 1 - m)  # float32 under autocast too
         return F.mse_loss(recon, to_signed(x)), {}
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(to_signed(x))
+        return self.encoder(to_signed(x)).float()
 
     def decode(self, z: Tensor) -> Tensor:
-        return to_unit(torch.tanh(self.decoder(z)))
+        return to_unit(torch.tanh(self.decoder(z).float()))
 
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         eps = torch.randn(n, self.config.latent, generator=generator).to(self.code_mean)
-        return self.code_mean + self.code_std * eps
+        jitter = 1e-5 * torch.eye(self.config.latent, device=self.code_cov.device)
+        return self.code_mean + eps @ torch.linalg.cholesky(self.code_cov + jitter).T
 
     def generate(self, z: Tensor, **options: Any) -> Tensor:
         return self.decode(z)

@@ -8,10 +8,12 @@ What a model supports is declared by class attributes (``can_encode``, ``likelih
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, ContextManager, Optional
 
 import torch
 from torch import Tensor, nn
@@ -19,9 +21,8 @@ from torch import Tensor, nn
 from render3d.errors import Render3DError
 from render3d.config_cli import option
 
-ZOO_CHECKPOINT_VERSION = 1
+ZOO_CHECKPOINT_VERSION = 2  # 2: diffusion U-Net with patches and EMA, faster GAN / VAE / AE nets
 LN2 = math.log(2.0)
-
 
 
 @dataclass
@@ -31,6 +32,32 @@ class ModelConfig:
     lr: float = option("Adam learning rate", default=2e-4)
     hidden: int = option("width of the first convolution (deeper layers double it)", default=32)
     grad_clip: float = option("clip the gradient norm to this value (0: off)", default=1.0)
+    bf16: bool = option("bfloat16 autocast for convolutions and matrix products while training and sampling, where the "
+                        "hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32", default=True)
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` computes bfloat16 convolutions natively (else autocast would be slower)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+@torch.no_grad()
+def update_ema(average: nn.Module, live: nn.Module, decay: float, updates: int) -> None:
+    """One step of an exponential moving average of ``live``'s parameters into ``average``.
+
+    ``updates`` counts the steps so far (1 on the first); the decay warms up as
+    ``min(decay, (1 + n) / (10 + n))`` so the average is not dominated by the random initial
+    weights early in short runs. Buffers are copied.
+    """
+    d = min(decay, (1.0 + updates) / (10.0 + updates))
+    torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - d)
+    for a, b in zip(average.buffers(), live.buffers()):
+        a.copy_(b)
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,7 @@ class ZooModel(nn.Module):
     can_encode: ClassVar[bool] = False
     likelihood: ClassVar[Optional[str]] = None  # "exact", "bound" (ELBO) or None
     has_latent: ClassVar[bool] = False  # sample_latent / generate support interpolation
+    default_batch_size: ClassVar[int] = 64  # what the trainer uses unless told otherwise
 
     def __init__(self, config: ModelConfig, spec: ImageSpec) -> None:
         super().__init__()
@@ -122,7 +150,11 @@ class ZooModel(nn.Module):
     # ----- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One Adam over all parameters; models with several players override this."""
-        return {"main": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"main": torch.optim.Adam(self.trainable_parameters(), lr=self.config.lr)}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimisers update (not weight averages kept for sampling)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
         """The training loss on a batch ``x`` in ``[0, 1]`` (labels ``y`` when the data has them)."""
@@ -137,13 +169,21 @@ class ZooModel(nn.Module):
         self.train()
         opt = self.optimizers["main"]
         opt.zero_grad(set_to_none=True)
-        loss, stats = self.loss(x, y)
+        with self.autocast():
+            loss, stats = self.loss(x, y)
         backward_and_step(loss, [opt], self.config.grad_clip)
         self.after_step()
         return {"loss": float(loss.detach()), **stats}
 
     def after_step(self) -> None:
         """Hook after each optimiser step (EMA weights, codebook restarts)."""
+
+    def autocast(self) -> ContextManager[Any]:
+        """bfloat16 autocast when ``config.bf16`` is on and the device computes bfloat16 natively."""
+        kind = self.device.type
+        if getattr(self.config, "bf16", False) and native_bf16(kind):
+            return torch.autocast(kind, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # ----- generation and inference -----------------------------------------------------
     def sample(self, n: int, generator: Optional[torch.Generator] = None, **options: Any) -> Tensor:
@@ -178,7 +218,8 @@ class ZooModel(nn.Module):
         return {}
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Trainable parameters (weight averages kept for sampling are not counted twice)."""
+        return sum(p.numel() for p in self.trainable_parameters())
 
     @property
     def device(self) -> torch.device:

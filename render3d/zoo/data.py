@@ -60,23 +60,29 @@ class ImageData:
 
 
 def augment(x: Tensor, generator: Optional[torch.Generator] = None, shift: int = 2) -> Tensor:
-    """Random horizontal flips and shifts of up to ``shift`` pixels (edge-padded), per image."""
-    n, _, s, _ = x.shape
+    """Random horizontal flips and shifts of up to ``shift`` pixels (edge-padded), per image, in one gather."""
+    n, c, s, _ = x.shape
     flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, n), generator=generator)
     padded = F.pad(x, (shift,) * 4, mode="replicate")
-    dy, dx = (torch.randint(0, 2 * shift + 1, (2, n), generator=generator)).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(n)])
+    steps = torch.arange(s)
+    rows, cols = dy[:, None] + steps, dx[:, None] + steps  # [n, s] padded coordinates of each output row / column
+    cols = torch.where(flip[:, None], s - 1 + 2 * shift - cols, cols)  # mirrored (the edge padding is symmetric)
+    picked = padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [n, s, s, c]
+    return picked.permute(0, 3, 1, 2).contiguous()
 
 
 def resize(images: Tensor, size: int) -> Tensor:
-    """uint8 ``[N, C, H, W]`` -> uint8 ``[N, C, size, size]`` (centre square crop, antialiased resize)."""
+    """uint8 ``[N, C, H, W]`` -> uint8 ``[N, C, size, size]`` (centre square crop; antialiased when
+    shrinking, bicubic when enlarging)."""
     h, w = images.shape[-2:]
     m = min(h, w)
     top, left = (h - m) // 2, (w - m) // 2
     x = images[..., top:top + m, left:left + m].float()
-    if m != size:
+    if m > size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    elif m < size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
@@ -111,8 +117,13 @@ def load_fashion_mnist(size: int = 28) -> ImageData:
     )
 
 
-def load_faces(size: int = 28, held_out: int = 20) -> ImageData:
-    """scikit-image's LFW subset: the 100 face crops (25x25), ``held_out`` of them kept for evaluation."""
+def load_faces(size: int = 32, held_out: int = 20) -> ImageData:
+    """scikit-image's LFW subset: the 100 face crops (25x25), ``held_out`` of them kept for evaluation.
+
+    The crops are already face-aligned (LFW's funnelled faces: eyes on one line, the face
+    filling the frame), so they are only enlarged (bicubic) to ``size``; training adds random
+    flips and +-2 px shifts.
+    """
     from skimage import data as skdata
 
     raw = torch.from_numpy((skdata.lfw_subset() * 255).round().astype(np.uint8))[:, None]  # [200, 1, 25, 25]
@@ -126,10 +137,11 @@ def load_faces(size: int = 28, held_out: int = 20) -> ImageData:
         name="faces",
         train=train,
         test=test,
-        note=(f"LFW subset from scikit-image: only {len(train)} real 25x25 face crops for training ({held_out} held out), "
-              f"upsampled to {size}x{size}; training uses random flips and +-2 px shifts. With this little data, models "
-              "memorise and the metrics are noisy: read them as a smoke test, not a benchmark. The metrics' feature "
-              "classifier is a face / non-face CNN trained on all 200 LFW-subset images."),
+        note=(f"LFW subset from scikit-image: only {len(train)} real 25x25 aligned face crops for training ({held_out} held "
+              f"out), enlarged to {size}x{size}; training uses random flips and +-2 px shifts. With this little data, models "
+              "memorise: compare each sample with its nearest training face. Fréchet distance needs thousands of images, "
+              "so faces are scored with KID (unbiased for small sets) and nearest-neighbour distances. The metrics' "
+              "feature classifier is a face / non-face CNN trained on all 200 LFW-subset images."),
         augment=True,
         classifier_images=classifier,
         classifier_labels=labels,
@@ -207,11 +219,13 @@ def load_folder(folder: Path, size: int = 32, held_out: float = 0.1) -> ImageDat
 
 
 def default_size(name: str) -> int:
-    return 28 if name in ("fashion-mnist", "faces") else 32
+    """28 for Fashion-MNIST (its own size), 32 for everything else."""
+    return 28 if name == "fashion-mnist" else 32
 
 
 def load_images(name: str, size: Optional[int] = None) -> ImageData:
-    """One of :data:`SOURCES`, or a folder of images; ``size`` (divisible by 4) defaults to 28 or 32."""
+    """One of :data:`SOURCES`, or a folder of images; ``size`` (divisible by 4) defaults to 28 for
+    Fashion-MNIST and 32 otherwise."""
     size = size or default_size(name)
     if size % 4 or size < 8:
         raise Render3DError(f"image size {size} must be a multiple of 4 and at least 8 (the models downsample twice)")

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from render3d.config_cli import option
-from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, to_signed, to_unit
+from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, to_signed, to_unit, update_ema
 from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 
@@ -83,8 +83,10 @@ class GAN(ZooModel):
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
         """The discriminator's hinge loss on a batch (what :meth:`fit` minimises first)."""
-        fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y).detach()
-        real_score, fake_score = self.discriminator(to_signed(x), y), self.discriminator(fake, y)
+        with torch.no_grad():
+            fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y)
+        scores = self.discriminator(torch.cat([to_signed(x), fake.to(x.dtype)]), None if y is None else torch.cat([y, y])).float()
+        real_score, fake_score = scores.chunk(2)
         loss = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
         return loss, {"d_real": float(real_score.mean().detach()), "d_fake": float(fake_score.mean().detach())}
 
@@ -96,24 +98,21 @@ class GAN(ZooModel):
         self.train()
         for _ in range(self.config.d_steps):
             self.optimizers["d"].zero_grad(set_to_none=True)
-            d_loss, stats = self.loss(x, y)
+            with self.autocast():
+                d_loss, stats = self.loss(x, y)
             backward_and_step(d_loss, [self.optimizers["d"]])
         self.optimizers["g"].zero_grad(set_to_none=True)
-        fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y)
-        g_loss = -self.discriminator(fake, y).mean()
+        with self.autocast():
+            fake = self.generator(torch.randn(len(x), self.config.latent, device=x.device), y)
+            g_loss = -self.discriminator(fake, y).float().mean()
         backward_and_step(g_loss, [self.optimizers["g"]], self.config.grad_clip * 10)
         self.after_step()
         return {"loss": float(d_loss.detach()), "g_loss": float(g_loss.detach()), **stats}
 
     @torch.no_grad()
     def after_step(self) -> None:
-        # warm-up: early on the average must not be dominated by the random initial weights
         self.ema_updates += 1
-        decay = min(self.config.ema, (1 + float(self.ema_updates)) / (10 + float(self.ema_updates)))
-        for ema, live in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            ema.lerp_(live, 1 - decay) if decay > 0 else ema.copy_(live)
-        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            ema.copy_(live)
+        update_ema(self.generator_ema, self.generator, self.config.ema, int(self.ema_updates))  # ema 0: a copy
 
     def sample_latent(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         return torch.randn(n, self.config.latent, generator=generator).to(self.device)
@@ -122,4 +121,4 @@ class GAN(ZooModel):
     def generate(self, z: Tensor, labels: Optional[Tensor] = None, **options: Any) -> Tensor:
         if labels is None and self.spec.num_classes:
             labels = torch.arange(len(z), device=z.device) % self.spec.num_classes
-        return to_unit(self.generator_ema(z, labels))
+        return to_unit(self.generator_ema(z, labels).float())

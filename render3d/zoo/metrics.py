@@ -172,6 +172,49 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
     }
 
 
-def sample_quality(real: Tensor, fake: Tensor) -> dict[str, float]:
-    """Every distance between two feature sets."""
-    return {"frechet": frechet_distance(real, fake), "kid": kernel_inception_distance(real, fake), **prdc(real, fake)}
+# Fréchet distance fits a 128-d Gaussian to each set: with fewer images its bias swamps the differences.
+MIN_FRECHET_IMAGES = 1000
+
+
+def sample_quality(real: Tensor, fake: Tensor) -> dict[str, Optional[float]]:
+    """Every distance between two feature sets (Fréchet only when both hold ``MIN_FRECHET_IMAGES``)."""
+    enough = min(len(real), len(fake)) >= MIN_FRECHET_IMAGES
+    return {"frechet": frechet_distance(real, fake) if enough else None, "kid": kernel_inception_distance(real, fake),
+            **prdc(real, fake)}
+
+
+# ----- calibration and memorisation ---------------------------------------------------------
+def blur3x3(images: Tensor) -> Tensor:
+    """A 3x3 box blur of float images (edge-padded): the "blurry but right" calibration row."""
+    c = images.shape[1]
+    kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0)
+    return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+
+
+def nearest_neighbours(queries: Tensor, references: Tensor, batch: int = 256) -> tuple[Tensor, Tensor]:
+    """For each query image, the pixel RMS distance to its nearest reference image, and that image's index."""
+    ref = references.flatten(1).float()
+    ref_sq = ref.pow(2).sum(1)
+    dims = ref.shape[1]
+    dist, index = [], []
+    for i in range(0, len(queries), batch):
+        q = queries[i:i + batch].flatten(1).float()
+        d2 = (q.pow(2).sum(1, keepdim=True) - 2 * q @ ref.T + ref_sq[None]).clamp_min(0)
+        best = d2.min(1)
+        dist.append((best.values / dims).sqrt())
+        index.append(best.indices)
+    return torch.cat(dist), torch.cat(index)
+
+
+def memorisation(samples: Tensor, train: Tensor, held_out: Tensor) -> dict[str, float]:
+    """How close samples come to training images, measured against how close unseen real images come.
+
+    ``nn_rms``: median pixel RMS distance of a sample to its nearest training image;
+    ``nn_rms_held_out``: the same for held-out real images (what "new but real" looks like);
+    ``copies``: the fraction of samples nearer to a training image than the nearest held-out
+    image ever is (near-copies of the training set).
+    """
+    d_samples, _ = nearest_neighbours(samples, train)
+    d_held, _ = nearest_neighbours(held_out, train)
+    return {"nn_rms": float(d_samples.median()), "nn_rms_held_out": float(d_held.median()),
+            "copies": float((d_samples < d_held.min()).float().mean())}

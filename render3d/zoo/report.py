@@ -1,10 +1,13 @@
 """``render3d zoo compare``: one table and one set of pictures for several trained zoo models.
 
-For each run: parameters, training steps and time, sampling time, bits/dim (exact or ELBO),
-reconstruction MSE / PSNR (encoders), and Fréchet distance, KID, precision / recall / density /
-coverage of its samples against training images in the feature space of the data set's
-classifier. Two reference rows calibrate the distances: held-out real images (should be near
-zero) and uniform noise (far). Writes ``report.md``, ``results.json`` and PNG grids.
+For each run: parameters, training steps, steps/s and GFLOP/s (beside the matmul GFLOP/s the
+trainer measured), sampling time, bits/dim (exact or ELBO), reconstruction MSE / PSNR
+(encoders), and Fréchet distance, KID, precision / recall / density / coverage of its samples
+against training images in the feature space of the data set's classifier. Three calibration
+rows frame the distances: held-out real images (near zero), a 3x3 blur of them (blurry but
+right) and uniform noise (far). For small data sets (faces) Fréchet distance is left out (it
+needs thousands of images) and nearest-training-neighbour distances show how much the models
+memorise. Writes ``report.md``, ``results.json`` and PNG grids.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from render3d.errors import Render3DError
 from render3d.files import atomic_path, write_json, write_text_atomic
 from render3d.zoo.base import ZooModel, load
 from render3d.zoo.data import ImageData, load_images
-from render3d.zoo.metrics import feature_classifier, sample_quality
+from render3d.zoo.metrics import blur3x3, feature_classifier, memorisation, nearest_neighbours, sample_quality
 from render3d.zoo.nets import slerp
 
 
@@ -74,6 +77,27 @@ def interpolations(model: ZooModel, data: ImageData, rows: int = 4, columns: int
     return model.generate(flat, **options)
 
 
+# Below this many training images, models can memorise: report nearest-neighbour distances.
+SMALL_DATA = 10_000
+
+
+def nearest_pairs(samples: Tensor, train: Tensor, count: int = 32) -> Tensor:
+    """``count`` samples each followed by its nearest training image (pixel RMS): a memorisation check."""
+    _, index = nearest_neighbours(samples[:count], train)
+    return torch.stack([samples[:count], train[index]], 1).flatten(0, 1)
+
+
+def speed_stats(info: dict[str, Any]) -> dict[str, Any]:
+    """steps/s, achieved GFLOP/s and the trainer's matmul GFLOP/s from a run's ``info``."""
+    steps, seconds, gflop = info.get("steps"), info.get("train_seconds"), info.get("step_gflop")
+    out: dict[str, Any] = {"matmul_gflops": info.get("matmul_gflops")}
+    if steps and seconds:
+        out["steps_per_second"] = steps / seconds
+        if gflop:
+            out["gflops"] = gflop * steps / seconds
+    return out
+
+
 @torch.no_grad()
 def evaluate_model(model: ZooModel, data: ImageData, classifier, real_features: Tensor, n_samples: int,
                    n_eval: int, seed: int = 0, sample_options: Optional[dict[str, Any]] = None) -> dict[str, Any]:
@@ -91,16 +115,22 @@ def evaluate_model(model: ZooModel, data: ImageData, classifier, real_features: 
         "parameters": model.num_parameters(),
         "steps": model.info.get("steps"),
         "train_seconds": model.info.get("train_seconds"),
+        **speed_stats(model.info),
         "sample_ms_per_image": round(1000 * sample_seconds / n_samples, 2),
         **sample_quality(real_features, classifier.embed(samples)),
         **model.stats(),
     }
+    small = len(data.train) < SMALL_DATA
+    if small:
+        row.update(memorisation(samples, data.train.float() / 255.0, data.test.float() / 255.0))
     test = data.test[:n_eval].float() / 255.0
     if model.likelihood:  # unconditional (no labels), so every model answers the same question
         bpd = _batched(model.bits_per_dim, test)
         row["bits_per_dim"] = float(bpd.mean())
         row["likelihood"] = model.likelihood
     images: dict[str, Tensor] = {"samples": samples[:64]}
+    if small:
+        images["nearest"] = nearest_pairs(samples, data.train.float() / 255.0)
     if model.can_encode:
         recon = _batched(model.reconstruct, test)
         mse = (recon - test).pow(2).flatten(1).mean(1)
@@ -125,20 +155,22 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 COLUMNS = (
-    ("model", "model"), ("parameters", "params"), ("steps", "steps"), ("train_seconds", "train s"),
-    ("sample_ms_per_image", "sample ms/img"), ("bits_per_dim", "bits/dim"), ("recon_mse", "recon MSE"),
-    ("recon_psnr", "recon PSNR"), ("frechet", "Fréchet ↓"), ("kid", "KID ↓"), ("precision", "precision"),
-    ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+    ("model", "model"), ("parameters", "params"), ("steps", "steps"), ("steps_per_second", "steps/s"),
+    ("gflops", "GFLOP/s"), ("matmul_gflops", "matmul GFLOP/s"), ("sample_ms_per_image", "sample ms/img"),
+    ("bits_per_dim", "bits/dim"), ("recon_psnr", "recon PSNR"), ("frechet", "Fréchet ↓"), ("kid", "KID ↓"),
+    ("precision", "precision"), ("recall", "recall"), ("nn_rms", "NN RMS"), ("copies", "copies"),
 )
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
-    rule = "|" + "---|" * len(COLUMNS)
+    """One Markdown table of model and calibration rows; columns nobody filled in are left out."""
+    columns = [(key, title) for key, title in COLUMNS if key == "model" or any(r.get(key) is not None for r in rows)]
+    head = "| " + " | ".join(title for _, title in columns) + " |"
+    rule = "|" + "---|" * len(columns)
     lines = []
     for r in rows:
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             v = r.get(key)
             if key == "bits_per_dim" and v is not None:
                 cells.append(f"{v:.3f}" + (" (ELBO)" if r.get("likelihood") == "bound" else " (exact)"))
@@ -148,7 +180,21 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([head, rule, *lines])
 
 
-def compare(runs: Sequence[str | Path], out: str | Path, n_samples: int = 500, n_eval: int = 500, seed: int = 0,
+def calibration_rows(data: ImageData, classifier, real: Tensor, n: int, generator: torch.Generator) -> list[dict[str, Any]]:
+    """Held-out real images, a 3x3 blur of them and uniform noise, scored like the models."""
+    held_out = data.test[: min(n, len(data.test))].float() / 255.0
+    noise = torch.rand(min(n, len(data.train)), *held_out.shape[1:], generator=generator)
+    rows = []
+    for name, images in (("held-out real images", held_out), ("3x3 blur of held-out images", blur3x3(held_out)),
+                         ("uniform noise", noise)):
+        row = {"model": name, **sample_quality(real, classifier.embed(images))}
+        if len(data.train) < SMALL_DATA:
+            row.update(memorisation(images, data.train.float() / 255.0, held_out))
+        rows.append(row)
+    return rows
+
+
+def compare(runs: Sequence[str | Path], out: str | Path, n_samples: int = 2000, n_eval: int = 500, seed: int = 0,
             sample_options: Optional[dict[str, Any]] = None, progress: bool = True,
             classifier_steps: int = 1500) -> dict[str, Any]:
     """Evaluate every run on the data it was trained on and write the report to ``out``."""
@@ -165,11 +211,8 @@ def compare(runs: Sequence[str | Path], out: str | Path, n_samples: int = 500, n
     gen = torch.Generator().manual_seed(seed)
     n_real = min(n_samples, len(data.train))
     real = classifier.embed(data.train[torch.randperm(len(data.train), generator=gen)[:n_real]].float() / 255.0)
+    references = calibration_rows(data, classifier, real, n_samples, gen)
     held_out = data.test[: min(n_samples, len(data.test))].float() / 255.0
-    references = [
-        {"model": "held-out real images", **sample_quality(real, classifier.embed(held_out))},
-        {"model": "uniform noise", **sample_quality(real, classifier.embed(torch.rand(n_real, *held_out.shape[1:], generator=gen)))},
-    ]
     rows = []
     for run, model in zip(runs, models):
         if progress:
@@ -192,20 +235,32 @@ def compare(runs: Sequence[str | Path], out: str | Path, n_samples: int = 500, n
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    """The report: data note, table (with the reference rows), and every model's pictures."""
+    """The report: data note, table (with the calibration rows), and every model's pictures."""
     clf = result["classifier"]
     acc = clf.get("held_out_accuracy")
+    small = any("nn_rms" in r for r in result["references"])
     lines = [
         "# Generative model zoo: comparison", "",
         f"**Data.** {result['data']}. {result['data_note']}", "",
-        f"**Metrics.** Sample quality uses {result['n_samples']} samples per model against as many training images, in the "
-        f"128-d feature space of a small CNN trained on this data ({clf.get('task')}, {clf.get('steps')} steps"
+        f"**Metrics.** Sample quality uses {result['n_samples']} samples per model against up to as many training images, in "
+        f"the 128-d feature space of a small CNN trained on this data ({clf.get('task')}, {clf.get('steps')} steps"
         + (f", held-out accuracy {acc:.1%}" if acc is not None else "") + "). Lower Fréchet / KID is better; "
-        "precision / recall / density / coverage are in [0, 1] (density can exceed 1). Bits/dim and reconstructions use "
+        "precision / recall are in [0, 1]. Bits/dim and reconstructions use "
         f"{result['n_eval']} held-out images; bits/dim is exact for PixelCNN and an ELBO upper bound for the VAE and "
-        "diffusion (a Monte Carlo estimate for diffusion). The reference rows show what real held-out images and noise score.",
-        "", markdown_table(result["models"] + result["references"]), "",
+        "diffusion (a Monte Carlo estimate for diffusion). The calibration rows show what held-out real images, a 3x3 "
+        "blur of them and uniform noise score. GFLOP/s counts the convolutions and matrix products of a training step; "
+        "matmul GFLOP/s is a plain 2048x2048 float32 product measured by the same trainer (the machine's practical peak "
+        "at that moment; on a shared machine it moves).",
+        "",
     ]
+    if small:
+        lines += ["**Small data.** With this few images, Fréchet distance (a 128-d Gaussian fitted to each set) is "
+                  "dominated by its estimation bias, so it is left out; KID is unbiased at any size. NN RMS is the median "
+                  "pixel RMS distance from a sample to its nearest training image (for the held-out row: from an unseen "
+                  "real image); copies is the fraction of samples nearer to a training image than any held-out image "
+                  "is. Samples much nearer than held-out images are memorised training images; the *nearest* grids "
+                  "show each sample beside its nearest training image.", ""]
+    lines += [markdown_table(result["models"] + result["references"]), ""]
     for row in result["models"]:
         lines += [f"## {row['model']}: {row['description']}", "", f"run: `{row['run']}`", ""]
         extra = {k: v for k, v in row.items() if k.startswith("code_")}
@@ -214,7 +269,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         for pic in row["pictures"]:
             kind = pic.split("_", 1)[1].removesuffix(".png")
             caption = {"samples": "samples", "reconstructions": "held-out images (rows 1, 3) and reconstructions (rows 2, 4)",
-                       "interpolations": "latent interpolations, one pair per row"}[kind]
+                       "interpolations": "latent interpolations, one pair per row",
+                       "nearest": "pairs: a sample, then its nearest training image (pixel RMS)"}[kind]
             lines += [f"![{row['model']} {kind}]({pic})", "", f"*{caption}*", ""]
     lines += ["## Real held-out images", "", "![real](real_held_out.png)", ""]
     return "\n".join(lines)

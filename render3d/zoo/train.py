@@ -4,10 +4,15 @@ batches, progress bar, time budget, checkpoints, Ctrl-C / SIGTERM, resume.
 A run folder holds ``model.pt`` (model, optimisers, step, RNG state, data name: one file),
 ``config.json`` and ``history.json`` (loss per logged step). Resuming continues the same
 random streams, so an interrupted run ends where an uninterrupted one would.
+
+Before the first step the trainer counts the FLOPs of one training step and measures a
+2048x2048 float32 matmul, so every run records its GFLOP/s beside the machine's practical peak
+at that moment (``info["step_gflop"]``, ``info["matmul_gflops"]``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,10 +35,10 @@ class ZooTrainConfig:
     """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``)."""
 
     data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
-    size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist / faces, 32 otherwise", default=None)
-    steps: int = option("training steps (batches)", default=2000)
-    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
-    batch_size: int = option("images per batch", default=64)
+    size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist, 32 otherwise", default=None)
+    steps: int = option("training steps (batches); 0: no step limit, the budget decides", default=0)
+    budget: float = option("stop after this many seconds of training (0: no limit); --steps still caps it", default=300.0)
+    batch_size: int = option("images per batch (0: the model's default, 32 for diffusion and 64 for the others)", default=0)
     out: Optional[str] = option("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
     seed: int = option("random seed; the same seed gives the same run", default=0)
     save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
@@ -47,8 +52,10 @@ class ZooTrainer(TrainLoop):
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None) -> None:
-        if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
-            raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        if config.steps < 0 or config.batch_size < 0 or not config.budget >= 0:
+            raise Render3DError("--steps, --batch-size and --budget must be at least 0")
+        if not config.steps and not config.budget:
+            raise Render3DError("--steps 0 and --budget 0 would train forever: set one of them")
         dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
@@ -59,17 +66,20 @@ class ZooTrainer(TrainLoop):
             torch.set_num_threads(config.threads)
         self.data = data if data is not None else load_images(config.data, config.size)
         model_cls = get_model_class(model_name)
+        self.batch_size = config.batch_size or model_cls.default_batch_size
         torch.manual_seed(config.seed)
         self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
         self.model.optimizers = self.model.configure_optimizers()
         default = Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run_dir = Path(config.out) if config.out else Path(dist.share_text("render3d/run_dir", str(default) if dist.is_main() else None))
-        self.total_steps = config.steps
+        self.total_steps = config.steps or math.inf  # (the progress bar then shows no ETA)
         self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
         if dist.rank() > 0:  # every rank builds the same model; ranks > 0 draw their own noise (diffusion steps, ...)
             torch.manual_seed(config.seed + 7919 * dist.rank())
         self._torch_rng = torch.get_rng_state()
+        self.step_gflop: Optional[float] = None
+        self.matmul_gflops: Optional[float] = None
 
     # ----- checkpoints --------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -78,7 +88,8 @@ class ZooTrainer(TrainLoop):
     def state_dict(self) -> dict:
         self.model.info = {
             "data": self.config.data, "data_name": self.data.name, "data_note": self.data.note,
-            "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.config.batch_size,
+            "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.batch_size,
+            "step_gflop": self.step_gflop, "matmul_gflops": self.matmul_gflops, "threads": torch.get_num_threads(),
             "train_config": asdict(self.config),
             "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
         }
@@ -90,7 +101,13 @@ class ZooTrainer(TrainLoop):
 
     @classmethod
     def resume(cls, path: str | Path, data: Optional[ImageData] = None, **overrides: Any) -> "ZooTrainer":
-        """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...)."""
+        """Continue the run in ``path`` (``overrides``: steps, budget, progress, ...).
+
+        The budget counts the run's training seconds so far; a new ``steps`` without a new
+        ``budget`` lifts the time limit (else a finished 5-minute run could not be extended).
+        """
+        if "steps" in overrides and "budget" not in overrides:
+            overrides["budget"] = 0.0
         ckpt = read_checkpoint(path)
         file = Path(path) / ZOO_CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
         with reading_contents(file, "zoo checkpoint"):
@@ -114,15 +131,26 @@ class ZooTrainer(TrainLoop):
     # ----- training -----------------------------------------------------------------------
     def begin(self) -> None:
         super().begin()
+        self.measure_speed()
         write_json({"model": self.model.name, "train": asdict(self.config), self.model.name: asdict(self.model.config),
                     "data": self.data.summary(), "world_size": dist.world_size()}, self.run_dir / "config.json")
 
     def synced_parameters(self) -> list:
         return list(self.model.parameters()) + [b for b in self.model.buffers() if b.is_floating_point()]
 
+    def measure_speed(self) -> None:
+        """FLOPs of one training step (on a copy of the model) and the machine's matmul GFLOP/s now."""
+        from render3d.zoo.perf import matmul_gflops, step_flops
+
+        rng = torch.get_rng_state()
+        x, y = self.data.batch(torch.arange(self.batch_size) % len(self.data.train))
+        self.step_gflop = round(step_flops(self.model, x, y) / 1e9, 3)
+        torch.set_rng_state(rng)  # counting must not change the run's random stream
+        self.matmul_gflops = round(matmul_gflops(), 1)
+
     def train_one_step(self) -> dict[str, float]:
         """One ``fit`` on this rank's share of a global batch drawn (and augmented) identically on every rank."""
-        b = self.config.batch_size
+        b = self.batch_size
         index = torch.randint(0, len(self.data.train), (b * dist.world_size(),), generator=self.sampler)
         x, y = self.data.batch(index, self.sampler)
         mine = slice(dist.rank() * b, (dist.rank() + 1) * b)

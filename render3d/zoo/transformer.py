@@ -62,7 +62,7 @@ class TokenTransformer(nn.Module):
 
     def nll(self, tokens: Tensor) -> Tensor:
         """Negative log-likelihood per sequence, in nats."""
-        logits = self.logits(tokens)
+        logits = self.logits(tokens).float()
         return F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none").sum(1)
 
     @torch.no_grad()

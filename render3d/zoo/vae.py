@@ -19,6 +19,7 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class VAEConfig(ModelConfig):
     """VAE options."""
 
+    lr: float = option("Adam learning rate", default=1e-3)
     latent: int = option("latent dimensions", default=16)
     beta: float = option("weight of the KL term during training (1: the ELBO; reported bits/dim always use 1)", default=1.0)
     min_log_std: float = option("lower bound of the decoder's per-pixel log standard deviation", default=-4.5)
@@ -44,11 +45,11 @@ class VAE(ZooModel):
         self.decoder = VectorDecoder(config.latent, spec.size, config.hidden, 2 * spec.channels)
 
     def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_var = self.encoder(to_signed(x)).chunk(2, dim=1)
+        mu, log_var = self.encoder(to_signed(x)).float().chunk(2, dim=1)
         return mu, log_var.clamp(-12.0, 8.0)
 
     def _likelihood(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        mean, log_std = self.decoder(z).chunk(2, dim=1)
+        mean, log_std = self.decoder(z).float().chunk(2, dim=1)
         return torch.tanh(mean), log_std.clamp(min=self.config.min_log_std)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:

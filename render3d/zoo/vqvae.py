@@ -46,10 +46,15 @@ class EMACodebook(nn.Module):
         return d.argmin(1)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``z [B, D, h, w]`` -> (quantised z with straight-through gradients, indices ``[B, h, w]``)."""
+        """``z [B, D, h, w]`` -> (quantised z with straight-through gradients, indices ``[B, h, w]``).
+
+        Always in float32 (also under autocast): code assignment must not depend on rounding.
+        """
+        z = z.float()
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        idx = self.nearest(flat.detach())
+        with torch.autocast(z.device.type, enabled=False):
+            idx = self.nearest(flat.detach())
         if self.training:
             self._update(flat.detach(), idx)
         q = self.embedding[idx].view(b, h, w, d).permute(0, 3, 1, 2)
@@ -110,11 +115,12 @@ class VQVAE(ZooModel):
                                       config.prior_heads, max(1, config.prior_heads // 2))
 
     def loss(self, x: Tensor, y: Optional[Tensor] = None) -> tuple[Tensor, dict[str, float]]:
-        z = self.encoder(to_signed(x))
+        z = self.encoder(to_signed(x)).float()
         q, idx = self.codebook(z)
-        recon = F.mse_loss(torch.tanh(self.decoder(q)), to_signed(x))
+        recon = F.mse_loss(torch.tanh(self.decoder(q).float()), to_signed(x))
         commit = F.mse_loss(z, q.detach())
-        prior_nll = self.prior.nll(idx.flatten(1).detach()).mean() / idx[0].numel()
+        with torch.autocast(x.device.type, enabled=False):  # tiny, and bfloat16 attention backward is slow on CPUs
+            prior_nll = self.prior.nll(idx.flatten(1).detach()).mean() / idx[0].numel()
         loss = recon + self.config.commitment * commit + prior_nll
         return loss, {"recon": float(recon.detach()), "prior_nats_per_code": float(prior_nll.detach())}
 
@@ -127,7 +133,7 @@ class VQVAE(ZooModel):
 
     def decode(self, z: Tensor) -> Tensor:
         q = self.codebook.embedding[z].permute(0, 3, 1, 2)
-        return to_unit(torch.tanh(self.decoder(q)))
+        return to_unit(torch.tanh(self.decoder(q).float()))
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None, temperature: float = 1.0, **options: Any) -> Tensor:
         tokens = self.prior.sample(n, generator, temperature)
