@@ -105,7 +105,7 @@ def test_world_model_kv_cache_generation_matches_the_full_forward_pass():
     tokens = model.generate(first, actions)
     assert tokens.shape == (2, 4, 2, 3) and torch.equal(tokens[:, :1], first)
     with torch.no_grad():
-        again = model.logits(tokens, actions).argmax(-1)[:, :-1]
+        again = model.most_likely(model.logits(tokens, actions))[:, :-1]
     assert torch.equal(again, tokens[:, 1:].reshape(2, 3, -1))
 
 
@@ -128,6 +128,5 @@ def test_context_noise_moves_fsq_digits_by_at_most_one_level():
     model = WorldModel(WorldModelConfig(**TINY_WORLD), TokenGrid((8, 5, 5, 5), 3, 2, 2))
     tokens = torch.randint(0, 1000, (4, 2, 2, 2))
     noisy = model.perturb(tokens, torch.tensor([0.0, 0.3, 0.6, 0.9]), torch.Generator().manual_seed(0))
-    digits = lambda t: torch.round(model.fsq.indices_to_values(t) * torch.tensor([4, 2, 2, 2]).view(1, -1, 1, 1, 1))  # noqa: E731
-    step = (digits(noisy) - digits(tokens)).abs()
-    assert step.max() <= 1 and torch.equal(noisy[0], tokens[0]) and (step[3] > 0).float().mean() > 0.3
+    step = (model.fsq.indices_to_digits(noisy) - model.fsq.indices_to_digits(tokens)).abs()
+    assert step.max() <= 1 and torch.equal(noisy[0], tokens[0]) and (step[3] > 0).float().mean() > 0.6

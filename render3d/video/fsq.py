@@ -56,11 +56,17 @@ class FSQ(nn.Module):
     def values_to_indices(self, values: Tensor) -> Tensor:
         """Quantised values ``[B, D, ...]`` -> token ids ``[B, ...]``."""
         lv = self._view(self._levels, values.ndim)
-        digits = torch.round(values * (lv // 2) + lv // 2).long()
-        return (digits * self._view(self._basis, values.ndim)).sum(1)
+        return self.digits_to_indices(torch.round(values * (lv // 2) + lv // 2).long().movedim(1, -1))
 
     def indices_to_values(self, indices: Tensor) -> Tensor:
         """Token ids ``[B, ...]`` -> quantised values ``[B, D, ...]``."""
         lv = self._view(self._levels, indices.ndim + 1)
-        digits = (indices.unsqueeze(1) // self._view(self._basis, indices.ndim + 1)) % lv.long()
-        return (digits.float() - lv // 2) / (lv // 2)
+        return (self.indices_to_digits(indices).movedim(-1, 1).float() - lv // 2) / (lv // 2)
+
+    def indices_to_digits(self, indices: Tensor) -> Tensor:
+        """Token ids ``[...]`` -> the level of each channel ``[..., D]`` (``0 .. levels[i] - 1``)."""
+        return (indices.unsqueeze(-1) // self._basis) % self._levels.long()
+
+    def digits_to_indices(self, digits: Tensor) -> Tensor:
+        """Levels ``[..., D]`` -> token ids ``[...]``."""
+        return (digits.long() * self._basis).sum(-1)

@@ -15,6 +15,10 @@ latent frame ``k`` predicts the token at the same position of frame ``k + 1``:
   tokens (all latent frames after the first) are moved one level up or down with a random
   probability in ``[0, context_noise]``, and the model is told that probability; generation
   uses clean context, so the model has learnt to correct its own slightly wrong frames;
+* **tokens as FSQ digits**: a token is embedded as the sum of one embedding per FSQ channel,
+  and predicted by one softmax per channel (conditionally independent given the context),
+  so the head costs ``sum(levels)`` outputs instead of ``prod(levels)`` (39 instead of
+  64,000 for Cosmos' levels);
 * **generation** feeds one latent frame at a time through a :class:`KVCache` per layer, so
   earlier frames are never recomputed; tokens are the argmax (``temperature=0``) or sampled.
 """
@@ -95,15 +99,15 @@ class WorldModel(nn.Module):
         config.validate()
         self.config, self.grid = config, grid
         self.fsq = FSQ(grid.levels)
-        vocab, d = self.fsq.codebook_size, config.dim
-        self.embed = nn.Embedding(vocab, d)
+        d = config.dim
+        self.embed = nn.ModuleList([nn.Embedding(n, d) for n in grid.levels])
         self.pos = nn.Parameter(torch.randn(grid.per_frame, d) * 0.02)
         self.time = nn.Parameter(torch.randn(grid.frames, d) * 0.02)
         self.action = nn.Sequential(nn.Linear(ACTION_CHANNELS, d), nn.SiLU(), nn.Linear(d, d))
         self.noise_level = nn.Embedding(NOISE_BUCKETS + 1, d)  # the last id: the clean first frame
         self.blocks = nn.ModuleList([TransformerBlock(d, config.heads, config.kv_heads) for _ in range(config.layers)])
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, vocab)
+        self.head = nn.Linear(d, sum(grid.levels))
         self.info: dict[str, Any] = {}
 
     @property
@@ -120,7 +124,8 @@ class WorldModel(nn.Module):
         ``actions [B, k, 48, h, w]`` (see :func:`frame_actions`); ``noise [B, k]`` bucket ids.
         """
         b, k, h, w = tokens.shape
-        x = self.embed(tokens.reshape(b, k, h * w))
+        digits = self.fsq.indices_to_digits(tokens.reshape(b, k, h * w))
+        x = sum(embed(digits[..., i]) for i, embed in enumerate(self.embed))
         x = x + self.pos[None, None] + self.time[start:start + k][None, :, None]
         x = x + self.action(actions.permute(0, 1, 3, 4, 2).reshape(b, k, h * w, -1))
         x = x + self.noise_level(noise)[:, :, None]
@@ -136,8 +141,16 @@ class WorldModel(nn.Module):
         frame = torch.arange(frames, device=self.device).repeat_interleave(self.grid.per_frame)
         return frame[None, :] <= frame[:, None]
 
+    def digit_logits(self, logits: Tensor) -> list[Tensor]:
+        """Split head outputs ``[..., sum(levels)]`` into one ``[..., levels[i]]`` per FSQ channel."""
+        return list(logits.split(list(self.grid.levels), dim=-1))
+
+    def most_likely(self, logits: Tensor) -> Tensor:
+        """The token made of each channel's most likely level, ``[...]``."""
+        return self.fsq.digits_to_indices(torch.stack([lg.argmax(-1) for lg in self.digit_logits(logits)], -1))
+
     def logits(self, tokens: Tensor, actions: Tensor, noise: Optional[Tensor] = None) -> Tensor:
-        """Next-frame logits ``[B, K, h*w, vocab]`` (frame k's row predicts frame k + 1)."""
+        """Next-frame logits ``[B, K, h*w, sum(levels)]`` (frame k's row predicts frame k + 1)."""
         b, k = tokens.shape[:2]
         if k > self.grid.frames:
             raise Render3DError(f"{k} latent frames is more than the {self.grid.frames} this model was built for")
@@ -150,14 +163,12 @@ class WorldModel(nn.Module):
     # ----- training ------------------------------------------------------------------------------
     def perturb(self, tokens: Tensor, probability: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """Move each FSQ digit of ``tokens [B, k, h, w]`` one level up or down with ``probability [B]`` (clamped)."""
-        values = self.fsq.indices_to_values(tokens)  # [B, D, k, h, w]
-        lv = torch.tensor(self.fsq.levels, device=tokens.device).view(1, -1, 1, 1, 1)
-        digits = torch.round(values * (lv // 2) + lv // 2)
+        digits = self.fsq.indices_to_digits(tokens)  # [B, k, h, w, D]
+        levels = torch.tensor(self.fsq.levels, device=tokens.device)
         shape = digits.shape
         move = torch.rand(shape, generator=generator).to(tokens.device) < probability.view(-1, 1, 1, 1, 1)
-        sign = torch.where(torch.rand(shape, generator=generator).to(tokens.device) < 0.5, -1.0, 1.0)
-        digits = torch.minimum(torch.clamp(digits + move * sign, min=0), lv - 1)
-        return self.fsq.values_to_indices((digits - lv // 2) / (lv // 2))
+        sign = torch.where(torch.rand(shape, generator=generator).to(tokens.device) < 0.5, -1, 1)
+        return self.fsq.digits_to_indices(torch.minimum((digits + move * sign).clamp(min=0), levels - 1))
 
     def loss(self, tokens: Tensor, actions: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy of every latent frame after the first, with noisy context (see the module docstring)."""
@@ -171,16 +182,20 @@ class WorldModel(nn.Module):
         noise[:, 0] = NOISE_BUCKETS
         logits = self.logits(noisy, actions, noise)[:, :-1]
         target = tokens[:, 1:].reshape(b, k - 1, -1)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-        accuracy = (logits.detach().argmax(-1) == target).float().mean()
-        return loss, {"accuracy": float(accuracy)}
+        accuracy = (self.most_likely(logits.detach()) == target).float().mean()
+        return self.token_nll(logits, target), {"accuracy": float(accuracy)}
+
+    def token_nll(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Negative log-likelihood of the target tokens, in nats per token (the sum over FSQ channels)."""
+        digits = self.fsq.indices_to_digits(target)
+        return sum(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), digits[..., i].reshape(-1))
+                   for i, lg in enumerate(self.digit_logits(logits)))
 
     @torch.no_grad()
     def eval_loss(self, tokens: Tensor, actions: Tensor) -> float:
-        """Mean next-frame cross-entropy (nats per token) with clean context."""
+        """Next-frame negative log-likelihood (nats per token) with clean context."""
         logits = self.logits(tokens, actions)[:, :-1]
-        target = tokens[:, 1:].reshape(tokens.shape[0], tokens.shape[1] - 1, -1)
-        return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
+        return float(self.token_nll(logits, tokens[:, 1:].reshape(tokens.shape[0], tokens.shape[1] - 1, -1)))
 
     # ----- generation ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -201,14 +216,20 @@ class WorldModel(nn.Module):
             noise = torch.full((b, 1), NOISE_BUCKETS if i == 0 else 0, dtype=torch.long, device=first.device)
             x = self._inputs(tokens[-1], acts[:, i:i + 1], i, noise)
             mask = torch.ones(per, (i + 1) * per, dtype=torch.bool, device=first.device)
-            logits = self._run(x, mask, caches)  # [B, h*w, vocab]: the next latent frame
-            if temperature > 0:
-                probs = F.softmax(logits.float() / temperature, dim=-1).reshape(-1, logits.shape[-1]).cpu()
-                nxt = torch.multinomial(probs, 1, generator=generator).to(first.device).view(b, per)
-            else:
-                nxt = logits.argmax(-1)
+            logits = self._run(x, mask, caches)  # [B, h*w, sum(levels)]: the next latent frame
+            nxt = self.sample(logits, temperature, generator)
             tokens.append(nxt.view(b, 1, self.grid.height, self.grid.width))
         return torch.cat(tokens, dim=1)
+
+    def sample(self, logits: Tensor, temperature: float, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Tokens ``[...]`` from logits ``[..., sum(levels)]``: each channel's argmax, or a sample at ``temperature``."""
+        if temperature <= 0:
+            return self.most_likely(logits)
+        digits = []
+        for lg in self.digit_logits(logits):
+            probs = F.softmax(lg.float() / temperature, dim=-1).reshape(-1, lg.shape[-1]).cpu()
+            digits.append(torch.multinomial(probs, 1, generator=generator).view(lg.shape[:-1]).to(lg.device))
+        return self.fsq.digits_to_indices(torch.stack(digits, -1))
 
     # ----- persistence -----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
