@@ -22,12 +22,12 @@ FOV_DEG = 50.0
 
 
 class BoxesScene:
-    """Random axis-aligned coloured boxes on a grey wall (a :class:`~render3d.protocol.SceneModel`)."""
+    """Random axis-aligned coloured boxes on a wall with smooth colour gradients (a :class:`~render3d.protocol.SceneModel`)."""
 
-    def __init__(self, boxes: int = 40, extent: float = 4.0, seed: int = 0) -> None:
+    def __init__(self, boxes: int = 16, extent: float = 2.5, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.lo = torch.from_numpy(rng.uniform(-extent, extent, (boxes, 2))).float()
-        self.hi = self.lo + torch.from_numpy(rng.uniform(0.2, 0.7, (boxes, 2))).float()
+        self.hi = self.lo + torch.from_numpy(rng.uniform(1.0, 2.0, (boxes, 2))).float()
         self.color = torch.from_numpy(rng.uniform(0.0, 1.0, (boxes, 3))).float()
         self.background = torch.tensor([0.5, 0.5, 0.5])
 
@@ -41,7 +41,8 @@ class BoxesScene:
         p = (o + (DEPTH - o[..., 2:3]) / d[..., 2:3] * d)[..., :2]  # where each ray meets the wall
         inside = ((p[..., None, :] >= self.lo) & (p[..., None, :] <= self.hi)).all(-1)  # [N, H, W, boxes]
         last = torch.where(inside.any(-1), (inside.float() * torch.arange(1, len(self.lo) + 1)).argmax(-1), -1)
-        rgb = torch.where((last >= 0)[..., None], self.color[last.clamp(min=0)], self.background)
+        wall = 0.5 + 0.25 * torch.stack([torch.sin(1.3 * p[..., 0]), torch.cos(1.1 * p[..., 1]), torch.sin(0.9 * (p[..., 0] + p[..., 1]))], -1)
+        rgb = torch.where((last >= 0)[..., None], self.color[last.clamp(min=0)], wall)
         ones = torch.ones(*rgb.shape[:-1], 1)
         return RenderOutput(rgb, ones * DEPTH, ones)
 
@@ -71,7 +72,7 @@ def boxes_clips(n_train: int = 64, n_test: int = 8, frames: int = 9, size: int =
         clips, c2ws, Ks = [], [], []
         for _ in range(n):
             velocity = (float(rng.choice([-1.0, 1.0])) * speed, float(rng.uniform(-0.3, 0.3)) * speed)
-            cams = pan_cameras(size, frames, velocity, tuple(rng.uniform(-2.0, 2.0, 2)))
+            cams = pan_cameras(size, frames, velocity, tuple(rng.uniform(-1.5, 1.5, 2)))
             clips.append(render_clip(scene, cams))
             c2ws.append(cams.c2w)
             Ks.append(cams.K)

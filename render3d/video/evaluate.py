@@ -133,15 +133,17 @@ def frame_data(clips: ClipSet, max_frames: int = 6000) -> Any:
                      note=f"frames of {clips.summary()}")
 
 
-def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor) -> dict[str, float]:
+def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, classifier_steps: int = 1500) -> dict[str, float]:
     """Fréchet distance of each video's frames after the first to the real ones, in the zoo's feature space.
 
-    ``real_train_frames`` (training frames against the held-out ones) is the floor to read the others against.
+    The zoo's feature classifier is trained (``classifier_steps``, then cached) on the clips'
+    training frames. ``real_train_frames`` (training frames against the held-out ones) is the
+    floor to read the others against.
     """
     from render3d.zoo.metrics import feature_classifier, frechet_distance
 
     data = frame_data(clips)
-    classifier = feature_classifier(data)
+    classifier = feature_classifier(data, steps=classifier_steps)
     flat = lambda v: v[:, 1:].reshape(-1, *v.shape[2:]).float()  # noqa: E731 - frames after the given one
     real_features = classifier.embed(flat(real))
     out = {name: round(frechet_distance(classifier.embed(flat(v)), real_features), 3) for name, v in videos.items()}
