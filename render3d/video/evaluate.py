@@ -25,6 +25,8 @@ from render3d.video.clips import ClipSet, ClipSplit, require_posed
 from render3d.video.tokenizer import VideoTokenizer
 
 MAX_PSNR = 100.0
+FEATURE_SIZE = 32  # frames are compared in the zoo's feature space at this size (its classifier's cost grows with it)
+CLASSIFIER_STEPS = 500
 FIRST_FRAMES = 8  # the goal: beat copy-last-frame on average over this many generated frames
 
 
@@ -74,6 +76,11 @@ def frames_above(curve: list[float], baseline: list[float]) -> int:
     return last
 
 
+def frames_below(curve: list[float], baseline: list[float]) -> list[int]:
+    """The future frames (1, 2, ...) where ``curve`` is not above ``baseline``."""
+    return [f for f in range(1, len(curve)) if curve[f] <= baseline[f]]
+
+
 @torch.no_grad()
 def generate_split(model: Any, split: ClipSplit, batch: int = 8, limit: Optional[int] = None,
                    temperature: float = 0.0, seed: int = 0) -> tuple[Tensor, float]:
@@ -112,6 +119,7 @@ def world_model_metrics(model: Any, clips: ClipSet, limit: Optional[int] = None,
         f"ssim_first_{FIRST_FRAMES}": {k: _summary(v["ssim"]) for k, v in curves.items()},
         "margin_over_copy_last_db": round(_summary(g) - _summary(c), 3),
         "above_copy_last_until_frame": frames_above(g, c),
+        "frames_not_above_copy_last": frames_below(g, c),
         "curves": curves,
     }
     if frechet:
@@ -121,19 +129,19 @@ def world_model_metrics(model: Any, clips: ClipSet, limit: Optional[int] = None,
 
 
 def frame_data(clips: ClipSet, max_frames: int = 6000) -> Any:
-    """The clips' frames as zoo :class:`~render3d.zoo.data.ImageData` (for the zoo's feature classifier)."""
-    from render3d.zoo.data import ImageData
+    """The clips' frames at ``FEATURE_SIZE`` as zoo :class:`~render3d.zoo.data.ImageData` (for the zoo's feature classifier)."""
+    from render3d.zoo.data import ImageData, resize
 
     def frames(split: ClipSplit) -> Tensor:
         f = split.frames.reshape(-1, *split.frames.shape[2:]).permute(0, 3, 1, 2)
         step = max(1, len(f) // max_frames)
-        return f[::step].contiguous()
+        return resize(f[::step].contiguous(), min(FEATURE_SIZE, f.shape[-1]))
 
     return ImageData(name=f"video-{clips.name}", train=frames(clips.train), test=frames(clips.test),
                      note=f"frames of {clips.summary()}")
 
 
-def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, classifier_steps: int = 1500) -> dict[str, float]:
+def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, classifier_steps: int = CLASSIFIER_STEPS) -> dict[str, float]:
     """Fréchet distance of each video's frames after the first to the real ones, in the zoo's feature space.
 
     The zoo's feature classifier is trained (``classifier_steps``, then cached) on the clips'
@@ -142,9 +150,15 @@ def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, c
     """
     from render3d.zoo.metrics import feature_classifier, frechet_distance
 
+    from render3d.zoo.data import resize
+
     data = frame_data(clips)
     classifier = feature_classifier(data, steps=classifier_steps)
-    flat = lambda v: v[:, 1:].reshape(-1, *v.shape[2:]).float()  # noqa: E731 - frames after the given one
+    size = data.spec.size
+
+    def flat(video: Tensor) -> Tensor:  # the frames after the given first one, at the feature size
+        frames = (video[:, 1:].reshape(-1, *video.shape[2:]).clamp(0, 1) * 255).round().to(torch.uint8)
+        return resize(frames, size).float() / 255.0
     real_features = classifier.embed(flat(real))
     out = {name: round(frechet_distance(classifier.embed(flat(v)), real_features), 3) for name, v in videos.items()}
     n = min(len(data.train), len(real_features) * 4)

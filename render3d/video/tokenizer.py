@@ -19,7 +19,7 @@ Videos are float tensors ``[B, T, 3, H, W]`` in ``[0, 1]``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import torch
