@@ -1,7 +1,7 @@
 """A small scaling study of the world model: held-out loss against parameter count at a fixed token budget.
 
     python bench/bench_video_scaling.py --clips runs/clips-default --tokenizer runs/bench-video/tok-discrete \
-        --tokens 1000000 --out runs/bench-video-scaling
+        --tokens 500000 --out runs/bench-video-scaling
 
 Each size is trained on the same number of target tokens (steps = tokens / (batch x target tokens
 per clip)) with the same data, seed and learning-rate schedule, and its held-out next-frame loss
@@ -30,7 +30,7 @@ from render3d.video.tokenizer import latent_frames, load_tokenizer
 from render3d.video.train import VideoTrainConfig, WorldModelTrainer
 from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 
-SIZES = [(32, 2, 2), (64, 2, 4), (96, 3, 4), (160, 4, 4)]  # (dim, layers, heads); key/value heads: heads / 2
+SIZES = [(32, 2, 2), (64, 2, 4), (96, 3, 4), (128, 4, 4)]  # (dim, layers, heads); key/value heads: heads / 2
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
@@ -56,11 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", default="runs/clips-default")
     parser.add_argument("--tokenizer", default="runs/bench-video/tok-discrete", help="a discrete tokenizer run")
-    parser.add_argument("--tokens", type=int, default=1_000_000, help="target tokens each size is trained on")
+    parser.add_argument("--tokens", type=int, default=500_000, help="target tokens each size is trained on")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--out", default="runs/bench-video-scaling")
     args = parser.parse_args()
     out = Path(args.out)
+    torch.set_num_threads(args.threads)
     machine = describe()
     print(f"machine: {machine}", flush=True)
     clips = load_clips(args.clips)
@@ -88,7 +90,7 @@ def main() -> None:
     xs = np.geomspace(ns.min() * 0.8, ns.max() * 1.25, 50)
     curve = fit["a"] * xs ** -fit["alpha"] + fit["c"]
     title = f"world model, {args.tokens:,} target tokens each: L(N) = {fit['a']:.3g} N^-{fit['alpha']:.3f} + {fit['c']:.3f}"
-    line_plot([Series(ns.tolist(), losses.tolist(), "held-out loss", points=True), Series(xs.tolist(), curve.tolist(), "fit")],
+    line_plot([Series(ns.tolist(), losses.tolist(), "held-out loss", points=True), Series(xs.tolist(), curve.tolist(), "fit", markers=False)],
               out / "scaling.png", title, "non-embedding parameters N", "held-out loss (nats/token)", log_x=True)
     print("\n| dim | layers | non-embedding parameters | steps | train s | held-out loss (nats/token) |\n|---|---|---|---|---|---|")
     for r in rows:

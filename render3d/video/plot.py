@@ -21,12 +21,13 @@ class Series:
     label: str
     points: bool = False
     dashed: bool = False
+    markers: bool = True  # small dots on the data points of a line
 
 
 def _ticks(lo: float, hi: float, log: bool, count: int = 5) -> list[float]:
     if log:
-        return [10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-                if lo <= 10.0**e <= hi] or [lo, hi]
+        return [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                for m in (1, 2, 5) if lo <= m * 10.0**e <= hi] or [lo, hi]
     step = (hi - lo) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(step)) if step > 0 else 1
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= step), default=step)
@@ -42,7 +43,7 @@ def line_plot(series: list[Series], path: Path, title: str, xlabel: str, ylabel:
     from render3d.images import write_png
 
     width, height = size
-    left, right, top, bottom = 70, 20, 40, 60
+    left, right, top, bottom = 70, 20, 50, 60
     xs = np.concatenate([np.asarray(s.x, float) for s in series])
     ys = np.concatenate([np.asarray(s.y, float) for s in series])
     ys = ys[np.isfinite(ys)]
@@ -66,14 +67,14 @@ def line_plot(series: list[Series], path: Path, title: str, xlabel: str, ylabel:
     for v in _ticks(x_lo, x_hi, log_x):
         x, _ = px(v, y_lo)
         draw.line([x, height - bottom, x, height - bottom + 5], fill=(0, 0, 0))
-        draw.text((x - 12, height - bottom + 8), f"{v:g}", fill=(0, 0, 0))
+        draw.text((x - 12, height - bottom + 8), f"{v:.3g}", fill=(0, 0, 0))
     for v in _ticks(y_lo, y_hi, log_y):
         _, y = px(x_lo, v)
         draw.line([left - 5, y, width - right, y], fill=(225, 225, 225))
         draw.text((5, y - 6), f"{v:.4g}", fill=(0, 0, 0))
-    draw.text((left, 12), title, fill=(0, 0, 0))
+    draw.text((left, 8), title, fill=(0, 0, 0))
     draw.text(((width - len(xlabel) * 6) / 2, height - 25), xlabel, fill=(0, 0, 0))
-    draw.text((5, top - 18), ylabel, fill=(0, 0, 0))
+    draw.text((5, top - 20), ylabel, fill=(0, 0, 0))
     for i, s in enumerate(series):
         color = COLORS[i % len(COLORS)]
         pts = [px(x, y) for x, y in zip(s.x, s.y) if math.isfinite(y)]
@@ -88,7 +89,7 @@ def line_plot(series: list[Series], path: Path, title: str, xlabel: str, ylabel:
                     draw.line([p0, p1], fill=color, width=2)
         else:
             draw.line(pts, fill=color, width=2)
-            for x, y in pts:
+            for x, y in pts if s.markers else []:
                 draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
         ly = top + 8 + 16 * i
         draw.line([width - right - 230, ly + 6, width - right - 205, ly + 6], fill=color, width=3)

@@ -35,6 +35,7 @@ from render3d.zoo.transformer import GQAttention
 SPATIAL_FACTOR = 8
 TEMPORAL_FACTOR = FACTOR
 KINDS = ("continuous", "discrete")
+OUTPUT_SCALE = 8.0  # the averaging Haar inverse multiplies by 8 what an orthonormal one would: divide it out
 
 
 @dataclass
@@ -253,7 +254,7 @@ class VideoTokenizer(nn.Module):
 
     def decode(self, latent: Tensor) -> Tensor:
         """Latent ``[B, C, K, h, w]`` -> video ``[B, 1 + 4(K-1), 3, 8h, 8w]`` (not clamped)."""
-        video = haar_decode(self.decoder(latent))
+        video = haar_decode(self.decoder(latent) / OUTPUT_SCALE)
         return (video.transpose(1, 2) + 1) / 2
 
     def reconstruct(self, video: Tensor) -> Tensor:
