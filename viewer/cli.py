@@ -21,6 +21,8 @@ def add_view_parser(sub: Any) -> argparse.ArgumentParser:
     view.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
     view.add_argument("--max-resolution", type=int, default=None, help="longer image side at rest, in pixels (default: 512)")
     view.add_argument("--jpeg-quality", type=int, default=None, help="JPEG quality 1-100 (default: 80)")
+    view.add_argument("--video-model", default=None, help="a video world-model run (render3d video train): adds a panel that "
+                      "generates a clip from the current view along the path editor's path, beside the 3D render")
     view.set_defaults(func=cmd_view)
     return view
 
@@ -35,10 +37,19 @@ def cmd_view(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise Render3DError(f"--max-resolution {args.max_resolution} is out of range: use 16-8192 pixels")
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
         raise Render3DError(f"--jpeg-quality {args.jpeg_quality} is out of range: use 1-100")
+    video_model = None
+    if args.video_model:
+        from render3d.video.generate import load_video_model
+
+        video_model = load_video_model(args.video_model)
     content = load_content(args.path, args.backend)
     given = {"max_side": args.max_resolution, "jpeg_quality": args.jpeg_quality}
     settings = ViewSettings(**{k: v for k, v in given.items() if v is not None})
     viewer = start_viewer(content, args.host, args.port, settings=settings)
+    if video_model is not None:
+        from render3d.viewer.video_panel import VideoPanel
+
+        viewer.video_panel = VideoPanel(viewer, video_model)
     print("press Ctrl-C to stop", flush=True)
     viewer.wait()
     return 0

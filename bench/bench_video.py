@@ -1,0 +1,191 @@
+"""Video generation on the default scene, CPU: tokenizers against the zoo's per-frame autoencoder, the world
+model against copy-last-frame and the tokenizer's ceiling, Fréchet distance, and speeds.
+
+    python bench/bench_video.py --clips runs/clips-default --out runs/bench-video \
+        --tokenizer-budget 1200 --world-budget 1800
+
+The clips come from ``render3d video data default --clips 320 --test-clips 40 --frames 17 --size 64
+--out runs/clips-default`` (made here when the folder is missing). Each model trains for its time
+budget (seconds); a run folder that already holds ``metrics.json`` is reused, so an interrupted
+bench continues. Prints Markdown tables and writes ``report.md``, ``results.json`` and the curve
+plots into OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from machine import describe
+
+from render3d.files import write_json, write_text_atomic
+from render3d.video.clips import ClipSet, load_clips
+from render3d.video.evaluate import FIRST_FRAMES, frame_scores, world_model_metrics, write_curves_plot
+from render3d.video.tokenizer import TokenizerConfig, load_tokenizer
+from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer
+from render3d.video.world_model import WorldModelConfig
+
+
+def clip_set(path: Path) -> ClipSet:
+    if not (path / "clips.pt").is_file():
+        from render3d.video.sources import ClipRequest, make_clips
+
+        make_clips("default", ClipRequest(clips=320, test_clips=40, frames=17, size=64)).save(path)
+    return load_clips(path)
+
+
+def finished(run: Path) -> dict[str, Any] | None:
+    file = run / "metrics.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def train_config(out: Path, budget: float, batch: int) -> VideoTrainConfig:
+    return VideoTrainConfig(steps=10**9, budget=budget, batch_size=batch, out=str(out), save_every=200, progress=False)
+
+
+# ----- tokenizers and the zoo baseline ------------------------------------------------------------------
+def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: int) -> dict[str, Any]:
+    """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --batch-size 8 --budget B``."""
+    run = out / f"tok-{kind}"
+    if finished(run) is None:
+        TokenizerTrainer(clips, train_config(run, budget, 8), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
+    metrics = finished(run)
+    tok = load_tokenizer(run)
+    c, _k, h, w = tok.latent_shape(17, 64, 64)
+    if tok.discrete:
+        latent = f"{h}x{w} tokens of FSQ {tok.config.levels} per 4 frames"
+        per_frame = f"{h * w * math.log2(tok.codebook_size) / 4:.0f} bits"
+    else:
+        latent, per_frame = f"{c}x{h}x{w} floats per 4 frames", f"{c * h * w // 4} floats"
+    return {"model": f"causal tokenizer, {kind}", "latent": latent, "per_frame": per_frame, "parameters": tok.num_parameters(),
+            "steps": metrics["steps"], "train_s": metrics["train_seconds"], "frames_per_s": metrics["frames_per_second"],
+            "psnr": metrics["psnr"], "ssim": metrics["ssim"], "run": str(run)}
+
+
+def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float) -> dict[str, Any]:
+    """The zoo's autoencoder trained on single frames of the training clips, evaluated on the held-out clips."""
+    from render3d.zoo.ae import AEConfig
+    from render3d.zoo.base import load
+    from render3d.zoo.data import ImageData
+    from render3d.zoo.train import ZooTrainConfig, ZooTrainer
+
+    run = out / f"zoo-ae-{latent}"
+    if not (run / "model.pt").is_file():
+        frames = lambda split: split.frames.reshape(-1, *split.frames.shape[2:]).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+        data = ImageData(name="clip-frames", train=frames(clips.train), test=frames(clips.test), note="frames of the video clips")
+        cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=64, out=str(run), save_every=0, progress=False)
+        ZooTrainer("ae", cfg, AEConfig(latent=latent, hidden=32, lr=1e-3), data=data).run()
+    model = load(run)
+    info = model.info
+    with torch.no_grad():
+        video = clips.test.video(slice(None))
+        recon = torch.stack([model.reconstruct(v) for v in video])
+    psnrs, ssims = frame_scores(recon, video)
+    return {"model": f"zoo ae (per frame), latent {latent}", "latent": f"{latent} floats per frame", "per_frame": f"{latent} floats",
+            "parameters": model.num_parameters(), "steps": info["steps"], "train_s": info["train_seconds"],
+            "frames_per_s": round(info["steps"] * info["batch_size"] / max(info["train_seconds"], 1e-9), 2),
+            "psnr": round(sum(psnrs) / len(psnrs), 3), "ssim": round(sum(ssims) / len(ssims), 4), "run": str(run)}
+
+
+def tokenizer_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | latent | per frame | parameters | steps | train s | train frames/s | PSNR (dB) | SSIM |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['latent']} | {r['per_frame']} | {r['parameters']:,} | {r['steps']} | {r['train_s']:.0f} | "
+                     f"{r['frames_per_s']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} |")
+    return "\n".join(lines)
+
+
+# ----- the world model --------------------------------------------------------------------------------------
+def world_model(clips: ClipSet, out: Path, tokenizer: Path, budget: float, config: WorldModelConfig, batch: int) -> dict[str, Any]:
+    """Equivalent to ``render3d video train CLIPS --tokenizer TOK --dim D --layers L --heads H --batch-size B --budget S``."""
+    from render3d.video.generate import load_video_model
+
+    run = out / "world"
+    if finished(run) is None:
+        WorldModelTrainer(clips, train_config(run, budget, batch), config, tokenizer).run()
+    train = finished(run)
+    started = time.perf_counter()
+    result = world_model_metrics(load_video_model(run), clips)
+    result["eval_seconds"] = round(time.perf_counter() - started, 1)
+    result["train"] = train
+    write_curves_plot(result, out / "world_psnr_curve.png", "psnr")
+    write_curves_plot(result, out / "world_ssim_curve.png", "ssim")
+    return result
+
+
+def world_tables(result: dict[str, Any]) -> str:
+    curves = result["curves"]
+    names = {"generated": "world model", "copy_last_frame": "copy last frame", "tokenizer_ceiling": "tokenizer ceiling"}
+    lines = ["| frames into the future | " + " | ".join(f"{n} PSNR / SSIM" for n in names.values()) + " |",
+             "|---|" + "---|" * len(names)]
+    for f in range(1, len(curves["generated"]["psnr"])):
+        lines.append(f"| {f} | " + " | ".join(f"{curves[k]['psnr'][f]:.2f} / {curves[k]['ssim'][f]:.3f}" for k in names) + " |")
+    p, s = result[f"psnr_first_{FIRST_FRAMES}"], result[f"ssim_first_{FIRST_FRAMES}"]
+    lines += ["", f"| mean of frames 1-{FIRST_FRAMES} | " + " | ".join(f"{p[k]:.2f} / {s[k]:.3f}" for k in names) + " |"]
+    below = result["frames_not_above_copy_last"]
+    summary = (f"\nworld model minus copy-last-frame, frames 1-{FIRST_FRAMES}: {result['margin_over_copy_last_db']:+.2f} dB; "
+               f"PSNR above copy-last-frame at every frame 1-{len(curves['generated']['psnr']) - 1}"
+               + (f" except frame(s) {', '.join(map(str, below))}" if below else ""))
+    fd = result.get("frechet")
+    if fd:
+        summary += ("\n\nFréchet distance to the held-out frames (zoo feature space, 32 px): "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in fd.items()))
+    return "\n".join(lines) + summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", default="runs/clips-default", help="clip folder (made when missing)")
+    parser.add_argument("--out", default="runs/bench-video", help="folder for runs, plots and the report")
+    parser.add_argument("--tokenizer-budget", type=float, default=1200.0, help="training seconds per tokenizer and per zoo AE")
+    parser.add_argument("--world-budget", type=float, default=1800.0, help="training seconds of the world model")
+    parser.add_argument("--tokenizer-width", type=int, default=32, help="tokenizer --width")
+    parser.add_argument("--world-batch", type=int, default=8, help="world-model clips per batch")
+    parser.add_argument("--world-dim", type=int, default=128, help="world-model --dim")
+    parser.add_argument("--world-layers", type=int, default=4, help="world-model --layers")
+    parser.add_argument("--world-heads", type=int, default=4, help="world-model --heads (key/value heads: half as many)")
+    parser.add_argument("--stage", choices=("tokenizers", "world", "all"), default="all", help="which part to run (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a busy 2-core machine a second thread only spins)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    machine_before = describe()
+    print(f"machine: {machine_before}", flush=True)
+    clips = clip_set(Path(args.clips))
+    width = args.tokenizer_width
+    rows = [tokenizer_row(clips, out, "continuous", args.tokenizer_budget, width), zoo_ae_row(clips, out, 256, args.tokenizer_budget),
+            tokenizer_row(clips, out, "discrete", args.tokenizer_budget, width), zoo_ae_row(clips, out, 64, args.tokenizer_budget)] \
+        if args.stage != "world" else []
+    tokenizers = tokenizer_table(rows)
+    print(f"\ntokenizers, held-out clips ({len(clips.test)} x 17 frames, 64x64):\n{tokenizers}", flush=True)
+    if args.stage == "tokenizers":
+        return
+    config = WorldModelConfig(dim=args.world_dim, layers=args.world_layers, heads=args.world_heads, kv_heads=max(1, args.world_heads // 2))
+    world = world_model(clips, out, out / "tok-discrete", args.world_budget, config, args.world_batch)
+    worlds = world_tables(world)
+    train = world["train"]
+    speed = (f"world model: {train['parameters']:,} parameters, {train['steps']} steps in {train['train_seconds']:.0f} s "
+             f"({train['frames_per_second']:.1f} training frames/s); generation {world['generated_frames_per_second']:.1f} "
+             f"frames/s (tokenizer encode + world model + decode, batch 8, CPU)")
+    machine_after = describe()
+    print(f"\nworld model on held-out camera paths ({world['clips']} clips):\n{worlds}\n\n{speed}\nmachine after: {machine_after}")
+    report = (f"# Video bench\n\nmachine before: {machine_before}\nmachine after: {machine_after}\n\n"
+              f"`python bench/bench_video.py --clips {args.clips} --out {args.out} --tokenizer-budget {args.tokenizer_budget:g} "
+              f"--tokenizer-width {width} --world-budget {args.world_budget:g} --world-dim {args.world_dim} "
+              f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
+              f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n")
+    write_text_atomic(out / "report.md", report)
+    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": world,
+                "world_config": asdict(config)}, out / "results.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""``render3d video``: clip datasets, the tokenizer, the world model, generation and evaluation.
+
+    render3d video data SOURCE --clips N --frames T --size 64 --out CLIPS
+    render3d video tokenizer train CLIPS [--kind continuous|discrete] [--steps N] [--budget S] [--out RUN]
+    render3d video train CLIPS --tokenizer TOK [--steps N] [--budget S] [--out RUN]
+    render3d video generate MODEL --first-frame IMAGE_OR_RUN --path orbit|FILE.json --frames T --out gen.mp4 [--compare]
+    render3d video eval MODEL CLIPS [--out DIR]
+
+Training commands take ``--resume RUN`` (with ``--steps`` / ``--budget`` to extend a run);
+Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop (exit status 130, 143, 129).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from render3d.config_cli import add_config_args, config_from_args, explicit_options
+from render3d.errors import Render3DError
+
+RESUMABLE = {"steps", "budget", "save_every", "log_every", "eval_every", "progress", "threads", "device"}
+
+
+# ----- data ---------------------------------------------------------------------------------------------
+def cmd_video_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.video.sources import ClipRequest, make_clips
+
+    req = ClipRequest(clips=args.clips, test_clips=args.test_clips, frames=args.frames, size=args.size, seed=args.seed,
+                      frame_step=args.frame_step, test_fraction=args.test_fraction, progress=args.progress)
+    clips = make_clips(args.source, req)
+    clips.save(args.out)
+    print(f"wrote {clips.summary()} to {args.out} (preview: {Path(args.out) / 'preview.png'})")
+    return 0
+
+
+# ----- training ---------------------------------------------------------------------------------------
+def _run_trainer(trainer: Any, resume_hint: str) -> int:
+    from render3d.training import TrainingInterrupted
+
+    try:
+        result = trainer.run()
+    except TrainingInterrupted as stop:
+        print(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
+              f"continue with: {resume_hint} --resume {trainer.run_dir}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        kept = trainer.checkpoint_path()
+        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
+        print(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
+        return 130
+    print(json.dumps(result, indent=2))
+    print(f"run folder: {trainer.run_dir}")
+    return 0
+
+
+def _resume_overrides(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in explicit_options(list(argv)) & RESUMABLE}
+
+
+def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.video.clips import load_clips
+    from render3d.video.tokenizer import TokenizerConfig
+    from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig
+
+    if args.resume:
+        clips = load_clips(args.clips) if args.clips else None
+        trainer = TokenizerTrainer.resume(args.resume, clips, **_resume_overrides(args, argv))
+        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+    else:
+        if not args.clips:
+            raise Render3DError("pass the clip folder to train on (render3d video data ... --out CLIPS) or --resume RUN")
+        trainer = TokenizerTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
+                                   config_from_args(args, TokenizerConfig), config_from_args(args, TokenizerTrainOptions))
+    m = trainer.model
+    print(f"training a {m.config.kind} tokenizer ({m.num_parameters():,} parameters, latent "
+          f"{m.latent_channels}x{trainer.window}->{m.latent_shape(trainer.window, *reversed(trainer.clips.size))[1]} frames) "
+          f"on {trainer.clips.summary()} -> {trainer.run_dir}")
+    return _run_trainer(trainer, "render3d video tokenizer train")
+
+
+def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.video.clips import load_clips
+    from render3d.video.train import VideoTrainConfig, WorldModelTrainer
+    from render3d.video.world_model import WorldModelConfig
+
+    if args.resume:
+        clips = load_clips(args.clips) if args.clips else None
+        trainer = WorldModelTrainer.resume(args.resume, clips, **_resume_overrides(args, argv))
+        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+    else:
+        if not args.clips or not args.tokenizer:
+            raise Render3DError("pass the clip folder and --tokenizer RUN (a discrete tokenizer), or --resume RUN")
+        trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
+                                    config_from_args(args, WorldModelConfig), args.tokenizer)
+    g = trainer.model.grid
+    print(f"training a world model ({trainer.model.num_parameters():,} parameters) over {g.frames}x{g.height}x{g.width} "
+          f"tokens per clip on {trainer.clips.summary()} -> {trainer.run_dir}")
+    return _run_trainer(trainer, "render3d video train")
+
+
+# ----- generation -----------------------------------------------------------------------------------------
+def cmd_video_generate(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import torch
+
+    from render3d.video.conditioning import plan, render_views
+    from render3d.video.generate import load_video_model
+    from render3d.video.output import write_clip
+
+    model = load_video_model(args.model)
+    frames = args.frames or model.chunk_frames
+    cond = plan(args.first_frame, args.path, frames, model.size, model.scene_frame, args.degrees_per_frame)
+    if args.compare and cond.scene is None:
+        raise Render3DError("--compare needs a 3D scene to render: pass a run folder or 'default' as --first-frame, not an image")
+    gen = torch.Generator().manual_seed(args.seed)
+    video = model.generate(cond.first[None], cond.K[None], cond.c2w[None], args.temperature, gen)[0]
+    reference = render_views(cond.scene, cond.K, cond.c2w, model.size) if args.compare else None
+    out = write_clip(video, args.out, model.fps, args.scale, reference)
+    print(f"generated {len(video)} frames from {cond.description} -> {out}" + (" (left: generated, right: 3D render)" if args.compare else ""))
+    if reference is not None:
+        from render3d.video.evaluate import frame_scores
+
+        psnrs, _ = frame_scores(video[None, 1:], reference[None, 1:])
+        print("PSNR of each generated frame against the 3D render (dB): " + " ".join(f"{v:.1f}" for v in psnrs))
+    return 0
+
+
+# ----- evaluation -------------------------------------------------------------------------------------------
+def cmd_video_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.files import write_json
+    from render3d.video.checkpoint import checkpoint_kind
+    from render3d.video.clips import load_clips
+
+    clips = load_clips(args.clips)
+    kind = checkpoint_kind(args.model)
+    if kind == "video-tokenizer":
+        from render3d.video.evaluate import reconstruction_metrics
+        from render3d.video.tokenizer import load_tokenizer
+
+        result = {"model": str(args.model), "kind": kind, **reconstruction_metrics(load_tokenizer(args.model), clips.test, limit=args.limit)}
+    else:
+        from render3d.video.evaluate import world_model_metrics, write_curves_plot
+        from render3d.video.generate import load_video_model
+
+        result = {"model": str(args.model), "kind": kind,
+                  **world_model_metrics(load_video_model(args.model), clips, args.limit, args.temperature, frechet=args.frechet)}
+        if args.out:
+            write_curves_plot(result, Path(args.out) / "psnr_curve.png", "psnr")
+            write_curves_plot(result, Path(args.out) / "ssim_curve.png", "ssim")
+    result["clips_set"] = clips.summary()
+    if args.out:
+        write_json(result, Path(args.out) / "metrics.json")
+    shown = {k: v for k, v in result.items() if k != "curves"}
+    print(json.dumps(shown, indent=2))
+    if "curves" in result:
+        print(curve_table(result["curves"]))
+    return 0
+
+
+def curve_table(curves: dict[str, dict[str, list[float]]]) -> str:
+    """The per-frame PSNR / SSIM curves as a Markdown table (frames 1, 2, ... into the future)."""
+    names = list(curves)
+    head = "| frame | " + " | ".join(f"{n} PSNR | {n} SSIM" for n in names) + " |"
+    rule = "|---|" + "---|---|" * len(names)
+    rows = [f"| {f} | " + " | ".join(f"{curves[n]['psnr'][f]:.2f} | {curves[n]['ssim'][f]:.3f}" for n in names) + " |"
+            for f in range(1, len(curves[names[0]]["psnr"]))]
+    return "\n".join([head, rule, *rows])
+
+
+# ----- the parser -------------------------------------------------------------------------------------------
+def add_video_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``render3d video {data,tokenizer,train,generate,eval}`` to the main parser's subcommands."""
+    from render3d.video.tokenizer import TokenizerConfig
+    from render3d.video.train import TokenizerTrainOptions, VideoTrainConfig
+    from render3d.video.world_model import WorldModelConfig
+
+    video = sub.add_parser("video", help="video generation: clip data, tokenizer, world model, generate, eval",
+                           description="Camera-controlled video generation: make clip datasets, train a causal video "
+                                       "tokenizer and an action-conditioned world model, generate and evaluate clips.")
+    vsub = video.add_subparsers(dest="video_command", required=True, metavar="ACTION")
+
+    data = vsub.add_parser("data", help="make a clip dataset", description="Make clips from the bundled default scene ('default'), "
+                           "a trained run / checkpoint / .ply / .splat (rendered along random smooth camera paths, with poses), "
+                           "or a video file (cut into clips, no poses). A fixed held-out split is made too.")
+    data.add_argument("source", help="default, a run folder / checkpoint / .ply / .splat, or a video file")
+    data.add_argument("--clips", type=int, default=200, help="training clips (default: 200)")
+    data.add_argument("--test-clips", type=int, default=0, help="held-out clips (default: max(2, clips / 8))")
+    data.add_argument("--frames", type=int, default=17, help="frames per clip, 1 + 4k (default: 17)")
+    data.add_argument("--size", type=int, default=64, help="frame width and height, a multiple of 8 (default: 64)")
+    data.add_argument("--seed", type=int, default=0, help="camera-path seed (default: 0)")
+    data.add_argument("--frame-step", type=int, default=1, help="video files: take every n-th frame (default: 1)")
+    data.add_argument("--test-fraction", type=float, default=0.2, help="video files: hold out the last fraction of the video (default: 0.2)")
+    data.add_argument("--out", required=True, help="output folder")
+    data.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
+    data.set_defaults(func=cmd_video_data)
+
+    tok = vsub.add_parser("tokenizer", help="the causal video tokenizer", description="Train the causal video tokenizer.")
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+    tok_train = tok_sub.add_parser("train", help="train a tokenizer", description="Train a continuous or discrete (FSQ) causal "
+                                   "video tokenizer on a clip folder; writes model.pt, config.json, history.json, metrics.json.")
+    tok_train.add_argument("clips", nargs="?", help="clip folder (render3d video data)")
+    tok_train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
+    add_config_args(tok_train, VideoTrainConfig, title="training")
+    add_config_args(tok_train, TokenizerTrainOptions, title="tokenizer training")
+    add_config_args(tok_train, TokenizerConfig, title="tokenizer")
+    tok_train.set_defaults(func=cmd_video_tokenizer_train)
+
+    train = vsub.add_parser("train", help="train the world model", description="Train the action-conditioned autoregressive "
+                            "world model over a discrete tokenizer's tokens of posed clips.")
+    train.add_argument("clips", nargs="?", help="clip folder with camera poses")
+    train.add_argument("--tokenizer", default=None, help="run folder of a discrete tokenizer")
+    train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
+    add_config_args(train, VideoTrainConfig, title="training")
+    add_config_args(train, WorldModelConfig, title="world model")
+    train.set_defaults(func=cmd_video_train)
+
+    gen = vsub.add_parser("generate", help="generate a clip", description="Generate a clip from a first frame and a camera path.")
+    gen.add_argument("model", help="world-model run folder (render3d video train)")
+    gen.add_argument("--first-frame", required=True, help="an image file, 'default' (the bundled scene) or a trained run")
+    gen.add_argument("--path", default="orbit", help="orbit, or a camera-path .json (default: orbit)")
+    gen.add_argument("--frames", type=int, default=0, help="frames to make, the first included (default: the model's clip length)")
+    gen.add_argument("--degrees-per-frame", type=float, default=4.0, help="--path orbit: azimuth step per frame (default: 4)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature; 0 takes the most likely token (default: 0)")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    gen.add_argument("--compare", action="store_true", help="with a run or 'default': the 3D render along the same path on the right")
+    gen.add_argument("--scale", type=int, default=4, help="pixel upscale factor of the video (default: 4)")
+    gen.add_argument("--out", default="gen.mp4", help="output .mp4, or a folder for PNG frames (default: gen.mp4)")
+    gen.set_defaults(func=cmd_video_generate)
+
+    ev = vsub.add_parser("eval", help="evaluate a tokenizer or world model", description="Tokenizer: reconstruction PSNR / SSIM of "
+                         "the held-out clips. World model: PSNR / SSIM of each generated frame against the held-out clips along "
+                         "their camera paths, beside copy-last-frame and the tokenizer's ceiling, and the Fréchet distance.")
+    ev.add_argument("model", help="a tokenizer or world-model run folder")
+    ev.add_argument("clips", help="clip folder")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out clips")
+    ev.add_argument("--temperature", type=float, default=0.0, help="world model: token sampling temperature (default: 0)")
+    ev.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=True, help="world model: the Fréchet distance (trains the zoo's feature classifier once)")
+    ev.add_argument("--out", default=None, help="folder for metrics.json and the curve plots")
+    ev.set_defaults(func=cmd_video_eval)

@@ -1,0 +1,317 @@
+"""Training the tokenizer and the world model on the shared loop (:class:`render3d.training.TrainLoop`).
+
+Both trainers get the loop's progress bar, step and time budgets, periodic checkpoints,
+Ctrl-C / SIGTERM / SIGHUP (checkpoint at a step boundary, exit 130 / 143 / 129) and exact
+resume. A run folder holds ``model.pt`` (model, optimiser, step, random states, history),
+``config.json``, and after training ``history.json`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from render3d.config_cli import option
+from render3d.errors import Render3DError
+from render3d.files import write_json
+from render3d.training import Callback, TrainLoop, backward_and_step
+from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
+from render3d.video.clips import ClipSet, load_clips, require_posed
+from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
+from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
+
+
+@dataclass
+class VideoTrainConfig:
+    """Training options shared by the tokenizer and the world model."""
+
+    steps: int = option("training steps (batches)", default=2000)
+    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
+    batch_size: int = option("clips per batch", default=8)
+    out: Optional[str] = option("run folder; runs/video-<part>-<time> when omitted", default=None)
+    seed: int = option("random seed; the same seed gives the same run", default=0)
+    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=250)
+    eval_every: int = option("held-out evaluation every N steps (0: only at the end)", default=0)
+    log_every: int = option("record the loss in history.json every N steps", default=10)
+    threads: int = option("torch CPU threads (0: torch's default)", default=0)
+    device: str = option("cpu, cuda or auto", default="auto")
+    progress: bool = option("show a progress bar", default=True)
+
+
+@dataclass
+class TokenizerTrainOptions:
+    """Tokenizer-only training options."""
+
+    window: int = option("frames per training clip, 1 + 4k (random windows of the clips; 0: whole clips)", default=9)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise Render3DError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise Render3DError(f"--device {name!r}: use cpu, cuda or auto")
+    return torch.device(name)
+
+
+class VideoTrainer(TrainLoop):
+    """What both video trainers share: the run folder, random streams, optimiser, checkpoints and resume."""
+
+    part: str = ""
+
+    def __init__(self, clips: ClipSet, config: VideoTrainConfig, callbacks: Optional[list[Callback]] = None) -> None:
+        if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
+            raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        super().__init__(budget_seconds=config.budget, save_every=config.save_every, eval_every=config.eval_every,
+                         log_every=config.log_every, progress=config.progress, callbacks=callbacks)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.config = config
+        self.clips = clips
+        self.device = resolve_device(config.device)
+        self.total_steps = config.steps
+        self.run_dir = Path(config.out) if config.out else Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.sampler = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.optimizer: torch.optim.Optimizer
+
+    # ----- what subclasses provide -----------------------------------------------------------------
+    def model_checkpoint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ----- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def state_dict(self) -> dict:
+        ckpt = self.model_checkpoint()
+        ckpt["optimizer"] = self.optimizer.state_dict()
+        ckpt["trainer"] = {"step": self.step, "train_seconds": round(self.train_seconds, 3), "sampler": self.sampler.get_state(),
+                           "torch_rng": torch.get_rng_state(), "history": self.history, "train_config": asdict(self.config),
+                           "clips": str(self.clips.root) if self.clips.root else None}
+        return ckpt
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint's optimiser, step, random streams and history."""
+        state = ckpt["trainer"]
+        if ckpt.get("optimizer"):
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+
+    # ----- the loop's hooks ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        super().begin()
+        write_json({"part": self.part, "train": asdict(self.config), **self.run_config(), "clips": self.clips.summary()},
+                   self.run_dir / "config.json")
+
+    def optimise(self, loss: torch.Tensor, grad_clip: float) -> None:
+        self.check_finite(float(loss.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        backward_and_step(loss, [self.optimizer], grad_clip)
+        self.step += 1
+
+    def periodic_eval(self) -> Optional[dict[str, Any]]:
+        return self.evaluate()
+
+    def finish(self) -> dict[str, Any]:
+        write_json(self.history, self.run_dir / "history.json")
+        metrics = {"part": self.part, "steps": self.step, "train_seconds": round(self.train_seconds, 2),
+                   "frames_per_second": round(self.frames_seen() / max(self.train_seconds, 1e-9), 2),
+                   **self.evaluate(), "clips": self.clips.summary()}
+        write_json(metrics, self.run_dir / "metrics.json")
+        return metrics
+
+    def frames_seen(self) -> int:
+        """Training frames processed so far (for frames/s)."""
+        raise NotImplementedError
+
+
+# ----- the tokenizer -------------------------------------------------------------------------------------
+class TokenizerTrainer(VideoTrainer):
+    """Trains a :class:`VideoTokenizer` on random windows of the training clips (reconstruction loss)."""
+
+    part = "tokenizer"
+    desc = "video tokenizer"
+
+    def __init__(self, clips: ClipSet, config: VideoTrainConfig, model_config: TokenizerConfig,
+                 options: TokenizerTrainOptions = TokenizerTrainOptions(), callbacks: Optional[list[Callback]] = None) -> None:
+        super().__init__(clips, config, callbacks)
+        self.options = options
+        self.window = options.window or clips.frames
+        latent_frames(self.window)
+        if self.window > clips.frames:
+            raise Render3DError(f"--window {self.window} is longer than the clips ({clips.frames} frames)")
+        self.model = VideoTokenizer(model_config).to(self.device)
+        self.model.latent_shape(self.window, clips.size[1], clips.size[0])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=model_config.lr)
+
+    @classmethod
+    def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "TokenizerTrainer":
+        ckpt = read_checkpoint(path, "video-tokenizer")
+        if "trainer" not in ckpt:
+            raise Render3DError(f"{path} holds no training state: it can be used but not resumed")
+        state = ckpt["trainer"]
+        clips = clips or load_clips(_clips_path(state, path))
+        config = VideoTrainConfig(**{**state["train_config"], "out": str(checkpoint_file(path).parent), **overrides})
+        trainer = cls(clips, config, TokenizerConfig(**ckpt["config"]), TokenizerTrainOptions(**ckpt["info"]["options"]))
+        trainer.model.load_state_dict(ckpt["state"])
+        trainer.restore(ckpt)
+        return trainer
+
+    def model_checkpoint(self) -> dict[str, Any]:
+        self.model.info = {"options": asdict(self.options), "clips": self.clips.summary(), "clips_meta": self.clips.meta,
+                           "steps": self.step, "train_seconds": round(self.train_seconds, 2)}
+        return self.model.checkpoint()
+
+    def run_config(self) -> dict[str, Any]:
+        return {"tokenizer": asdict(self.model.config), "options": asdict(self.options), "parameters": self.model.num_parameters()}
+
+    def frames_seen(self) -> int:
+        return self.step * self.config.batch_size * self.window
+
+    def train_one_step(self) -> dict[str, float]:
+        n = len(self.clips.train)
+        index = torch.randint(0, n, (self.config.batch_size,), generator=self.sampler)
+        start = int(torch.randint(0, self.clips.frames - self.window + 1, (1,), generator=self.sampler))
+        video = self.clips.train.video(index, slice(start, start + self.window)).to(self.device)
+        self.model.train()
+        loss, stats = self.model.loss(video)
+        self.optimise(loss, self.model.config.grad_clip)
+        return {"loss": float(loss.detach()), **stats}
+
+    def evaluate(self) -> dict[str, Any]:
+        from render3d.video.evaluate import reconstruction_metrics
+
+        self.model.eval()
+        return reconstruction_metrics(self.model, self.clips.test, self.device)
+
+
+def _clips_path(state: dict[str, Any], path: str | Path) -> str:
+    if not state.get("clips"):
+        raise Render3DError(f"{path} does not say which clips it was trained on: pass them again")
+    return str(state["clips"])
+
+
+# ----- the world model ------------------------------------------------------------------------------------
+@dataclass
+class TokenizedClips:
+    """A split as tokens ``[N, K, h, w]`` and grouped Plücker maps ``[N, K, 24, h, w]``."""
+
+    tokens: torch.Tensor
+    actions: torch.Tensor
+
+
+@torch.no_grad()
+def tokenize_split(tokenizer: VideoTokenizer, split: Any, pose_scale: float, device: torch.device, batch: int = 8) -> TokenizedClips:
+    """Encode every clip of a posed split and compute its camera conditioning."""
+    from render3d.video.plucker import plucker_maps
+    from render3d.video.world_model import group_actions
+
+    tokens = []
+    for i in range(0, len(split), batch):
+        tokens.append(tokenizer.tokens(split.video(slice(i, i + batch)).to(device)).cpu())
+    toks = torch.cat(tokens)
+    h, w = toks.shape[-2:]
+    size = (int(split.frames.shape[3]), int(split.frames.shape[2]))
+    maps = torch.stack([plucker_maps(split.K[i], split.c2w[i], size, (w, h), pose_scale) for i in range(len(split))])
+    return TokenizedClips(toks, group_actions(maps))
+
+
+class WorldModelTrainer(VideoTrainer):
+    """Trains a :class:`WorldModel` on the tokens of posed clips (encoded once by a frozen discrete tokenizer)."""
+
+    part = "world-model"
+    desc = "video world model"
+
+    def __init__(self, clips: ClipSet, config: VideoTrainConfig, model_config: WorldModelConfig, tokenizer: str | Path,
+                 callbacks: Optional[list[Callback]] = None) -> None:
+        super().__init__(clips, config, callbacks)
+        require_posed(clips, "training a world model")
+        self.tokenizer_path = str(tokenizer)
+        self.tokenizer_ckpt = read_checkpoint(tokenizer, "video-tokenizer")
+        self.tokenizer = load_tokenizer(self.tokenizer_ckpt).to(self.device)
+        if not self.tokenizer.discrete:
+            raise Render3DError(f"{tokenizer} is a continuous tokenizer: the world model needs one trained with --kind discrete")
+        _c, k, h, w = self.tokenizer.latent_shape(clips.frames, clips.size[1], clips.size[0])
+        grid = TokenGrid(tuple(self.tokenizer.fsq.levels), k, h, w)  # type: ignore[union-attr]
+        self.model = WorldModel(model_config, grid).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay)
+        self.train_tokens = tokenize_split(self.tokenizer, clips.train, clips.pose_scale, self.device)
+        self.test_tokens = tokenize_split(self.tokenizer, clips.test, clips.pose_scale, self.device)
+
+    @classmethod
+    def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "WorldModelTrainer":
+        ckpt = read_checkpoint(path, "video-world-model")
+        if "trainer" not in ckpt:
+            raise Render3DError(f"{path} holds no training state: it can be used but not resumed")
+        state = ckpt["trainer"]
+        clips = clips or load_clips(_clips_path(state, path))
+        config = VideoTrainConfig(**{**state["train_config"], "out": str(checkpoint_file(path).parent), **overrides})
+        tok_file = checkpoint_file(path).parent / "tokenizer.pt"
+        trainer = cls(clips, config, WorldModelConfig(**ckpt["config"]), tok_file)
+        trainer.model.load_state_dict(ckpt["state"])
+        trainer.restore(ckpt)
+        return trainer
+
+    def begin(self) -> None:
+        super().begin()
+        from render3d.checkpoints import save_weights
+
+        tok_file = self.run_dir / "tokenizer.pt"
+        if not tok_file.is_file():  # the run folder carries its tokenizer: it works on its own
+            save_weights({**self.tokenizer_ckpt, "optimizer": None, "trainer": None}, tok_file)
+
+    def model_checkpoint(self) -> dict[str, Any]:
+        meta = self.clips.meta
+        self.model.info = {"clips": self.clips.summary(), "tokenizer": self.tokenizer_path, "steps": self.step,
+                           "train_seconds": round(self.train_seconds, 2), "pose_scale": self.clips.pose_scale,
+                           "fps": meta.get("fps"), "scene_frame": meta.get("scene_frame"), "source": meta.get("source"),
+                           "frames": self.clips.frames, "width": self.clips.size[0], "height": self.clips.size[1]}
+        ckpt = self.model.checkpoint()
+        ckpt["tokenizer"] = {k: v for k, v in self.tokenizer_ckpt.items() if k not in ("optimizer", "trainer")}
+        return ckpt
+
+    def run_config(self) -> dict[str, Any]:
+        return {"world_model": asdict(self.model.config), "grid": asdict(self.model.grid), "tokenizer": self.tokenizer_path,
+                "parameters": self.model.num_parameters()}
+
+    def frames_seen(self) -> int:
+        return self.step * self.config.batch_size * self.clips.frames
+
+    def train_one_step(self) -> dict[str, float]:
+        index = torch.randint(0, len(self.train_tokens.tokens), (self.config.batch_size,), generator=self.sampler)
+        tokens = self.train_tokens.tokens[index].to(self.device)
+        actions = self.train_tokens.actions[index].to(self.device)
+        cfg = self.model.config
+        for group in self.optimizer.param_groups:  # linear warm-up, then constant
+            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
+        self.model.train()
+        loss, stats = self.model.loss(tokens, actions, self.sampler)
+        self.optimise(loss, cfg.grad_clip)
+        return {"loss": float(loss.detach()), **stats}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        self.model.eval()
+        losses = []
+        for i in range(0, len(self.test_tokens.tokens), 16):
+            t = self.test_tokens.tokens[i:i + 16].to(self.device)
+            a = self.test_tokens.actions[i:i + 16].to(self.device)
+            losses.append(self.model.eval_loss(t, a) * len(t))
+        return {"held_out_loss": round(sum(losses) / len(self.test_tokens.tokens), 4), "parameters": self.model.num_parameters()}
+
