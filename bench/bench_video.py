@@ -79,7 +79,7 @@ def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float) -> dict[st
     if not (run / "model.pt").is_file():
         frames = lambda split: split.frames.reshape(-1, *split.frames.shape[2:]).permute(0, 3, 1, 2).contiguous()  # noqa: E731
         data = ImageData(name="clip-frames", train=frames(clips.train), test=frames(clips.test), note="frames of the video clips")
-        cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=64, out=str(run), save_every=0, progress=False)
+        cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=64, out=str(run), save_every=0, progress=False, overwrite=True)
         ZooTrainer("ae", cfg, AEConfig(latent=latent, hidden=32, lr=1e-3), data=data).run()
     model = load(run)
     info = model.info

@@ -59,7 +59,7 @@ def bench_data(data_name: str, models: list[str], budget: float, out: Path, repo
     runs = []
     for name in models:
         cfg = ZooTrainConfig(data=data_name, budget=budget, out=str(out / data_name / name), progress=False,
-                             save_every=0)
+                             save_every=0, overwrite=True)
         started = time.perf_counter()
         result = ZooTrainer(name, cfg, data=data).run()
         print(f"trained {name} on {data_name}: {result['steps']} steps in {time.perf_counter() - started:.0f} s, "

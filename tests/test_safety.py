@@ -412,6 +412,23 @@ def test_train_refuses_an_existing_out_folder_unless_overwrite(splat_run, tiny_s
     assert load_checkpoint(run)["step"] == 2
 
 
+def test_zoo_train_refuses_an_existing_out_folder_unless_overwrite(zoo_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "zoo"
+    shutil.copytree(zoo_run, run)
+    before = (run / "model.pt").read_bytes()
+    flags = ["zoo", "train", "ae", "--data", str(zoo_run.parent / "images"), "--size", "8", "--steps", "2", "--batch-size", "4",
+             "--out", str(run), "--ae.hidden", "8", "--ae.latent", "4", "--no-progress"]
+    code, _, err = run_cli(capsys, *flags)
+    assert code == 2
+    assert_one_line(err, str(run), "--resume", "--overwrite")
+    assert (run / "model.pt").read_bytes() == before
+    code, _, err = run_cli(capsys, *flags, "--overwrite")
+    assert code == 0, err
+    assert (run / "model.pt").read_bytes() != before
+
+
 def test_runs_started_in_the_same_second_get_their_own_folders(tiny_scene_dir, tmp_path, monkeypatch):
     from render3d.train import TrainConfig, claim_run_dir
 

@@ -104,7 +104,7 @@ def run_bench(data: str, views: list[int], seeds: int, out: Path, options: dict[
         shown = {"none": first["none"], f"best ({best.name})": first[best.name]}
         if use_prior:
             prior_run = out / f"prior-k{k}"
-            fit_prior(data, k, prior_run, options["train"], **prior_options)
+            fit_prior(data, k, prior_run, options["train"], **prior_options, overwrite=True)
             for name, spec in (("prior", ""), (f"{best.name} + prior", best.spec)):
                 measure(name, spec, str(prior_run))
                 shown[name] = first[name]

@@ -40,7 +40,7 @@ def cmd_prior_fit(args: argparse.Namespace, argv: Sequence[str]) -> int:
             out = Path(args.out)
             result = fit_prior(args.data, views, out, _train_options(args), size=args.size, per_view=args.per_view,
                                include_default_scene=args.include_default_scene, budget=args.budget, steps=args.steps,
-                               seed=args.seed, progress=not args.no_progress)
+                               seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite)
     except TrainingInterrupted as stop:
         print(f"\nstopped by {stop.signal_name}; continue with: render3d prior fit --resume {stop.checkpoint.parent}", file=sys.stderr)
         return stop.exit_code
@@ -89,6 +89,7 @@ def add_prior_parser(sub: Any) -> None:
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument("--resume", default=None, help="continue an interrupted prior run")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument("--overwrite", action="store_true", help="replace a prior already in --out")
     fit.set_defaults(func=cmd_prior_fit)
 
     bench = actions.add_parser("bench", help="compare regularisers and the prior at several view counts",

@@ -23,8 +23,9 @@ def prior_scene(data: Optional[str], views: int, train_options: dict[str, Any]) 
 
 def fit_prior(data: Optional[str], views: int, out: Path, train_options: dict[str, Any], size: int = 32, per_view: int = 200,
               include_default_scene: bool = False, budget: float = 300.0, steps: int = 100_000, seed: int = 0,
-              progress: bool = False) -> dict[str, Any]:
-    """Train the prior into ``out`` and record its sources in ``out/prior.json``; returns the zoo trainer's result."""
+              progress: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train the prior into ``out`` and record its sources in ``out/prior.json``; returns the zoo trainer's result.
+    An ``out`` that already holds a prior is refused unless ``overwrite``."""
     from render3d.priors.data import prior_data
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
@@ -33,9 +34,11 @@ def fit_prior(data: Optional[str], views: int, out: Path, train_options: dict[st
     record = {"data": str(scene.root), "views": views, "size": size, "per_view": per_view, "include_default_scene": include_default_scene,
               "seed": seed, **{k: train_options[k] for k in ("downscale", "test_every", "data_format") if k in train_options},
               "sources": sources, "patches": len(images.train)}
+    config = ZooTrainConfig(data=images.name, size=size, steps=steps, budget=budget, out=str(out), seed=seed, progress=progress,
+                            overwrite=overwrite)
+    trainer = ZooTrainer("diffusion", config, data=images)  # refuses an occupied out before anything is written
     write_json(record, Path(out) / PRIOR_FILE)
-    config = ZooTrainConfig(data=images.name, size=size, steps=steps, budget=budget, out=str(out), seed=seed, progress=progress)
-    return ZooTrainer("diffusion", config, data=images).run()
+    return trainer.run()
 
 
 def resume_prior(run: Path, **overrides: Any) -> dict[str, Any]:

@@ -45,13 +45,17 @@ class ZooTrainConfig:
     log_every: int = option("record the loss in history.json every N steps", default=10)
     threads: int = option("torch CPU threads (0: torch's default)", default=0)
     progress: bool = option("show a progress bar", default=True)
+    overwrite: bool = option("train into an --out folder that already holds a zoo run, replacing it", default=False)
 
 
 class ZooTrainer(TrainLoop):
     """Trains one zoo model on one image source."""
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
-                 data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None) -> None:
+                 data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:
+        if config.out and not (resuming or config.overwrite) and (Path(config.out) / ZOO_CHECKPOINT_NAME).exists():
+            raise Render3DError(f"{config.out} already holds a zoo run: continue it with --resume {config.out}, "
+                                "replace it with --overwrite, or choose another --out")
         if config.steps < 0 or config.batch_size < 0 or not config.budget >= 0:
             raise Render3DError("--steps, --batch-size and --budget must be at least 0")
         if not config.steps and not config.budget:
@@ -116,7 +120,7 @@ class ZooTrainer(TrainLoop):
                 raise Render3DError(f"{path} was saved without its training state (model.save): it can be loaded but not resumed")
             config = ZooTrainConfig(**{**info["train_config"], "out": str(file.parent), **overrides})
             model_config = get_model_class(ckpt["model"]).config_type(**ckpt["model_config"])
-        trainer = cls(ckpt["model"], config, model_config, data)
+        trainer = cls(ckpt["model"], config, model_config, data, resuming=True)
         with reading_contents(file, "zoo checkpoint"):
             trainer.model = ZooModel.from_checkpoint(ckpt)
             if not trainer.model.optimizers:
