@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -832,3 +833,27 @@ if __name__ == "__main__" and sys.argv[1:2] == ["writers"]:
     work_dir, run_dir = Path(sys.argv[2]), Path(sys.argv[3])
     result = {"writers": _writer_faults(work_dir), "commands": _command_faults(work_dir, run_dir)}
     print(json.dumps(result))
+
+
+def test_a_png_folder_that_cannot_take_its_place_leaves_the_older_folder_where_it_was(tmp_path, monkeypatch):
+    from render3d.errors import Render3DError
+    from render3d.export import video
+
+    frame = np.zeros((4, 4, 3), np.uint8)
+    with video.PngFolder(tmp_path / "frames") as sink:
+        sink.write(frame)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new folder into place
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(video.os, "replace", replace)
+    with pytest.raises(Render3DError, match="frames"):
+        with video.PngFolder(tmp_path / "frames") as sink:
+            sink.write(frame + 255)
+            sink.write(frame + 255)
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_00000.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no partial or set-aside folder left

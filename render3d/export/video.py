@@ -211,7 +211,12 @@ class PngFolder(_SinkContext):
         self.frames += 1
 
     def close(self) -> None:
-        """Put the finished folder in place of ``folder`` (an older one is removed)."""
+        """Put the finished folder in place of ``folder`` (an older one is removed).
+
+        Folders cannot be swapped in one rename: the older one is first moved aside, and put
+        back if the new one cannot take its place. (A process killed between the two renames
+        leaves the older folder in ``.NAME.*.old/previous`` beside it.)
+        """
         if not self._work.exists():
             return
         old = None
@@ -221,6 +226,11 @@ class PngFolder(_SinkContext):
                 os.replace(self.folder, old / "previous")
             os.replace(self._work, self.folder)
         except OSError as exc:
+            if old is not None and (old / "previous").exists() and not self.folder.exists():
+                os.replace(old / "previous", self.folder)  # the older folder back where it was
+            for leftover in (self._work, old):
+                if leftover is not None:
+                    shutil.rmtree(leftover, ignore_errors=True)
             raise output_error(self.folder, exc) from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
