@@ -33,10 +33,14 @@ def say(text: str, file: Any = None) -> None:
 
 def run_until_stopped(trainer: Any, command: str) -> dict | int:
     """``trainer.run()``'s metrics, or the exit status after a stop signal (with its one-line report)."""
-    from render3d.training import TrainingInterrupted
+    from render3d.training import EvaluationInterrupted, TrainingInterrupted
 
     try:
         return trainer.run()
+    except EvaluationInterrupted as stop:  # training had finished; its checkpoint is complete
+        say(f"\nstopped by {stop.signal_name} during the final evaluation; training finished at step {stop.step} and its "
+            f"checkpoint {stop.checkpoint} is complete; the final metrics were not written", file=sys.stderr)
+        return stop.exit_code
     except TrainingInterrupted as stop:  # Ctrl-C, SIGTERM or SIGHUP: a checkpoint was written at a step boundary
         say(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
             f"continue with: {command} --resume {trainer.run_dir}", file=sys.stderr)

@@ -857,3 +857,21 @@ def test_a_png_folder_that_cannot_take_its_place_leaves_the_older_folder_where_i
             sink.write(frame + 255)
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_00000.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no partial or set-aside folder left
+
+
+def test_sigterm_during_the_final_evaluation_stops_at_once_and_keeps_the_finished_checkpoint(tiny_scene_dir, tmp_path, capsys,
+                                                                                              monkeypatch):
+    from render3d.train import Trainer, load_checkpoint
+
+    def finish(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # as if sent while the test views render
+        time.sleep(5)  # (the handler raises before this ends)
+        raise AssertionError("the signal did not stop the evaluation")
+
+    monkeypatch.setattr(Trainer, "finish", finish)
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", str(tiny_scene_dir), "--steps", "3", "--out", str(run), *SPLAT_FLAGS)
+    assert code == 143, err
+    assert "during the final evaluation" in err and "Traceback" not in err
+    assert load_checkpoint(run)["step"] == 3 and not (run / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are removed again

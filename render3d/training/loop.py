@@ -50,6 +50,11 @@ class TrainingInterrupted(Exception):
         self.exit_code = EXIT_CODES.get(signal_name, 130)
 
 
+class EvaluationInterrupted(TrainingInterrupted):
+    """A stop signal during the final evaluation (after training): the checkpoint, written before it,
+    is complete; only the final metrics and renders are missing."""
+
+
 class StopSignals:
     """Turns SIGINT / SIGTERM / SIGHUP into a flag the loop checks between steps (main thread only)."""
 
@@ -68,13 +73,14 @@ class StopSignals:
         self.request(signal.Signals(signum).name)
 
     @contextmanager
-    def installed(self) -> Iterator["StopSignals"]:
-        """Install the handlers for the duration of the block (a no-op off the main thread)."""
+    def installed(self, handler: Optional[Any] = None) -> Iterator["StopSignals"]:
+        """Install the handlers for the duration of the block (a no-op off the main thread);
+        ``handler(signum, frame)`` instead of the step-boundary flag, where given."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
         names = [n for n in EXIT_CODES if hasattr(signal, n)]
-        previous = {n: signal.signal(getattr(signal, n), self._handle) for n in names}
+        previous = {n: signal.signal(getattr(signal, n), handler or self._handle) for n in names}
         try:
             yield self
         finally:
@@ -270,7 +276,11 @@ class TrainLoop:
                 raise
             finally:
                 bar.close()
-        result = self.finish() if dist.is_main() else {}
+        def stop_evaluation(signum: int, frame: Any) -> None:
+            raise EvaluationInterrupted(signal.Signals(signum).name, self.step, self.checkpoint_path())
+
+        with self.stop_signals.installed(stop_evaluation):  # a signal now stops at once: the checkpoint is complete
+            result = self.finish() if dist.is_main() else {}
         for cb in self.callbacks:
             cb.on_train_end(self, result)
         return result
