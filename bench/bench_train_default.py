@@ -38,7 +38,8 @@ def run_once(env: dict[str, str], steps: int | None, backend: str) -> dict[str, 
         if steps:
             cmd += ["--steps", str(steps)]
         start = time.perf_counter()
-        process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+        # cwd: the temporary folder, so that ``-m`` does not put this checkout ahead of PYTHONPATH (--baseline-tree)
+        process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, cwd=tmp)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         if os.waitstatus_to_exitcode(status) != 0:
