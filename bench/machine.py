@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 
 import torch
 
-
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of ``size`` x ``size`` float32 matrix products on the CPU (best of ``repeats``, after a warm-up)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best / 1e9
+from render3d.zoo.perf import matmul_gflops
 
 
 def describe() -> str:

@@ -162,12 +162,7 @@ class TokenizerTrainer(VideoTrainer):
 
     @classmethod
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "TokenizerTrainer":
-        ckpt = read_checkpoint(path, "video-tokenizer")
-        if "trainer" not in ckpt:
-            raise Render3DError(f"{path} holds no training state: it can be used but not resumed")
-        state = ckpt["trainer"]
-        clips = clips or load_clips(_clips_path(state, path))
-        config = VideoTrainConfig(**{**state["train_config"], "out": str(checkpoint_file(path).parent), **overrides})
+        ckpt, clips, config = _resume_state(path, "video-tokenizer", clips, overrides)
         trainer = cls(clips, config, TokenizerConfig(**ckpt["config"]), TokenizerTrainOptions(**ckpt["info"]["options"]))
         trainer.model.load_state_dict(ckpt["state"])
         trainer.restore(ckpt)
@@ -205,6 +200,16 @@ def _clips_path(state: dict[str, Any], path: str | Path) -> str:
     if not state.get("clips"):
         raise Render3DError(f"{path} does not say which clips it was trained on: pass them again")
     return str(state["clips"])
+
+
+def _resume_state(path: str | Path, kind: str, clips: Optional[ClipSet], overrides: dict[str, Any]) -> tuple[dict, ClipSet, "VideoTrainConfig"]:
+    """A run's checkpoint of ``kind``, its clips (unless given) and its training options with ``overrides``."""
+    ckpt = read_checkpoint(path, kind)
+    if "trainer" not in ckpt:
+        raise Render3DError(f"{path} holds no training state: it can be used but not resumed")
+    state = ckpt["trainer"]
+    clips = clips or load_clips(_clips_path(state, path))
+    return ckpt, clips, VideoTrainConfig(**{**state["train_config"], "out": str(checkpoint_file(path).parent), **overrides})
 
 
 # ----- the world model ------------------------------------------------------------------------------------
@@ -256,12 +261,7 @@ class WorldModelTrainer(VideoTrainer):
 
     @classmethod
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "WorldModelTrainer":
-        ckpt = read_checkpoint(path, "video-world-model")
-        if "trainer" not in ckpt:
-            raise Render3DError(f"{path} holds no training state: it can be used but not resumed")
-        state = ckpt["trainer"]
-        clips = clips or load_clips(_clips_path(state, path))
-        config = VideoTrainConfig(**{**state["train_config"], "out": str(checkpoint_file(path).parent), **overrides})
+        ckpt, clips, config = _resume_state(path, "video-world-model", clips, overrides)
         tok_file = checkpoint_file(path).parent / "tokenizer.pt"
         trainer = cls(clips, config, WorldModelConfig(**ckpt["config"]), tok_file)
         trainer.model.load_state_dict(ckpt["state"])
