@@ -164,3 +164,27 @@ def test_ranks_detect_divergence_and_name_a_rank_that_raised(tmp_path, scenario,
     mp.start_processes(_two_ranks, args=(free_port(), scenario, str(tmp_path)), nprocs=2, start_method="spawn")
     outcome = (tmp_path / "rank0.txt").read_text()
     assert message in outcome, outcome
+
+
+def test_video_tokenizer_ranks_match_a_single_process(tmp_path):
+    """The video trainers on the same loop: 2 processes x 1 clip train what 1 process x 2 clips trains."""
+    from video_scene import boxes_clips
+
+    from render3d.video.checkpoint import read_checkpoint
+
+    boxes_clips(n_train=8, n_test=2, frames=5, size=16).save(tmp_path / "clips")
+    common = ["video", "tokenizer", "train", str(tmp_path / "clips"), "--steps", "4", "--no-progress", "--save-every", "0",
+              "--width", "8", "--threads", "1", "--window", "5"]
+    one = render3d(*common, "--batch-size", "2", "--out", str(tmp_path / "one"))
+    two = render3d(*common, "--batch-size", "1", "--nproc", "2", "--out", str(tmp_path / "two"))
+    for p in (one, two):
+        code, log = finished(p)
+        assert code == 0, log
+    assert log.count("run folder:") == 1  # said once, by rank 0
+    a, b = (read_checkpoint(tmp_path / r, "video-tokenizer")["state"] for r in ("one", "two"))
+    for name in (n for n in a if a[n].is_floating_point()):
+        if a[name].dim() > 1:  # convolution and attention weights: float precision
+            torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-4, msg=name)
+        else:  # biases in front of a normalisation get rounding-level gradients, which Adam turns into steps of up to lr
+            assert (a[name] - b[name]).abs().max() <= 4 * 1e-3 + 1e-6, name
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2

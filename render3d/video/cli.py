@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from render3d.config_cli import add_config_args, config_from_args, explicit_options
 from render3d.errors import Render3DError
@@ -37,23 +37,29 @@ def cmd_video_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 # ----- training ---------------------------------------------------------------------------------------
-def _run_trainer(trainer: Any, resume_hint: str) -> int:
-    from render3d.training import TrainingInterrupted
+def _run_trainer(trainer: Any, command: str) -> int:
+    """Train on this rank (rank 0 prints the outcome); the exit status."""
+    from render3d.cli import run_until_stopped, say
+    from render3d.training import distributed as dist
 
     try:
-        result = trainer.run()
-    except TrainingInterrupted as stop:
-        print(f"\nstopped by {stop.signal_name} at step {stop.step}; checkpoint saved to {stop.checkpoint}\n"
-              f"continue with: {resume_hint} --resume {trainer.run_dir}", file=sys.stderr)
-        return stop.exit_code
-    except KeyboardInterrupt:
-        kept = trainer.checkpoint_path()
-        where = f"the last checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written"
-        print(f"\nstopped at once at step {trainer.step}, without saving; {where}", file=sys.stderr)
-        return 130
-    print(json.dumps(result, indent=2))
-    print(f"run folder: {trainer.run_dir}")
-    return 0
+        result = run_until_stopped(trainer, command)
+        if isinstance(result, int):
+            return result
+        say(json.dumps(result, indent=2))
+        say(f"run folder: {trainer.run_dir}")
+        return 0
+    finally:
+        dist.shutdown()
+
+
+def _launched_locally(args: argparse.Namespace, argv: Sequence[str]) -> Optional[int]:
+    """With ``--nproc N`` (N > 1): this command as N local ranks (torchrun's agent), and their exit status."""
+    if args.nproc <= 1:
+        return None
+    from render3d.training.launch import launch_local, without_option
+
+    return launch_local(args.nproc, without_option(argv, "--nproc"))
 
 
 def _resume_overrides(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
@@ -61,6 +67,10 @@ def _resume_overrides(args: argparse.Namespace, argv: Sequence[str]) -> dict[str
 
 
 def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.cli import say
+
+    if (code := _launched_locally(args, argv)) is not None:
+        return code
     from render3d.video.clips import load_clips
     from render3d.video.tokenizer import TokenizerConfig
     from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig
@@ -68,20 +78,24 @@ def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> 
     if args.resume:
         clips = load_clips(args.clips) if args.clips else None
         trainer = TokenizerTrainer.resume(args.resume, clips, **_resume_overrides(args, argv))
-        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+        say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
     else:
         if not args.clips:
             raise Render3DError("pass the clip folder to train on (render3d video data ... --out CLIPS) or --resume RUN")
         trainer = TokenizerTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
                                    config_from_args(args, TokenizerConfig), config_from_args(args, TokenizerTrainOptions))
     m = trainer.model
-    print(f"training a {m.config.kind} tokenizer ({m.num_parameters():,} parameters, latent "
-          f"{m.latent_channels}x{trainer.window}->{m.latent_shape(trainer.window, *reversed(trainer.clips.size))[1]} frames) "
-          f"on {trainer.clips.summary()} -> {trainer.run_dir}")
+    say(f"training a {m.config.kind} tokenizer ({m.num_parameters():,} parameters, latent "
+        f"{m.latent_channels}x{trainer.window}->{m.latent_shape(trainer.window, *reversed(trainer.clips.size))[1]} frames) "
+        f"on {trainer.clips.summary()} -> {trainer.run_dir}")
     return _run_trainer(trainer, "render3d video tokenizer train")
 
 
 def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from render3d.cli import say
+
+    if (code := _launched_locally(args, argv)) is not None:
+        return code
     from render3d.video.clips import load_clips
     from render3d.video.train import VideoTrainConfig, WorldModelTrainer
     from render3d.video.world_model import WorldModelConfig
@@ -89,15 +103,15 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.resume:
         clips = load_clips(args.clips) if args.clips else None
         trainer = WorldModelTrainer.resume(args.resume, clips, **_resume_overrides(args, argv))
-        print(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
+        say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
     else:
         if not args.clips or not args.tokenizer:
             raise Render3DError("pass the clip folder and --tokenizer RUN (a discrete tokenizer), or --resume RUN")
         trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
                                     config_from_args(args, WorldModelConfig), args.tokenizer)
     g = trainer.model.grid
-    print(f"training a world model ({trainer.model.num_parameters():,} parameters) over {g.frames}x{g.height}x{g.width} "
-          f"tokens per clip on {trainer.clips.summary()} -> {trainer.run_dir}")
+    say(f"training a world model ({trainer.model.num_parameters():,} parameters) over {g.frames}x{g.height}x{g.width} "
+        f"tokens per clip on {trainer.clips.summary()} -> {trainer.run_dir}")
     return _run_trainer(trainer, "render3d video train")
 
 
@@ -202,6 +216,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
                                    "video tokenizer on a clip folder; writes model.pt, config.json, history.json, metrics.json.")
     tok_train.add_argument("clips", nargs="?", help="clip folder (render3d video data)")
     tok_train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
+    tok_train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel; or launch with torchrun)")
     add_config_args(tok_train, VideoTrainConfig, title="training")
     add_config_args(tok_train, TokenizerTrainOptions, title="tokenizer training")
     add_config_args(tok_train, TokenizerConfig, title="tokenizer")
@@ -212,6 +227,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("clips", nargs="?", help="clip folder with camera poses")
     train.add_argument("--tokenizer", default=None, help="run folder of a discrete tokenizer")
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
+    train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel; or launch with torchrun)")
     add_config_args(train, VideoTrainConfig, title="training")
     add_config_args(train, WorldModelConfig, title="world model")
     train.set_defaults(func=cmd_video_train)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch import Tensor
 
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop, backward_and_step
+from render3d.training import distributed as dist
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
 from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
@@ -67,6 +69,7 @@ class VideoTrainer(TrainLoop):
     def __init__(self, clips: ClipSet, config: VideoTrainConfig, callbacks: Optional[list[Callback]] = None) -> None:
         if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, eval_every=config.eval_every,
                          log_every=config.log_every, progress=config.progress, callbacks=callbacks)
         if config.threads:
@@ -75,7 +78,8 @@ class VideoTrainer(TrainLoop):
         self.clips = clips
         self.device = resolve_device(config.device)
         self.total_steps = config.steps
-        self.run_dir = Path(config.out) if config.out else Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"  # rank 0 names it, the others learn it
+        self.run_dir = Path(config.out) if config.out else Path(dist.share_text("render3d/run_dir", str(default) if dist.is_main() else None))
         self.sampler = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.optimizer: torch.optim.Optimizer
@@ -89,6 +93,15 @@ class VideoTrainer(TrainLoop):
 
     def evaluate(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def my_share(self, count: int) -> Tensor:
+        """This rank's ``batch_size`` indices of a global batch drawn from ``range(count)`` identically on every rank."""
+        b = self.config.batch_size
+        index = torch.randint(0, count, (b * dist.world_size(),), generator=self.sampler)
+        return index[dist.rank() * b:(dist.rank() + 1) * b]
+
+    def synced_parameters(self) -> list:
+        return list(self.model.parameters())  # type: ignore[attr-defined]
 
     # ----- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -116,8 +129,8 @@ class VideoTrainer(TrainLoop):
     # ----- the loop's hooks ------------------------------------------------------------------------------
     def begin(self) -> None:
         super().begin()
-        write_json({"part": self.part, "train": asdict(self.config), **self.run_config(), "clips": self.clips.summary()},
-                   self.run_dir / "config.json")
+        write_json({"part": self.part, "train": asdict(self.config), **self.run_config(), "clips": self.clips.summary(),
+                    "world_size": dist.world_size()}, self.run_dir / "config.json")
 
     def optimise(self, loss: torch.Tensor, grad_clip: float) -> None:
         self.check_finite(float(loss.detach()))
@@ -177,11 +190,10 @@ class TokenizerTrainer(VideoTrainer):
         return {"tokenizer": asdict(self.model.config), "options": asdict(self.options), "parameters": self.model.num_parameters()}
 
     def frames_seen(self) -> int:
-        return self.step * self.config.batch_size * self.window
+        return self.step * self.config.batch_size * dist.world_size() * self.window
 
     def train_one_step(self) -> dict[str, float]:
-        n = len(self.clips.train)
-        index = torch.randint(0, n, (self.config.batch_size,), generator=self.sampler)
+        index = self.my_share(len(self.clips.train))
         start = int(torch.randint(0, self.clips.frames - self.window + 1, (1,), generator=self.sampler))
         video = self.clips.train.video(index, slice(start, start + self.window)).to(self.device)
         self.model.train()
@@ -291,10 +303,10 @@ class WorldModelTrainer(VideoTrainer):
                 "parameters": self.model.num_parameters()}
 
     def frames_seen(self) -> int:
-        return self.step * self.config.batch_size * self.clips.frames
+        return self.step * self.config.batch_size * dist.world_size() * self.clips.frames
 
     def train_one_step(self) -> dict[str, float]:
-        index = torch.randint(0, len(self.train_tokens.tokens), (self.config.batch_size,), generator=self.sampler)
+        index = self.my_share(len(self.train_tokens.tokens))
         tokens = self.train_tokens.tokens[index].to(self.device)
         actions = self.train_tokens.actions[index].to(self.device)
         cfg = self.model.config
