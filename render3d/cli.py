@@ -52,6 +52,16 @@ def run_until_stopped(trainer: Any, command: str) -> dict | int:
         return 130
 
 
+def train_and_report(trainer: Any, command: str) -> int:
+    """Train until done or stopped; rank 0 prints the final metrics and the run folder. The exit status."""
+    result = run_until_stopped(trainer, command)
+    if isinstance(result, int):
+        return result
+    say(json.dumps(result, indent=2))
+    say(f"run folder: {trainer.run_dir}")
+    return 0
+
+
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
     shown = {k: v for k, v in metrics.items() if k not in ("per_view", "lpips_note")}
     print(json.dumps(shown, indent=2))

@@ -39,16 +39,11 @@ def cmd_video_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
 # ----- training ---------------------------------------------------------------------------------------
 def _run_trainer(trainer: Any, command: str) -> int:
     """Train on this rank (rank 0 prints the outcome); the exit status."""
-    from render3d.cli import run_until_stopped, say
+    from render3d.cli import train_and_report
     from render3d.training import distributed as dist
 
     try:
-        result = run_until_stopped(trainer, command)
-        if isinstance(result, int):
-            return result
-        say(json.dumps(result, indent=2))
-        say(f"run folder: {trainer.run_dir}")
-        return 0
+        return train_and_report(trainer, command)
     finally:
         dist.shutdown()
 

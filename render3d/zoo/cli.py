@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +29,7 @@ def _sample_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from render3d.cli import run_until_stopped, say
+    from render3d.cli import say, train_and_report
     from render3d.training import distributed as dist
     from render3d.zoo.base import get_model_class, registry
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
@@ -51,12 +50,7 @@ def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             config = config_from_args(args, ZooTrainConfig)
             trainer = ZooTrainer(args.model, config, config_from_args(args, model_cls.config_type, prefix=f"{args.model}."))
         say(f"training {trainer.model.name} ({trainer.model.num_parameters():,} parameters) on {trainer.data.summary()} -> {trainer.run_dir}")
-        result = run_until_stopped(trainer, "render3d zoo train")
-        if isinstance(result, int):
-            return result
-        say(json.dumps(result, indent=2))
-        say(f"run folder: {trainer.run_dir}")
-        return 0
+        return train_and_report(trainer, "render3d zoo train")
     finally:
         dist.shutdown()
 
