@@ -12,7 +12,7 @@ import os
 import pickle
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Container, Iterator, Union
 
 import torch
 
@@ -60,6 +60,14 @@ def load_weights(path: PathLike, what: str = "checkpoint") -> Any:
         raise Render3DError(f"cannot read {what} {file} (UnpicklingError): it is damaged; use an earlier one or retrain") from None
     except Exception as exc:  # truncated or corrupt file
         raise Render3DError(f"cannot read {what} {file} ({type(exc).__name__}): it is damaged; use an earlier one or retrain") from None
+
+
+def load_tagged(file: PathLike, kinds: Container[str], version: int, what: str) -> dict:
+    """A weights-only file holding a dict whose ``kind`` is one of ``kinds`` at ``version``, else a one-line error."""
+    data = load_weights(file, what=what)
+    if not isinstance(data, dict) or data.get("kind") not in kinds or data.get("version") != version:
+        raise Render3DError(f"{file} is not a render3d {what} (version {version})")
+    return data
 
 
 def require_keys(data: Any, keys: tuple[str, ...], file: PathLike, what: str = "checkpoint") -> dict:

@@ -25,16 +25,14 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """A video checkpoint (of ``kind`` when given) from a run folder or ``.pt`` file, with one-line errors."""
-    from render3d.checkpoints import load_weights, require_keys
+    from render3d.checkpoints import load_tagged, require_keys
 
     file = checkpoint_file(path)
     wanted = kind or "video-tokenizer or video-world-model"
     if not file.is_file():
         hint = KINDS.get(kind or "", "render3d video tokenizer train / render3d video train")
         raise Render3DError(f"no video model at {file}: pass a run folder of `{hint}` or its {CHECKPOINT_NAME}")
-    ckpt = load_weights(file, what="video checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("kind") not in KINDS or ckpt.get("version") != VERSION:
-        raise Render3DError(f"{file} is not a render3d video checkpoint (version {VERSION})")
+    ckpt = load_tagged(file, KINDS, VERSION, "video checkpoint")
     if kind is not None and ckpt["kind"] != kind:
         raise Render3DError(f"{file} is a {ckpt['kind']}, not a {wanted}: pass the run folder of `{KINDS[kind]}`")
     return require_keys(ckpt, ("config", "state"), file, what="video checkpoint")

@@ -135,15 +135,13 @@ def frame_grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
 
 def load_clips(path: str | Path) -> ClipSet:
     """A clip folder of ``render3d video data`` (or its ``clips.pt``), with one-line errors."""
-    from render3d.checkpoints import load_weights, require_keys
+    from render3d.checkpoints import load_tagged, require_keys
 
     p = Path(path).expanduser()
     file = p / CLIPS_FILE if p.is_dir() else p
     if not file.is_file():
         raise Render3DError(f"no clips at {file}: make them with `render3d video data SOURCE --out {p}`")
-    data = load_weights(file, what="clip file")
-    if not isinstance(data, dict) or data.get("kind") != "video-clips" or data.get("version") != VERSION:
-        raise Render3DError(f"{file} is not a render3d clip file (version {VERSION})")
+    data = load_tagged(file, ("video-clips",), VERSION, "clip file")
     require_keys(data, ("train", "test", "meta"), file, what="clip file")
     clips = ClipSet(ClipSplit.from_dict(data["train"]), ClipSplit.from_dict(data["test"]), dict(data["meta"]), file.parent)
     if len(clips.train) == 0 or len(clips.test) == 0:

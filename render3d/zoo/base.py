@@ -263,15 +263,13 @@ ZOO_CHECKPOINT_NAME = "model.pt"
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A zoo checkpoint from a run folder or a ``.pt`` file, with one-line errors."""
-    from render3d.checkpoints import load_weights, require_keys
+    from render3d.checkpoints import load_tagged, require_keys
 
     p = Path(path)
     file = p / ZOO_CHECKPOINT_NAME if p.is_dir() else p
     if not file.is_file():
         raise Render3DError(f"no zoo model at {file}: pass a run folder of `render3d zoo train` or its {ZOO_CHECKPOINT_NAME}")
-    ckpt = load_weights(file, what="zoo checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "zoo" or ckpt.get("version") != ZOO_CHECKPOINT_VERSION:
-        raise Render3DError(f"{file} is not a render3d zoo checkpoint (version {ZOO_CHECKPOINT_VERSION})")
+    ckpt = load_tagged(file, ("zoo",), ZOO_CHECKPOINT_VERSION, "zoo checkpoint")
     return require_keys(ckpt, ("model", "model_config", "spec", "state"), file, what="zoo checkpoint")
 
 
