@@ -4,7 +4,8 @@
         --tokens 500000 --out runs/bench-video-scaling
 
 Each size is trained on the same number of target tokens (steps = tokens / (batch x target tokens
-per clip)) with the same data, seed and learning-rate schedule, and its held-out next-frame loss
+per clip)) with the same data, seed and learning-rate schedule (warm-up, then a cosine decay to a tenth over
+its steps, as in Hoffmann et al. 2022), and its held-out next-frame loss
 (nats per token, clean context) is measured. A power law ``L(N) = a * N^-alpha + c`` (Kaplan et al.
 2020; the irreducible term ``c`` as in Hoffmann et al. 2022) is fitted to loss against non-embedding
 parameters with scipy, printed, and plotted to ``OUT/scaling.png``. With 3-4 points the fit says
@@ -72,7 +73,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for dim, layers, heads in SIZES:
         run = out / f"d{dim}-l{layers}"
-        config = WorldModelConfig(dim=dim, layers=layers, heads=heads, kv_heads=max(1, heads // 2))
+        config = WorldModelConfig(dim=dim, layers=layers, heads=heads, kv_heads=max(1, heads // 2), final_lr=0.1)
         done = run / "metrics.json"
         if not done.is_file():
             train = VideoTrainConfig(steps=steps, batch_size=args.batch, out=str(run), save_every=0, progress=False)

@@ -110,6 +110,7 @@ class TrainLoop:
         self.callbacks: list[Callback] = list(callbacks or [])
         self.step = 0
         self.train_seconds = 0.0
+        self.fraction_done = 0.0  # of the step count or the time budget, whichever is further; agreed by all ranks
         self.history: list[dict[str, float]] = []
         self.last_stats: dict[str, float] = {}
         self.last_eval_psnr: Optional[float] = None
@@ -171,6 +172,16 @@ class TrainLoop:
         """True once the step count or the time budget is reached."""
         return self.step >= self.total_steps or (self.budget_seconds > 0 and self.train_seconds >= self.budget_seconds)
 
+    def local_fraction_done(self) -> float:
+        """How far this rank is through training: the step count or the time budget, whichever is further (0..1).
+
+        Learning-rate schedules read :attr:`fraction_done`, its maximum over the ranks, so
+        a time-budgeted run decays its rate to the end of the budget and all ranks agree.
+        """
+        by_steps = self.step / max(1, self.total_steps)
+        by_time = self.train_seconds / self.budget_seconds if self.budget_seconds > 0 else 0.0
+        return min(1.0, max(by_steps, by_time))
+
     def save_checkpoint(self) -> Path:
         """Write the checkpoint atomically (rank 0) and tell the callbacks.
 
@@ -225,7 +236,8 @@ class TrainLoop:
     def _next_move(self) -> str:
         """``stop``, ``done``, ``wait`` (paused) or ``step``: decided by all ranks together."""
         code = EXIT_CODES.get(self.stop_signals.received or "", 0)
-        stop_code, paused, done = dist.agree_values(float(code), float(self.paused), float(self.done()))
+        stop_code, paused, done, self.fraction_done = dist.agree_values(float(code), float(self.paused), float(self.done()),
+                                                                        self.local_fraction_done())
         if stop_code:
             self.stop_signals.request(next(n for n, c in EXIT_CODES.items() if c == int(stop_code)))
             return "stop"

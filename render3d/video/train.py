@@ -8,6 +8,8 @@ resume. A run folder holds ``model.pt`` (model, optimiser, step, random states, 
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,6 +216,12 @@ def _clips_path(state: dict[str, Any], path: str | Path) -> str:
     return str(state["clips"])
 
 
+def world_model_lr(cfg: WorldModelConfig, step: int, fraction_done: float) -> float:
+    """A linear warm-up over ``cfg.warmup`` steps, then a cosine from ``cfg.lr`` to ``cfg.final_lr * cfg.lr`` at the end of training."""
+    cosine = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction_done))))
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup)) * cosine
+
+
 def _resume_state(path: str | Path, kind: str, clips: Optional[ClipSet], overrides: dict[str, Any]) -> tuple[dict, ClipSet, "VideoTrainConfig"]:
     """A run's checkpoint of ``kind``, its clips (unless given) and its training options with ``overrides``."""
     ckpt = read_checkpoint(path, kind)
@@ -310,8 +318,8 @@ class WorldModelTrainer(VideoTrainer):
         tokens = self.train_tokens.tokens[index].to(self.device)
         actions = self.train_tokens.actions[index].to(self.device)
         cfg = self.model.config
-        for group in self.optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / max(1, cfg.warmup))
+        for group in self.optimizer.param_groups:
+            group["lr"] = world_model_lr(cfg, self.step, self.fraction_done)
         self.model.train()
         loss, stats = self.model.loss(tokens, actions, self.sampler)
         self.optimise(loss, cfg.grad_clip)

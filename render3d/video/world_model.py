@@ -21,6 +21,10 @@ latent frame ``k`` predicts the token at the same position of frame ``k + 1``:
   64,000 for Cosmos' levels);
 * **generation** feeds one latent frame at a time through a :class:`KVCache` per layer, so
   earlier frames are never recomputed; tokens are the argmax (``temperature=0``) or sampled.
+  :meth:`WorldModel.generate` can also return each generated frame's **expected FSQ values**
+  (per channel, the mean level under its softmax): decoded instead of the tokens, they give
+  the tokenizer's decoder the model's mean prediction (blurrier where it is unsure, closer in
+  PSNR), while the chosen tokens still feed the next step.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class WorldModelConfig:
     context_noise: float = option("largest fraction of context FSQ digits moved by one level in training (GameNGen)", default=0.2)
     lr: float = option("AdamW learning rate (after a linear warm-up)", default=1e-3)
     warmup: int = option("learning-rate warm-up steps", default=100)
+    final_lr: float = option("the learning rate decays along a cosine to this fraction of --lr at the end of --steps or --budget", default=0.05)
     weight_decay: float = option("AdamW weight decay", default=0.01)
     grad_clip: float = option("clip the gradient norm to this value (0: off)", default=1.0)
 
@@ -62,6 +67,8 @@ class WorldModelConfig:
             raise Render3DError(f"--dim {self.dim} must divide into --heads {self.heads}, and the heads into --kv-heads {self.kv_heads}")
         if not 0 <= self.context_noise < 1:
             raise Render3DError(f"--context-noise {self.context_noise} must be in [0, 1)")
+        if not 0 <= self.final_lr <= 1:
+            raise Render3DError(f"--final-lr {self.final_lr} must be in [0, 1] (a fraction of --lr)")
 
 
 @dataclass(frozen=True)
@@ -200,10 +207,13 @@ class WorldModel(nn.Module):
     # ----- generation ------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, first: Tensor, actions: Tensor, temperature: float = 0.0,
-                 generator: Optional[torch.Generator] = None) -> Tensor:
+                 generator: Optional[torch.Generator] = None, expected: bool = False) -> Tensor:
         """Tokens ``[B, K, h, w]`` continuing ``first [B, 1, h, w]`` along ``actions [B, K, 24, h, w]``.
 
         One latent frame per step through per-layer KV caches; argmax when ``temperature`` is 0.
+        With ``expected``, FSQ values ``[B, D, K, h, w]`` instead: the first frame's own values,
+        then each generated frame's expected values (:meth:`expected_values`); the chosen
+        tokens still feed the next step.
         """
         b, k = first.shape[0], actions.shape[1]
         if k > self.grid.frames:
@@ -211,15 +221,25 @@ class WorldModel(nn.Module):
         acts = frame_actions(actions)
         caches = [KVCache() for _ in self.blocks]
         tokens = [first]
-        per = self.grid.per_frame
+        values = [self.fsq.indices_to_values(first)]
+        per, hw = self.grid.per_frame, (self.grid.height, self.grid.width)
         for i in range(k - 1):
             noise = torch.full((b, 1), NOISE_BUCKETS if i == 0 else 0, dtype=torch.long, device=first.device)
             x = self._inputs(tokens[-1], acts[:, i:i + 1], i, noise)
             mask = torch.ones(per, (i + 1) * per, dtype=torch.bool, device=first.device)
             logits = self._run(x, mask, caches)  # [B, h*w, sum(levels)]: the next latent frame
-            nxt = self.sample(logits, temperature, generator)
-            tokens.append(nxt.view(b, 1, self.grid.height, self.grid.width))
-        return torch.cat(tokens, dim=1)
+            tokens.append(self.sample(logits, temperature, generator).view(b, 1, *hw))
+            if expected:
+                values.append(self.expected_values(logits).movedim(-1, 1).reshape(b, -1, 1, *hw))
+        return torch.cat(values, dim=2) if expected else torch.cat(tokens, dim=1)
+
+    def expected_values(self, logits: Tensor) -> Tensor:
+        """The mean FSQ value ``[..., D]`` of each channel under its softmax over levels (values as :meth:`FSQ.indices_to_values`)."""
+        means = []
+        for lg, n in zip(self.digit_logits(logits), self.grid.levels):
+            levels = (torch.arange(n, device=lg.device, dtype=torch.float32) - n // 2) / (n // 2)
+            means.append(F.softmax(lg.float(), dim=-1) @ levels)
+        return torch.stack(means, -1)
 
     def sample(self, logits: Tensor, temperature: float, generator: Optional[torch.Generator] = None) -> Tensor:
         """Tokens ``[...]`` from logits ``[..., sum(levels)]``: each channel's argmax, or a sample at ``temperature``."""
