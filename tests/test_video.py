@@ -109,6 +109,36 @@ def test_world_model_kv_cache_generation_matches_the_full_forward_pass():
     assert torch.equal(again, tokens[:, 1:].reshape(2, 3, -1))
 
 
+def test_expected_fsq_values_of_peaked_logits_are_the_argmax_tokens_values():
+    torch.manual_seed(0)
+    grid = TokenGrid((8, 5, 5), 3, 2, 2)
+    model = WorldModel(WorldModelConfig(**TINY_WORLD), grid).eval()
+    tokens = torch.randint(0, 200, (2, 4))
+    digits = model.fsq.indices_to_digits(tokens)
+    peaked = torch.cat([100 * torch.nn.functional.one_hot(digits[..., i], n).float() for i, n in enumerate(grid.levels)], -1)
+    values = model.expected_values(peaked)  # [2, 4, 3]
+    torch.testing.assert_close(values, model.fsq.indices_to_values(tokens).movedim(1, -1))
+    flat = model.expected_values(torch.zeros(1, sum(grid.levels)))  # uniform over levels: the mean level
+    torch.testing.assert_close(flat, torch.tensor([[-0.125, 0.0, 0.0]]))
+    first = torch.randint(0, 200, (2, 1, 2, 2))
+    actions = torch.randn(2, 3, 24, 2, 2)
+    expected = model.generate(first, actions, expected=True)
+    assert expected.shape == (2, 3, 3, 2, 2) and expected.abs().max() <= 1
+    torch.testing.assert_close(expected[:, :, :1], model.fsq.indices_to_values(first))
+
+
+def test_world_model_learning_rate_warms_up_then_decays_along_a_cosine_to_its_final_fraction():
+    from render3d.video.train import world_model_lr
+
+    cfg = WorldModelConfig(lr=1e-3, warmup=10, final_lr=0.1)
+    assert world_model_lr(cfg, 0, 0.0) == pytest.approx(1e-4)
+    assert world_model_lr(cfg, 9, 0.0) == pytest.approx(1e-3)
+    assert world_model_lr(cfg, 500, 0.5) == pytest.approx(1e-3 * 0.55)
+    assert world_model_lr(cfg, 1000, 1.0) == pytest.approx(1e-4)
+    with pytest.raises(Render3DError, match="--final-lr"):
+        WorldModelConfig(final_lr=2.0).validate()
+
+
 def test_world_model_block_causal_mask_sees_its_own_frame_and_the_past_only():
     model = WorldModel(WorldModelConfig(**TINY_WORLD), TokenGrid((5, 5, 5), 3, 1, 2))
     mask = model.block_causal_mask(3).int()
@@ -155,7 +185,7 @@ def boxes(tmp_path_factory):
 def test_world_model_loss_falls_and_run_folders_hold_their_files(boxes):
     history = boxes["world"].history
     first, last = np.mean([h["loss"] for h in history[:3]]), np.mean([h["loss"] for h in history[-3:]])
-    assert last < 0.5 * first, (first, last)
+    assert last < 0.7 * first, (first, last)  # about 0.63 with the default cosine decay over 300 steps
     assert boxes["tok_result"]["psnr"] > 13 and boxes["world_result"]["held_out_loss"] < first
     for part in ("tok", "world"):
         names = {p.name for p in (boxes["root"] / part).iterdir()}
@@ -221,6 +251,12 @@ def test_cli_eval_prints_the_curves_beside_copy_last_frame_and_the_ceiling(boxes
     assert "copy_last_frame PSNR" in text and "margin_over_copy_last_db" in text
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["curves"]["generated"]["psnr"]) == 9 and (tmp_path / "psnr_curve.png").is_file()
+    assert main(["video", "eval", str(boxes["root"] / "world"), str(boxes["root"] / "clips"), "--no-frechet", "--decode", "mean",
+                 "--out", str(tmp_path / "mean")]) == 0
+    capsys.readouterr()
+    mean = json.loads((tmp_path / "mean" / "metrics.json").read_text())
+    assert mean["decode"] == "mean" and mean["curves"]["copy_last_frame"] == metrics["curves"]["copy_last_frame"]
+    assert mean["curves"]["generated"]["psnr"] != metrics["curves"]["generated"]["psnr"]
     assert main(["video", "eval", str(boxes["root"] / "tok"), str(boxes["root"] / "clips")]) == 0
     assert json.loads(capsys.readouterr().out)["psnr"] > 13
 

@@ -118,7 +118,7 @@ def cmd_video_generate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.video.generate import load_video_model
     from render3d.video.output import write_clip
 
-    model = load_video_model(args.model)
+    model = load_video_model(args.model, args.decode)
     frames = args.frames or model.chunk_frames
     cond = plan(args.first_frame, args.path, frames, model.size, model.scene_frame, args.degrees_per_frame)
     if args.compare and cond.scene is None:
@@ -154,7 +154,7 @@ def cmd_video_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from render3d.video.generate import load_video_model
 
         result = {"model": str(args.model), "kind": kind,
-                  **world_model_metrics(load_video_model(args.model), clips, args.limit, args.temperature, frechet=args.frechet)}
+                  **world_model_metrics(load_video_model(args.model, args.decode), clips, args.limit, args.temperature, frechet=args.frechet)}
         if args.out:
             write_curves_plot(result, Path(args.out) / "psnr_curve.png", "psnr")
             write_curves_plot(result, Path(args.out) / "ssim_curve.png", "ssim")
@@ -235,6 +235,9 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--degrees-per-frame", type=float, default=4.0, help="--path orbit: azimuth step per frame (default: 4)")
     gen.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature; 0 takes the most likely token (default: 0)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    gen.add_argument("--decode", choices=("tokens", "mean"), default="tokens",
+                     help="decode the generated tokens, or each frame's expected FSQ values (the model's mean "
+                          "prediction: blurrier, higher PSNR) (default: tokens)")
     gen.add_argument("--compare", action="store_true", help="with a run or 'default': the 3D render along the same path on the right")
     gen.add_argument("--scale", type=int, default=4, help="pixel upscale factor of the video (default: 4)")
     gen.add_argument("--out", default="gen.mp4", help="output .mp4, or a folder for PNG frames (default: gen.mp4)")
@@ -247,6 +250,9 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("clips", help="clip folder")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out clips")
     ev.add_argument("--temperature", type=float, default=0.0, help="world model: token sampling temperature (default: 0)")
+    ev.add_argument("--decode", choices=("tokens", "mean"), default="tokens",
+                     help="world model: decode the generated tokens, or each frame's expected FSQ values (the model's mean "
+                          "prediction: blurrier, higher PSNR) (default: tokens)")
     ev.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=True, help="world model: the Fréchet distance (trains the zoo's feature classifier once)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the curve plots")
     ev.set_defaults(func=cmd_video_eval)

@@ -114,7 +114,7 @@ def world_model_metrics(model: Any, clips: ClipSet, limit: Optional[int] = None,
         curves[name] = {"psnr": [round(v, 3) for v in p], "ssim": [round(v, 4) for v in s]}
     g, c = curves["generated"]["psnr"], curves["copy_last_frame"]["psnr"]
     result: dict[str, Any] = {
-        "clips": n, "frames": int(real.shape[1]), "temperature": temperature, "generated_frames_per_second": round(fps, 2),
+        "clips": n, "frames": int(real.shape[1]), "temperature": temperature, "decode": getattr(model, "decode", "tokens"), "generated_frames_per_second": round(fps, 2),
         f"psnr_first_{FIRST_FRAMES}": {k: _summary(v["psnr"]) for k, v in curves.items()},
         f"ssim_first_{FIRST_FRAMES}": {k: _summary(v["ssim"]) for k, v in curves.items()},
         "margin_over_copy_last_db": round(_summary(g) - _summary(c), 3),

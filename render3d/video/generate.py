@@ -23,6 +23,8 @@ from render3d.video.tokenizer import VideoTokenizer, frames_of, load_tokenizer
 from render3d.video.wavelet import FACTOR
 from render3d.video.world_model import WorldModel, group_actions
 
+DECODE_MODES = ("tokens", "mean")
+
 
 @dataclass
 class VideoModel:
@@ -31,6 +33,11 @@ class VideoModel:
     tokenizer: VideoTokenizer
     world: WorldModel
     source: Optional[Path] = None
+    decode: str = "tokens"  # or "mean": decode each generated frame's expected FSQ values (see world_model)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise Render3DError(f"decode must be one of {', '.join(DECODE_MODES)}, not {self.decode!r}")
 
     @property
     def info(self) -> dict[str, Any]:
@@ -80,6 +87,9 @@ class VideoModel:
     def _chunk(self, first: Tensor, K: Tensor, c2w: Tensor, temperature: float, generator: Optional[torch.Generator]) -> Tensor:
         first_tokens = self.tokenizer.tokens(first[:, None].to(self.device))  # [B, 1, h, w]
         actions = self.actions(K, c2w).to(self.device)
+        if self.decode == "mean":
+            values = self.world.generate(first_tokens, actions, temperature, generator, expected=True)
+            return self.tokenizer.decode(values).clamp(0, 1).cpu()
         tokens = self.world.generate(first_tokens, actions, temperature, generator)
         return self.tokenizer.decode_tokens(tokens).cpu()
 
@@ -111,11 +121,14 @@ class VideoModel:
         return video
 
 
-def load_video_model(path: str | Path) -> VideoModel:
-    """A world-model run folder (or its ``model.pt``) with its embedded tokenizer, in eval mode."""
+def load_video_model(path: str | Path, decode: str = "tokens") -> VideoModel:
+    """A world-model run folder (or its ``model.pt``) with its embedded tokenizer, in eval mode.
+
+    ``decode``: ``tokens`` decodes the generated tokens; ``mean`` their expected FSQ values.
+    """
     ckpt = read_checkpoint(path, "video-world-model")
     if "tokenizer" not in ckpt or "grid" not in ckpt:
         raise Render3DError(f"{path} has no tokenizer inside: it is incomplete; retrain with `render3d video train`")
     world = WorldModel.from_checkpoint(ckpt).eval()
     tokenizer = load_tokenizer(ckpt["tokenizer"])
-    return VideoModel(tokenizer, world, Path(path))
+    return VideoModel(tokenizer, world, Path(path), decode)
