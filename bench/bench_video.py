@@ -8,7 +8,11 @@ The clips come from ``render3d video data default --clips 320 --test-clips 40 --
 --out runs/clips-default`` (made here when the folder is missing). Each model trains for its time
 budget (seconds); a run folder that already holds ``metrics.json`` is reused, so an interrupted
 bench continues. Prints Markdown tables and writes ``report.md``, ``results.json`` and the curve
-plots into OUT.
+plots into OUT. ``--other-footage CLIPS ...`` also scores the tokenizers and the per-frame
+autoencoders on the held-out clips of footage they never saw (a real video, another scene):
+
+    render3d video data /usr/share/doc/opencv-doc/examples/data/vtest.avi --clips 20 --test-clips 20 --frame-step 2 --out runs/ood-vtest
+    render3d video data ../shared/data/splat_ply/inria_3dgs_iter7000.ply --clips 4 --test-clips 20 --out runs/ood-ply
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoT
 from render3d.video.world_model import WorldModelConfig
 
 
+DECODE_NOTES = {"tokens": "the generated tokens (`--decode tokens`, the default)",
+                "mean": "each generated frame's expected FSQ values (`--decode mean`: the model's mean prediction)"}
+
+
 def clip_set(path: Path) -> ClipSet:
     if not (path / "clips.pt").is_file():
         from render3d.video.sources import ClipRequest, make_clips
@@ -50,13 +58,25 @@ def train_config(out: Path, budget: float, batch: int) -> VideoTrainConfig:
 
 
 # ----- tokenizers and the zoo baseline ------------------------------------------------------------------
-def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: int) -> dict[str, Any]:
+@torch.no_grad()
+def other_footage(reconstruct: Any, others: list[ClipSet]) -> dict[str, float]:
+    """Mean reconstruction PSNR on the held-out clips of each other clip set (footage the model never saw)."""
+    scores = {}
+    for other in others:
+        video = other.test.video(slice(None))
+        recon = torch.cat([reconstruct(video[i:i + 8]) for i in range(0, len(video), 8)])
+        psnrs, _ = frame_scores(recon, video)
+        scores[other.name] = round(sum(psnrs) / len(psnrs), 3)
+    return scores
+
+
+def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: int, others: list[ClipSet]) -> dict[str, Any]:
     """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --batch-size 8 --budget B``."""
     run = out / f"tok-{kind}"
     if finished(run) is None:
         TokenizerTrainer(clips, train_config(run, budget, 8), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
     metrics = finished(run)
-    tok = load_tokenizer(run)
+    tok = load_tokenizer(run).eval()
     c, _k, h, w = tok.latent_shape(17, 64, 64)
     if tok.discrete:
         latent = f"{h}x{w} tokens of FSQ {tok.config.levels} per 4 frames"
@@ -65,10 +85,10 @@ def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: in
         latent, per_frame = f"{c}x{h}x{w} floats per 4 frames", f"{c * h * w // 4} floats"
     return {"model": f"causal tokenizer, {kind}", "latent": latent, "per_frame": per_frame, "parameters": tok.num_parameters(),
             "steps": metrics["steps"], "train_s": metrics["train_seconds"], "frames_per_s": metrics["frames_per_second"],
-            "psnr": metrics["psnr"], "ssim": metrics["ssim"], "run": str(run)}
+            "psnr": metrics["psnr"], "ssim": metrics["ssim"], "other_footage": other_footage(tok.reconstruct, others), "run": str(run)}
 
 
-def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float) -> dict[str, Any]:
+def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float, others: list[ClipSet]) -> dict[str, Any]:
     """The zoo's autoencoder trained on single frames of the training clips, evaluated on the held-out clips."""
     from render3d.zoo.ae import AEConfig
     from render3d.zoo.base import load
@@ -81,24 +101,28 @@ def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float) -> dict[st
         data = ImageData(name="clip-frames", train=frames(clips.train), test=frames(clips.test), note="frames of the video clips")
         cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=64, out=str(run), save_every=0, progress=False, overwrite=True)
         ZooTrainer("ae", cfg, AEConfig(latent=latent, hidden=32, lr=1e-3), data=data).run()
-    model = load(run)
+    model = load(run).eval()
     info = model.info
+    per_frame = lambda video: torch.stack([model.reconstruct(v) for v in video])  # noqa: E731
     with torch.no_grad():
         video = clips.test.video(slice(None))
-        recon = torch.stack([model.reconstruct(v) for v in video])
+        recon = per_frame(video)
     psnrs, ssims = frame_scores(recon, video)
     return {"model": f"zoo ae (per frame), latent {latent}", "latent": f"{latent} floats per frame", "per_frame": f"{latent} floats",
             "parameters": model.num_parameters(), "steps": info["steps"], "train_s": info["train_seconds"],
             "frames_per_s": round(info["steps"] * info["batch_size"] / max(info["train_seconds"], 1e-9), 2),
-            "psnr": round(sum(psnrs) / len(psnrs), 3), "ssim": round(sum(ssims) / len(ssims), 4), "run": str(run)}
+            "psnr": round(sum(psnrs) / len(psnrs), 3), "ssim": round(sum(ssims) / len(ssims), 4),
+            "other_footage": other_footage(per_frame, others), "run": str(run)}
 
 
 def tokenizer_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | latent | per frame | parameters | steps | train s | train frames/s | PSNR (dB) | SSIM |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    others = list(rows[0]["other_footage"]) if rows else []
+    lines = ["| model | latent | per frame | parameters | steps | train s | train frames/s | PSNR (dB) | SSIM |"
+             + "".join(f" PSNR on {o} (dB) |" for o in others),
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['latent']} | {r['per_frame']} | {r['parameters']:,} | {r['steps']} | {r['train_s']:.0f} | "
-                     f"{r['frames_per_s']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} |")
+                     f"{r['frames_per_s']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} |" + "".join(f" {r['other_footage'][o]:.2f} |" for o in others))
     return "\n".join(lines)
 
 
@@ -111,13 +135,17 @@ def world_model(clips: ClipSet, out: Path, tokenizer: Path, budget: float, confi
     if finished(run) is None:
         WorldModelTrainer(clips, train_config(run, budget, batch), config, tokenizer).run()
     train = finished(run)
-    started = time.perf_counter()
-    result = world_model_metrics(load_video_model(run), clips)
-    result["eval_seconds"] = round(time.perf_counter() - started, 1)
-    result["train"] = train
-    write_curves_plot(result, out / "world_psnr_curve.png", "psnr")
-    write_curves_plot(result, out / "world_ssim_curve.png", "ssim")
-    return result
+    results = {}
+    for decode in ("tokens", "mean"):
+        started = time.perf_counter()
+        result = world_model_metrics(load_video_model(run, decode), clips)
+        result["eval_seconds"] = round(time.perf_counter() - started, 1)
+        result["train"] = train
+        suffix = "" if decode == "tokens" else "_mean"
+        write_curves_plot(result, out / f"world_psnr_curve{suffix}.png", "psnr")
+        write_curves_plot(result, out / f"world_ssim_curve{suffix}.png", "ssim")
+        results[decode] = result
+    return results
 
 
 def world_tables(result: dict[str, Any]) -> str:
@@ -152,6 +180,8 @@ def main() -> None:
     parser.add_argument("--world-layers", type=int, default=4, help="world-model --layers")
     parser.add_argument("--world-heads", type=int, default=4, help="world-model --heads (key/value heads: half as many)")
     parser.add_argument("--stage", choices=("tokenizers", "world", "all"), default="all", help="which part to run (default: all)")
+    parser.add_argument("--other-footage", nargs="*", default=[], metavar="CLIPS",
+                        help="clip folders of other footage: the tokenizers and zoo AEs are also scored on their held-out clips")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a busy 2-core machine a second thread only spins)")
     args = parser.parse_args()
     if args.threads:
@@ -161,16 +191,19 @@ def main() -> None:
     print(f"machine: {machine_before}", flush=True)
     clips = clip_set(Path(args.clips))
     width = args.tokenizer_width
-    rows = [tokenizer_row(clips, out, "continuous", args.tokenizer_budget, width), zoo_ae_row(clips, out, 256, args.tokenizer_budget),
-            tokenizer_row(clips, out, "discrete", args.tokenizer_budget, width), zoo_ae_row(clips, out, 64, args.tokenizer_budget)] \
-        if args.stage != "world" else []
+    others = [load_clips(c) for c in args.other_footage]
+    rows = [tokenizer_row(clips, out, "continuous", args.tokenizer_budget, width, others),
+            zoo_ae_row(clips, out, 256, args.tokenizer_budget, others),
+            tokenizer_row(clips, out, "discrete", args.tokenizer_budget, width, others),
+            zoo_ae_row(clips, out, 64, args.tokenizer_budget, others)] if args.stage != "world" else []
     tokenizers = tokenizer_table(rows)
     print(f"\ntokenizers, held-out clips ({len(clips.test)} x 17 frames, 64x64):\n{tokenizers}", flush=True)
     if args.stage == "tokenizers":
         return
     config = WorldModelConfig(dim=args.world_dim, layers=args.world_layers, heads=args.world_heads, kv_heads=max(1, args.world_heads // 2))
-    world = world_model(clips, out, out / "tok-discrete", args.world_budget, config, args.world_batch)
-    worlds = world_tables(world)
+    by_decode = world_model(clips, out, out / "tok-discrete", args.world_budget, config, args.world_batch)
+    worlds = "\n\n".join(f"### decoding {DECODE_NOTES[d]}\n\n{world_tables(r)}" for d, r in by_decode.items())
+    world = by_decode["tokens"]
     train = world["train"]
     speed = (f"world model: {train['parameters']:,} parameters, {train['steps']} steps in {train['train_seconds']:.0f} s "
              f"({train['frames_per_second']:.1f} training frames/s); generation {world['generated_frames_per_second']:.1f} "
@@ -183,7 +216,7 @@ def main() -> None:
               f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
               f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n")
     write_text_atomic(out / "report.md", report)
-    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": world,
+    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_decode,
                 "world_config": asdict(config)}, out / "results.json")
 
 

@@ -2,7 +2,7 @@
 chromium + Playwright) page load to first image, frames per second while orbiting, and
 training time with an idle browser.
 
-    python bench/bench_viewer.py [--ply FILE] [--nerf RUN] [--backend torch|cuda] [--no-browser] [--no-overhead]
+    python bench/bench_viewer.py [--ply FILE] [--nerf RUN] [--backend torch|cuda] [--no-browser] [--no-overhead] [--only-browser]
 
 The splat scene is the reference 3DGS PLY in ../shared/data/splat_ply/. The NeRF is a run
 folder or checkpoint; without one, a NeRF is trained on the procedural default scene
@@ -209,14 +209,15 @@ def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
     from render3d.cpu_kernels import ENV_VAR
 
     content = load_content(args.ply, args.backend)
-    nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
     paths = ["new"] if args.backend == "cuda" else ["old", "new"]
     print(f"torch threads {torch.get_num_threads()}, backend {args.backend}; load average {os.getloadavg()}")
-    print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
-    print("|---|---|---|---|---|---|")
-    scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False),  # type: ignore[attr-defined]
-              (f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
-    for name, scene, moving in scenes:
+    scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False)]  # type: ignore[attr-defined]
+    if not args.only_browser:
+        nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
+        scenes += [(f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
+        print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
+        print("|---|---|---|---|---|---|")
+    for name, scene, moving in scenes if not args.only_browser else []:
         for side in (256, 512, 1024):
             for path in paths:
                 os.environ[ENV_VAR] = PATHS[path]
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", help="torch (CPU) or cuda")
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
     parser.add_argument("--only-overhead", action="store_true", help="measure only the training overhead")
+    parser.add_argument("--only-browser", action="store_true", help="measure only the orbit in chromium (the splat scene, both paths)")
     parser.add_argument("--orbit-seconds", type=float, default=5.0)
     parser.add_argument("--browser-side", type=int, default=512, help="max resolution in the browser measurements")
     parser.add_argument("--no-overhead", action="store_true", help="skip the training-overhead measurement")
@@ -254,7 +256,7 @@ def main() -> None:
 
     if not args.only_overhead:
         latency_and_browser(args, browser)
-    if args.no_overhead:
+    if args.no_overhead or args.only_browser:
         return
     times = training_overhead(args.overhead_steps, browser, args.overhead_repeats)
     base = times["no viewer"]

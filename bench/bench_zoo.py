@@ -2,6 +2,7 @@
 
     python bench/bench_zoo.py --budget 300                      # 5 minutes per model and data set
     python bench/bench_zoo.py --budget 60 --data fashion-mnist --models diffusion,gan
+    python bench/bench_zoo.py --budget 300 --reuse              # keep finished runs made with today's defaults
 
 Runs land in ``--out`` (default ``runs/bench-zoo/DATA/MODEL``); each data set's report
 (report.md, results.json and the sample grids) in ``--report`` (default
@@ -51,13 +52,31 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
+def reusable(run: Path, model: str, budget: float) -> bool:
+    """True when ``run`` is a finished run of ``model`` with today's default options and the same budget."""
+    import json
+    from dataclasses import asdict
+
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    defaults = asdict(registry()[model].config_type())
+    return ((run / "model.pt").is_file() and config.get("model") == model and config.get(model) == defaults
+            and config.get("train", {}).get("budget") == budget and not config.get("train", {}).get("steps"))
+
+
 def bench_data(data_name: str, models: list[str], budget: float, out: Path, report: Path, n_eval: int,
-               n_samples: int = 0) -> str:
+               n_samples: int = 0, reuse: bool = False) -> str:
     """Train every model on one data set for ``budget`` seconds and compare them; returns the table."""
     data = load_images(data_name)
     before = matmul_gflops()
     runs = []
     for name in models:
+        if reuse and reusable(out / data_name / name, name, budget):
+            print(f"reusing {out / data_name / name} (default options, {budget:g} s)", flush=True)
+            runs.append(out / data_name / name)
+            continue
         cfg = ZooTrainConfig(data=data_name, budget=budget, out=str(out / data_name / name), progress=False,
                              save_every=0, overwrite=True)
         started = time.perf_counter()
@@ -85,12 +104,14 @@ def main() -> None:
                         "fashion-mnist, 500 for faces; fewer makes Fréchet distances biased upwards)")
     parser.add_argument("--n-eval", type=int, default=500, help="held-out images for bits/dim and reconstructions")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs in --out trained with today's default "
+                        "options and the same budget (each row still shows its own steps/s and matmul GFLOP/s)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     models = args.models.split(",")
     for data_name in args.data.split(","):
-        print(bench_data(data_name, models, args.budget, Path(args.out), Path(args.report), args.n_eval, args.n), flush=True)
+        print(bench_data(data_name, models, args.budget, Path(args.out), Path(args.report), args.n_eval, args.n, args.reuse), flush=True)
         if data_name == "fashion-mnist":
             print(REFERENCES + "\n", flush=True)
 
