@@ -20,8 +20,9 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 class GANConfig(ModelConfig):
     """GAN options."""
 
+    lr: float = option("Adam learning rate of the generator (the discriminator's is twice it)", default=1e-4)
     latent: int = option("dimensions of the generator's noise", default=64)
-    ema: float = option("decay of the generator's weight average used for sampling (0: off)", default=0.999)
+    ema: float = option("decay of the generator's weight average used for sampling (0: off)", default=0.995)
     d_steps: int = option("discriminator updates per generator update", default=1)
 
 
@@ -61,7 +62,12 @@ class GAN(ZooModel):
     """Hinge-loss GAN with the usual stabilisers: spectral norm in D, Adam(0, 0.9), TTUR-style
     higher D learning rate, and an exponential moving average of G's weights for sampling.
     Class-conditional (projection discriminator) when the data has labels; samples then cycle
-    through the classes unless ``labels`` are given."""
+    through the classes unless ``labels`` are given.
+
+    Defaults (learning rate 1e-4, EMA 0.995) were picked with 5-minute Fashion-MNIST runs on the
+    2-core CPU (about 1,800 steps; Fréchet distance of 2,000 EMA samples): lr 4e-4 / EMA 0.999
+    49.9, 2e-4 / 0.999 43.4, 1e-4 / 0.999 38.3, 1e-4 / 0.995 30.9. Faster rates lose diversity
+    (recall 0.06 at 4e-4, 0.33 at 1e-4); a short run needs a short weight average."""
 
     name = "gan"
     description = "DCGAN-style GAN (spectral norm, hinge loss, EMA generator)"
