@@ -213,7 +213,9 @@ def main() -> None:
     report = (f"# Video bench\n\nmachine before: {machine_before}\nmachine after: {machine_after}\n\n"
               f"`python bench/bench_video.py --clips {args.clips} --out {args.out} --tokenizer-budget {args.tokenizer_budget:g} "
               f"--tokenizer-width {width} --world-budget {args.world_budget:g} --world-dim {args.world_dim} "
-              f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
+              f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}"
+              + (f" --other-footage {' '.join(args.other_footage)}" if args.other_footage else "")
+              + f"`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
               f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n")
     write_text_atomic(out / "report.md", report)
     write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_decode,
