@@ -102,10 +102,27 @@ def init_from_environment(backend: str = "auto") -> Optional[DistributedContext]
     return _CONTEXT
 
 
+SHUTDOWN_BARRIER_SECONDS = 30.0
+
+
 def shutdown() -> None:
-    """Leave the process group (at the end of a run)."""
+    """Leave the process group (at the end of a run), all ranks together.
+
+    The ranks first meet at a barrier, so no rank tears down gloo's connections while a peer
+    still uses them: without it a rank that left first made the other abort now and then at
+    exit ("terminate called without an active exception", exit status 134). Where a peer is
+    gone (a failed run), the barrier fails or times out and the group is destroyed anyway.
+    """
     global _CONTEXT
     if _CONTEXT is not None:
+        try:
+            timeout = datetime.timedelta(seconds=SHUTDOWN_BARRIER_SECONDS)
+            if _CONTEXT.backend == "gloo":
+                dist.monitored_barrier(timeout=timeout)
+            else:
+                dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer that died or stopped answering: leave regardless
+            pass
         try:
             dist.destroy_process_group()
         finally:
