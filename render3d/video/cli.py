@@ -21,6 +21,8 @@ from typing import Any, Optional, Sequence
 from render3d.config_cli import add_config_args, config_from_args, explicit_options
 from render3d.errors import Render3DError
 
+DECODE_HELP = ("decode the generated tokens, or each frame's expected FSQ values (the model's mean prediction: "
+               "blurrier, higher PSNR) (default: tokens)")
 RESUMABLE = {"steps", "budget", "save_every", "log_every", "eval_every", "progress", "threads", "device"}
 
 
@@ -181,6 +183,7 @@ def curve_table(curves: dict[str, dict[str, list[float]]]) -> str:
 # ----- the parser -------------------------------------------------------------------------------------------
 def add_video_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``render3d video {data,tokenizer,train,generate,eval}`` to the main parser's subcommands."""
+    from render3d.video.generate import DECODE_MODES
     from render3d.video.tokenizer import TokenizerConfig
     from render3d.video.train import TokenizerTrainOptions, VideoTrainConfig
     from render3d.video.world_model import WorldModelConfig
@@ -235,9 +238,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--degrees-per-frame", type=float, default=4.0, help="--path orbit: azimuth step per frame (default: 4)")
     gen.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature; 0 takes the most likely token (default: 0)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    gen.add_argument("--decode", choices=("tokens", "mean"), default="tokens",
-                     help="decode the generated tokens, or each frame's expected FSQ values (the model's mean "
-                          "prediction: blurrier, higher PSNR) (default: tokens)")
+    gen.add_argument("--decode", choices=DECODE_MODES, default="tokens", help=DECODE_HELP)
     gen.add_argument("--compare", action="store_true", help="with a run or 'default': the 3D render along the same path on the right")
     gen.add_argument("--scale", type=int, default=4, help="pixel upscale factor of the video (default: 4)")
     gen.add_argument("--out", default="gen.mp4", help="output .mp4, or a folder for PNG frames (default: gen.mp4)")
@@ -250,9 +251,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("clips", help="clip folder")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out clips")
     ev.add_argument("--temperature", type=float, default=0.0, help="world model: token sampling temperature (default: 0)")
-    ev.add_argument("--decode", choices=("tokens", "mean"), default="tokens",
-                     help="world model: decode the generated tokens, or each frame's expected FSQ values (the model's mean "
-                          "prediction: blurrier, higher PSNR) (default: tokens)")
+    ev.add_argument("--decode", choices=DECODE_MODES, default="tokens", help="world model: " + DECODE_HELP)
     ev.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=True, help="world model: the Fréchet distance (trains the zoo's feature classifier once)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the curve plots")
     ev.set_defaults(func=cmd_video_eval)

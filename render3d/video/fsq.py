@@ -63,6 +63,11 @@ class FSQ(nn.Module):
         lv = self._view(self._levels, indices.ndim + 1)
         return (self.indices_to_digits(indices).movedim(-1, 1).float() - lv // 2) / (lv // 2)
 
+    def level_values(self, channel: int) -> Tensor:
+        """The value each level of ``channel`` stands for, ``[levels[channel]]`` (as :meth:`indices_to_values` maps them)."""
+        n = self.levels[channel]
+        return (torch.arange(n, device=self._levels.device, dtype=torch.float32) - n // 2) / (n // 2)
+
     def indices_to_digits(self, indices: Tensor) -> Tensor:
         """Token ids ``[...]`` -> the level of each channel ``[..., D]`` (``0 .. levels[i] - 1``)."""
         return (indices.unsqueeze(-1) // self._basis) % self._levels.long()

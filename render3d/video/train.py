@@ -9,7 +9,6 @@ resume. A run folder holds ``model.pt`` (model, optimiser, step, random states, 
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -235,11 +235,8 @@ class WorldModel(nn.Module):
 
     def expected_values(self, logits: Tensor) -> Tensor:
         """The mean FSQ value ``[..., D]`` of each channel under its softmax over levels (values as :meth:`FSQ.indices_to_values`)."""
-        means = []
-        for lg, n in zip(self.digit_logits(logits), self.grid.levels):
-            levels = (torch.arange(n, device=lg.device, dtype=torch.float32) - n // 2) / (n // 2)
-            means.append(F.softmax(lg.float(), dim=-1) @ levels)
-        return torch.stack(means, -1)
+        return torch.stack([F.softmax(lg.float(), dim=-1) @ self.fsq.level_values(i)
+                            for i, lg in enumerate(self.digit_logits(logits))], -1)
 
     def sample(self, logits: Tensor, temperature: float, generator: Optional[torch.Generator] = None) -> Tensor:
         """Tokens ``[...]`` from logits ``[..., sum(levels)]``: each channel's argmax, or a sample at ``temperature``."""
