@@ -204,20 +204,16 @@ def train_nerf(steps: int, backend: str) -> str:
 PATHS = {"old": "0", "new": "1"}  # RENDER3D_CPU_KERNELS value of each path
 
 
-def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
-    """Render latency of the splat scene and the NeRF; page load and orbit numbers in chromium (each path)."""
+def latency_rows(args: argparse.Namespace, content: ViewerContent, paths: list[str]) -> None:
+    """Render latency of the splat scene and the NeRF (trained first unless ``--nerf``), each path, as a table."""
     from render3d.cpu_kernels import ENV_VAR
 
-    content = load_content(args.ply, args.backend)
-    paths = ["new"] if args.backend == "cuda" else ["old", "new"]
-    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}; load average {os.getloadavg()}")
-    scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False)]  # type: ignore[attr-defined]
-    if not args.only_browser:
-        nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
-        scenes += [(f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
-        print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
-        print("|---|---|---|---|---|---|")
-    for name, scene, moving in scenes if not args.only_browser else []:
+    nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
+    scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False),  # type: ignore[attr-defined]
+              (f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
+    print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
+    print("|---|---|---|---|---|---|")
+    for name, scene, moving in scenes:
         for side in (256, 512, 1024):
             for path in paths:
                 os.environ[ENV_VAR] = PATHS[path]
@@ -227,6 +223,17 @@ def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
                     else:
                         _, render_ms, jpeg_ms = row
                         print(f"| {name} | {path} | {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.2f} |", flush=True)
+
+
+def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
+    """Render latency rows (unless ``--only-browser``); page load and orbit numbers in chromium (each path)."""
+    from render3d.cpu_kernels import ENV_VAR
+
+    content = load_content(args.ply, args.backend)
+    paths = ["new"] if args.backend == "cuda" else ["old", "new"]
+    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}; load average {os.getloadavg()}")
+    if not args.only_browser:
+        latency_rows(args, content, paths)
     if browser:
         for path in paths:
             os.environ[ENV_VAR] = PATHS[path]
