@@ -128,15 +128,17 @@ def test_expected_fsq_values_of_peaked_logits_are_the_argmax_tokens_values():
 
 
 def test_world_model_learning_rate_warms_up_then_decays_along_a_cosine_to_its_final_fraction():
-    from render3d.video.train import world_model_lr
+    from render3d.video.train import warmup_cosine_lr
 
-    cfg = WorldModelConfig(lr=1e-3, warmup=10, final_lr=0.1)
-    assert world_model_lr(cfg, 0, 0.0) == pytest.approx(1e-4)
-    assert world_model_lr(cfg, 9, 0.0) == pytest.approx(1e-3)
-    assert world_model_lr(cfg, 500, 0.5) == pytest.approx(1e-3 * 0.55)
-    assert world_model_lr(cfg, 1000, 1.0) == pytest.approx(1e-4)
+    assert warmup_cosine_lr(1e-3, 10, 0.1, 0, 0.0) == pytest.approx(1e-4)
+    assert warmup_cosine_lr(1e-3, 10, 0.1, 9, 0.0) == pytest.approx(1e-3)
+    assert warmup_cosine_lr(1e-3, 10, 0.1, 500, 0.5) == pytest.approx(1e-3 * 0.55)
+    assert warmup_cosine_lr(1e-3, 10, 0.1, 1000, 1.0) == pytest.approx(1e-4)
+    assert warmup_cosine_lr(1e-3, 0, 1.0, 1000, 0.7) == pytest.approx(1e-3)  # final 1: constant
     with pytest.raises(Render3DError, match="--final-lr"):
         WorldModelConfig(final_lr=2.0).validate()
+    with pytest.raises(Render3DError, match="--final-lr"):
+        TokenizerConfig(final_lr=-0.5).validate()
 
 
 def test_world_model_block_causal_mask_sees_its_own_frame_and_the_past_only():

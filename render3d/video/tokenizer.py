@@ -48,6 +48,7 @@ class TokenizerConfig:
     levels: str = option("FSQ levels of the discrete tokenizer, comma-separated (Cosmos: 8,8,8,5,5,5)", default="8,5,5,5")
     heads: int = option("query heads of the causal temporal attention (key/value heads: half as many)", default=4)
     lr: float = option("Adam learning rate", default=1e-3)
+    final_lr: float = option("the learning rate decays along a cosine to this fraction of --lr at the end of --steps or --budget (1: constant)", default=1.0)
     grad_clip: float = option("clip the gradient norm to this value (0: off)", default=1.0)
 
     def fsq_levels(self) -> list[int]:
@@ -64,6 +65,8 @@ class TokenizerConfig:
             raise Render3DError(f"--kind {self.kind!r}: use continuous or discrete")
         if self.width < 8 or self.latent_channels < 1 or self.heads < 2 or self.heads % 2 or (2 * self.width) % self.heads:
             raise Render3DError("--width must be at least 8 and divide by --heads (an even number), --latent-channels at least 1")
+        if not 0 <= self.final_lr <= 1:
+            raise Render3DError(f"--final-lr {self.final_lr} must be in [0, 1] (a fraction of --lr)")
         self.fsq_levels()
 
 

@@ -197,6 +197,9 @@ class TokenizerTrainer(VideoTrainer):
         index = self.my_share(len(self.clips.train))
         start = int(torch.randint(0, self.clips.frames - self.window + 1, (1,), generator=self.sampler))
         video = self.clips.train.video(index, slice(start, start + self.window)).to(self.device)
+        cfg = self.model.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = warmup_cosine_lr(cfg.lr, 0, cfg.final_lr, self.step, self.fraction_done)
         self.model.train()
         loss, stats = self.model.loss(video)
         self.optimise(loss, self.model.config.grad_clip)
@@ -215,10 +218,13 @@ def _clips_path(state: dict[str, Any], path: str | Path) -> str:
     return str(state["clips"])
 
 
-def world_model_lr(cfg: WorldModelConfig, step: int, fraction_done: float) -> float:
-    """A linear warm-up over ``cfg.warmup`` steps, then a cosine from ``cfg.lr`` to ``cfg.final_lr * cfg.lr`` at the end of training."""
-    cosine = cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction_done))))
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup)) * cosine
+def warmup_cosine_lr(lr: float, warmup: int, final: float, step: int, fraction_done: float) -> float:
+    """A linear warm-up over ``warmup`` steps, then a cosine from ``lr`` to ``final * lr`` at the end of training.
+
+    ``fraction_done`` is :attr:`TrainLoop.fraction_done` (of the step count or the time budget).
+    """
+    cosine = final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, fraction_done))))
+    return lr * min(1.0, (step + 1) / max(1, warmup)) * cosine
 
 
 def _resume_state(path: str | Path, kind: str, clips: Optional[ClipSet], overrides: dict[str, Any]) -> tuple[dict, ClipSet, "VideoTrainConfig"]:
@@ -318,7 +324,7 @@ class WorldModelTrainer(VideoTrainer):
         actions = self.train_tokens.actions[index].to(self.device)
         cfg = self.model.config
         for group in self.optimizer.param_groups:
-            group["lr"] = world_model_lr(cfg, self.step, self.fraction_done)
+            group["lr"] = warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done)
         self.model.train()
         loss, stats = self.model.loss(tokens, actions, self.sampler)
         self.optimise(loss, cfg.grad_clip)
