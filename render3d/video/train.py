@@ -133,8 +133,11 @@ class VideoTrainer(TrainLoop):
         write_json({"part": self.part, "train": asdict(self.config), **self.run_config(), "clips": self.clips.summary(),
                     "world_size": dist.world_size()}, self.run_dir / "config.json")
 
-    def optimise(self, loss: torch.Tensor, grad_clip: float) -> None:
+    def optimise(self, loss: torch.Tensor, grad_clip: float, lr: float) -> None:
+        """One optimiser step on ``loss`` at learning rate ``lr``."""
         self.check_finite(float(loss.detach()))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         backward_and_step(loss, [self.optimizer], grad_clip)
         self.step += 1
@@ -198,11 +201,9 @@ class TokenizerTrainer(VideoTrainer):
         start = int(torch.randint(0, self.clips.frames - self.window + 1, (1,), generator=self.sampler))
         video = self.clips.train.video(index, slice(start, start + self.window)).to(self.device)
         cfg = self.model.config
-        for group in self.optimizer.param_groups:
-            group["lr"] = warmup_cosine_lr(cfg.lr, 0, cfg.final_lr, self.step, self.fraction_done)
         self.model.train()
         loss, stats = self.model.loss(video)
-        self.optimise(loss, self.model.config.grad_clip)
+        self.optimise(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, 0, cfg.final_lr, self.step, self.fraction_done))
         return {"loss": float(loss.detach()), **stats}
 
     def evaluate(self) -> dict[str, Any]:
@@ -323,11 +324,9 @@ class WorldModelTrainer(VideoTrainer):
         tokens = self.train_tokens.tokens[index].to(self.device)
         actions = self.train_tokens.actions[index].to(self.device)
         cfg = self.model.config
-        for group in self.optimizer.param_groups:
-            group["lr"] = warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done)
         self.model.train()
         loss, stats = self.model.loss(tokens, actions, self.sampler)
-        self.optimise(loss, cfg.grad_clip)
+        self.optimise(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done))
         return {"loss": float(loss.detach()), **stats}
 
     @torch.no_grad()
