@@ -9,7 +9,7 @@ same images and rays.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -24,12 +24,22 @@ def _own_share(count: int) -> slice:
 
 
 class ViewBatcher:
-    """Every training view once per epoch, in a seeded random order, ``batch_size`` views per batch (per rank)."""
+    """Every training view once per epoch, in a seeded random order, ``batch_size`` views per batch (per rank).
 
-    def __init__(self, split: Any, device: torch.device, seed: int, batch_size: int = 1) -> None:
+    With ``random_background`` and a split that has alpha, each view gets a random background
+    colour (``Batch.background [B, 3]``) and its target is re-composited on it, as
+    :class:`RayBatcher` does for rays.
+    """
+
+    def __init__(self, split: Any, device: torch.device, seed: int, batch_size: int = 1, background: Optional[Tensor] = None,
+                 random_background: bool = False) -> None:
         self.split = split
         self.device = device
         self.batch_size = batch_size
+        self.random_background = random_background and split.alpha is not None
+        self.background = None if background is None else background.float().cpu()
+        if self.random_background and self.background is None:
+            raise ValueError("random_background needs the background the images were composited on")
         self.generator = torch.Generator().manual_seed(seed)
         self.order: list[int] = []
 
@@ -40,14 +50,22 @@ class ViewBatcher:
 
     def next(self) -> Batch:
         """The next views of this rank (targets ``[B, H, W, C]``)."""
-        index = [self._draw() for _ in range(self.batch_size * dist.world_size())][_own_share(self.batch_size)]
+        total = self.batch_size * dist.world_size()
+        index = [self._draw() for _ in range(total)][_own_share(self.batch_size)]
         s = self.split
         mask = None if s.masks is None else s.masks[index][..., None].to(self.device)
+        rgb = s.images[index].float() / 255.0
+        alpha = None if s.alpha is None else s.alpha[index].float() / 255.0
+        background = None
+        if self.random_background:
+            background = torch.rand(total, 3, generator=self.generator)[_own_share(self.batch_size)]
+            rgb = rgb + (1.0 - alpha) * (background - self.background)[:, None, None, :]
         return Batch(
-            rgb=s.images[index].to(self.device).float() / 255.0,
+            rgb=rgb.to(self.device),
             cameras=s.cameras[index].to(self.device),
             indices=torch.tensor(index),
-            alpha=None if s.alpha is None else (s.alpha[index].float() / 255.0).to(self.device),
+            alpha=None if alpha is None else alpha.to(self.device),
+            background=None if background is None else background.to(self.device),
             depth=None if s.depths is None else s.depths[index][..., None].float().to(self.device),
             mask=mask,
         )

@@ -55,7 +55,7 @@ class Batch:
         alpha: target coverage in [0, 1] ``[..., 1]``, when the data has alpha.
         depth: target z-depth ``[..., 1]`` (0 where unknown), when the data has depth maps.
         mask: ``[..., 1]`` bool, True on the object / valid pixels, when the data has masks.
-        background: ``[3]`` (or per ray ``[R, 3]``) colour the targets are composited on.
+        background: ``[3]`` (or per ray ``[R, 3]``, per view ``[B, 3]``) colour the targets are composited on.
         origins, directions: ``[R, 3]`` world rays of a ray batch (unit directions).
         z_scale: ``[R, 1]`` cosine between each ray and its camera's axis (distance x z_scale = z-depth).
         jitter: ``[R, 1]`` uniform numbers for stratified sampling along each ray (drawn with the batch,

@@ -28,6 +28,7 @@ from render3d.evaluate import evaluate_split
 from render3d.files import write_json
 from render3d.losses import LossContext, LossTerm, build_loss_terms, terms_from_specs
 from render3d.methods import get_method
+from render3d.priors.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 
@@ -48,6 +49,8 @@ class TrainConfig:
     max_seconds: float = option("stop after this many seconds of training (0: no limit); checkpoint, eval and metrics as usual", default=0.0)
     loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
     views: int = option("train from only this many training views, spread around the scene (0: all); evaluation uses the full test split", default=0)
+    points: str = option("where Gaussians start: data (the dataset's sparse points, dropped by --views; else random), random, "
+                         "stereo (plane-sweep stereo on the training views), hull (the visual hull of their alpha) or views (hull with alpha, else stereo)", default="data")
     reg: str = option("regularisers for sparse views, comma-separated NAME[:WEIGHT]: depth-tv, opacity, scale, freq, occlusion (loss terms too)", default="")
     prior: Optional[str] = option("a prior run of `render3d prior fit`: adds score distillation from its diffusion model", default=None)
     prior_weight: float = option("weight of the diffusion prior (--prior)", default=0.01)
@@ -74,6 +77,7 @@ class TrainConfig:
             ("max-seconds", math.isfinite(self.max_seconds) and self.max_seconds >= 0, "a number >= 0"),
             ("grad-clip", math.isfinite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
             ("views", self.views >= 0, "a whole number >= 0"),
+            ("points", self.points in POINT_SOURCES, "one of " + ", ".join(POINT_SOURCES)),
             ("prior-weight", math.isfinite(self.prior_weight) and self.prior_weight >= 0, "a number >= 0"),
             ("eval-every", self.eval_every >= 0, "a whole number >= 0"),
             ("save-every", self.save_every >= 0, "a whole number >= 0"),
@@ -167,6 +171,10 @@ class Trainer(TrainLoop):
             from render3d.priors.views import sparse_scene
 
             self.scene = sparse_scene(self.scene, config.views)
+        if config.points != "data":
+            if not hasattr(self.method_config, "init_points"):
+                raise Render3DError(f"--points {config.points}: the {config.method} method does not start from points; drop --points")
+            self.scene = initial_points(self.scene, config.points, self.method_config.init_points, config.seed)
         self.desc = f"train {config.method}"
         torch.manual_seed(config.seed)
         if self.device.type == "cuda":

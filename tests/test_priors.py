@@ -151,3 +151,16 @@ def test_regularisers_refuse_models_without_what_they_need(tiny_scene, tmp_path)
     t = Trainer(TrainConfig(steps=2, reg="freq", out=str(tmp_path / "r"), progress=False), SplatConfig(init_points=200), scene=tiny_scene)
     with pytest.raises(Render3DError, match="--reg freq needs an encoding"):
         t.run()
+
+
+def test_prior_bench_compares_every_non_learned_option_and_writes_its_report(tiny_scene_dir, tmp_path):
+    from render3d.priors.bench import run_bench
+
+    options = {"train": {"steps": 2, "backend": "torch"}, "method": {"init_points": 200}}
+    rows = run_bench(str(tiny_scene_dir), [3], 1, tmp_path, options, {}, use_prior=False, log=lambda line: None)
+    assert [r.name for r in rows] == ["none", "depth-tv", "opacity", "scale", "points", "random-bg", "all"]
+    assert all(len(r.psnr) == 1 and len(r.val_psnr) == 1 for r in rows)
+    report = (tmp_path / "report.md").read_text()
+    assert "| 3 | points | `--points views` |" in report and "| 3 | random-bg | `--splat.random-background` |" in report
+    assert "| 3 | all | `--reg depth-tv,opacity,scale --points views --splat.random-background` |" in report
+    assert len(list((tmp_path / "renders").glob("views3-*.png"))) == 1

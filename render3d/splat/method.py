@@ -30,7 +30,7 @@ class SplatConfig:
 
     sh_degree: int = option("highest spherical-harmonics degree (0-3)", default=3)
     sh_degree_interval: int = option("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
-    init_points: int = option("random Gaussians to start from when the data has no sparse points", default=10_000)
+    init_points: int = option("random Gaussians to start from when the data has no sparse points; the most --points computes", default=10_000)
     init_opacity: float = option("initial opacity of every Gaussian", default=0.1)
     init_scale: float = option("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
     strategy: str = option("densification strategy: default (clone/split/prune) or mcmc", default="default")
@@ -46,6 +46,8 @@ class SplatConfig:
     lr_opacities: float = option("learning rate of opacity logits", default=5e-2)
     lr_sh0: float = option("learning rate of the SH DC colour", default=2.5e-3)
     lr_shN: float = option("learning rate of the higher SH bands", default=2.5e-3 / 20)
+    random_background: bool = option("train on a random background colour per view where the data has alpha, so no Gaussian "
+                                     "can pose as the background (NeRF's default; off here by default)", default=False)
     ssim_weight: float = option("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
     opacity_reg: float = option("L1 penalty on opacities (mcmc uses 0.01)", default=0.0)
     scale_reg: float = option("L1 penalty on scales (mcmc uses 0.01)", default=0.0)
@@ -111,7 +113,8 @@ class SplatMethod(BaseMethod):
         params = init_params(points, colors, config.sh_degree, config.init_opacity, config.init_scale).to(device)
         settings = RasterSettings(near_plane=config.near_plane, packed=config.packed)
         model = GaussianSplats(params, config.sh_degree, backend, scene.background.to(device), settings).to(device)
-        return cls(config, model, scene.scene_scale, total_steps, ViewBatcher(scene.train, device, seed, batch_size or 1))
+        batches = ViewBatcher(scene.train, device, seed, batch_size or 1, scene.background, config.random_background)
+        return cls(config, model, scene.scene_scale, total_steps, batches)
 
     @classmethod
     def load_model(cls, config: SplatConfig, state: dict, backend: str, device: torch.device) -> GaussianSplats:
@@ -158,7 +161,8 @@ class SplatMethod(BaseMethod):
     def losses(self, step: int, batch: Batch) -> StepOutput:
         """(1 - w) L1 + w (1 - SSIM), plus the optional opacity / scale penalties (mcmc)."""
         c = self.config
-        colors, depth, alphas, info = self.model.rasterize(batch.cameras)
+        background = None if batch.background is None else batch.background[:, None, None, :]
+        colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background)
         losses = {
             "l1": (1 - c.ssim_weight) * F.l1_loss(colors, batch.rgb),
             "ssim": c.ssim_weight * (1 - ssim(colors, batch.rgb)),
