@@ -136,11 +136,13 @@ def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_
     prior = tmp_path / "prior"
     fit_prior(str(tiny_scene_dir), 4, prior, {}, size=16, per_view=4, budget=1.0, steps=2)
     regs = "depth-tv,opacity,scale" if method == "splat" else "depth-tv,freq,occlusion"
-    method_config = SplatConfig(init_points=400, refine_start=7500, refine_every=10, sh_degree=1) if method == "splat" else small_nerf("nerf")
+    method_config = (SplatConfig(init_points=400, refine_start=7500, refine_every=10, sh_degree=1, random_background=True)
+                     if method == "splat" else small_nerf("nerf"))
+    points = "views" if method == "splat" else "data"
 
     def make(name: str) -> Trainer:
-        config = TrainConfig(method=method, steps=24, views=4, reg=regs, prior=str(prior), out=str(tmp_path / name), progress=False,
-                             save_every=0, backend="torch")
+        config = TrainConfig(method=method, steps=24, views=4, reg=regs, points=points, prior=str(prior), out=str(tmp_path / name),
+                             progress=False, save_every=0, backend="torch")
         return Trainer(config, method_config, scene=tiny_scene)
 
     resumed = resumed_matches_uninterrupted(make, 12, tiny_scene)
