@@ -14,6 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from render3d.images import recomposite
 from render3d.methods import Batch
 from render3d.training import distributed as dist
 
@@ -54,18 +55,18 @@ class ViewBatcher:
         index = [self._draw() for _ in range(total)][_own_share(self.batch_size)]
         s = self.split
         mask = None if s.masks is None else s.masks[index][..., None].to(self.device)
-        rgb = s.images[index].float() / 255.0
-        alpha = None if s.alpha is None else s.alpha[index].float() / 255.0
+        rgb = s.images[index].to(self.device).float() / 255.0
+        alpha = None if s.alpha is None else (s.alpha[index].float() / 255.0).to(self.device)
         background = None
         if self.random_background:
-            background = torch.rand(total, 3, generator=self.generator)[_own_share(self.batch_size)]
-            rgb = rgb + (1.0 - alpha) * (background - self.background)[:, None, None, :]
+            background = torch.rand(total, 3, generator=self.generator)[_own_share(self.batch_size)].to(self.device)
+            rgb = recomposite(rgb, alpha, self.background, background[:, None, None, :])
         return Batch(
-            rgb=rgb.to(self.device),
+            rgb=rgb,
             cameras=s.cameras[index].to(self.device),
             indices=torch.tensor(index),
-            alpha=None if alpha is None else alpha.to(self.device),
-            background=None if background is None else background.to(self.device),
+            alpha=alpha,
+            background=background,
             depth=None if s.depths is None else s.depths[index][..., None].float().to(self.device),
             mask=mask,
         )

@@ -121,6 +121,29 @@ class Cameras:
         dirs = (c2w[:, :3, :3] @ dirs_cam[..., None]).squeeze(-1)
         return c2w[:, :3, 3], dirs / dirs.norm(dim=-1, keepdim=True)
 
+    def project(self, points: Tensor, index: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Pixel coordinates ``u, v`` (pixel centres at +0.5, lens distortion applied) and z-depth of world points.
+
+        With ``index``, ``points [..., 3]`` in that camera give ``[...]`` each; without, ``points [N, 3]``
+        in every camera give ``[C, N]``. Points behind a camera (``z <= 0``) get meaningless ``u, v``.
+        """
+        if index is not None:
+            u, v, z = self[index].project(points.reshape(-1, 3))
+            return u[0].reshape(points.shape[:-1]), v[0].reshape(points.shape[:-1]), z[0].reshape(points.shape[:-1])
+        w2c = self.viewmats
+        cam = torch.einsum("cij,nj->cni", w2c[:, :3, :3], points.to(w2c)) + w2c[:, None, :3, 3]
+        z = cam[..., 2]
+        safe = z.clamp_min(1e-9)
+        K = self.K.to(cam)
+        if self.distortion is not None and bool(torch.any(self.distortion != 0)):
+            x, y = cam[..., 0] / safe, cam[..., 1] / safe
+            k1, k2, p1, p2 = (c[:, None] for c in self.distortion.to(x).unbind(-1))
+            r2 = x * x + y * y
+            radial = 1 + k1 * r2 + k2 * r2 * r2
+            x, y = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x), y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+            return K[:, None, 0, 0] * x + K[:, None, 0, 2], K[:, None, 1, 1] * y + K[:, None, 1, 2], z
+        return K[:, None, 0, 0] * cam[..., 0] / safe + K[:, None, 0, 2], K[:, None, 1, 1] * cam[..., 1] / safe + K[:, None, 1, 2], z
+
     def generate_rays(self, index: int = 0) -> tuple[Tensor, Tensor]:
         """Rays through every pixel of camera ``index``: origins and unit directions ``[H, W, 3]``."""
         ys, xs = torch.meshgrid(

@@ -41,11 +41,18 @@ def depth_range(depth: Tensor, alpha: Tensor, max_values: int = 65536) -> tuple[
 
 
 def recomposite(rgb: Tensor, alpha: Tensor, old_background: Tensor, new_background: Optional[Tensor]) -> Tensor:
-    """``rgb`` (composited on ``old_background``) composited on ``new_background`` instead; unchanged when None."""
+    """``rgb`` (composited on ``old_background``) composited on ``new_background`` instead; unchanged when None.
+
+    Either background is one colour ``[3]`` or any shape that broadcasts against ``rgb`` (e.g. one per view ``[B, 1, 1, 3]``).
+    """
     if new_background is None:
         return rgb
-    old = old_background.to(rgb).reshape(*([1] * (rgb.ndim - 1)), 3)
-    new = new_background.to(rgb).reshape(*([1] * (rgb.ndim - 1)), 3)
+    old = old_background.to(rgb)
+    new = new_background.to(rgb)
+    if old.ndim == 1:
+        old = old.reshape(*([1] * (rgb.ndim - 1)), 3)
+    if new.ndim == 1:
+        new = new.reshape(*([1] * (rgb.ndim - 1)), 3)
     return (rgb + (1.0 - alpha) * (new - old)).clamp(0, 1)
 
 

@@ -262,10 +262,12 @@ class Trainer(TrainLoop):
             raise Render3DError(f"the options stored in {file} do not match this version of render3d ({exc})") from None
         named = config.loss, config.reg, config.prior  # the terms come back from the checkpoint, with their state
         config.loss, config.reg, config.prior = "", "", None
+        points, config.points = config.points, "data"  # the checkpoint holds the Gaussians: no starting points to compute
         with reading_contents(file):
             terms = terms_from_specs(ckpt["loss_terms"])
         trainer = cls(config, method_config, scene, loss_terms=terms, callbacks=callbacks)
         trainer.config.loss, trainer.config.reg, trainer.config.prior = named
+        trainer.config.points = points
         with reading_contents(file):
             trainer.load_state_dict(ckpt)
         return trainer

@@ -75,3 +75,17 @@ def test_indexing_and_device_moves():
     cams = Cameras(intrinsics_matrix(10, 10, 5, 5), torch.eye(4).expand(3, 4, 4).clone(), 10, 10)
     assert len(cams) == 3 and len(cams[1]) == 1 and len(cams[[0, 2]]) == 2
     assert cams.to("cpu").K.dtype == torch.float32
+
+
+def test_project_lands_a_ray_back_on_its_pixel_with_and_without_distortion():
+    for distortion in (None, torch.tensor([[0.08, -0.03, 0.002, -0.001]])):
+        cam = Cameras(simple_camera().K, simple_camera().c2w, 40, 30, distortion)
+        px, py = torch.tensor([0, 7, 39, 20]), torch.tensor([0, 22, 29, 15])
+        origins, dirs = cam.rays_at_pixels(torch.zeros(4, dtype=torch.long), px, py)
+        points = origins + dirs * 3.0
+        u, v, z = cam.project(points, 0)
+        torch.testing.assert_close(u, px.float() + 0.5, atol=2e-3, rtol=0)
+        torch.testing.assert_close(v, py.float() + 0.5, atol=2e-3, rtol=0)
+        assert (z > 0).all()
+        u_all, _, _ = cam.project(points)  # every camera at once: [C, N]
+        assert u_all.shape == (1, 4) and torch.equal(u_all[0], u)

@@ -3,8 +3,8 @@ regularisers; for splats also points from the training views and random backgrou
 together, and the diffusion prior, over several view counts and seeds, on one protocol.
 
 The best non-learned configuration is chosen on the **validation** views (never the test views); for
-formats whose validation split is the test split (LLFF), it is ``all`` (every option together), fixed
-before any run. Every run evaluates on the full test split.
+formats whose validation split is the test split (LLFF, COLMAP, nerfstudio), it is ``all`` (every
+option together), fixed before any run. Every run evaluates on the full test split.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def train_once(data: str, views: int, seed: int, setup: Configuration, prior: Op
         method_options["random_background"] = True
     trainer = Trainer(config, get_method(config.method).config_type(**method_options))
     metrics = trainer.run()
-    if len(trainer.scene.val) and trainer.scene.format != "llff":
+    if len(trainer.scene.val) and trainer.scene.val is not trainer.scene.test:  # LLFF, COLMAP, nerfstudio: val is test
         metrics["val_psnr"] = trainer.evaluate("val", write_images=False)["psnr"]
     return metrics, trainer
 
@@ -142,7 +142,7 @@ def run_bench(data: str, views: list[int], seeds: int, out: Path, options: dict[
         learned = [r for n, r in runs.items() if n != "none"]
         if all(r.val_psnr for r in learned):
             best = max(learned, key=lambda r: statistics.fmean(r.val_psnr))
-        else:  # no validation views (LLFF): everything together, chosen before looking at any score
+        else:  # no validation views of its own (val is test): everything together, chosen before any score
             best = runs["all"]
         shown = {"none": first["none"], f"best ({best.name})": first[best.name]}
         if use_prior:

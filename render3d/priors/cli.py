@@ -93,9 +93,11 @@ def add_prior_parser(sub: Any) -> None:
     fit.set_defaults(func=cmd_prior_fit)
 
     bench = actions.add_parser("bench", help="compare regularisers and the prior at several view counts",
-                               description="Train from K views with no regulariser, each non-learned regulariser (and all together), the "
-                                           "diffusion prior, and the best non-learned one (chosen on validation views) plus the prior; "
-                                           "print test PSNR / SSIM over seeds and write side-by-side renders.")
+                               description="Train from K views with no regulariser, each non-learned regulariser, (splats) starting "
+                                           "points from the training views (--points views) and random backgrounds, everything together, "
+                                           "the diffusion prior, and the best non-learned configuration (chosen on validation views; 'all' "
+                                           "where the data has none of its own) plus the prior; print test PSNR / SSIM over seeds and "
+                                           "write side-by-side renders.")
     _data_options(bench)
     bench.add_argument("--views", default="3,6,12", help="view counts (default: 3,6,12)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default: 3)")

@@ -11,12 +11,14 @@
 ``views``      ``hull`` when the training views have alpha, else ``stereo``
 =============  ============================================================================
 
-Every choice but ``data`` reads only the training split, so a sparse-view run stays honest.
+Every choice but ``data`` reads only the training images; like every run, they also use the
+scene's bounds and near/far range, which some formats derive from all of their images.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import torch
@@ -27,28 +29,23 @@ from render3d.priors.stereo import stereo_points
 
 POINT_SOURCES = ("data", "random", "stereo", "hull", "views")
 
-#: Candidate points tested per round, and the most rounds, of the visual hull's rejection sampling.
-_HULL_BATCH = 65_536
+#: Candidate x view projections per round, and the most rounds, of the visual hull's rejection sampling.
+_HULL_BATCH = 1 << 20
 _HULL_ROUNDS = 200
 
 
 def _in_hull(split: Any, candidates: Tensor, min_alpha: float) -> tuple[Tensor, Tensor]:
     """Which ``candidates [N, 3]`` lie inside the visual hull of ``split``'s alpha, and their mean colours ``[N, 3]``."""
     cameras = split.cameras.to("cpu")
-    w2c = torch.linalg.inv(cameras.c2w)
-    cam = torch.einsum("vij,nj->vni", w2c[:, :3, :3], candidates) + w2c[:, None, :3, 3]
-    z = cam[..., 2]
-    safe = z.clamp_min(1e-9)
-    u = cameras.K[:, None, 0, 0] * cam[..., 0] / safe + cameras.K[:, None, 0, 2]
-    v = cameras.K[:, None, 1, 1] * cam[..., 1] / safe + cameras.K[:, None, 1, 2]
+    u, v, z = cameras.project(candidates)
     seen = (z > 0) & (u >= 0) & (u < cameras.width) & (v >= 0) & (v < cameras.height)
     ui = u.floor().long().clamp(0, cameras.width - 1)
     vi = v.floor().long().clamp(0, cameras.height - 1)
     views = torch.arange(len(cameras))[:, None]
-    alpha = split.alpha[..., 0][views, vi, ui].float() / 255.0
+    alpha = split.alpha[..., 0].cpu()[views, vi, ui].float() / 255.0
     inside = (seen.sum(0) >= min(2, len(cameras))) & ((alpha > min_alpha) | ~seen).all(0)
     weight = seen.float()[..., None]
-    colours = (split.images[views, vi, ui].float() / 255.0 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
+    colours = (split.images.cpu()[views, vi, ui].float() / 255.0 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
     return inside, colours
 
 
@@ -62,16 +59,19 @@ def visual_hull_points(split: Any, bounds: Tensor, count: int, generator: torch.
     views' pixels (a first guess; training corrects it). Points are drawn uniformly in ``bounds``
     and kept when inside, for at most ``_HULL_ROUNDS`` rounds.
     """
-    lo, hi = bounds[0].float(), bounds[1].float()
+    lo, hi = bounds[0].float().cpu(), bounds[1].float().cpu()
+    batch = max(1024, min(65_536, _HULL_BATCH // len(split.cameras)))
     points, colours, kept = [], [], 0
     for _ in range(_HULL_ROUNDS):
-        candidates = lo + (hi - lo) * torch.rand(_HULL_BATCH, 3, generator=generator)
+        candidates = lo + (hi - lo) * torch.rand(batch, 3, generator=generator)
         inside, colour = _in_hull(split, candidates, min_alpha)
         points.append(candidates[inside])
         colours.append(colour[inside])
         kept += int(inside.sum())
         if kept >= count:
             break
+    if kept < count:
+        warnings.warn(f"the visual hull of the training views fills little of the scene's bounds: {kept} of {count} points found")
     return torch.cat(points)[:count], torch.cat(colours)[:count]
 
 
@@ -79,27 +79,26 @@ def initial_points(scene: Any, source: str, count: int, seed: int) -> Any:
     """``scene`` with ``points`` / ``point_colors`` (uint8) from ``source`` (one of :data:`POINT_SOURCES`), at most ``count``."""
     if source == "data":
         return scene
+    if source == "random":  # the method's own random start
+        return dataclasses.replace(scene, points=None, point_colors=None)
+    if count < 1:
+        raise Render3DError(f"--points {source} needs at least one point: raise --splat.init-points (got {count})")
     generator = torch.Generator().manual_seed(seed)
     split = scene.train
+    asked, has_masks = source, split.alpha is not None and bool((split.alpha < 128).any())
     if source == "views":
-        source = "hull" if split.alpha is not None else "stereo"
-    if source == "random":
-        lo, hi = scene.bounds[0].float(), scene.bounds[1].float()
-        points = lo + (hi - lo) * torch.rand(count, 3, generator=generator)
-        colours = torch.rand(count, 3, generator=generator)
-    elif source == "hull":
-        if split.alpha is None:
-            raise Render3DError(f"--points hull needs training images with alpha (masks); {scene.root} has none: use --points stereo")
+        source = "hull" if has_masks else "stereo"
+    if source == "hull":
+        if not has_masks:
+            raise Render3DError(f"--points {asked} needs training images with alpha (masks); those of {scene.root} have none: use --points stereo")
         points, colours = visual_hull_points(split, scene.bounds, count, generator)
     elif source == "stereo":
         if len(split) < 2:
-            raise Render3DError("--points stereo needs at least 2 training views: raise --views or use --points random")
-        near, far = scene.near_far
-        points, colours = stereo_points(split.images, split.cameras, float(near), float(far))
-        pick = torch.randperm(len(points), generator=generator)[:count]
-        points, colours = points[pick], colours[pick]
+            raise Render3DError(f"--points {asked} needs at least 2 training views: raise --views or use --points random")
+        near, far = (float(x) for x in scene.near_far)
+        points, colours = stereo_points(split.images, split.cameras, near, far, max_points=count, generator=generator)
     else:
         raise Render3DError(f"--points {source}: choose one of {', '.join(POINT_SOURCES)}")
     if len(points) == 0:
-        raise Render3DError(f"--points {source} found no points in the training views of {scene.root}: use --points random")
+        raise Render3DError(f"--points {asked} found no points in the training views of {scene.root}: use --points random")
     return dataclasses.replace(scene, points=points.float(), point_colors=(colours.clamp(0, 1) * 255).round().to(torch.uint8))
