@@ -105,10 +105,9 @@ def side_by_side(trainers: dict[str, Any], path: Path) -> None:
 
 def _has_alpha(data: Optional[str], train_options: dict[str, Any]) -> bool:
     """Whether the scene's training images carry alpha (random backgrounds and visual hulls need it)."""
-    from render3d.train import TrainConfig, load_data
+    from render3d.priors.fit import prior_scene
 
-    keys = ("downscale", "test_every", "data_format")
-    return load_data(TrainConfig(data=data, **{k: train_options[k] for k in keys if k in train_options})).train.alpha is not None
+    return prior_scene(data, 0, train_options).train.alpha is not None
 
 
 def run_bench(data: str, views: list[int], seeds: int, out: Path, options: dict[str, Any], prior_options: dict[str, Any],

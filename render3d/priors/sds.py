@@ -50,7 +50,7 @@ def sds_loss(x: Tensor, grad: Tensor) -> Tensor:
 class ScoreDistillationConfig(LossConfig):
     """Options of the diffusion prior (``--prior RUN --prior-weight W``; CLI ``--loss.sds.NAME``)."""
 
-    weight: float = option("weight of the score-distillation loss", default=0.01)
+    weight: float = option("weight of the score-distillation loss (summed over the patch's pixels)", default=3e-4)
     prior: str = option("run folder of `render3d prior fit` (or of `render3d zoo train diffusion`)", default="")
     t_min: float = option("smallest timestep, as a fraction of the schedule", default=0.02)
     t_max: float = option("largest timestep at the start, as a fraction of the schedule (annealed down)", default=0.98)
