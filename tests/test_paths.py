@@ -134,6 +134,7 @@ BAD_PATHS = {
     "infinite keyframe time": ({"keyframes": [{**KEY, "time": float("inf")}]}, r"keyframes\[0\].time is NaN or infinite"),
     "keyframes not a list of objects": ({"keyframes": [[0, 0, 0]]}, r"keyframes\[0\] must be an object"),
     "position too far": ({"keyframes": [{**KEY, "position": [0, 1e300, 0]}]}, r"keyframes\[0\].position\[1\] must be in \[-1e\+09, 1e\+09\]"),
+    "fov too narrow": ({"keyframes": [{**KEY, "fov": 1e-300}]}, r"keyframes\[0\].fov must be between 0.01 and 180 degrees"),
     "c2w translation too far": ({"keyframes": [{"c2w": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -1e12]]}]}, r"keyframes\[0\].c2w translation\[2\] must be in"),
 }
 

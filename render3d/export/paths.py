@@ -50,6 +50,9 @@ from render3d.limits import MAX_SIDE as MAX_RESOLUTION
 PATH_VERSION = 1
 Vec3 = tuple[float, float, float]
 
+#: Narrowest vertical field of view a camera path may ask for, in degrees (narrower: an infinite focal length).
+MIN_FOV_DEG = 0.01
+
 
 # --------------------------------------------------------------------------- rotations
 
@@ -294,8 +297,8 @@ class _Reader:
         if not isinstance(item, dict):
             raise self.fail(where, "must be an object with position and rotation (or c2w)")
         fov = self.number(item.get("fov", 50.0), f"{where}.fov", positive=True)
-        if not fov < 180:
-            raise self.fail(f"{where}.fov", f"must be below 180 degrees, got {fov}")
+        if not MIN_FOV_DEG <= fov < 180:
+            raise self.fail(f"{where}.fov", f"must be between {MIN_FOV_DEG} and 180 degrees, got {fov}")
         time = self.number(item["time"], f"{where}.time") if item.get("time") is not None else None
         if "c2w" in item:
             rows = item["c2w"]
