@@ -144,6 +144,13 @@ class Cameras:
             return K[:, None, 0, 0] * x + K[:, None, 0, 2], K[:, None, 1, 1] * y + K[:, None, 1, 2], z
         return K[:, None, 0, 0] * cam[..., 0] / safe + K[:, None, 0, 2], K[:, None, 1, 1] * cam[..., 1] / safe + K[:, None, 1, 2], z
 
+    def pixels_hit(self, points: Tensor, index: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The pixel each world point lands on, shaped as by :meth:`project`: column and row indices
+        (clamped into the image), z-depth, and whether the point is in front of the camera and inside the frame."""
+        u, v, z = self.project(points, index)
+        seen = (z > 0) & (u >= 0) & (u < self.width) & (v >= 0) & (v < self.height)
+        return u.floor().long().clamp(0, self.width - 1), v.floor().long().clamp(0, self.height - 1), z, seen
+
     def generate_rays(self, index: int = 0) -> tuple[Tensor, Tensor]:
         """Rays through every pixel of camera ``index``: origins and unit directions ``[H, W, 3]``."""
         ys, xs = torch.meshgrid(

@@ -29,18 +29,18 @@ from render3d.priors.stereo import stereo_points
 
 POINT_SOURCES = ("data", "random", "stereo", "hull", "views")
 
-#: Candidate x view projections per round, and the most rounds, of the visual hull's rejection sampling.
-_HULL_BATCH = 1 << 20
+#: The visual hull's rejection sampling: candidate x view projections per round, the most and fewest
+#: candidates per round, and the most rounds.
+_HULL_PROJECTIONS = 1 << 20
+_HULL_MAX_BATCH = 65_536
+_HULL_MIN_BATCH = 1024
 _HULL_ROUNDS = 200
 
 
 def _in_hull(split: Any, candidates: Tensor, min_alpha: float) -> tuple[Tensor, Tensor]:
     """Which ``candidates [N, 3]`` lie inside the visual hull of ``split``'s alpha, and their mean colours ``[N, 3]``."""
     cameras = split.cameras.to("cpu")
-    u, v, z = cameras.project(candidates)
-    seen = (z > 0) & (u >= 0) & (u < cameras.width) & (v >= 0) & (v < cameras.height)
-    ui = u.floor().long().clamp(0, cameras.width - 1)
-    vi = v.floor().long().clamp(0, cameras.height - 1)
+    ui, vi, _, seen = cameras.pixels_hit(candidates)
     views = torch.arange(len(cameras))[:, None]
     alpha = split.alpha[..., 0].cpu()[views, vi, ui].float() / 255.0
     inside = (seen.sum(0) >= min(2, len(cameras))) & ((alpha > min_alpha) | ~seen).all(0)
@@ -60,7 +60,7 @@ def visual_hull_points(split: Any, bounds: Tensor, count: int, generator: torch.
     and kept when inside, for at most ``_HULL_ROUNDS`` rounds.
     """
     lo, hi = bounds[0].float().cpu(), bounds[1].float().cpu()
-    batch = max(1024, min(65_536, _HULL_BATCH // len(split.cameras)))
+    batch = max(_HULL_MIN_BATCH, min(_HULL_MAX_BATCH, _HULL_PROJECTIONS // len(split.cameras)))
     points, colours, kept = [], [], 0
     for _ in range(_HULL_ROUNDS):
         candidates = lo + (hi - lo) * torch.rand(batch, 3, generator=generator)

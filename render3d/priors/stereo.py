@@ -142,10 +142,7 @@ def stereo_points(images: Tensor, cameras: Cameras, near: float, far: float, set
         world = unproject_depth(cams, ref, depth_maps[ref])
         confirmed = torch.zeros_like(scores[ref], dtype=torch.bool)
         for other in sources[ref]:
-            u, v, z = cams.project(world, other)
-            inside = (z > 0) & (u >= 0) & (u < cams.width) & (v >= 0) & (v < cams.height)
-            ui = u.floor().long().clamp(0, cams.width - 1)
-            vi = v.floor().long().clamp(0, cams.height - 1)
+            ui, vi, z, inside = cams.pixels_hit(world, other)
             agrees = (depth_maps[other][vi, ui] - z).abs() < settings.depth_tolerance * z
             confirmed |= inside & agrees & (scores[other][vi, ui] > settings.min_score)
         keep = (confirmed & (scores[ref] > settings.min_score)).nonzero(as_tuple=True)
