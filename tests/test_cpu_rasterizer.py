@@ -59,6 +59,7 @@ SCENES = {  # name: (n, width, height, channels, extra arguments of splats_2d)
     "large": (60, 48, 40, 1, dict(size=(6.0, 20.0))),
     "odd-17x9": (40, 17, 9, 4, {}),
     "1x1": (12, 1, 1, 7, dict(area=(-3.0, -3.0, 4.0, 4.0))),
+    "eight-channels": (200, 45, 38, 8, dict(size=(1.0, 10.0))),
 }
 
 
@@ -93,6 +94,19 @@ def test_compiled_matches_the_torch_rasteriser(scene):
         assert not bool(_pair_alpha(pairs, width, means2d, conics, opacities)["kept"].all())
     if scene == "empty-tiles":
         assert alpha[:, 3 * TILE:].abs().max() == 0
+
+
+def test_more_channels_than_the_kernels_take_fall_back_to_the_torch_rasteriser():
+    means2d, conics, feats, opacities, depths, radii = splats_2d(80, 30, 20, 9, seed=3)
+    with pytest.raises(ValueError, match="at most 8 feature channels"):
+        rasterize_to_pixels_numba(means2d, conics, feats, opacities, depths, radii, 30, 20)
+    from render3d.splat.rasterize_cpu import rasterize_to_pixels as dispatched
+
+    img, alpha = dispatched(means2d, conics, feats, opacities, depths, radii, 30, 20)
+    ref_img, ref_alpha = rasterize_to_pixels(means2d, conics, feats, opacities, depths, radii, 30, 20)
+    assert img.shape == (20, 30, 9)
+    close(img, ref_img, "colours")
+    close(alpha, ref_alpha, "alpha")
 
 
 def test_nothing_drawable_gives_zeros_and_zero_gradients():
@@ -271,8 +285,8 @@ def test_no_writable_cache_dir_still_works():
         import numpy as np
         from render3d.splat import rasterize_numba as rn
         assert type(rn._bin_tiles._cache).__name__ == "NullCache"
-        boxes, offsets, ranks = rn._bin_tiles(np.array([[4, 5, 1, 0, 1, 1]], np.float32),
-                                              np.array([[3, 3]], np.float32), 40, 20)
+        packed = np.array([[4, 5, 1, 0, 1, 1]], np.float32)
+        boxes, offsets, ranks = rn._bin_tiles(packed, rn._gaussian_constants(packed), np.array([[3, 3]], np.float32), 40, 20)
         print(offsets.tolist())
     """
     assert _python(code, {}).strip() == "[0, 1, 1, 1, 1, 1, 1]"

@@ -4,8 +4,8 @@
 :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels`. It runs the numba kernels of
 :mod:`render3d.splat.rasterize_numba` when numba imports, the tensors are float32 on the
 CPU and ``RENDER3D_CPU_KERNELS`` is not ``0``; otherwise (no numba, a GPU tensor, another
-dtype, or ``RENDER3D_CPU_KERNELS=0``) it runs the pure-torch pair rasteriser, which stays
-the reference the compiled path is tested against.
+dtype, more than eight feature channels, or ``RENDER3D_CPU_KERNELS=0``) it runs the
+pure-torch pair rasteriser, which stays the reference the compiled path is tested against.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from torch import Tensor
 from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 from render3d.splat.rasterize_pairs import rasterize_to_pixels as rasterize_to_pixels_torch
 
-__all__ = ["ENV_VAR", "compiled_rasterizer_enabled", "rasterize_to_pixels"]
+__all__ = ["ENV_VAR", "MAX_FEATURES", "compiled_rasterizer_enabled", "rasterize_to_pixels"]
+
+MAX_FEATURES = 8  # feature channels the compiled kernels take (held in scalars, padded to 4 or 8)
 
 
 def compiled_rasterizer_enabled(example: Optional[Tensor] = None) -> bool:
@@ -36,7 +38,7 @@ def rasterize_to_pixels(
     height: int,
 ) -> tuple[Tensor, Tensor]:
     """Composite one image's Gaussians (see :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels`)."""
-    if kernels_enabled(means2d, conics, colors, opacities):
+    if colors.shape[-1] <= MAX_FEATURES and kernels_enabled(means2d, conics, colors, opacities):
         from render3d.splat.rasterize_numba import rasterize_to_pixels_numba
 
         return rasterize_to_pixels_numba(means2d, conics, colors, opacities, depths, radii, width, height)
