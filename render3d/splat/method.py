@@ -19,6 +19,7 @@ from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
 from render3d.training import distributed as dist
+from render3d.training.optim import adam
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
 
@@ -133,8 +134,8 @@ class SplatMethod(BaseMethod):
         }
         bs = self.global_batch
         return {
-            name: torch.optim.Adam([{"params": self.model.params[name], "lr": lr * math.sqrt(bs), "name": name}],
-                                   eps=1e-15 / math.sqrt(bs), betas=(max(0.0, 1 - bs * (1 - 0.9)), max(0.0, 1 - bs * (1 - 0.999))))
+            name: adam([{"params": self.model.params[name], "lr": lr * math.sqrt(bs), "name": name}],
+                       eps=1e-15 / math.sqrt(bs), betas=(max(0.0, 1 - bs * (1 - 0.9)), max(0.0, 1 - bs * (1 - 0.999))))
             for name, lr in lrs.items()
         }
 
