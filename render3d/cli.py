@@ -95,6 +95,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
         else:
             config = config_from_args(args, TrainConfig)
+            config.validate()  # before term_spec reads the options
             method_config = config_from_args(args, get_method(config.method).config_type, prefix=f"{config.method}.")
             trainer = Trainer(config, method_config, loss_options=_loss_options(args, term_spec(config)))
         terms = f" + loss terms {', '.join(t.name for t in trainer.loss_terms)}" if trainer.loss_terms else ""

@@ -32,6 +32,7 @@ from render3d.priors.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 
+PRIOR_TERMS = {"sds": "sds", "targets": "prior-targets"}  # --prior-mode: the loss term the prior runs as
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 2
 CHECKPOINT_KEYS = ("version", "method", "config", "method_config", "step", "method_state", "loss_terms", "rng")
@@ -52,8 +53,10 @@ class TrainConfig:
     points: str = option("where Gaussians start: data (the dataset's sparse points, dropped by --views; else random), random, "
                          "stereo (plane-sweep stereo on the training views), hull (the visual hull of their alpha) or views (hull with alpha, else stereo)", default="data")
     reg: str = option("regularisers for sparse views, comma-separated NAME[:WEIGHT]: depth-tv, opacity, scale, freq, occlusion (loss terms too)", default="")
-    prior: Optional[str] = option("a prior run of `render3d prior fit`: adds score distillation from its diffusion model", default=None)
-    prior_weight: float = option("weight of the diffusion prior (--prior); 3e-4 was best on the default scene's validation views", default=3e-4)
+    prior: Optional[str] = option("a prior run of `render3d prior fit`: its diffusion model guides the pseudo views (--prior-mode)", default=None)
+    prior_mode: str = option("how the prior acts: sds (score distillation) or targets (L1 to pseudo-view patches it refines, SDEdit)", default="sds")
+    prior_weight: Optional[float] = option("weight of the diffusion prior (default: the mode's own, sds 3e-4 and targets 0.1, "
+                                           "both chosen on the default scene's validation views)", default=None)
     grad_clip: float = option("clip the global gradient norm to this value (0: off)", default=0.0)
     out: Optional[str] = option("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
     overwrite: bool = option("train into an --out folder that already holds a checkpoint, replacing it", default=False)
@@ -78,7 +81,8 @@ class TrainConfig:
             ("grad-clip", math.isfinite(self.grad_clip) and self.grad_clip >= 0, "a number >= 0"),
             ("views", self.views >= 0, "a whole number >= 0"),
             ("points", self.points in POINT_SOURCES, "one of " + ", ".join(POINT_SOURCES)),
-            ("prior-weight", math.isfinite(self.prior_weight) and self.prior_weight >= 0, "a number >= 0"),
+            ("prior-mode", self.prior_mode in PRIOR_TERMS, "one of " + ", ".join(PRIOR_TERMS)),
+            ("prior-weight", self.prior_weight is None or (math.isfinite(self.prior_weight) and self.prior_weight >= 0), "a number >= 0"),
             ("eval-every", self.eval_every >= 0, "a whole number >= 0"),
             ("save-every", self.save_every >= 0, "a whole number >= 0"),
         ]
@@ -88,8 +92,10 @@ class TrainConfig:
 
 
 def term_spec(config: TrainConfig) -> str:
-    """The ``--loss``, ``--reg`` and ``--prior`` terms as one ``NAME[:WEIGHT],...`` spec (``sds`` is the diffusion prior)."""
-    prior = f"sds:{config.prior_weight!r}" if config.prior else ""
+    """The ``--loss``, ``--reg`` and ``--prior`` terms as one ``NAME[:WEIGHT],...`` spec (the prior is :data:`PRIOR_TERMS`'s term)."""
+    prior = ""
+    if config.prior:
+        prior = PRIOR_TERMS[config.prior_mode] + ("" if config.prior_weight is None else f":{config.prior_weight!r}")
     return ",".join(part for part in (config.loss, config.reg, prior) if part)
 
 
@@ -183,7 +189,7 @@ class Trainer(TrainLoop):
                                                batch_size=config.batch_size)
         options = {name: dict(fields) for name, fields in (loss_options or {}).items()}
         if config.prior:
-            options.setdefault("sds", {})["prior"] = config.prior
+            options.setdefault(PRIOR_TERMS[config.prior_mode], {})["prior"] = config.prior
         self.loss_terms: list[LossTerm] = build_loss_terms(term_spec(config), options) + list(loss_terms)
         for index, term in enumerate(self.loss_terms):
             term.setup(self.scene, config.seed + 1000 * (index + 1))

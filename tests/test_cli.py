@@ -80,6 +80,14 @@ def test_missing_folder_is_one_line_exit_2(capsys, tmp_path):
     assert_one_line_error(err, str(missing))
 
 
+@pytest.mark.parametrize("flags,field", [(["--prior-mode", "bogus"], "--prior-mode"), (["--prior-weight", "-1"], "--prior-weight")])
+def test_bad_prior_options_are_one_line_exit_2(capsys, tmp_path, tiny_scene_dir, flags, field):
+    code, _, err = run_cli(capsys, "train", str(tiny_scene_dir), "--prior", str(tmp_path), "--out", str(tmp_path / "run"), *flags)
+    assert code == 2
+    assert_one_line_error(err, field)
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_format_is_one_line(capsys, tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.txt").write_text("hi")

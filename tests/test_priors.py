@@ -83,23 +83,31 @@ def test_sds_gradient_is_zero_when_the_prior_predicts_the_true_noise():
     torch.testing.assert_close(y.grad, torch.full_like(x, 0.5 / 2))  # its gradient is the SDS gradient (/ batch)
 
 
-def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(tmp_path):
-    """A tiny diffusion model learns 'everything is orange'; SDS steps move a blue image toward orange."""
-    from render3d.zoo.base import ImageSpec
+ORANGE = (230, 120, 20)
+
+
+@pytest.fixture(scope="module")
+def orange_prior(tmp_path_factory):
+    """A tiny diffusion model that has learnt 'everything is orange' (8x8 images)."""
+    from render3d.registry import ZOO_MODELS
     from render3d.zoo.data import ImageData
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
-    orange = torch.tensor([230, 120, 20], dtype=torch.uint8).view(1, 3, 1, 1).expand(64, 3, 8, 8).contiguous()
+    orange = torch.tensor(ORANGE, dtype=torch.uint8).view(1, 3, 1, 1).expand(64, 3, 8, 8).contiguous()
     data = ImageData("orange", orange, orange[:8], augment=False)
-    config = ZooTrainConfig(data="orange", size=8, steps=300, batch_size=32, out=str(tmp_path / "prior"), progress=False)
-    from render3d.registry import ZOO_MODELS
-
+    out = tmp_path_factory.mktemp("orange") / "prior"
+    config = ZooTrainConfig(data="orange", size=8, steps=300, batch_size=32, out=str(out), progress=False)
     diffusion = ZOO_MODELS.get("diffusion")
     # live weights (no EMA) after 300 steps; no pixel-unshuffle of an 8-pixel image
     trainer = ZooTrainer("diffusion", config, diffusion.config_type(hidden=16, lr=2e-3, ema=0.0, patch=1), data=data)
     trainer.run()
-    prior = trainer.model.eval()
-    target = orange[:1].float() / 255 * 2 - 1
+    return trainer.model.eval()
+
+
+def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(orange_prior):
+    """SDS steps from the orange prior move a blue image toward orange."""
+    prior = orange_prior
+    target = torch.tensor(ORANGE).float().view(1, 3, 1, 1) / 255 * 2 - 1
     image = torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1).expand(1, 3, 8, 8).clone() * 2 - 1
     image.requires_grad_()
     opt = torch.optim.Adam([image], lr=0.02)
@@ -115,6 +123,21 @@ def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(tmp_pat
     assert after < 0.5 * before, (before, after)
 
 
+def test_refining_with_a_prior_moves_an_image_toward_what_it_learnt_by_the_strength_asked(orange_prior):
+    """SDEdit with the orange prior: no strength leaves a blue image as it is, more strength makes it more orange."""
+    blue = torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1).expand(2, 3, 8, 8).contiguous()
+    orange = torch.tensor(ORANGE).float().view(1, 3, 1, 1) / 255
+    distance = {}
+    for strength in (0.0, 0.3, 0.9):
+        refined = orange_prior.refine(blue, strength, steps=6, generator=torch.Generator().manual_seed(0))
+        assert refined.shape == blue.shape and refined.min() >= 0 and refined.max() <= 1
+        distance[strength] = float((refined - orange).abs().mean())
+    assert distance[0.0] == pytest.approx(float((blue - orange).abs().mean()))
+    assert distance[0.9] < 0.5 * distance[0.0] and distance[0.9] < distance[0.3] < distance[0.0], distance
+    with pytest.raises(ValueError, match="strength"):
+        orange_prior.refine(blue, 1.5, steps=2)
+
+
 def test_a_prior_learns_only_from_the_runs_training_views(tmp_path, tiny_scene_dir):
     from render3d.priors.fit import fit_prior
     from render3d.priors.views import spread_views
@@ -128,8 +151,8 @@ def test_a_prior_learns_only_from_the_runs_training_views(tmp_path, tiny_scene_d
     assert not any("/test/" in s or "/val/" in s for s in record["sources"])
 
 
-@pytest.mark.parametrize("method", ["splat", "nerf"])
-def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_scene_dir, tmp_path, method):
+@pytest.mark.parametrize("method,mode", [("splat", "sds"), ("nerf", "sds"), ("splat", "targets")])
+def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_scene_dir, tmp_path, method, mode):
     from test_nerf import small_nerf
     from render3d.priors.fit import fit_prior
 
@@ -141,12 +164,14 @@ def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_
     points = "views" if method == "splat" else "data"
 
     def make(name: str) -> Trainer:
-        config = TrainConfig(method=method, steps=24, views=4, reg=regs, points=points, prior=str(prior), out=str(tmp_path / name),
-                             progress=False, save_every=0, backend="torch")
-        return Trainer(config, method_config, scene=tiny_scene)
+        config = TrainConfig(method=method, steps=24, views=4, reg=regs, points=points, prior=str(prior), prior_mode=mode,
+                             out=str(tmp_path / name), progress=False, save_every=0, backend="torch")
+        # targets: refreshed every 5 steps, so the resume at step 12 lands inside a set of refined patches
+        options = {"prior-targets": {"refresh": 5, "patches": 3, "denoise_steps": 2}}
+        return Trainer(config, method_config, scene=tiny_scene, loss_options=options if mode == "targets" else None)
 
     resumed = resumed_matches_uninterrupted(make, 12, tiny_scene)
-    assert [t.name for t in resumed.loss_terms] == regs.split(",") + ["sds"]
+    assert [t.name for t in resumed.loss_terms] == regs.split(",") + [{"sds": "sds", "targets": "prior-targets"}[mode]]
 
 
 def test_regularisers_refuse_models_without_what_they_need(tiny_scene, tmp_path):

@@ -54,6 +54,7 @@ def cmd_prior_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     train = {"method": args.method, "steps": args.steps, "max_seconds": args.budget, "backend": args.backend, **_train_options(args)}
     if args.prior_weight is not None:
         train["prior_weight"] = args.prior_weight
+    train["prior_mode"] = args.prior_mode
     prior = {"size": args.size, "per_view": args.per_view, "include_default_scene": args.include_default_scene, "budget": args.prior_budget}
     out = Path(args.out)
     rows = run_bench(args.data, _views(args.views), args.seeds, out, {"train": train}, prior, use_prior=not args.no_prior,
@@ -107,7 +108,8 @@ def add_prior_parser(sub: Any) -> None:
     bench.add_argument("--steps", type=int, default=1200, help="steps per run (default: 1200)")
     bench.add_argument("--budget", type=float, default=0.0, help="seconds per run (0: steps only)")
     bench.add_argument("--prior-budget", type=float, default=300.0, help="seconds to fit each view count's prior (default: 300)")
-    bench.add_argument("--prior-weight", type=float, default=None, help="weight of the diffusion prior (default: render3d train's)")
+    bench.add_argument("--prior-mode", default="sds", choices=["sds", "targets"], help="how the prior acts (as render3d train --prior-mode)")
+    bench.add_argument("--prior-weight", type=float, default=None, help="weight of the diffusion prior (default: the mode's own)")
     bench.add_argument("--no-prior", action="store_true", help="only the non-learned configurations")
     bench.add_argument("--backend", default="auto", help="auto, cuda or torch")
     bench.add_argument("--out", default="prior-bench", help="report folder (default: prior-bench)")

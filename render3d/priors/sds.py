@@ -31,6 +31,22 @@ class NoisePredictor(Protocol):
     def predict_noise(self, x_t: Tensor, t: Tensor, cond: Optional[Tensor] = None, guidance: float = 1.0) -> Tensor: ...
 
 
+def load_prior(run: str) -> Any:
+    """The frozen diffusion model of a prior run (``render3d prior fit``), with one-line errors."""
+    from render3d.zoo import load
+
+    if not run:
+        raise Render3DError("the diffusion prior needs a prior run: pass --prior RUN (made by `render3d prior fit`)")
+    model = load(run)
+    if not isinstance(model, NoisePredictor):
+        raise Render3DError(f"{run} holds a zoo {model.name} model, not a diffusion model: fit one with `render3d prior fit`")
+    if model.spec.channels != 3:
+        raise Render3DError(f"{run} was trained on {model.spec.channels}-channel images; a 3D prior needs RGB (3)")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def sds_gradient(prior: NoisePredictor, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
     """``w(t) (eps_pred(x_t, t) - noise)`` for images ``x [B, C, S, S]`` in [-1, 1] (no gradient flows);
     the prediction is unconditional (a labelled prior's "no label" embedding)."""
@@ -64,20 +80,9 @@ class ScoreDistillation(LossTerm):
     config_type = ScoreDistillationConfig
 
     def setup(self, scene: Any, seed: int) -> None:
-        from render3d.zoo import load
-
         super().setup(scene, seed)
-        if not self.config.prior:
-            raise Render3DError("the diffusion prior needs a prior run: pass --prior RUN (made by `render3d prior fit`)")
-        model = load(self.config.prior)
-        if not isinstance(model, NoisePredictor):
-            raise Render3DError(f"{self.config.prior} holds a zoo {model.name} model, not a diffusion model: fit one with `render3d prior fit`")
-        if model.spec.channels != 3:
-            raise Render3DError(f"{self.config.prior} was trained on {model.spec.channels}-channel images; a 3D prior needs RGB (3)")
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.prior = model
-        self.size = model.spec.size
+        self.prior = load_prior(self.config.prior)
+        self.size = self.prior.spec.size
         self.views = PseudoViews(scene.train.cameras, seed)
         self.generator = torch.Generator().manual_seed(seed + 1)
 
