@@ -1,6 +1,6 @@
 """The compiled CPU rasteriser against the torch pair rasteriser it replaces, in one run.
 
-    python bench/bench_cpu_rasterizer.py [--repeats 3] [--skip-300k]
+    python bench/bench_cpu_rasterizer.py [--repeats 3] [--skip-300k] [--baseline-tree DIR]
 
 Both paths run the whole ``torch`` backend (projection, SH, compositing), switched with
 ``RENDER3D_CPU_KERNELS``, interleaved repeat by repeat so that machine load hits both alike;
@@ -10,7 +10,10 @@ and, for fwd+bwd, every backward). Cases: forward renders of the reference PLY
 (``shared/data/splat_ply``, camera framed on its Gaussians) and of 10k random Gaussians at
 256/512/1024 px; forward+backward steps of 10k/50k random Gaussians at 128/256 px; a
 300k-Gaussian scene at 512 px. The old path is left out where its (Gaussian, pixel) pairs
-would need more than ~6 GB.
+would need more than ~6 GB. ``--baseline-tree DIR`` adds a third path, ``base``: the numba
+rasteriser of an older checkout (``DIR/render3d/splat/rasterize_numba.py``, e.g.
+``git archive COMMIT | tar -x -C DIR``), so a change to the kernels is measured against
+the kernels it replaces in the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from render3d.runtime import configure_process
 configure_process()  # as the render3d command does, before torch loads (OpenMP wait policy, malloc)
 
 import argparse
+import importlib.util
 import os
 import statistics
 import time
@@ -35,14 +39,27 @@ from render3d.splat.ply import load_ply
 from render3d.splat.project import covariance_3d, project_gaussians
 from render3d.splat.rasterize_pairs import drawable
 from render3d.splat.rasterize_cpu import ENV_VAR, compiled_rasterizer_enabled
-from render3d.splat import render
+from render3d.splat import rasterize_numba, render
 from render3d.splat.render import rasterize
 
 PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
-PATHS = {"old": "0", "new": "1"}  # RENDER3D_CPU_KERNELS value of each path
+PATHS = {"old": "0", "new": "1", "base": "1"}  # RENDER3D_CPU_KERNELS value of each path
 SLOW_S = 10.0  # a call slower than this is timed once
 MAX_OLD_PAIRS = 60e6  # the old path holds ~100 bytes per box pixel of each Gaussian: skip it beyond this
 RASTER_SECONDS = [0.0]  # time inside the compositing calls, since the last reset
+CURRENT_KERNELS = rasterize_numba.rasterize_to_pixels_numba
+BASELINE_KERNELS: list[Callable] = []  # the older checkout's rasterize_to_pixels_numba, with --baseline-tree
+
+
+def load_baseline(tree: Path) -> Callable:
+    """``rasterize_to_pixels_numba`` of the checkout in ``tree``, loaded beside this one's."""
+    file = tree / "render3d" / "splat" / "rasterize_numba.py"
+    if not file.is_file():
+        raise SystemExit(f"--baseline-tree {tree}: no {file.relative_to(tree)} there")
+    spec = importlib.util.spec_from_file_location("baseline_rasterize_numba", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.rasterize_to_pixels_numba
 
 
 def _timed_compositing(*args):
@@ -97,6 +114,7 @@ def render_fn(params: dict, sh_degree: int, cam, size: int, backward: bool) -> C
 def timed(fn: Callable[[], None], path: str) -> tuple[float, float]:
     """Seconds of one call of ``fn`` on ``path``, and of the compositing inside it."""
     os.environ[ENV_VAR] = PATHS[path]
+    rasterize_numba.rasterize_to_pixels_numba = BASELINE_KERNELS[0] if path == "base" else CURRENT_KERNELS
     RASTER_SECONDS[0] = 0.0
     start = time.perf_counter()
     fn()
@@ -128,6 +146,9 @@ def row(case: str, n: int, size: int, what: str, t: dict[str, tuple]) -> None:
     cells.append(f"{new_raster * 1000:9.1f}")
     cells.append(f"{old[1] / new_raster:6.1f}x" if old else f"{'-':>7}")
     cells.append(f"{1 / new:7.2f}")
+    if "base" in t:
+        cells.append(f"{t['base'][0] * 1000:9.1f}")
+        cells.append(f"{t['base'][0] / new:6.2f}x")
     print(" ".join(cells), flush=True)
 
 
@@ -135,14 +156,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per path and cell")
     parser.add_argument("--skip-300k", action="store_true", help="leave out the 300k-Gaussian case")
+    parser.add_argument("--baseline-tree", type=Path, default=None, help="also time the numba rasteriser of this older checkout")
+    parser.add_argument("--no-old", action="store_true", help="leave out the (slow) torch rasteriser")
     args = parser.parse_args()
+    if args.baseline_tree:
+        BASELINE_KERNELS.append(load_baseline(args.baseline_tree))
     if not compiled_rasterizer_enabled():
         raise SystemExit(f"compiled rasteriser unavailable (numba missing or {ENV_VAR}=0)")
     cpu = torch.device("cpu")
     print(f"cpu: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, numba threads {numba.get_num_threads()}")
-    print("old = torch pair rasteriser, new = numba tiles; ms per call (median); raster = compositing forward only")
+    print("old = torch pair rasteriser, new = numba tiles" + (", base = the numba tiles of --baseline-tree" if BASELINE_KERNELS else "")
+          + "; ms per call (median); raster = compositing forward only")
     print(f"{'scene':<7} {'gauss':>7} {'px':>5} {'pass':<8} {'old ms':>9} {'new ms':>9} {'ratio':>7} "
-          f"{'old rast':>9} {'new rast':>9} {'ratio':>7} {'new /s':>7}")
+          f"{'old rast':>9} {'new rast':>9} {'ratio':>7} {'new /s':>7}" + (f" {'base ms':>9} {'base/new':>7}" if BASELINE_KERNELS else ""))
 
     ply, ply_degree, ply_cam = ply_scene()
     rand10k = {k: v.detach() for k, v in random_gaussians(10_000, cpu).items()}
@@ -160,8 +186,8 @@ def main() -> None:
     skipped = []
     for name, params, degree, cam, size, backward, repeats in cases:
         pairs = box_pixels(params, cam, size)
-        paths = ("old", "new") if pairs <= MAX_OLD_PAIRS else ("new",)
-        if pairs > MAX_OLD_PAIRS:
+        paths = (("old",) if pairs <= MAX_OLD_PAIRS and not args.no_old else ()) + ("new",) + (("base",) if BASELINE_KERNELS else ())
+        if pairs > MAX_OLD_PAIRS and not args.no_old:
             skipped.append(f"{name} {len(params['means'])} at {size} px: ~{pairs / 1e6:.0f}M box pixels")
         times = compare(render_fn(params, degree, cam, size, backward), repeats, paths)
         row(name, len(params["means"]), size, "fwd+bwd" if backward else "forward", times)

@@ -32,17 +32,27 @@ def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 
 def test_separable_ssim_matches_the_2d_window_in_value_and_gradient():
+    """The separable filter with its hand-written gradient against autograd through the 2D window (both images)."""
     for shape in ((37, 53, 3), (2, 24, 20, 3)):
         pred, target = _pair(shape)
         values, grads = [], []
         for fn in (ssim, ssim_2d_window):
-            p = pred.clone().requires_grad_()
-            value = fn(p, target)
-            (grad,) = torch.autograd.grad(value, p)
+            p, t = pred.clone().requires_grad_(), target.clone().requires_grad_()
+            value = fn(p, t)
             values.append(value.detach())
-            grads.append(grad)
+            grads.append(torch.autograd.grad(value, (p, t)))
         torch.testing.assert_close(values[0], values[1], rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4 * float(grads[1].abs().max()))
+        for got, want in zip(*grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_ssim_gradient_passes_a_finite_difference_check():
+    from render3d.metrics import _MeanSSIM, _gaussian_taps
+
+    g = torch.Generator().manual_seed(2)
+    x, y = (torch.rand(1, 2, 14, 13, dtype=torch.float64, generator=g).requires_grad_() for _ in range(2))
+    taps = _gaussian_taps(11, 1.5, "cpu").double()
+    assert torch.autograd.gradcheck(lambda a, b: _MeanSSIM.apply(a, b, taps), (x, y))
 
 
 def test_ssim_agrees_with_scikit_image():
