@@ -22,12 +22,13 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    (solved per row from the conic) inside the tile are visited, against per-pixel
    float64 transmittance and feature accumulators. A Gaussian's features are held in
    scalars (the kernels take 4 or 8 channels, zero-padded; :data:`MAX_FEATURES`), which
-   lets the compiler keep them in registers across the pixel loop. Along a row span of more than a couple
-   of pixels, ``exp(-sigma)`` is walked with two multiplications per pixel (:func:`_row_walk`;
-   two exponentials per row) where the conic is positive definite, which is what projected
-   Gaussians have; the backward
-   repeats the same walk, so both passes see the same alphas. A pixel that terminates records how
-   far down the list it got (``stop``); the tile ends early once all its pixels stopped.
+   lets the compiler keep them in registers across the pixel loop. Along a row span of
+   more than a couple of pixels, ``exp(-sigma)`` is walked with two multiplications per
+   pixel (:func:`_row_walk`; two exponentials per row) where the conic is positive
+   definite, which is what projected Gaussians have; the backward repeats the same walk,
+   so both passes see the same alphas. A pixel that terminates records how far down the
+   list it got (``stop``; its transmittance is kept with the sign flipped, so one load
+   tells both); the tile ends early once all its pixels stopped.
    Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
    largest ``stop``. A pixel's transmittance before each Gaussian is recovered from the
@@ -71,7 +72,8 @@ def _band_columns(mx, my, a, b, c, level, py0, py1, x0, x1):
 
     Along a row at offset ``dy`` the ellipse spans ``mx - 0.5 - (b dy +- sqrt(2 a level - det dy^2)) / a``
     (``det = ac - b^2``); its left end is convex in ``dy`` and its right end concave, so over the
-    rows' centres each extreme is at the clamped stationary point ``dy = -+b sqrt(2 level / (det c))``.
+    rows' centres the left end is least at ``dy = b sqrt(2 level / (det c))`` and the right end
+    greatest at minus that, each clamped to the rows.
     Conics that are not positive definite keep the whole box.
     """
     det = np.float64(a) * c - np.float64(b) * b
@@ -109,9 +111,9 @@ def _bin_tiles(packed, consts, extent, width, height):
 
     Returns ``(boxes, offsets [T+1], ranks [offsets[-1]])``: tile ``t``'s list is
     ``ranks[offsets[t]:offsets[t+1]]``, in depth order (``consts``: :func:`_gaussian_constants`).
-    A Gaussian is listed in the tiles its box touches
-    where, row band by row band, its ellipse reaches (:func:`_band_columns`; a box one tile
-    wide or high is its ellipse's own extent there, so it keeps all its tiles).
+    A Gaussian is listed in the tiles its box touches where, row band by row band, its ellipse
+    reaches (:func:`_band_columns`; a box one tile wide or high is its ellipse's own extent
+    there, so it keeps all its tiles).
     """
     m = packed.shape[0]
     tiles_x = (width + TILE - 1) // TILE
