@@ -109,6 +109,17 @@ def test_more_channels_than_the_kernels_take_fall_back_to_the_torch_rasteriser()
     close(alpha, ref_alpha, "alpha")
 
 
+def test_the_depth_order_is_a_stable_argsort():
+    from render3d.splat.rasterize_numba import _depth_order
+
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(5000, generator=g) * 10
+    keys[100:600] = keys[2000:2500]  # ties
+    keys[:3] = torch.tensor([0.0, -0.0, 1e-30])
+    assert torch.equal(torch.from_numpy(_depth_order(keys.numpy())), torch.argsort(keys, stable=True))
+    assert len(_depth_order(keys[:0].numpy())) == 0
+
+
 def test_nothing_drawable_gives_zeros_and_zero_gradients():
     means2d = torch.tensor([[-50.0, -50.0], [5.0, 5.0]], requires_grad=True)
     conics = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]])

