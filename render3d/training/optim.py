@@ -16,8 +16,11 @@ def adam(groups: list[dict[str, Any]], **options: Any) -> torch.optim.Adam:
 
     The fused step does the same update in another order of operations (a training step's
     result moves in the last bits; a run stays deterministic): on the 2-core CPU it steps the
-    splat trainer's six groups of ~15k Gaussians in 0.7 ms against 5.2 ms one tensor at a time.
-    A checkpoint's optimiser state loads into either form.
+    splat trainer's six groups of ~15k Gaussians in 3-4 ms against 10-11 ms one tensor at a
+    time, with the same test PSNR (27.85 dB at 600 default-scene steps). The NeRF trainer
+    keeps the plain Adam: fused, its 1200-step default-scene run measured 29.61 dB against
+    30.09 and was no faster (its step is the field, not the optimiser). A checkpoint's
+    optimiser state loads into either form.
     """
     params = [p for group in groups for p in group["params"]]
     fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
