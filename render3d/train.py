@@ -55,8 +55,8 @@ class TrainConfig:
     reg: str = option("regularisers for sparse views, comma-separated NAME[:WEIGHT]: depth-tv, opacity, scale, freq, occlusion (loss terms too)", default="")
     prior: Optional[str] = option("a prior run of `render3d prior fit`: its diffusion model guides the pseudo views (--prior-mode)", default=None)
     prior_mode: str = option("how the prior acts: sds (score distillation) or targets (L1 to pseudo-view patches it refines, SDEdit)", default="sds")
-    prior_weight: Optional[float] = option("weight of the diffusion prior (default: the mode's own, sds 3e-4 and targets 0.1, "
-                                           "both chosen on the default scene's validation views)", default=None)
+    prior_weight: Optional[float] = option("weight of the diffusion prior (default: the mode's own: sds 3e-4, chosen on the "
+                                           "default scene's validation views; targets 0.1)", default=None)
     grad_clip: float = option("clip the global gradient norm to this value (0: off)", default=0.0)
     out: Optional[str] = option("run folder; runs/<scene>-<method>-<time> when omitted", default=None)
     overwrite: bool = option("train into an --out folder that already holds a checkpoint, replacing it", default=False)
