@@ -72,12 +72,9 @@ class ScoreDistillationConfig(LossConfig):
     t_max: float = option("largest timestep at the start, as a fraction of the schedule (annealed down)", default=0.98)
 
 
-class ScoreDistillation(LossTerm):
-    """Score distillation sampling from a frozen zoo diffusion model on patches of pseudo views."""
-
-    name = "sds"
-    description = "score distillation from a zoo diffusion prior on patches of pseudo views (--prior RUN)"
-    config_type = ScoreDistillationConfig
+class PriorTerm(LossTerm):
+    """A loss term that looks at patches of pseudo views through the frozen diffusion prior of
+    ``config.prior``: the prior, its patch size, the pseudo views and a seeded generator (saved)."""
 
     def setup(self, scene: Any, seed: int) -> None:
         super().setup(scene, seed)
@@ -85,6 +82,21 @@ class ScoreDistillation(LossTerm):
         self.size = self.prior.spec.size
         self.views = PseudoViews(scene.train.cameras, seed)
         self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def state_dict(self) -> dict:
+        return {"views": self.views.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.views.load_state_dict(state["views"])
+        self.generator.set_state(state["generator"])
+
+
+class ScoreDistillation(PriorTerm):
+    """Score distillation sampling from a frozen zoo diffusion model on patches of pseudo views."""
+
+    name = "sds"
+    description = "score distillation from a zoo diffusion prior on patches of pseudo views (--prior RUN)"
+    config_type = ScoreDistillationConfig
 
     def timestep_range(self, step: int, total_steps: int) -> tuple[int, int]:
         """Step indices to draw from: ``t_max`` anneals linearly to ``t_min + 0.3`` over the run."""
@@ -104,10 +116,3 @@ class ScoreDistillation(LossTerm):
         noise = torch.randn(x.shape, generator=self.generator).to(x)
         grad = sds_gradient(self.prior, x, t, noise)
         return {"sds": sds_loss(x, grad)}
-
-    def state_dict(self) -> dict:
-        return {"views": self.views.state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.views.load_state_dict(state["views"])
-        self.generator.set_state(state["generator"])

@@ -21,9 +21,9 @@ from torch import Tensor
 from render3d.cameras import Cameras
 from render3d.config_cli import option
 from render3d.errors import Render3DError
-from render3d.losses import LossConfig, LossContext, LossTerm
-from render3d.priors.sds import load_prior
-from render3d.priors.views import PseudoViews, patch_camera
+from render3d.losses import LossConfig, LossContext
+from render3d.priors.sds import PriorTerm
+from render3d.priors.views import patch_camera
 
 
 @dataclass
@@ -45,7 +45,7 @@ class PriorTargetsConfig(LossConfig):
                 raise Render3DError(f"--loss.prior-targets.{name} must be {what}, got {getattr(self, name.replace('-', '_'))}")
 
 
-class PriorTargets(LossTerm):
+class PriorTargets(PriorTerm):
     """L1 to pseudo-view patches refined by a frozen diffusion prior (SDEdit), refreshed every few steps."""
 
     name = "prior-targets"
@@ -54,10 +54,6 @@ class PriorTargets(LossTerm):
 
     def setup(self, scene: Any, seed: int) -> None:
         super().setup(scene, seed)
-        self.prior = load_prior(self.config.prior)
-        self.size = self.prior.spec.size
-        self.views = PseudoViews(scene.train.cameras, seed)
-        self.generator = torch.Generator().manual_seed(seed + 1)
         self.cameras: Cameras | None = None  # the current patches' cameras and refined targets [P, S, S, 3]
         self.targets: Tensor | None = None
         self.refreshed_at = -1
@@ -80,15 +76,13 @@ class PriorTargets(LossTerm):
         return {"prior_targets": (rgb - self.targets[index:index + 1].to(rgb)).abs().mean()}
 
     def state_dict(self) -> dict:
-        state: dict[str, Any] = {"views": self.views.state_dict(), "generator": self.generator.get_state(),
-                                 "refreshed_at": self.refreshed_at}
+        state: dict[str, Any] = {**super().state_dict(), "refreshed_at": self.refreshed_at}
         if self.targets is not None:
             state.update(targets=self.targets, K=self.cameras.K, c2w=self.cameras.c2w)
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.views.load_state_dict(state["views"])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
         self.refreshed_at = int(state["refreshed_at"])
         if "targets" in state:
             self.targets = state["targets"]
