@@ -124,7 +124,9 @@ def run_bench(data: str, views: list[int], seeds: int, out: Path, options: dict[
 
         def measure(setup: Configuration, prior: Optional[str]) -> BenchRow:
             name = setup.name
-            row = runs[name] = BenchRow(k, name, " ".join(p for p in (setup.flags(), "--prior PRIOR" if prior else "") if p))
+            mode = options["train"].get("prior_mode", "sds")
+            prior_flags = ("--prior PRIOR" + ("" if mode == "sds" else f" --prior-mode {mode}")) if prior else ""
+            row = runs[name] = BenchRow(k, name, " ".join(p for p in (setup.flags(), prior_flags) if p))
             for seed in range(seeds):
                 metrics, trainer = train_once(data, k, seed, setup, prior, options, out / "runs" / f"k{k}-{name.replace(' ', '')}-s{seed}")
                 row.psnr.append(metrics["psnr"])
