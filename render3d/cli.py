@@ -214,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="render3d", description="3D neural rendering: train, evaluate, render, export and view scenes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    names = sorted(COMMANDS.names(), key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n))
-    for name in names:
-        COMMANDS.get(name)(sub)
+    commands = dict(COMMANDS.items())  # a command plug-in that does not load is left out, with a warning
+    for name in sorted(commands, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n)):
+        commands[name](sub)
     return parser
 
 

@@ -19,6 +19,7 @@ no file of ours changes. The groups:
 from __future__ import annotations
 
 import functools
+import warnings
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
@@ -61,24 +62,39 @@ class Registry(Generic[T]):
         self.group = group
         self.kind = kind
         self._loaded: dict[str, Any] = {}
+        self._warned: set[str] = set()  # plug-ins that failed to load, already reported by items()
 
     def names(self) -> list[str]:
         """Every registered name, sorted."""
         return [ep.name for ep in _entry_points(self.group)]
 
     def get(self, name: str) -> T:
-        """The object registered as ``name``, or a one-line error listing the choices."""
+        """The object registered as ``name``; a one-line error listing the choices, or naming the
+        plug-in and its import error when it does not load."""
         if name not in self._loaded:
             found = [ep for ep in _entry_points(self.group) if ep.name == name]
             if not found:
                 choices = ", ".join(self.names()) or "none are installed (reinstall render3d: pip install -e .)"
                 raise Render3DError(f"unknown {self.kind} {name!r}: use one of {choices}")
-            self._loaded[name] = found[0].load()
+            try:
+                self._loaded[name] = found[0].load()
+            except Exception as exc:  # a broken or outdated plug-in: its own import error, in one line
+                raise Render3DError(f"the {self.kind} {name!r} ({found[0].value}) does not load ({type(exc).__name__}: {exc}): "
+                                    "reinstall or remove the package that provides it") from None
         return self._loaded[name]
 
     def items(self) -> list[tuple[str, T]]:
-        """``(name, object)`` for every plug-in, loading each."""
-        return [(name, self.get(name)) for name in self.names()]
+        """``(name, object)`` for every plug-in that loads; one that does not is left out, with a warning
+        (once), so a broken third-party plug-in does not take every command down with it."""
+        loaded = []
+        for name in self.names():
+            try:
+                loaded.append((name, self.get(name)))
+            except Render3DError as error:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+        return loaded
 
     def __contains__(self, name: object) -> bool:
         return name in self.names()
@@ -89,6 +105,7 @@ def reload_plugins() -> None:
     _entry_points.cache_clear()
     for registry in (METHODS, LOSS_TERMS, ZOO_MODELS, COMMANDS):
         registry._loaded.clear()
+        registry._warned.clear()
 
 
 METHODS: Registry[Any] = Registry("render3d.methods", "method")

@@ -260,3 +260,32 @@ def test_an_uninstalled_source_checkout_finds_its_own_plugins(monkeypatch):
     finally:
         monkeypatch.undo()
         reload_plugins()
+
+
+def test_a_plugin_that_does_not_import_is_left_out_with_a_warning_and_named_when_asked_for(monkeypatch, capsys):
+    """A broken (or outdated) third-party entry point must not take the CLI down."""
+    from importlib.metadata import EntryPoint
+
+    import render3d.registry as registry
+    from render3d.cli import main
+
+    installed = registry.entry_points
+    broken = {
+        "render3d.loss_terms": EntryPoint(name="broken-term", value="render3d_no_such_plugin:Term", group="render3d.loss_terms"),
+        "render3d.commands": EntryPoint(name="broken-command", value="render3d_no_such_plugin:add", group="render3d.commands"),
+    }
+    monkeypatch.setattr(registry, "entry_points", lambda group: list(installed(group=group)) + ([broken[group]] if group in broken else []))
+    reload_plugins()
+    try:
+        with pytest.warns(RuntimeWarning, match="broken-term.*does not load.*ModuleNotFoundError"):
+            names = [name for name, _ in registry.LOSS_TERMS.items()]
+        assert "broken-term" not in names and "depth" in names
+        with pytest.raises(Render3DError, match="broken-term.*render3d_no_such_plugin:Term.*does not load"):
+            registry.LOSS_TERMS.get("broken-term")
+        with pytest.warns(RuntimeWarning, match="broken-command"):
+            assert main(["train", "--loss", "broken-term", "--steps", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "broken-term" in err and "Traceback" not in err
+    finally:
+        monkeypatch.undo()
+        reload_plugins()
