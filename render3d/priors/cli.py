@@ -76,6 +76,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 def add_prior_parser(sub: Any) -> None:
     """Add ``render3d prior {fit,bench}``."""
+    from render3d.train import PRIOR_TERMS  # already loaded by the train parser
+
     prior = sub.add_parser("prior", help="diffusion priors for sparse-view 3D: fit one, benchmark regularisers and priors",
                            description="Fit a zoo diffusion model on what a sparse-view run may see, and compare sparse-view training "
                                        "with no regulariser, non-learned regularisers and the diffusion prior.")
@@ -108,7 +110,7 @@ def add_prior_parser(sub: Any) -> None:
     bench.add_argument("--steps", type=int, default=1200, help="steps per run (default: 1200)")
     bench.add_argument("--budget", type=float, default=0.0, help="seconds per run (0: steps only)")
     bench.add_argument("--prior-budget", type=float, default=300.0, help="seconds to fit each view count's prior (default: 300)")
-    bench.add_argument("--prior-mode", default="sds", choices=["sds", "targets"], help="how the prior acts (as render3d train --prior-mode)")
+    bench.add_argument("--prior-mode", default="sds", choices=list(PRIOR_TERMS), help="how the prior acts (as render3d train --prior-mode)")
     bench.add_argument("--prior-weight", type=float, default=None, help="weight of the diffusion prior (default: the mode's own)")
     bench.add_argument("--no-prior", action="store_true", help="only the non-learned configurations")
     bench.add_argument("--backend", default="auto", help="auto, cuda or torch")

@@ -68,10 +68,10 @@ class PriorTargets(PriorTerm):
         self.cameras, self.targets, self.refreshed_at = cameras, refined.permute(0, 2, 3, 1).cpu().contiguous(), step
 
     def losses(self, ctx: LossContext) -> dict[str, Tensor]:
-        if self.targets is None or ctx.step - self.refreshed_at >= self.config.refresh:
-            self._refresh(ctx.method, ctx.step, ctx.batch.rgb.device)
-        index = (ctx.step - self.refreshed_at) % self.config.patches
         device = ctx.batch.rgb.device
+        if self.targets is None or ctx.step - self.refreshed_at >= self.config.refresh:
+            self._refresh(ctx.method, ctx.step, device)
+        index = (ctx.step - self.refreshed_at) % self.config.patches
         rgb = ctx.method.render_views(self.cameras[index:index + 1].to(device))["rgb"]
         return {"prior_targets": (rgb - self.targets[index:index + 1].to(rgb)).abs().mean()}
 
