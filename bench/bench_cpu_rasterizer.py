@@ -23,9 +23,12 @@ from render3d.runtime import configure_process
 configure_process()  # as the render3d command does, before torch loads (OpenMP wait policy, malloc)
 
 import argparse
+import hashlib
 import importlib.util
 import os
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -56,8 +59,16 @@ def load_baseline(tree: Path) -> Callable:
     file = tree / "render3d" / "splat" / "rasterize_numba.py"
     if not file.is_file():
         raise SystemExit(f"--baseline-tree {tree}: no {file.relative_to(tree)} there")
-    spec = importlib.util.spec_from_file_location("baseline_rasterize_numba", file)
+    # numba caches compiled kernels beside their source, keyed by path and re-imported by module
+    # name; a copy under its own name keeps that cache apart from the tree's own module's
+    source = file.read_bytes()
+    copy = Path(tempfile.gettempdir()) / f"render3d-bench-baseline-{hashlib.sha256(source).hexdigest()[:16]}" / "baseline_rasterize_numba.py"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(source)
+    spec = importlib.util.spec_from_file_location("baseline_rasterize_numba", copy)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module.rasterize_to_pixels_numba
 

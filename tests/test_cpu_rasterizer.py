@@ -297,7 +297,7 @@ def test_no_writable_cache_dir_still_works():
         from render3d.splat import rasterize_numba as rn
         assert type(rn._bin_tiles._cache).__name__ == "NullCache"
         packed = np.array([[4, 5, 1, 0, 1, 1]], np.float32)
-        boxes, offsets, ranks = rn._bin_tiles(packed, rn._gaussian_constants(packed), np.array([[3, 3]], np.float32), 40, 20)
+        boxes, offsets, ranks = rn._bin_tiles(packed, rn._levels(packed), np.array([[3, 3]], np.float32), 40, 20)
         print(offsets.tolist())
     """
     assert _python(code, {}).strip() == "[0, 1, 1, 1, 1, 1, 1]"

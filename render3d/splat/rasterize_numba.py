@@ -18,25 +18,27 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    (a CSR layout: ``offsets``, ``ranks``).
 2. **Forward** (:func:`_forward`, ``prange`` over threads). Tiles are dealt to threads by
    decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
-   Gaussian-major: for each Gaussian of the list, only the pixels of its ellipse's rows
-   (solved per row from the conic) inside the tile are visited, against per-pixel
-   float64 transmittance and feature accumulators. A Gaussian's features are held in
-   scalars (the kernels take 4 or 8 channels, zero-padded; :data:`MAX_FEATURES`), which
-   lets the compiler keep them in registers across the pixel loop. Along a row span of
-   more than a couple of pixels, ``exp(-sigma)`` is walked with two multiplications per
-   pixel (:func:`_row_walk`; two exponentials per row) where the conic is positive
-   definite, which is what projected Gaussians have; the backward repeats the same walk,
-   so both passes see the same alphas. A pixel that terminates records how far down the
-   list it got (``stop``; its transmittance is kept with the sign flipped, so one load
-   tells both); the tile ends early once all its pixels stopped.
-   Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
+   Gaussian-major: for each Gaussian of the list, the rows of the tile its ellipse reaches
+   (:func:`_reach`) are composited eight or sixteen pixels at a time
+   (:func:`_composite_lanes`), against per-pixel float64 transmittance and feature sums.
+   The lane loop is branch-free, so LLVM vectorises it (AVX2 / AVX-512 where the CPU has
+   them): ``exp`` is a polynomial (:func:`_exp_neg`, float64, within 2e-8 of the true
+   value) where a libm call would keep it scalar, ``sigma`` is the reference's float32
+   expression, and indices are unsigned (numba's negative-index wraparound blocks
+   vectorising). A pixel that terminates records how far down the list it got (``stop``;
+   its transmittance is kept with the sign flipped, so one load tells both); the tile ends
+   early once all its pixels stopped. Outputs per pixel: features, alpha, final
+   transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
-   largest ``stop``. A pixel's transmittance before each Gaussian is recovered from the
-   final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of
-   the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients for one
-   (tile, Gaussian) are summed locally in float64 and added once into that thread's own
-   ``[M, 6 + D]`` buffer; the buffers are summed at the end, so no atomics are needed and
-   results depend only on the thread count (bit for bit the same run to run).
+   largest ``stop``, over the same rows and lanes with the same alphas
+   (:func:`_backward_lanes`). A pixel's transmittance before each Gaussian is recovered
+   from the final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a
+   running sum of the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``.
+   Gradients of one (tile, Gaussian) are summed per lane, then over lanes in a fixed order
+   in float64, and added once into that thread's own ``[M, 6 + D]`` buffer; the buffers are
+   summed at the end, so no atomics are needed and results depend only on the thread count
+   (bit for bit the same run to run). The scratch arrays are flat with constant row
+   strides, so the compiler sees that the rows it writes do not overlap.
 
 Kernels are compiled and serialised as :mod:`render3d.cpu_kernels` describes.
 """
@@ -62,7 +64,10 @@ _ALPHA_MIN = np.float32(ALPHA_MIN)
 _ALPHA_MAX = np.float32(ALPHA_MAX)
 _COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
 _NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
-WALK_MIN = 2  # row spans longer than this walk exp(-sigma) (see _row_walk)
+LANES = TILE // 2  # a tile row is evaluated as one or two runs of this many pixels
+_ZERO = np.float32(0.0)
+_PIX1, _PIX2, _PIX3, _PIX4, _PIX5, _PIX6 = (np.uint64(TILE * TILE * row) for row in range(1, 7))  # flat scratch rows
+_LANE1, _LANE2, _LANE3, _LANE4, _LANE5, _LANE6, _LANE7, _LANE8, _LANE9 = (np.uint64(TILE * row) for row in range(1, 10))
 
 
 @_jit()
@@ -125,23 +130,21 @@ def _depth_order(keys):
     return order
 
 
-def _gaussian_constants(packed: np.ndarray) -> np.ndarray:
-    """``[M, 2]`` float64 per Gaussian of ``packed``: the ``sigma`` level of its ellipse and ``exp(-a)``.
+def _levels(packed: np.ndarray) -> np.ndarray:
+    """``[M]`` float64: the ``sigma`` level of each Gaussian's ``alpha >= 1/255`` ellipse in ``packed``.
 
-    The level is ``ln(255 o)`` with a small margin (``sigma`` at or below it can give
-    ``alpha >= 1/255``); ``exp(-a)`` is :func:`_row_walk`'s step ratio. Computed once per
-    image (vectorised) instead of in every tile a Gaussian touches.
+    ``ln(255 o)`` with a small margin (``sigma`` at or below it can give ``alpha >= 1/255``);
+    computed once per image (vectorised) for the binning and the rows a tile visits.
     """
-    opacity, a = packed[:, 5].astype(np.float64), packed[:, 2].astype(np.float64)
-    return np.stack([np.log(np.maximum(255.0 * opacity, 1.0)) * 1.001 + 1e-3, np.exp(-a)], axis=-1)
+    return np.log(np.maximum(255.0 * packed[:, 5].astype(np.float64), 1.0)) * 1.001 + 1e-3
 
 
 @_jit()
-def _bin_tiles(packed, consts, extent, width, height):
+def _bin_tiles(packed, levels, extent, width, height):
     """Pixel boxes ``[M, 4]`` (x0, x1, y0, y1; half-open) and the tile lists of ranks.
 
     Returns ``(boxes, offsets [T+1], ranks [offsets[-1]])``: tile ``t``'s list is
-    ``ranks[offsets[t]:offsets[t+1]]``, in depth order (``consts``: :func:`_gaussian_constants`).
+    ``ranks[offsets[t]:offsets[t+1]]``, in depth order (``levels``: :func:`_levels`).
     A Gaussian is listed in the tiles its box touches where, row band by row band, its ellipse
     reaches (:func:`_band_columns`; a box one tile wide or high is its ellipse's own extent
     there, so it keeps all its tiles).
@@ -172,7 +175,7 @@ def _bin_tiles(packed, consts, extent, width, height):
             if whole_box:
                 lo, hi = x0, x1
             else:
-                lo, hi = _band_columns(packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], consts[r, 0],
+                lo, hi = _band_columns(packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], levels[r],
                                        max(y0, ty * TILE), min(y1, (ty + 1) * TILE), x0, x1)
             band = first_band[r] + i
             bands[band, 0], bands[band, 1] = (lo // TILE, (hi - 1) // TILE + 1) if hi > lo else (0, 0)
@@ -193,56 +196,30 @@ def _bin_tiles(packed, consts, extent, width, height):
     return boxes, offsets, ranks
 
 
-@_jit()
-def _row_span(mx, a, b, c, level, dy, x_lo, x_hi):
-    """Pixels ``[start, end)`` of one row (offset ``dy`` from the centre) where ``sigma <= level``.
+@_jit(inline=True)
+def _exp_neg(sigma):
+    """``exp(-sigma)`` as float32, for a float32 ``sigma``, in arithmetic the compiler vectorises.
 
-    Solves ``0.5 a dx^2 + b dx dy + 0.5 c dy^2 <= level`` for ``dx``, clipped to ``[x_lo, x_hi)``;
-    every pixel in the span is still tested exactly. Conics that are not positive definite
-    keep the whole row.
+    ``(e^(-s/16))^16`` with ``s`` clamped to ``[0, 12]`` and ``e^u`` by its degree-8 Taylor
+    polynomial in float64. The relative error is under 5e-9 for ``s <= 5.6`` (wherever
+    ``alpha`` can reach 1/255) and under 7e-6 up to 12, past which ``alpha`` is far below
+    1/255 for every opacity; the kernels skip ``sigma < 0`` themselves. A libm ``exp`` call
+    per pixel would keep the pixel loops scalar.
     """
-    if a <= 0.0 or a * c <= b * b:
-        return x_lo, x_hi
-    disc = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * level)
-    if disc < 0.0:
-        return 0, 0
-    root, centre = math.sqrt(disc) / a, mx - 0.5 - b * dy / a
-    start, end = centre - root, centre + root
-    return max(x_lo, math.ceil(max(start, -1e9))), min(x_hi, math.floor(min(end, 1e9)) + 1)
+    u = -min(max(np.float64(sigma), 0.0), 12.0) * 0.0625
+    e = 1.0 + u * (1.0 + u * (1.0 / 2 + u * (1.0 / 6 + u * (1.0 / 24 + u * (1.0 / 120 + u * (
+        1.0 / 720 + u * (1.0 / 5040 + u * (1.0 / 40320))))))))
+    e = e * e
+    e = e * e
+    e = e * e
+    return np.float32(e * e)
 
 
 @_jit(inline=True)
-def _row_walk(mx, my, a, b, c, px, py):
-    """Start walking ``sigma`` and ``exp(-sigma)`` along a row from pixel ``(px, py)``, in float64.
-
-    ``sigma`` is quadratic in x, so from one pixel to the next it grows by ``step``, which
-    grows by ``a``; ``exp(-sigma)`` is multiplied by ``ratio = exp(-step)``, which is
-    multiplied by ``exp(-a)`` (once per Gaussian): two exponentials per row instead of one
-    per pixel. Returns ``(sigma, step, vis, ratio)``; only for positive definite conics
-    (where ``sigma`` stays at least 0, and nothing overflows).
-    """
-    dx = np.float64(px) + 0.5 - np.float64(mx)
-    dy = np.float64(py) + 0.5 - np.float64(my)
-    a64, b64, c64 = np.float64(a), np.float64(b), np.float64(c)
-    sigma = 0.5 * (a64 * dx * dx + c64 * dy * dy) + b64 * dx * dy
-    step = a64 * dx + 0.5 * a64 + b64 * dy
-    return sigma, step, math.exp(-sigma), math.exp(-step)
-
-
-@_jit(inline=True)
-def _walks(a, b, c, xa, xb):
-    """Whether a row span is walked (:func:`_row_walk`): a positive definite conic and more than
-    ``WALK_MIN`` pixels (shorter spans cost fewer exponentials computed pixel by pixel)."""
-    return xb - xa > WALK_MIN and a > 0 and a * c > b * b
-
-
-@_jit(inline=True)
-def _alpha(o, sigma, vis):
-    """``alpha = min(0.999, o exp(-sigma))``, or 0 where the pixel skips the Gaussian (``sigma < 0``, ``alpha < 1/255``)."""
-    if sigma < 0:
-        return np.float32(0.0)
-    alpha = min(_ALPHA_MAX, o * np.float32(vis))
-    return alpha if alpha >= _ALPHA_MIN else np.float32(0.0)
+def _sigma(xs, u, mx, dy, cdy, a, b):
+    """The reference's float32 ``0.5 (a dx^2 + c dy^2) + b dx dy`` at lane ``u`` (``cdy = c dy dy``), and ``dx``."""
+    dx = xs[u] - mx
+    return _HALF * (a * dx * dx + cdy) + b * dx * dy, dx
 
 
 @_jit()
@@ -254,175 +231,237 @@ def _tile_bounds(t, tiles_x, width, height):
 
 
 @_jit(inline=True)
-def _features(feats, r, wide):
-    """Row ``r`` of ``feats`` as eight float64 scalars (the last four zero unless ``wide``)."""
-    f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
-    if wide:
-        return f0, f1, f2, f3, np.float64(feats[r, 4]), np.float64(feats[r, 5]), np.float64(feats[r, 6]), np.float64(feats[r, 7])
-    return f0, f1, f2, f3, 0.0, 0.0, 0.0, 0.0
+def _reach(r, packed, boxes, levels, x0, y0, tw, th):
+    """Where Gaussian ``r`` is drawn in the tile at ``(x0, y0)`` (size ``tw x th``).
+
+    Returns its tile-local box columns ``[cx0, cx1)``, the image rows ``[ry0, ry1)`` of its box
+    that its ellipse reaches (``|dy| <= sqrt(2 a level / det)``; the whole box for conics that
+    are not positive definite) and the lanes ``[lo, hi)`` the kernels evaluate per row: one
+    half of the tile row when the columns lie in it, else all 16.
+    """
+    mx, my, a, b, c = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4]
+    cx0, cx1 = max(boxes[r, 0], x0) - x0, min(boxes[r, 1], x0 + tw) - x0
+    ry0, ry1 = max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)
+    det = np.float64(a) * c - np.float64(b) * b
+    if a > 0 and det > 0:
+        reach = math.sqrt(2.0 * np.float64(a) * levels[r] / det) * (1.0 + 1e-6) + 1e-6
+        ry0 = max(ry0, math.ceil(max(np.float64(my) - 0.5 - reach, -1e9)))
+        ry1 = min(ry1, math.floor(min(np.float64(my) - 0.5 + reach, 1e9)) + 1)
+    lo = 0 if cx0 < LANES else LANES
+    hi = TILE if cx1 > LANES else LANES
+    return cx0, cx1, ry0, ry1, lo, hi
 
 
-@_jit()
-def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, consts, packed, feats, trans, acc, stop,
+@_jit(inline=True)
+def _composite_lanes(k, row, lo, n, xs, mx, dy, a, b, c, o, cx0, cx1, pix, stop, wbuf, f0, f1, f2, f3):
+    """Composite Gaussian ``k`` of the list into lanes ``lo .. lo + n`` of one tile row (``row``: its first pixel).
+
+    ``pix`` (flat, 256 per row): transmittance (row 0; negative once a pixel stopped) and
+    feature sums (rows 1..). Branch-free per lane so the compiler vectorises it; ``n`` is a runtime count (a
+    constant trip count is unrolled instead). ``wbuf`` gets each lane's blending weight (0
+    where it skipped). Returns how many lanes stopped here and how many composited.
+    """
+    n_done = 0
+    n_hit = 0
+    cdy = c * dy * dy
+    for jj in range(n):
+        j = lo + jj
+        u, i = np.uint64(j), np.uint64(row + j)  # unsigned: no negative-index wraparound, which blocks vectorising
+        sigma, _ = _sigma(xs, u, mx, dy, cdy, a, b)
+        alpha = min(_ALPHA_MAX, o * _exp_neg(sigma))
+        t_now = pix[i]
+        ok = (j >= cx0) & (j < cx1) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN) & (t_now > 0.0)
+        t_next = t_now * (1.0 - np.float64(alpha))
+        end = ok & (t_next <= TRANSMITTANCE_MIN)
+        live = ok & (t_next > TRANSMITTANCE_MIN)
+        w = alpha * t_now if live else 0.0
+        wbuf[u] = w
+        pix[i + _PIX1] += w * f0
+        pix[i + _PIX2] += w * f1
+        pix[i + _PIX3] += w * f2
+        pix[i + _PIX4] += w * f3
+        pix[i] = -t_now if end else (t_next if live else t_now)
+        stop[i] = k if end else stop[i]
+        n_done += 1 if end else 0
+        n_hit += 1 if live else 0
+    return n_done, n_hit
+
+
+@_jit(inline=True)
+def _add_weighted(pix, first, row, lo, n, wbuf, feats, r, channels):
+    """Row ``first + d`` of the flat ``pix``, at lanes ``lo .. lo + n`` of tile row ``row``, gets
+    ``wbuf[lane] * feats[r, 4 + d]`` for ``d < channels``: the features past the fourth."""
+    for d in range(channels):
+        f, base = np.float64(feats[r, 4 + d]), np.uint64((first + d) * TILE * TILE + row + lo)
+        for jj in range(n):
+            pix[base + np.uint64(jj)] += wbuf[np.uint64(lo + jj)] * f
+
+
+@_jit(numpy_errors=True)
+def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, xs, pix, stop, wbuf,
                   out_feat, out_alpha, out_trans, out_stop):
-    """Composite tile ``t`` front to back (scratch: ``trans``, ``acc [256, D]``, ``stop`` per tile pixel).
+    """Composite tile ``t`` front to back (scratch: ``pix`` as :func:`_composite_lanes` reads it, ``stop``, ``xs``, ``wbuf``).
 
     A stopped pixel keeps its transmittance with the sign flipped, so one load tells both.
     """
     x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
     start, count = offsets[t], offsets[t + 1] - offsets[t]
     n_feat = feats.shape[1]
-    for p in range(TILE * TILE):
-        trans[p] = 1.0
+    area = TILE * TILE
+    for p in range(area):
+        pix[p] = 1.0
         stop[p] = count  # list entries a pixel composited before stopping (count: never stopped)
-        for d in range(n_feat):
-            acc[p, d] = 0.0
+    pix[area:] = 0.0
+    for j in range(TILE):
+        xs[j] = np.float32(x0 + j) + _HALF
     n_done = 0
-    wide = n_feat > 4
     for k in range(count):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
-        level, q = consts[r, 0], consts[r, 1]
-        f0, f1, f2, f3, f4, f5, f6, f7 = _features(feats, r, wide)
-        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
-            dy = np.float32(py) + _HALF - my
-            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
-            walk = _walks(a, b, c, xa, xb)
-            sigma, step, vis, ratio = _row_walk(mx, my, a, b, c, xa, py) if walk else (0.0, 0.0, 0.0, 0.0)
-            row = (py - y0) * TILE - x0
-            for px in range(xa, xb):
-                if walk:
-                    s_px, v_px = sigma, vis
-                    sigma, step, vis, ratio = sigma + step, step + a, vis * ratio, ratio * q
-                else:
-                    dx = np.float32(px) + _HALF - mx
-                    s_px = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    v_px = math.exp(-s_px)
-                p = row + px
-                t_now = trans[p]
-                if t_now < 0.0:
-                    continue
-                alpha = _alpha(o, s_px, v_px)
-                if alpha == 0:
-                    continue
-                t_next = t_now * (1.0 - np.float64(alpha))
-                if t_next <= TRANSMITTANCE_MIN:
-                    stop[p] = k
-                    trans[p] = -t_now
-                    n_done += 1
-                    continue
-                weight = alpha * t_now
-                acc[p, 0] += weight * f0
-                acc[p, 1] += weight * f1
-                acc[p, 2] += weight * f2
-                acc[p, 3] += weight * f3
-                if wide:
-                    acc[p, 4] += weight * f4
-                    acc[p, 5] += weight * f5
-                    acc[p, 6] += weight * f6
-                    acc[p, 7] += weight * f7
-                trans[p] = t_next
+        f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
+        cx0, cx1, ry0, ry1, lo, hi = _reach(r, packed, boxes, levels, x0, y0, tw, th)
+        for py in range(ry0, ry1):
+            row = (py - y0) * TILE
+            done, hit = _composite_lanes(k, row, lo, hi - lo, xs, mx, np.float32(py) + _HALF - my, a, b, c, o, cx0, cx1,
+                                         pix, stop, wbuf, f0, f1, f2, f3)
+            n_done += done
+            if hit and n_feat > 4:
+                _add_weighted(pix, 5, row, lo, hi - lo, wbuf, feats, r, n_feat - 4)
         if n_done == tw * th:
             break
     for py in range(th):
         for px in range(tw):
             p, q = py * TILE + px, (y0 + py) * width + x0 + px
             for d in range(n_feat):
-                out_feat[q, d] = acc[p, d]
-            out_alpha[q] = 1.0 - abs(trans[p])
-            out_trans[q] = abs(trans[p])
+                out_feat[q, d] = pix[(1 + d) * area + p]
+            out_alpha[q] = 1.0 - abs(pix[p])
+            out_trans[q] = abs(pix[p])
             out_stop[q] = stop[p]
 
 
 @_jit(parallel=True)
-def _forward(offsets, ranks, boxes, consts, schedule, packed, feats, width, height, n_threads,
+def _forward(offsets, ranks, boxes, levels, schedule, packed, feats, width, height, n_threads,
              out_feat, out_alpha, out_trans, out_stop):
     """Fill features ``[H*W, D]``, alpha, final transmittance (float64) and ``stop`` per pixel."""
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     for thread in numba.prange(n_threads):
-        trans = np.empty(TILE * TILE, np.float64)
-        acc = np.empty((TILE * TILE, feats.shape[1]), np.float64)
+        xs = np.empty(TILE, np.float32)
+        pix = np.empty((1 + feats.shape[1]) * TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)
+        wbuf = np.empty(TILE, np.float64)
         for s in range(thread, n_tiles, n_threads):
-            _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, consts, packed, feats,
-                          trans, acc, stop, out_feat, out_alpha, out_trans, out_stop)
+            _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats,
+                          xs, pix, stop, wbuf, out_feat, out_alpha, out_trans, out_stop)
 
 
-@_jit()
-def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, consts, packed, feats, out_trans, out_stop,
-                   grad_feat, grad_alpha, trans, after, stop, local, grads):
-    """Walk tile ``t``'s list back to front, adding each Gaussian's gradient into ``grads``."""
+@_jit(inline=True)
+def _backward_lanes(k, row, lo, n, xs, mx, dy, a, b, c, o, cx0, cx1, pix, stop, wbuf, extra, lanes, f0, f1, f2, f3):
+    """Gradients of Gaussian ``k`` over lanes ``lo .. lo + n`` of one tile row, added per lane into ``lanes``.
+
+    ``pix`` (flat, 256 per row): transmittance behind (row 0; becomes the one in front of
+    this Gaussian), ``sum dL/dweight * weight`` of the later Gaussians (1), ``dL/dalpha``
+    (2) and ``dL/dfeatures`` (3..). ``extra[lane]``: ``dL/dfeatures . features`` past the
+    fourth. ``lanes`` (flat, 16 per row): means2d (2), conics (3), opacity, features 0-3.
+    Flat arrays with constant row strides let the compiler see that rows do not overlap,
+    so it vectorises the loop. Returns the lanes composited.
+    """
+    n_hit = 0
+    cdy = c * dy * dy
+    for jj in range(n):
+        j = lo + jj
+        u, i = np.uint64(j), np.uint64(row + j)
+        sigma, dx = _sigma(xs, u, mx, dy, cdy, a, b)
+        vis = _exp_neg(sigma)
+        raw = o * vis
+        alpha = min(_ALPHA_MAX, raw)
+        ok = (j >= cx0) & (j < cx1) & (k < stop[i]) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN)
+        inv_keep = 1.0 / (1.0 - np.float64(alpha))
+        t_behind = pix[i]
+        t_front = t_behind * inv_keep  # transmittance in front of this Gaussian
+        h0, h1, h2, h3 = pix[i + _PIX3], pix[i + _PIX4], pix[i + _PIX5], pix[i + _PIX6]
+        weight = alpha * t_front if ok else 0.0
+        g_weight = pix[i + _PIX2] + h0 * f0 + h1 * f1 + h2 * f2 + h3 * f3 + extra[u]
+        g_alpha = g_weight * t_front - pix[i + _PIX1] * inv_keep
+        pix[i] = t_front if ok else t_behind
+        pix[i + _PIX1] += g_weight * weight
+        wbuf[u] = weight
+        lanes[u + _LANE6] += weight * h0
+        lanes[u + _LANE7] += weight * h1
+        lanes[u + _LANE8] += weight * h2
+        lanes[u + _LANE9] += weight * h3
+        free = ok & (raw <= _ALPHA_MAX)  # clamped alphas do not depend on the parameters
+        g_sigma = -g_alpha * alpha if free else 0.0
+        lanes[u] -= g_sigma * (a * dx + b * dy)
+        lanes[u + _LANE1] -= g_sigma * (b * dx + c * dy)
+        lanes[u + _LANE2] += 0.5 * g_sigma * dx * dx
+        lanes[u + _LANE3] += g_sigma * dx * dy
+        lanes[u + _LANE4] += 0.5 * g_sigma * dy * dy
+        lanes[u + _LANE5] += g_alpha * vis if free else 0.0
+        n_hit += 1 if ok else 0
+    return n_hit
+
+
+@_jit(numpy_errors=True)  # the lanes' division vectorises
+def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, out_trans, out_stop,
+                   grad_feat, grad_alpha, xs, pix, stop, wbuf, extra, lanes, grads):
+    """Walk tile ``t``'s list back to front, adding each Gaussian's gradient into ``grads``
+    (scratch: ``pix`` and ``lanes`` as :func:`_backward_lanes` reads them, ``stop``, ``xs``, ``wbuf``, ``extra``)."""
     x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
     start = offsets[t]
-    wide = feats.shape[1] > 4
+    n_feat = feats.shape[1]
+    area = TILE * TILE
     last = 0
+    pix[:] = 0.0
+    for p in range(area):
+        pix[p] = 1.0  # lanes outside the image keep a finite division
     for py in range(th):
         for px in range(tw):
             p, q = py * TILE + px, (y0 + py) * width + x0 + px
-            trans[p] = out_trans[q]
+            pix[p] = out_trans[q]
+            pix[2 * area + p] = grad_alpha[q]
+            for d in range(n_feat):
+                pix[(3 + d) * area + p] = grad_feat[q, d]
             stop[p] = out_stop[q]
-            after[p] = 0.0  # sum over later Gaussians of dL/dweight * weight
             last = max(last, stop[p])
+    for j in range(TILE):
+        xs[j] = np.float32(x0 + j) + _HALF
+        extra[j] = 0.0
     for k in range(last - 1, -1, -1):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
-        level, q_walk = consts[r, 0], consts[r, 1]
-        f0, f1, f2, f3, f4, f5, f6, f7 = _features(feats, r, wide)
-        g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
-        l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0  # feature gradients
-        touched = False
-        for py in range(max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)):
-            dy = np.float32(py) + _HALF - my
-            xa, xb = _row_span(mx, a, b, c, level, dy, max(boxes[r, 0], x0), min(boxes[r, 1], x0 + tw))
-            walk = _walks(a, b, c, xa, xb)
-            sigma, step, walked, ratio = _row_walk(mx, my, a, b, c, xa, py) if walk else (0.0, 0.0, 0.0, 0.0)
-            for px in range(xa, xb):  # the forward's walk, step for step: the same alphas
-                dx = np.float32(px) + _HALF - mx
-                if walk:
-                    s_px, vis = sigma, walked
-                    sigma, step, walked, ratio = sigma + step, step + a, walked * ratio, ratio * q_walk
-                else:
-                    s_px = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    vis = math.exp(-s_px)
-                p, q = (py - y0) * TILE + (px - x0), py * width + px
-                if k >= stop[p]:
-                    continue
-                alpha = _alpha(o, s_px, vis)
-                if alpha == 0:
-                    continue
-                touched = True
-                inv_keep = 1.0 / (1.0 - np.float64(alpha))
-                trans[p] *= inv_keep  # transmittance in front of this Gaussian
-                weight = alpha * trans[p]
-                h0, h1, h2, h3 = grad_feat[q, 0], grad_feat[q, 1], grad_feat[q, 2], grad_feat[q, 3]
-                g_weight = np.float64(grad_alpha[q]) + h0 * f0 + h1 * f1 + h2 * f2 + h3 * f3
-                l0, l1, l2, l3 = l0 + weight * h0, l1 + weight * h1, l2 + weight * h2, l3 + weight * h3
-                if wide:
-                    h4, h5, h6, h7 = grad_feat[q, 4], grad_feat[q, 5], grad_feat[q, 6], grad_feat[q, 7]
-                    g_weight += h4 * f4 + h5 * f5 + h6 * f6 + h7 * f7
-                    l4, l5, l6, l7 = l4 + weight * h4, l5 + weight * h5, l6 + weight * h6, l7 + weight * h7
-                g_alpha = g_weight * trans[p] - after[p] * inv_keep
-                after[p] += g_weight * weight
-                if o * np.float32(vis) <= _ALPHA_MAX:  # clamped alphas do not depend on the parameters
-                    g_sigma = -g_alpha * alpha
-                    g_mx -= g_sigma * (a * dx + b * dy)
-                    g_my -= g_sigma * (b * dx + c * dy)
-                    g_a += 0.5 * g_sigma * dx * dx
-                    g_b += g_sigma * dx * dy
-                    g_c += 0.5 * g_sigma * dy * dy
-                    g_o += g_alpha * vis
+        f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
+        cx0, cx1, ry0, ry1, lo, hi = _reach(r, packed, boxes, levels, x0, y0, tw, th)
+        for col in range(6 + n_feat):
+            for j in range(lo, hi):
+                lanes[col * TILE + j] = 0.0
+        touched = 0
+        for py in range(ry0, ry1):
+            row = (py - y0) * TILE
+            if n_feat > 4:  # dL/dfeatures . features past the fourth, then after the lanes their gradients
+                for jj in range(hi - lo):
+                    extra[np.uint64(lo + jj)] = 0.0
+                for d in range(4, n_feat):
+                    f, base = np.float64(feats[r, d]), np.uint64((3 + d) * area + row + lo)
+                    for jj in range(hi - lo):
+                        extra[np.uint64(lo + jj)] += pix[base + np.uint64(jj)] * f
+            touched += _backward_lanes(k, row, lo, hi - lo, xs, mx, np.float32(py) + _HALF - my, a, b, c, o, cx0, cx1,
+                                       pix, stop, wbuf, extra, lanes, f0, f1, f2, f3)
+            if n_feat > 4:
+                for d in range(4, n_feat):
+                    base, out = np.uint64((3 + d) * area + row + lo), np.uint64((6 + d) * TILE + lo)
+                    for jj in range(hi - lo):
+                        lanes[out + np.uint64(jj)] += wbuf[np.uint64(lo + jj)] * pix[base + np.uint64(jj)]
         if touched:
-            local[0], local[1], local[2], local[3], local[4], local[5] = g_mx, g_my, g_a, g_b, g_c, g_o
-            local[6], local[7], local[8], local[9] = l0, l1, l2, l3
-            if wide:
-                local[10], local[11], local[12], local[13] = l4, l5, l6, l7
-            for j in range(local.shape[0]):
-                grads[r, j] += local[j]
+            for col in range(6 + n_feat):
+                total = 0.0
+                for j in range(lo, hi):
+                    total += lanes[col * TILE + j]
+                grads[r, col] += total
 
 
 @_jit(parallel=True)
-def _backward(offsets, ranks, boxes, consts, schedule, packed, feats, out_trans, out_stop, grad_feat, grad_alpha,
+def _backward(offsets, ranks, boxes, levels, schedule, packed, feats, out_trans, out_stop, grad_feat, grad_alpha,
               width, height, per_thread):
     """Add each thread's gradients ``[M, 6 + D]`` into ``per_thread[thread]`` (zeros on entry).
 
@@ -431,14 +470,17 @@ def _backward(offsets, ranks, boxes, consts, schedule, packed, feats, out_trans,
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     n_threads = per_thread.shape[0]
+    n_feat = feats.shape[1]
     for thread in numba.prange(n_threads):
-        trans = np.empty(TILE * TILE, np.float64)
-        after = np.empty(TILE * TILE, np.float64)
+        xs = np.empty(TILE, np.float32)
+        pix = np.empty((3 + n_feat) * TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)
-        local = np.empty(per_thread.shape[2], np.float64)
+        wbuf = np.empty(TILE, np.float64)
+        extra = np.empty(TILE, np.float64)
+        lanes = np.empty((6 + n_feat) * TILE, np.float64)
         for s in range(thread, n_tiles, n_threads):
-            _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, consts, packed, feats, out_trans,
-                           out_stop, grad_feat, grad_alpha, trans, after, stop, local, per_thread[thread])
+            _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, out_trans,
+                           out_stop, grad_feat, grad_alpha, xs, pix, stop, wbuf, extra, lanes, per_thread[thread])
 
 
 def _schedule(offsets: np.ndarray) -> np.ndarray:
@@ -476,16 +518,16 @@ class _RasterizeTiles(torch.autograd.Function):
             feats_ranked = _padded(feats[ranked])
             n_threads = numba.get_num_threads()
             with KERNEL_LOCK:
-                consts = _gaussian_constants(packed)
-                boxes, offsets, ranks = _bin_tiles(packed, consts, _numpy(extent[ranked]), width, height)
+                levels = _levels(packed)
+                boxes, offsets, ranks = _bin_tiles(packed, levels, _numpy(extent[ranked]), width, height)
                 schedule = _schedule(offsets)
                 out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
                 out_alpha = np.zeros(height * width, np.float32)
                 out_trans = np.ones(height * width, np.float64)
                 out_stop = np.zeros(height * width, np.int32)
-                _forward(offsets, ranks, boxes, consts, schedule, packed, feats_ranked, width, height, n_threads,
+                _forward(offsets, ranks, boxes, levels, schedule, packed, feats_ranked, width, height, n_threads,
                          out_feat, out_alpha, out_trans, out_stop)
-        ctx.lists = (offsets, ranks, boxes, consts, schedule, packed, feats_ranked, out_trans, out_stop)
+        ctx.lists = (offsets, ranks, boxes, levels, schedule, packed, feats_ranked, out_trans, out_stop)
         ctx.ranked, ctx.size, ctx.n_threads, ctx.num = ranked, (width, height), n_threads, len(means2d)
         ctx.n_feat = feats.shape[1]
         out = torch.from_numpy(out_feat[:, : feats.shape[1]]).reshape(height, width, -1).to(feats.dtype)
