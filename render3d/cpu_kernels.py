@@ -40,7 +40,8 @@ def kernels_enabled(*examples: Optional[Tensor]) -> bool:
     return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in examples)
 
 
-def njit(parallel: bool = False, inline: bool = False, numpy_errors: bool = False) -> Callable[[Callable[..., Any]], Any]:
+def njit(parallel: bool = False, inline: bool = False, numpy_errors: bool = False,
+         reassociate: bool = False) -> Callable[[Callable[..., Any]], Any]:
     """``numba.njit`` with the on-disk cache, or without it where no cache dir is writable.
 
     Kernels are compiled with ``cache=True`` (to ``__pycache__``, else numba's user cache dir);
@@ -48,10 +49,12 @@ def njit(parallel: bool = False, inline: bool = False, numpy_errors: bool = Fals
     ``inline`` inlines a helper into its callers in numba's own IR (no call, no reference
     counting of its array arguments). ``numpy_errors`` divides as numpy does (a zero divisor
     gives inf or nan instead of raising), which lets the compiler vectorise loops that divide.
+    ``reassociate`` lets it reorder floating-point sums (LLVM's ``reassoc`` flag alone), so
+    loops that accumulate sums vectorise; results stay the same run to run for one build.
     """
     import numba
 
-    options = {"parallel": parallel, "fastmath": False, "inline": "always" if inline else "never",
+    options = {"parallel": parallel, "fastmath": {"reassoc"} if reassociate else False, "inline": "always" if inline else "never",
                "error_model": "numpy" if numpy_errors else "python"}
 
     def wrap(fn: Callable[..., Any]) -> Any:

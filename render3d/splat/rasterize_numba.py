@@ -30,15 +30,15 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    early once all its pixels stopped. Outputs per pixel: features, alpha, final
    transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
-   largest ``stop``, over the same rows and lanes with the same alphas
-   (:func:`_backward_lanes`). A pixel's transmittance before each Gaussian is recovered
-   from the final one by division (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a
-   running sum of the later Gaussians' ``dL/dweight * weight`` gives ``dL/dalpha``.
-   Gradients of one (tile, Gaussian) are summed per lane, then over lanes in a fixed order
-   in float64, and added once into that thread's own ``[M, 6 + D]`` buffer; the buffers are
-   summed at the end, so no atomics are needed and results depend only on the thread count
-   (bit for bit the same run to run). The scratch arrays are flat with constant row
-   strides, so the compiler sees that the rows it writes do not overlap.
+   largest ``stop``; for each Gaussian one vectorised loop runs over the whole 16-pixel rows
+   it reaches, with the forward's alphas (:func:`_gaussian_gradients`). A pixel's
+   transmittance before each Gaussian is recovered from the final one by division
+   (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of the later Gaussians'
+   ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients of one (tile, Gaussian) are
+   summed in float64 (the compiler may reorder these sums to vectorise them) and added
+   once into that thread's own ``[M, 6 + D]`` buffer; the buffers are summed at the end,
+   so no atomics are needed and results depend only on the thread count (bit for bit the
+   same run to run).
 
 Kernels are compiled and serialised as :mod:`render3d.cpu_kernels` describes.
 """
@@ -58,6 +58,7 @@ from render3d.splat.rasterize_cpu import MAX_FEATURES
 from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
 
 TILE = 16
+_TILE_BITS = 4  # TILE == 1 << _TILE_BITS
 # float32 constants so kernel arithmetic stays in float32 like the torch reference
 _HALF = np.float32(0.5)
 _ALPHA_MIN = np.float32(ALPHA_MIN)
@@ -66,8 +67,7 @@ _COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int convers
 _NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
 LANES = TILE // 2  # a tile row is evaluated as one or two runs of this many pixels
 _ZERO = np.float32(0.0)
-_PIX1, _PIX2, _PIX3, _PIX4, _PIX5, _PIX6 = (np.uint64(TILE * TILE * row) for row in range(1, 7))  # flat scratch rows
-_LANE1, _LANE2, _LANE3, _LANE4, _LANE5, _LANE6, _LANE7, _LANE8, _LANE9 = (np.uint64(TILE * row) for row in range(1, 10))
+_PIX1, _PIX2, _PIX3, _PIX4, _PIX5, _PIX6, _PIX7, _PIX8, _PIX9, _PIX10 = (np.uint64(TILE * TILE * row) for row in range(1, 11))  # flat scratch rows
 
 
 @_jit()
@@ -356,57 +356,67 @@ def _forward(offsets, ranks, boxes, levels, schedule, packed, feats, width, heig
 
 
 @_jit(inline=True)
-def _backward_lanes(k, row, lo, n, xs, mx, dy, a, b, c, o, cx0, cx1, pix, stop, wbuf, extra, lanes, f0, f1, f2, f3):
-    """Gradients of Gaussian ``k`` over lanes ``lo .. lo + n`` of one tile row, added per lane into ``lanes``.
+def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out):
+    """Gradients of one Gaussian (list entry ``k``) over tile pixels ``p0 .. p1`` (whole rows),
+    written to ``out``: means2d (2), conics (3), opacity, features (8).
 
     ``pix`` (flat, 256 per row): transmittance behind (row 0; becomes the one in front of
     this Gaussian), ``sum dL/dweight * weight`` of the later Gaussians (1), ``dL/dalpha``
-    (2) and ``dL/dfeatures`` (3..). ``extra[lane]``: ``dL/dfeatures . features`` past the
-    fourth. ``lanes`` (flat, 16 per row): means2d (2), conics (3), opacity, features 0-3.
-    Flat arrays with constant row strides let the compiler see that rows do not overlap,
-    so it vectorises the loop. Returns the lanes composited.
+    (2) and ``dL/dfeatures`` (3..10, zeros past the image's channels). One loop over the
+    rows' pixels, branch-free, with the sums reassociated, so the compiler vectorises it; the
+    flat scratch rows have constant strides, so it sees that they do not overlap. Returns
+    how many pixels the Gaussian touched.
     """
     n_hit = 0
-    cdy = c * dy * dy
-    for jj in range(n):
-        j = lo + jj
-        u, i = np.uint64(j), np.uint64(row + j)
-        sigma, dx = _sigma(xs, u, mx, dy, cdy, a, b)
+    g_mx = g_my = g_a = g_b = g_c = g_o = 0.0
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
+    for p in range(p0, p1):
+        i = np.uint64(p)  # unsigned: no negative-index wraparound, which blocks vectorising
+        col = p & (TILE - 1)
+        dx = np.float32(x0 + col) + _HALF - mx
+        dy = np.float32(y0 + (p >> _TILE_BITS)) + _HALF - my
+        sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
         vis = _exp_neg(sigma)
         raw = o * vis
         alpha = min(_ALPHA_MAX, raw)
-        ok = (j >= cx0) & (j < cx1) & (k < stop[i]) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN)
+        ok = (col >= cx0) & (col < cx1) & (k < stop[i]) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN)
         inv_keep = 1.0 / (1.0 - np.float64(alpha))
         t_behind = pix[i]
         t_front = t_behind * inv_keep  # transmittance in front of this Gaussian
         h0, h1, h2, h3 = pix[i + _PIX3], pix[i + _PIX4], pix[i + _PIX5], pix[i + _PIX6]
+        h4, h5, h6, h7 = pix[i + _PIX7], pix[i + _PIX8], pix[i + _PIX9], pix[i + _PIX10]
         weight = alpha * t_front if ok else 0.0
-        g_weight = pix[i + _PIX2] + h0 * f0 + h1 * f1 + h2 * f2 + h3 * f3 + extra[u]
+        g_weight = (pix[i + _PIX2] + h0 * f0 + h1 * f1 + h2 * f2 + h3 * f3) + (h4 * f4 + h5 * f5 + h6 * f6 + h7 * f7)
         g_alpha = g_weight * t_front - pix[i + _PIX1] * inv_keep
         pix[i] = t_front if ok else t_behind
         pix[i + _PIX1] += g_weight * weight
-        wbuf[u] = weight
-        lanes[u + _LANE6] += weight * h0
-        lanes[u + _LANE7] += weight * h1
-        lanes[u + _LANE8] += weight * h2
-        lanes[u + _LANE9] += weight * h3
+        l0 += weight * h0
+        l1 += weight * h1
+        l2 += weight * h2
+        l3 += weight * h3
+        l4 += weight * h4
+        l5 += weight * h5
+        l6 += weight * h6
+        l7 += weight * h7
         free = ok & (raw <= _ALPHA_MAX)  # clamped alphas do not depend on the parameters
         g_sigma = -g_alpha * alpha if free else 0.0
-        lanes[u] -= g_sigma * (a * dx + b * dy)
-        lanes[u + _LANE1] -= g_sigma * (b * dx + c * dy)
-        lanes[u + _LANE2] += 0.5 * g_sigma * dx * dx
-        lanes[u + _LANE3] += g_sigma * dx * dy
-        lanes[u + _LANE4] += 0.5 * g_sigma * dy * dy
-        lanes[u + _LANE5] += g_alpha * vis if free else 0.0
+        g_mx -= g_sigma * (a * dx + b * dy)
+        g_my -= g_sigma * (b * dx + c * dy)
+        g_a += 0.5 * g_sigma * dx * dx
+        g_b += g_sigma * dx * dy
+        g_c += 0.5 * g_sigma * dy * dy
+        g_o += g_alpha * vis if free else 0.0
         n_hit += 1 if ok else 0
+    out[0], out[1], out[2], out[3], out[4], out[5] = g_mx, g_my, g_a, g_b, g_c, g_o
+    out[6], out[7], out[8], out[9], out[10], out[11], out[12], out[13] = l0, l1, l2, l3, l4, l5, l6, l7
     return n_hit
 
 
-@_jit(numpy_errors=True)  # the lanes' division vectorises
+@_jit(numpy_errors=True, reassociate=True)  # the pixel loop's division and sums vectorise
 def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, out_trans, out_stop,
-                   grad_feat, grad_alpha, xs, pix, stop, wbuf, extra, lanes, grads):
+                   grad_feat, grad_alpha, pix, stop, out, grads):
     """Walk tile ``t``'s list back to front, adding each Gaussian's gradient into ``grads``
-    (scratch: ``pix`` and ``lanes`` as :func:`_backward_lanes` reads them, ``stop``, ``xs``, ``wbuf``, ``extra``)."""
+    (scratch: ``pix`` and ``out`` as :func:`_gaussian_gradients` uses them, ``stop``)."""
     x0, y0, tw, th = _tile_bounds(t, tiles_x, width, height)
     start = offsets[t]
     n_feat = feats.shape[1]
@@ -414,7 +424,7 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pac
     last = 0
     pix[:] = 0.0
     for p in range(area):
-        pix[p] = 1.0  # lanes outside the image keep a finite division
+        pix[p] = 1.0  # pixels outside the image keep a finite division
     for py in range(th):
         for px in range(tw):
             p, q = py * TILE + px, (y0 + py) * width + x0 + px
@@ -424,40 +434,18 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pac
                 pix[(3 + d) * area + p] = grad_feat[q, d]
             stop[p] = out_stop[q]
             last = max(last, stop[p])
-    for j in range(TILE):
-        xs[j] = np.float32(x0 + j) + _HALF
-        extra[j] = 0.0
     for k in range(last - 1, -1, -1):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
         f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
-        cx0, cx1, ry0, ry1, lo, hi = _reach(r, packed, boxes, levels, x0, y0, tw, th)
-        for col in range(6 + n_feat):
-            for j in range(lo, hi):
-                lanes[col * TILE + j] = 0.0
-        touched = 0
-        for py in range(ry0, ry1):
-            row = (py - y0) * TILE
-            if n_feat > 4:  # dL/dfeatures . features past the fourth, then after the lanes their gradients
-                for jj in range(hi - lo):
-                    extra[np.uint64(lo + jj)] = 0.0
-                for d in range(4, n_feat):
-                    f, base = np.float64(feats[r, d]), np.uint64((3 + d) * area + row + lo)
-                    for jj in range(hi - lo):
-                        extra[np.uint64(lo + jj)] += pix[base + np.uint64(jj)] * f
-            touched += _backward_lanes(k, row, lo, hi - lo, xs, mx, np.float32(py) + _HALF - my, a, b, c, o, cx0, cx1,
-                                       pix, stop, wbuf, extra, lanes, f0, f1, f2, f3)
-            if n_feat > 4:
-                for d in range(4, n_feat):
-                    base, out = np.uint64((3 + d) * area + row + lo), np.uint64((6 + d) * TILE + lo)
-                    for jj in range(hi - lo):
-                        lanes[out + np.uint64(jj)] += wbuf[np.uint64(lo + jj)] * pix[base + np.uint64(jj)]
-        if touched:
+        f4 = f5 = f6 = f7 = 0.0
+        if n_feat > 4:
+            f4, f5, f6, f7 = np.float64(feats[r, 4]), np.float64(feats[r, 5]), np.float64(feats[r, 6]), np.float64(feats[r, 7])
+        cx0, cx1, ry0, ry1, _, _ = _reach(r, packed, boxes, levels, x0, y0, tw, th)
+        if ry1 > ry0 and _gaussian_gradients(k, (ry0 - y0) * TILE, (ry1 - y0) * TILE, x0, y0, mx, my, a, b, c, o, cx0, cx1,
+                                             pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out):
             for col in range(6 + n_feat):
-                total = 0.0
-                for j in range(lo, hi):
-                    total += lanes[col * TILE + j]
-                grads[r, col] += total
+                grads[r, col] += out[col]
 
 
 @_jit(parallel=True)
@@ -472,15 +460,12 @@ def _backward(offsets, ranks, boxes, levels, schedule, packed, feats, out_trans,
     n_threads = per_thread.shape[0]
     n_feat = feats.shape[1]
     for thread in numba.prange(n_threads):
-        xs = np.empty(TILE, np.float32)
-        pix = np.empty((3 + n_feat) * TILE * TILE, np.float64)
+        pix = np.empty((3 + MAX_FEATURES) * TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)
-        wbuf = np.empty(TILE, np.float64)
-        extra = np.empty(TILE, np.float64)
-        lanes = np.empty((6 + n_feat) * TILE, np.float64)
+        out = np.empty(6 + MAX_FEATURES, np.float64)
         for s in range(thread, n_tiles, n_threads):
             _backward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, out_trans,
-                           out_stop, grad_feat, grad_alpha, xs, pix, stop, wbuf, extra, lanes, per_thread[thread])
+                           out_stop, grad_feat, grad_alpha, pix, stop, out, per_thread[thread])
 
 
 def _schedule(offsets: np.ndarray) -> np.ndarray:
