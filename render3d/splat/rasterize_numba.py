@@ -18,17 +18,17 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    (a CSR layout: ``offsets``, ``ranks``).
 2. **Forward** (:func:`_forward`, ``prange`` over threads). Tiles are dealt to threads by
    decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
-   Gaussian-major: for each Gaussian of the list, the rows of the tile its ellipse reaches
-   (:func:`_reach`) are composited eight or sixteen pixels at a time
-   (:func:`_composite_lanes`), against per-pixel float64 transmittance and feature sums.
-   The lane loop is branch-free, so LLVM vectorises it (AVX2 / AVX-512 where the CPU has
-   them): ``exp`` is a polynomial (:func:`_exp_neg`, float64, within 2e-8 of the true
-   value) where a libm call would keep it scalar, ``sigma`` is the reference's float32
-   expression, and indices are unsigned (numba's negative-index wraparound blocks
-   vectorising). A pixel that terminates records how far down the list it got (``stop``;
-   its transmittance is kept with the sign flipped, so one load tells both); the tile ends
-   early once all its pixels stopped. Outputs per pixel: features, alpha, final
-   transmittance (float64) and ``stop``.
+   Gaussian-major: for each Gaussian of the list, one loop runs over the whole 16-pixel
+   rows of the tile its ellipse reaches (:func:`_reach`, :func:`_composite_rows`), against
+   per-pixel float64 transmittance and feature sums. The loop is branch-free, so LLVM
+   vectorises it (AVX2 / AVX-512 where the CPU has them): ``exp`` is a polynomial
+   (:func:`_exp_neg`) where a libm call would keep it scalar, ``sigma`` is the reference's
+   float32 expression (:func:`_pixel_alpha`), indices are unsigned (numba's negative-index
+   wraparound blocks vectorising) and the scratch arrays are flat with constant row
+   strides (so the compiler sees that the rows it writes do not overlap). A pixel that
+   terminates records how far down the list it got (``stop``; its transmittance is kept
+   with the sign flipped, so one load tells both); the tile ends early once all its pixels
+   stopped. Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
    largest ``stop``; for each Gaussian one vectorised loop runs over the whole 16-pixel rows
    it reaches, with the forward's alphas (:func:`_gaussian_gradients`). A pixel's
@@ -65,7 +65,6 @@ _ALPHA_MIN = np.float32(ALPHA_MIN)
 _ALPHA_MAX = np.float32(ALPHA_MAX)
 _COORD_LIMIT = np.float32(1e9)  # box bounds are clamped here before int conversion
 _NUM_PARAMS = 6  # x, y, conic a, b, c, opacity: also the gradient columns before the features
-LANES = TILE // 2  # a tile row is evaluated as one or two runs of this many pixels
 _ZERO = np.float32(0.0)
 _PIX1, _PIX2, _PIX3, _PIX4, _PIX5, _PIX6, _PIX7, _PIX8, _PIX9, _PIX10 = (np.uint64(TILE * TILE * row) for row in range(1, 11))  # flat scratch rows
 
@@ -216,10 +215,15 @@ def _exp_neg(sigma):
 
 
 @_jit(inline=True)
-def _sigma(xs, u, mx, dy, cdy, a, b):
-    """The reference's float32 ``0.5 (a dx^2 + c dy^2) + b dx dy`` at lane ``u`` (``cdy = c dy dy``), and ``dx``."""
-    dx = xs[u] - mx
-    return _HALF * (a * dx * dx + cdy) + b * dx * dy, dx
+def _pixel_alpha(p, x0, y0, mx, my, a, b, c, o):
+    """At tile pixel ``p`` (row-major in the tile at ``(x0, y0)``): ``dx``, ``dy``, the reference's
+    float32 ``sigma = 0.5 (a dx^2 + c dy^2) + b dx dy``, ``exp(-sigma)`` and ``o exp(-sigma)``
+    before the 0.999 clamp. The one place both passes compute them, so they see the same alphas."""
+    dx = np.float32(x0 + (p & (TILE - 1))) + _HALF - mx
+    dy = np.float32(y0 + (p >> _TILE_BITS)) + _HALF - my
+    sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
+    vis = _exp_neg(sigma)
+    return dx, dy, sigma, vis, o * vis
 
 
 @_jit()
@@ -236,8 +240,7 @@ def _reach(r, packed, boxes, levels, x0, y0, tw, th):
 
     Returns its tile-local box columns ``[cx0, cx1)``, the image rows ``[ry0, ry1)`` of its box
     that its ellipse reaches (``|dy| <= sqrt(2 a level / det)``; the whole box for conics that
-    are not positive definite) and the lanes ``[lo, hi)`` the kernels evaluate per row: one
-    half of the tile row when the columns lie in it, else all 16.
+    are not positive definite).
     """
     mx, my, a, b, c = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4]
     cx0, cx1 = max(boxes[r, 0], x0) - x0, min(boxes[r, 1], x0 + tw) - x0
@@ -247,35 +250,32 @@ def _reach(r, packed, boxes, levels, x0, y0, tw, th):
         reach = math.sqrt(2.0 * np.float64(a) * levels[r] / det) * (1.0 + 1e-6) + 1e-6
         ry0 = max(ry0, math.ceil(max(np.float64(my) - 0.5 - reach, -1e9)))
         ry1 = min(ry1, math.floor(min(np.float64(my) - 0.5 + reach, 1e9)) + 1)
-    lo = 0 if cx0 < LANES else LANES
-    hi = TILE if cx1 > LANES else LANES
-    return cx0, cx1, ry0, ry1, lo, hi
+    return cx0, cx1, ry0, ry1
 
 
 @_jit(inline=True)
-def _composite_lanes(k, row, lo, n, xs, mx, dy, a, b, c, o, cx0, cx1, pix, stop, wbuf, f0, f1, f2, f3):
-    """Composite Gaussian ``k`` of the list into lanes ``lo .. lo + n`` of one tile row (``row``: its first pixel).
+def _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3):
+    """Composite Gaussian ``k`` of the list into tile pixels ``p0 .. p1`` (whole rows; box columns ``[cx0, cx1)``).
 
     ``pix`` (flat, 256 per row): transmittance (row 0; negative once a pixel stopped) and
-    feature sums (rows 1..). Branch-free per lane so the compiler vectorises it; ``n`` is a runtime count (a
-    constant trip count is unrolled instead). ``wbuf`` gets each lane's blending weight (0
-    where it skipped). Returns how many lanes stopped here and how many composited.
+    feature sums (rows 1..). One loop over the pixels, branch-free so the compiler
+    vectorises it. ``weights`` gets each pixel's blending weight (0 where it skipped).
+    Returns how many pixels stopped here and how many composited.
     """
     n_done = 0
     n_hit = 0
-    cdy = c * dy * dy
-    for jj in range(n):
-        j = lo + jj
-        u, i = np.uint64(j), np.uint64(row + j)  # unsigned: no negative-index wraparound, which blocks vectorising
-        sigma, _ = _sigma(xs, u, mx, dy, cdy, a, b)
-        alpha = min(_ALPHA_MAX, o * _exp_neg(sigma))
+    for p in range(p0, p1):
+        i = np.uint64(p)  # unsigned: no negative-index wraparound, which blocks vectorising
+        col = p & (TILE - 1)
+        _, _, sigma, _, raw = _pixel_alpha(p, x0, y0, mx, my, a, b, c, o)
+        alpha = min(_ALPHA_MAX, raw)
         t_now = pix[i]
-        ok = (j >= cx0) & (j < cx1) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN) & (t_now > 0.0)
+        ok = (col >= cx0) & (col < cx1) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN) & (t_now > 0.0)
         t_next = t_now * (1.0 - np.float64(alpha))
         end = ok & (t_next <= TRANSMITTANCE_MIN)
         live = ok & (t_next > TRANSMITTANCE_MIN)
         w = alpha * t_now if live else 0.0
-        wbuf[u] = w
+        weights[i] = w
         pix[i + _PIX1] += w * f0
         pix[i + _PIX2] += w * f1
         pix[i + _PIX3] += w * f2
@@ -287,20 +287,10 @@ def _composite_lanes(k, row, lo, n, xs, mx, dy, a, b, c, o, cx0, cx1, pix, stop,
     return n_done, n_hit
 
 
-@_jit(inline=True)
-def _add_weighted(pix, first, row, lo, n, wbuf, feats, r, channels):
-    """Row ``first + d`` of the flat ``pix``, at lanes ``lo .. lo + n`` of tile row ``row``, gets
-    ``wbuf[lane] * feats[r, 4 + d]`` for ``d < channels``: the features past the fourth."""
-    for d in range(channels):
-        f, base = np.float64(feats[r, 4 + d]), np.uint64((first + d) * TILE * TILE + row + lo)
-        for jj in range(n):
-            pix[base + np.uint64(jj)] += wbuf[np.uint64(lo + jj)] * f
-
-
-@_jit(numpy_errors=True)
-def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, xs, pix, stop, wbuf,
+@_jit()
+def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, pix, stop, weights,
                   out_feat, out_alpha, out_trans, out_stop):
-    """Composite tile ``t`` front to back (scratch: ``pix`` as :func:`_composite_lanes` reads it, ``stop``, ``xs``, ``wbuf``).
+    """Composite tile ``t`` front to back (scratch: ``pix``, ``stop`` and ``weights`` as :func:`_composite_rows` uses them).
 
     A stopped pixel keeps its transmittance with the sign flipped, so one load tells both.
     """
@@ -312,21 +302,20 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pack
         pix[p] = 1.0
         stop[p] = count  # list entries a pixel composited before stopping (count: never stopped)
     pix[area:] = 0.0
-    for j in range(TILE):
-        xs[j] = np.float32(x0 + j) + _HALF
     n_done = 0
     for k in range(count):
         r = ranks[start + k]
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
         f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
-        cx0, cx1, ry0, ry1, lo, hi = _reach(r, packed, boxes, levels, x0, y0, tw, th)
-        for py in range(ry0, ry1):
-            row = (py - y0) * TILE
-            done, hit = _composite_lanes(k, row, lo, hi - lo, xs, mx, np.float32(py) + _HALF - my, a, b, c, o, cx0, cx1,
-                                         pix, stop, wbuf, f0, f1, f2, f3)
-            n_done += done
-            if hit and n_feat > 4:
-                _add_weighted(pix, 5, row, lo, hi - lo, wbuf, feats, r, n_feat - 4)
+        cx0, cx1, ry0, ry1 = _reach(r, packed, boxes, levels, x0, y0, tw, th)
+        p0, p1 = (ry0 - y0) * TILE, (ry1 - y0) * TILE
+        done, hit = _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3)
+        n_done += done
+        if hit and n_feat > 4:  # the features past the fourth
+            for d in range(4, n_feat):
+                f, base = np.float64(feats[r, d]), np.uint64((1 + d) * area)
+                for p in range(p0, p1):
+                    pix[base + np.uint64(p)] += weights[np.uint64(p)] * f
         if n_done == tw * th:
             break
     for py in range(th):
@@ -346,13 +335,12 @@ def _forward(offsets, ranks, boxes, levels, schedule, packed, feats, width, heig
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     for thread in numba.prange(n_threads):
-        xs = np.empty(TILE, np.float32)
         pix = np.empty((1 + feats.shape[1]) * TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)
-        wbuf = np.empty(TILE, np.float64)
+        weights = np.empty(TILE * TILE, np.float64)
         for s in range(thread, n_tiles, n_threads):
             _forward_tile(schedule[s], tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats,
-                          xs, pix, stop, wbuf, out_feat, out_alpha, out_trans, out_stop)
+                          pix, stop, weights, out_feat, out_alpha, out_trans, out_stop)
 
 
 @_jit(inline=True)
@@ -373,11 +361,7 @@ def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, st
     for p in range(p0, p1):
         i = np.uint64(p)  # unsigned: no negative-index wraparound, which blocks vectorising
         col = p & (TILE - 1)
-        dx = np.float32(x0 + col) + _HALF - mx
-        dy = np.float32(y0 + (p >> _TILE_BITS)) + _HALF - my
-        sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
-        vis = _exp_neg(sigma)
-        raw = o * vis
+        dx, dy, sigma, vis, raw = _pixel_alpha(p, x0, y0, mx, my, a, b, c, o)
         alpha = min(_ALPHA_MAX, raw)
         ok = (col >= cx0) & (col < cx1) & (k < stop[i]) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN)
         inv_keep = 1.0 / (1.0 - np.float64(alpha))
@@ -441,7 +425,7 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pac
         f4 = f5 = f6 = f7 = 0.0
         if n_feat > 4:
             f4, f5, f6, f7 = np.float64(feats[r, 4]), np.float64(feats[r, 5]), np.float64(feats[r, 6]), np.float64(feats[r, 7])
-        cx0, cx1, ry0, ry1, _, _ = _reach(r, packed, boxes, levels, x0, y0, tw, th)
+        cx0, cx1, ry0, ry1 = _reach(r, packed, boxes, levels, x0, y0, tw, th)
         if ry1 > ry0 and _gaussian_gradients(k, (ry0 - y0) * TILE, (ry1 - y0) * TILE, x0, y0, mx, my, a, b, c, o, cx0, cx1,
                                              pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out):
             for col in range(6 + n_feat):
