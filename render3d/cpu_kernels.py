@@ -51,11 +51,14 @@ def njit(parallel: bool = False, inline: bool = False, numpy_errors: bool = Fals
     gives inf or nan instead of raising), which lets the compiler vectorise loops that divide.
     ``reassociate`` lets it reorder floating-point sums (LLVM's ``reassoc`` flag alone), so
     loops that accumulate sums vectorise; results stay the same run to run for one build.
+    Every kernel releases the GIL while it runs (it touches only its arrays, and
+    :data:`KERNEL_LOCK` serialises launches), so the viewer's server threads and a browser
+    driver in the same process keep running during a render.
     """
     import numba
 
     options = {"parallel": parallel, "fastmath": {"reassoc"} if reassociate else False, "inline": "always" if inline else "never",
-               "error_model": "numpy" if numpy_errors else "python"}
+               "error_model": "numpy" if numpy_errors else "python", "nogil": True}
 
     def wrap(fn: Callable[..., Any]) -> Any:
         try:
