@@ -18,9 +18,10 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    (a CSR layout: ``offsets``, ``ranks``).
 2. **Forward** (:func:`_forward`, ``prange`` over threads). Tiles are dealt to threads by
    decreasing list length (a deterministic, balanced schedule). Within a tile the loop is
-   Gaussian-major: for each Gaussian of the list, one loop runs over the whole 16-pixel
-   rows of the tile its ellipse reaches (:func:`_reach`, :func:`_composite_rows`), against
-   per-pixel float64 transmittance and feature sums. The loop is branch-free, so LLVM
+   Gaussian-major: for each Gaussian of the list, one loop runs over the rows its ellipse
+   reaches (:func:`_reach`) in each 8-pixel-wide column block of the tile its box touches
+   (the scratch holds a tile block by block, :func:`_slot`, so that is one run of slots;
+   :func:`_composite_run`), against per-pixel float64 transmittance and feature sums. The loop is branch-free, so LLVM
    vectorises it (AVX2 / AVX-512 where the CPU has them): ``exp`` is a polynomial
    (:func:`_exp_neg`) where a libm call would keep it scalar, ``sigma`` is the reference's
    float32 expression (:func:`_pixel_alpha`), indices are unsigned (numba's negative-index
@@ -30,8 +31,8 @@ Layout (gsplat's CUDA design, adapted to a few CPU threads):
    with the sign flipped, so one load tells both); the tile ends early once all its pixels
    stopped. Outputs per pixel: features, alpha, final transmittance (float64) and ``stop``.
 3. **Backward** (:func:`_backward`). Each tile walks its list back to front from its
-   largest ``stop``; for each Gaussian one vectorised loop runs over the whole 16-pixel rows
-   it reaches, with the forward's alphas (:func:`_gaussian_gradients`). A pixel's
+   largest ``stop``; for each Gaussian one vectorised loop runs over the same runs of slots,
+   with the forward's alphas (:func:`_gaussian_gradients`). A pixel's
    transmittance before each Gaussian is recovered from the final one by division
    (``T_i = T_{i+1} / (1 - alpha_i)``, float64), and a running sum of the later Gaussians'
    ``dL/dweight * weight`` gives ``dL/dalpha``. Gradients of one (tile, Gaussian) are
@@ -59,6 +60,9 @@ from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_M
 
 TILE = 16
 _TILE_BITS = 4  # TILE == 1 << _TILE_BITS
+_BLOCK_BITS = 3  # the kernels' scratch holds a tile as column blocks this many bits wide (see _slot)
+_BLOCK = 1 << _BLOCK_BITS
+_BLOCK_SLOTS_BITS = _BLOCK_BITS + _TILE_BITS  # a block's slots: TILE rows of _BLOCK pixels
 # float32 constants so kernel arithmetic stays in float32 like the torch reference
 _HALF = np.float32(0.5)
 _ALPHA_MIN = np.float32(ALPHA_MIN)
@@ -215,12 +219,34 @@ def _exp_neg(sigma):
 
 
 @_jit(inline=True)
-def _pixel_alpha(p, x0, y0, mx, my, a, b, c, o):
-    """At tile pixel ``p`` (row-major in the tile at ``(x0, y0)``): ``dx``, ``dy``, the reference's
+def _slot(row, col):
+    """Scratch slot of tile pixel ``(row, col)``. The kernels' per-pixel scratch holds a tile as
+    8-pixel-wide column blocks, each row by row, so the rows of one block that a Gaussian
+    reaches are one run of consecutive slots: one vectorised loop, and a small Gaussian
+    pays for 8 pixels per row, not 16."""
+    return ((col >> _BLOCK_BITS) << _BLOCK_SLOTS_BITS) | (row << _BLOCK_BITS) | (col & (_BLOCK - 1))
+
+
+@_jit(inline=True)
+def _slot_pixel(p):
+    """Tile row and column of scratch slot ``p`` (the inverse of :func:`_slot`)."""
+    return (p >> _BLOCK_BITS) & (TILE - 1), ((p >> _BLOCK_SLOTS_BITS) << _BLOCK_BITS) | (p & (_BLOCK - 1))
+
+
+@_jit(inline=True)
+def _block_runs(cx0, cx1, ry0, ry1):
+    """The column blocks ``[first, last)`` that tile-local columns ``[cx0, cx1)`` touch, and the
+    slot offsets ``[s0, s1)`` of tile-local rows ``[ry0, ry1)`` within each block."""
+    return cx0 >> _BLOCK_BITS, ((cx1 - 1) >> _BLOCK_BITS) + 1, ry0 << _BLOCK_BITS, ry1 << _BLOCK_BITS
+
+
+@_jit(inline=True)
+def _pixel_alpha(row, col, x0, y0, mx, my, a, b, c, o):
+    """At tile pixel ``(row, col)`` of the tile at ``(x0, y0)``: ``dx``, ``dy``, the reference's
     float32 ``sigma = 0.5 (a dx^2 + c dy^2) + b dx dy``, ``exp(-sigma)`` and ``o exp(-sigma)``
     before the 0.999 clamp. The one place both passes compute them, so they see the same alphas."""
-    dx = np.float32(x0 + (p & (TILE - 1))) + _HALF - mx
-    dy = np.float32(y0 + (p >> _TILE_BITS)) + _HALF - my
+    dx = np.float32(x0 + col) + _HALF - mx
+    dy = np.float32(y0 + row) + _HALF - my
     sigma = _HALF * (a * dx * dx + c * dy * dy) + b * dx * dy
     vis = _exp_neg(sigma)
     return dx, dy, sigma, vis, o * vis
@@ -254,11 +280,12 @@ def _reach(r, packed, boxes, levels, x0, y0, tw, th):
 
 
 @_jit(inline=True)
-def _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3):
-    """Composite Gaussian ``k`` of the list into tile pixels ``p0 .. p1`` (whole rows; box columns ``[cx0, cx1)``).
+def _composite_run(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3):
+    """Composite Gaussian ``k`` of the list into scratch slots ``p0 .. p1`` (a run of one column
+    block, :func:`_slot`; its box columns are ``[cx0, cx1)``).
 
     ``pix`` (flat, 256 per row): transmittance (row 0; negative once a pixel stopped) and
-    feature sums (rows 1..). One loop over the pixels, branch-free so the compiler
+    feature sums (rows 1..). One loop over the slots, branch-free so the compiler
     vectorises it. ``weights`` gets each pixel's blending weight (0 where it skipped).
     Returns how many pixels stopped here and how many composited.
     """
@@ -266,8 +293,8 @@ def _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, 
     n_hit = 0
     for p in range(p0, p1):
         i = np.uint64(p)  # unsigned: no negative-index wraparound, which blocks vectorising
-        col = p & (TILE - 1)
-        _, _, sigma, _, raw = _pixel_alpha(p, x0, y0, mx, my, a, b, c, o)
+        row, col = _slot_pixel(p)
+        _, _, sigma, _, raw = _pixel_alpha(row, col, x0, y0, mx, my, a, b, c, o)
         alpha = min(_ALPHA_MAX, raw)
         t_now = pix[i]
         ok = (col >= cx0) & (col < cx1) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN) & (t_now > 0.0)
@@ -290,7 +317,7 @@ def _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, 
 @_jit()
 def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, packed, feats, pix, stop, weights,
                   out_feat, out_alpha, out_trans, out_stop):
-    """Composite tile ``t`` front to back (scratch: ``pix``, ``stop`` and ``weights`` as :func:`_composite_rows` uses them).
+    """Composite tile ``t`` front to back (scratch: ``pix``, ``stop`` and ``weights`` as :func:`_composite_run` uses them).
 
     A stopped pixel keeps its transmittance with the sign flipped, so one load tells both.
     """
@@ -308,19 +335,21 @@ def _forward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pack
         mx, my, a, b, c, o = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5]
         f0, f1, f2, f3 = np.float64(feats[r, 0]), np.float64(feats[r, 1]), np.float64(feats[r, 2]), np.float64(feats[r, 3])
         cx0, cx1, ry0, ry1 = _reach(r, packed, boxes, levels, x0, y0, tw, th)
-        p0, p1 = (ry0 - y0) * TILE, (ry1 - y0) * TILE
-        done, hit = _composite_rows(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3)
-        n_done += done
-        if hit and n_feat > 4:  # the features past the fourth
-            for d in range(4, n_feat):
-                f, base = np.float64(feats[r, d]), np.uint64((1 + d) * area)
-                for p in range(p0, p1):
-                    pix[base + np.uint64(p)] += weights[np.uint64(p)] * f
+        first, last, s0, s1 = _block_runs(cx0, cx1, ry0 - y0, ry1 - y0)
+        for block in range(first, last):
+            p0, p1 = (block << _BLOCK_SLOTS_BITS) + s0, (block << _BLOCK_SLOTS_BITS) + s1
+            done, hit = _composite_run(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, weights, f0, f1, f2, f3)
+            n_done += done
+            if hit and n_feat > 4:  # the features past the fourth
+                for d in range(4, n_feat):
+                    f, base = np.float64(feats[r, d]), np.uint64((1 + d) * area)
+                    for p in range(p0, p1):
+                        pix[base + np.uint64(p)] += weights[np.uint64(p)] * f
         if n_done == tw * th:
             break
     for py in range(th):
         for px in range(tw):
-            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            p, q = _slot(py, px), (y0 + py) * width + x0 + px
             for d in range(n_feat):
                 out_feat[q, d] = pix[(1 + d) * area + p]
             out_alpha[q] = 1.0 - abs(pix[p])
@@ -345,13 +374,13 @@ def _forward(offsets, ranks, boxes, levels, schedule, packed, feats, width, heig
 
 @_jit(inline=True)
 def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out):
-    """Gradients of one Gaussian (list entry ``k``) over tile pixels ``p0 .. p1`` (whole rows),
-    written to ``out``: means2d (2), conics (3), opacity, features (8).
+    """Gradients of one Gaussian (list entry ``k``) over scratch slots ``p0 .. p1`` (a run of one
+    column block, :func:`_slot`), added to ``out``: means2d (2), conics (3), opacity, features (8).
 
     ``pix`` (flat, 256 per row): transmittance behind (row 0; becomes the one in front of
     this Gaussian), ``sum dL/dweight * weight`` of the later Gaussians (1), ``dL/dalpha``
     (2) and ``dL/dfeatures`` (3..10, zeros past the image's channels). One loop over the
-    rows' pixels, branch-free, with the sums reassociated, so the compiler vectorises it; the
+    slots, branch-free, with the sums reassociated, so the compiler vectorises it; the
     flat scratch rows have constant strides, so it sees that they do not overlap. Returns
     how many pixels the Gaussian touched.
     """
@@ -360,8 +389,8 @@ def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, st
     l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0.0
     for p in range(p0, p1):
         i = np.uint64(p)  # unsigned: no negative-index wraparound, which blocks vectorising
-        col = p & (TILE - 1)
-        dx, dy, sigma, vis, raw = _pixel_alpha(p, x0, y0, mx, my, a, b, c, o)
+        row, col = _slot_pixel(p)
+        dx, dy, sigma, vis, raw = _pixel_alpha(row, col, x0, y0, mx, my, a, b, c, o)
         alpha = min(_ALPHA_MAX, raw)
         ok = (col >= cx0) & (col < cx1) & (k < stop[i]) & (sigma >= _ZERO) & (alpha >= _ALPHA_MIN)
         inv_keep = 1.0 / (1.0 - np.float64(alpha))
@@ -391,8 +420,20 @@ def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, st
         g_c += 0.5 * g_sigma * dy * dy
         g_o += g_alpha * vis if free else 0.0
         n_hit += 1 if ok else 0
-    out[0], out[1], out[2], out[3], out[4], out[5] = g_mx, g_my, g_a, g_b, g_c, g_o
-    out[6], out[7], out[8], out[9], out[10], out[11], out[12], out[13] = l0, l1, l2, l3, l4, l5, l6, l7
+    out[0] += g_mx
+    out[1] += g_my
+    out[2] += g_a
+    out[3] += g_b
+    out[4] += g_c
+    out[5] += g_o
+    out[6] += l0
+    out[7] += l1
+    out[8] += l2
+    out[9] += l3
+    out[10] += l4
+    out[11] += l5
+    out[12] += l6
+    out[13] += l7
     return n_hit
 
 
@@ -411,7 +452,7 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pac
         pix[p] = 1.0  # pixels outside the image keep a finite division
     for py in range(th):
         for px in range(tw):
-            p, q = py * TILE + px, (y0 + py) * width + x0 + px
+            p, q = _slot(py, px), (y0 + py) * width + x0 + px
             pix[p] = out_trans[q]
             pix[2 * area + p] = grad_alpha[q]
             for d in range(n_feat):
@@ -426,8 +467,14 @@ def _backward_tile(t, tiles_x, width, height, offsets, ranks, boxes, levels, pac
         if n_feat > 4:
             f4, f5, f6, f7 = np.float64(feats[r, 4]), np.float64(feats[r, 5]), np.float64(feats[r, 6]), np.float64(feats[r, 7])
         cx0, cx1, ry0, ry1 = _reach(r, packed, boxes, levels, x0, y0, tw, th)
-        if ry1 > ry0 and _gaussian_gradients(k, (ry0 - y0) * TILE, (ry1 - y0) * TILE, x0, y0, mx, my, a, b, c, o, cx0, cx1,
-                                             pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out):
+        first, last, s0, s1 = _block_runs(cx0, cx1, ry0 - y0, ry1 - y0)
+        out[:] = 0.0
+        touched = 0
+        for block in range(first, last):
+            base = block << _BLOCK_SLOTS_BITS
+            touched += _gaussian_gradients(k, base + s0, base + s1, x0, y0, mx, my, a, b, c, o, cx0, cx1,
+                                           pix, stop, f0, f1, f2, f3, f4, f5, f6, f7, out)
+        if touched:
             for col in range(6 + n_feat):
                 grads[r, col] += out[col]
 
