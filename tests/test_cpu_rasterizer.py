@@ -120,6 +120,56 @@ def test_the_depth_order_is_a_stable_argsort():
     assert len(_depth_order(keys[:0].numpy())) == 0
 
 
+def test_the_vectorised_exp_is_as_accurate_as_documented():
+    """The kernels' polynomial exp(-sigma) (no libm call, so the pixel loops vectorise): within
+    5e-9 of the true value wherever alpha can reach 1/255 (sigma <= 5.6), within 7e-6 up to 12,
+    and under 1/255 from there on for every opacity."""
+    import numba
+    import numpy as np
+
+    from render3d.splat.rasterize_numba import _exp_neg
+
+    @numba.njit
+    def exp_neg(s):
+        return _exp_neg(s)
+
+    sigma = np.linspace(0.0, 20.0, 40001).astype(np.float32)
+    got = np.array([exp_neg(s) for s in sigma], np.float64)
+    want = np.exp(-sigma.astype(np.float64))
+    relative = np.abs(got / want - 1)
+    assert relative[sigma <= 5.6].max() < 5e-9 + 6e-8  # plus float32's own rounding of the result
+    assert relative[sigma <= 12.0].max() < 7e-6 + 6e-8
+    assert got[sigma > 12.0].max() < 1 / 255
+
+
+def test_scratch_slots_cover_a_tile_once_in_column_blocks():
+    """The kernels hold a tile as 8-pixel-wide column blocks: slot and pixel map both ways, and a
+    block's rows are consecutive slots."""
+    import numba
+
+    from render3d.splat.rasterize_numba import _block_runs, _slot, _slot_pixel
+
+    @numba.njit
+    def slot(row, col):
+        return _slot(row, col)
+
+    @numba.njit
+    def pixel(p):
+        return _slot_pixel(p)
+
+    @numba.njit
+    def runs(cx0, cx1, ry0, ry1):
+        return _block_runs(cx0, cx1, ry0, ry1)
+
+    slots = [slot(row, col) for row in range(TILE) for col in range(TILE)]
+    assert sorted(slots) == list(range(TILE * TILE))
+    assert all(pixel(slot(row, col)) == (row, col) for row in range(TILE) for col in range(TILE))
+    first, last, s0, s1 = runs(3, 6, 2, 5)  # columns 3-5 lie in block 0
+    assert (first, last) == (0, 1) and [pixel(p) for p in range(s0, s1)] == [(r, c) for r in range(2, 5) for c in range(8)]
+    first, last, s0, s1 = runs(7, 9, 0, 1)  # columns 7-8 straddle both blocks
+    assert (first, last) == (0, 2)
+
+
 def test_nothing_drawable_gives_zeros_and_zero_gradients():
     means2d = torch.tensor([[-50.0, -50.0], [5.0, 5.0]], requires_grad=True)
     conics = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
