@@ -9,7 +9,8 @@ CPU tensors; ``RENDER3D_CPU_KERNELS=0`` in the environment forces the torch rast
 Layout (gsplat's CUDA design, adapted to a few CPU threads):
 
 1. **Binning** (:func:`_bin_tiles`, serial, ``O(N + intersections)``). The drawable
-   Gaussians are gathered in depth order into a packed ``[M, 6]`` array
+   Gaussians are gathered in depth order (:func:`_prepare`, one compiled pass with a radix
+   sort) into a packed ``[M, 6]`` array
    ``(x, y, conic a, b, c, opacity)``; a Gaussian's *rank* is its row there. Each rank
    gets the pixel box of its ``alpha >= 1/255`` ellipse (exactly the reference's box) and
    is appended to the list of every 16x16 tile of the box that the ellipse itself reaches
@@ -56,7 +57,7 @@ from torch import Tensor
 from render3d.cpu_kernels import KERNEL_LOCK
 from render3d.cpu_kernels import njit as _jit
 from render3d.splat.rasterize_cpu import MAX_FEATURES
-from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN, drawable
+from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 
 TILE = 16
 _TILE_BITS = 4  # TILE == 1 << _TILE_BITS
@@ -131,6 +132,45 @@ def _depth_order(keys):
             starts[digit] += 1
         order, spare = spare, order
     return order
+
+
+@_jit()
+def _prepare(means2d, conics, opacities, depths, radii, feats, feat_width):
+    """The drawable Gaussians in depth order, gathered for the kernels (what :func:`~render3d.splat.rasterize_pairs.drawable` and a
+    stable argsort of the depths give, in one pass instead of a dozen small torch ops).
+
+    Returns ``ranked [M]`` (rank -> Gaussian id), ``packed [M, 6]`` (x, y, conic a, b, c,
+    opacity), the features zero-padded to ``feat_width`` columns, and the box half-widths
+    ``[M, 2]`` of :func:`render3d.splat.rasterize_pairs.alpha_extent` clipped by the radii,
+    in the same float32 arithmetic.
+    """
+    n = means2d.shape[0]
+    keep = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if radii[i, 0] > 0 and radii[i, 1] > 0 and opacities[i] >= _ALPHA_MIN:
+            keep[m] = i
+            m += 1
+    keys = np.empty(m, np.float32)
+    for j in range(m):
+        keys[j] = depths[keep[j]]
+    order = _depth_order(keys)
+    ranked = np.empty(m, np.int64)
+    packed = np.empty((m, _NUM_PARAMS), np.float32)
+    features = np.zeros((m, feat_width), np.float32)
+    extent = np.empty((m, 2), np.float32)
+    for r in range(m):
+        i = keep[order[r]]
+        ranked[r] = i
+        a, b, c, o = conics[i, 0], conics[i, 1], conics[i, 2], opacities[i]
+        packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4], packed[r, 5] = means2d[i, 0], means2d[i, 1], a, b, c, o
+        for d in range(feats.shape[1]):
+            features[r, d] = feats[i, d]
+        det = max(a * c - b * b, np.float32(1e-12))
+        level = np.float32(2.0) * np.float32(math.log(max(np.float32(255.0) * o, np.float32(1.0))))
+        extent[r, 0] = min(np.float32(math.sqrt(level * (c / det))), np.float32(radii[i, 0]))
+        extent[r, 1] = min(np.float32(math.sqrt(level * (a / det))), np.float32(radii[i, 1]))
+    return ranked, packed, features, extent
 
 
 def _levels(packed: np.ndarray) -> np.ndarray:
@@ -499,10 +539,28 @@ def _backward(offsets, ranks, boxes, levels, schedule, packed, feats, out_trans,
                            out_stop, grad_feat, grad_alpha, pix, stop, out, per_thread[thread])
 
 
-def _schedule(offsets: np.ndarray) -> np.ndarray:
+@_jit()
+def _schedule(offsets):
     """Tiles by decreasing list length (ties by index): the kernels deal them round-robin to threads."""
-    lengths = torch.from_numpy(np.diff(offsets))
-    return torch.argsort(lengths, descending=True, stable=True).numpy()
+    n_tiles = offsets.shape[0] - 1
+    keys = np.empty(n_tiles, np.float32)  # exact: lists are far shorter than 2^24
+    for t in range(n_tiles):
+        keys[t] = -np.float32(offsets[t + 1] - offsets[t])
+    return _depth_order(keys)
+
+
+@_jit()
+def _gradients_by_id(per_thread, ranked, n, columns):
+    """``[n, columns]`` float32: the threads' gradient rows summed (in thread order) and put back
+    from ranks to Gaussian ids; zeros for Gaussians that were not drawn."""
+    out = np.zeros((n, columns), np.float32)
+    for r in range(ranked.shape[0]):
+        for j in range(columns):
+            total = np.float32(0.0)
+            for thread in range(per_thread.shape[0]):
+                total += per_thread[thread, r, j]
+            out[ranked[r], j] = total
+    return out
 
 
 def _numpy(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
@@ -527,15 +585,13 @@ class _RasterizeTiles(torch.autograd.Function):
     def forward(ctx, means2d: Tensor, conics: Tensor, feats: Tensor, opacities: Tensor,  # type: ignore[override]
                 depths: Tensor, radii: Tensor, width: int, height: int):
         with torch.no_grad():
-            visible, extent = drawable(conics, opacities, radii)
-            ranked = visible.nonzero().squeeze(-1)
-            ranked = ranked[torch.from_numpy(_depth_order(_numpy(depths[ranked])))]  # rank -> Gaussian id
-            packed = _numpy(torch.cat([means2d, conics, opacities[:, None]], dim=-1)[ranked])
-            feats_ranked = _padded(feats[ranked])
             n_threads = numba.get_num_threads()
             with KERNEL_LOCK:
+                ranked, packed, feats_ranked, extent = _prepare(
+                    _numpy(means2d), _numpy(conics), _numpy(opacities), _numpy(depths), radii.detach().contiguous().numpy(),
+                    _numpy(feats), 4 if feats.shape[1] <= 4 else MAX_FEATURES)
                 levels = _levels(packed)
-                boxes, offsets, ranks = _bin_tiles(packed, levels, _numpy(extent[ranked]), width, height)
+                boxes, offsets, ranks = _bin_tiles(packed, levels, extent, width, height)
                 schedule = _schedule(offsets)
                 out_feat = np.zeros((height * width, feats_ranked.shape[1]), np.float32)
                 out_alpha = np.zeros(height * width, np.float32)
@@ -557,8 +613,7 @@ class _RasterizeTiles(torch.autograd.Function):
         with KERNEL_LOCK:
             _backward(*ctx.lists, _padded(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
                       width, height, per_thread)
-        grads = torch.from_numpy(per_thread).sum(dim=0)[:, : _NUM_PARAMS + ctx.n_feat]
-        full = grads.new_zeros(ctx.num, grads.shape[1]).index_copy_(0, ctx.ranked, grads)
+            full = torch.from_numpy(_gradients_by_id(per_thread, ctx.ranked, ctx.num, _NUM_PARAMS + ctx.n_feat))
         g_means, g_conics, g_opac, g_feats = full.split([2, 3, 1, ctx.n_feat], dim=-1)
         return g_means, g_conics, g_feats, g_opac.squeeze(-1), None, None, None, None
 
