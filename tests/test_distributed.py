@@ -60,7 +60,10 @@ def test_two_processes_with_batch_1_train_what_one_process_with_batch_2_trains(t
     assert a["means"].shape == b["means"].shape and len(a["means"]) != 1500  # densified, to the same count
     for name in a:  # Adam turns rounding-level differences of near-zero gradients into steps of up to lr:
         diff = (a[name] - b[name]).abs().flatten()  # a handful of parameters differ more than the rest
-        assert diff.quantile(0.999) < 5e-3 and diff.max() < 0.05, (name, diff.max())
+        # (the 0.999 quantile of the opacities' differences: 2.4e-3 with the scalar CPU kernels, 6.3e-3 with
+        # the vectorised ones: their exact per-pixel alphas change the training path, and with it which
+        # near-zero gradients Adam amplifies; the same Gaussian count and PSNR are asserted below)
+        assert diff.quantile(0.999) < 1e-2 and diff.max() < 0.05, (name, diff.max())
     m1, m2 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
     assert m2["world_size"] == 2 and m1["world_size"] == 1
     assert abs(m1["psnr"] - m2["psnr"]) < 0.01
