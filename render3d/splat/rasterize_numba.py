@@ -324,7 +324,7 @@ def _composite_run(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, stop, w
     """Composite Gaussian ``k`` of the list into scratch slots ``p0 .. p1`` (a run of one column
     block, :func:`_slot`; its box columns are ``[cx0, cx1)``).
 
-    ``pix`` (flat, 256 per row): transmittance (row 0; negative once a pixel stopped) and
+    ``pix`` (flat, 256 slots per quantity): transmittance (row 0; negative once a pixel stopped) and
     feature sums (rows 1..). One loop over the slots, branch-free so the compiler
     vectorises it. ``weights`` gets each pixel's blending weight (0 where it skipped).
     Returns how many pixels stopped here and how many composited.
@@ -417,7 +417,7 @@ def _gaussian_gradients(k, p0, p1, x0, y0, mx, my, a, b, c, o, cx0, cx1, pix, st
     """Gradients of one Gaussian (list entry ``k``) over scratch slots ``p0 .. p1`` (a run of one
     column block, :func:`_slot`), added to ``out``: means2d (2), conics (3), opacity, features (8).
 
-    ``pix`` (flat, 256 per row): transmittance behind (row 0; becomes the one in front of
+    ``pix`` (flat, 256 slots per quantity): transmittance behind (row 0; becomes the one in front of
     this Gaussian), ``sum dL/dweight * weight`` of the later Gaussians (1), ``dL/dalpha``
     (2) and ``dL/dfeatures`` (3..10, zeros past the image's channels). One loop over the
     slots, branch-free, with the sums reassociated, so the compiler vectorises it; the
