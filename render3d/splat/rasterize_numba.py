@@ -567,10 +567,15 @@ def _numpy(t: Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
     return t.detach().to(dtype).contiguous().numpy()
 
 
+def _kernel_width(channels: int) -> int:
+    """Feature columns the kernels take for ``channels`` (``<= MAX_FEATURES``): 4 or 8, zero-padded;
+    the forward's pixel loop holds four of them in scalars, the rest in a second pass."""
+    return 4 if channels <= 4 else MAX_FEATURES
+
+
 def _padded(t: Tensor) -> np.ndarray:
-    """``[..., D]`` as float32 numpy ``[..., 4]`` or ``[..., 8]`` (zeros after column ``D``; ``D <= MAX_FEATURES``):
-    the kernels hold one Gaussian's features in four or eight scalars."""
-    width = 4 if t.shape[-1] <= 4 else MAX_FEATURES
+    """``[..., D]`` as float32 numpy ``[..., _kernel_width(D)]`` (zeros after column ``D``)."""
+    width = _kernel_width(t.shape[-1])
     if t.shape[-1] == width:
         return _numpy(t)
     out = np.zeros((*t.shape[:-1], width), np.float32)
@@ -589,7 +594,7 @@ class _RasterizeTiles(torch.autograd.Function):
             with KERNEL_LOCK:
                 ranked, packed, feats_ranked, extent = _prepare(
                     _numpy(means2d), _numpy(conics), _numpy(opacities), _numpy(depths), radii.detach().contiguous().numpy(),
-                    _numpy(feats), 4 if feats.shape[1] <= 4 else MAX_FEATURES)
+                    _numpy(feats), _kernel_width(feats.shape[1]))
                 levels = _levels(packed)
                 boxes, offsets, ranks = _bin_tiles(packed, levels, extent, width, height)
                 schedule = _schedule(offsets)
