@@ -47,7 +47,7 @@ class TokenizerConfig:
     latent_channels: int = option("latent channels of the continuous tokenizer", default=16)
     levels: str = option("FSQ levels of the discrete tokenizer, comma-separated (Cosmos: 8,8,8,5,5,5)", default="8,5,5,5")
     heads: int = option("query heads of the causal temporal attention (key/value heads: half as many)", default=4)
-    lr: float = option("Adam learning rate", default=1e-3)
+    lr: float = option("Adam learning rate", default=3e-3)  # against 1e-3: +0.5 dB after 240 s; --final-lr 0.1 lost 0.6 dB at 600 s
     final_lr: float = option("the learning rate decays along a cosine to this fraction of --lr at the end of --steps or --budget (1: constant)", default=1.0)
     grad_clip: float = option("clip the gradient norm to this value (0: off)", default=1.0)
 
@@ -96,6 +96,13 @@ class CausalConv3d(nn.Module):
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.time_pad and self.conv.kernel_size[1:] == (1, 1):
+            # A purely temporal kernel is a 2D convolution over (time, pixels): on the CPU about
+            # twice as fast as the 3D one, forward and backward. The same weights, the same result.
+            b, c, t, h, w = x.shape
+            past = F.pad(x.reshape(b, c, t, h * w), (0, 0, self.time_pad, 0), mode="replicate")
+            weight = self.conv.weight.squeeze(-1)
+            return F.conv2d(past, weight, self.conv.bias).reshape(b, -1, t, h, w)
         if self.time_pad:
             x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
         return self.conv(x)
