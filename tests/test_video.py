@@ -109,6 +109,17 @@ def test_world_model_kv_cache_generation_matches_the_full_forward_pass():
     assert torch.equal(again, tokens[:, 1:].reshape(2, 3, -1))
 
 
+def test_world_model_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(**{**TINY_WORLD, "dropout": 0.5}), TokenGrid((5, 5, 5), 3, 2, 2))
+    tokens, actions = torch.randint(0, 125, (2, 3, 2, 2)), torch.randn(2, 3, 24, 2, 2)
+    with torch.no_grad():
+        assert not torch.equal(model.train().logits(tokens, actions), model.logits(tokens, actions))
+        assert torch.equal(model.eval().logits(tokens, actions), model.logits(tokens, actions))
+    with pytest.raises(Render3DError, match="--dropout"):
+        WorldModelConfig(dropout=1.0).validate()
+
+
 def test_expected_fsq_values_of_peaked_logits_are_the_argmax_tokens_values():
     torch.manual_seed(0)
     grid = TokenGrid((8, 5, 5), 3, 2, 2)

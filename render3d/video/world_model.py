@@ -55,6 +55,8 @@ class WorldModelConfig:
     layers: int = option("transformer blocks", default=4)
     heads: int = option("query heads (must divide --dim)", default=6)
     kv_heads: int = option("key/value heads shared by the query heads (grouped-query attention)", default=2)
+    # 0.25: held-out loss 5.38 nats/token against 5.75 without, 5.48 at 0.1 (600 s on 320 default-scene clips, which it overfits)
+    dropout: float = option("residual dropout in the transformer blocks, in training", default=0.25)
     context_noise: float = option("largest fraction of context FSQ digits moved by one level in training (GameNGen)", default=0.2)
     lr: float = option("AdamW learning rate (after a linear warm-up)", default=1e-3)
     warmup: int = option("learning-rate warm-up steps", default=100)
@@ -65,6 +67,8 @@ class WorldModelConfig:
     def validate(self) -> None:
         if self.dim < 8 or self.layers < 1 or self.heads < 1 or self.dim % self.heads or self.heads % self.kv_heads:
             raise Render3DError(f"--dim {self.dim} must divide into --heads {self.heads}, and the heads into --kv-heads {self.kv_heads}")
+        if not 0 <= self.dropout < 1:
+            raise Render3DError(f"--dropout {self.dropout} must be in [0, 1)")
         if not 0 <= self.context_noise < 1:
             raise Render3DError(f"--context-noise {self.context_noise} must be in [0, 1)")
         if not 0 <= self.final_lr <= 1:
@@ -112,7 +116,7 @@ class WorldModel(nn.Module):
         self.time = nn.Parameter(torch.randn(grid.frames, d) * 0.02)
         self.action = nn.Sequential(nn.Linear(ACTION_CHANNELS, d), nn.SiLU(), nn.Linear(d, d))
         self.noise_level = nn.Embedding(NOISE_BUCKETS + 1, d)  # the last id: the clean first frame
-        self.blocks = nn.ModuleList([TransformerBlock(d, config.heads, config.kv_heads) for _ in range(config.layers)])
+        self.blocks = nn.ModuleList([TransformerBlock(d, config.heads, config.kv_heads, config.dropout) for _ in range(config.layers)])
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, sum(grid.levels))
         self.info: dict[str, Any] = {}

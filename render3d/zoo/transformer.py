@@ -62,17 +62,22 @@ class GQAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm attention + MLP block; ``mask`` and ``cache`` go to :class:`GQAttention`."""
+    """Pre-norm attention + MLP block; ``mask`` and ``cache`` go to :class:`GQAttention`.
 
-    def __init__(self, dim: int, heads: int, kv_heads: int) -> None:
+    ``dropout`` drops elements of each branch's output before it joins the residual stream (GPT-2's
+    residual dropout), in training only.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = GQAttention(dim, heads, kv_heads)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, cache: Optional[KVCache] = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), mask, cache)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop(self.attn(self.norm1(x), mask, cache))
+        return x + self.drop(self.mlp(self.norm2(x)))
 
 
 class TokenTransformer(nn.Module):
