@@ -286,10 +286,10 @@ class VideoTokenizer(nn.Module):
 
         Plain MSE, the loss PSNR measures: the L1 + MSE mix used before scored 0.23 dB lower after 240 s.
         """
-        error = self.decode(self.encode(video)) - video
-        mse = error.pow(2).mean()
-        psnr = -10 * torch.log10(((video + error.detach()).clamp(0, 1) - video).pow(2).mean().clamp_min(1e-10))
-        return 4 * mse, {"l1": float(error.detach().abs().mean()), "psnr": float(psnr)}
+        recon = self.decode(self.encode(video))
+        mse = (recon - video).pow(2).mean()
+        psnr = -10 * torch.log10(((recon.detach().clamp(0, 1) - video) ** 2).mean().clamp_min(1e-10))
+        return 4 * mse, {"l1": float((recon.detach() - video).abs().mean()), "psnr": float(psnr)}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
