@@ -32,7 +32,7 @@ from render3d.files import write_json, write_text_atomic
 from render3d.video.clips import ClipSet, load_clips
 from render3d.video.evaluate import FIRST_FRAMES, frame_scores, world_model_metrics, write_curves_plot
 from render3d.video.tokenizer import TokenizerConfig, load_tokenizer
-from render3d.video.train import TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer
+from render3d.video.train import TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer
 from render3d.video.world_model import WorldModelConfig
 
 
@@ -71,10 +71,10 @@ def other_footage(reconstruct: Any, others: list[ClipSet]) -> dict[str, float]:
 
 
 def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: int, others: list[ClipSet]) -> dict[str, Any]:
-    """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --batch-size 4 --budget B``."""
+    """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --budget B`` (its default batch)."""
     run = out / f"tok-{kind}"
     if finished(run) is None:
-        TokenizerTrainer(clips, train_config(run, budget, 4), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
+        TokenizerTrainer(clips, train_config(run, budget, TokenizerTrainConfig.batch_size), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
     metrics = finished(run)
     tok = load_tokenizer(run).eval()
     c, _k, h, w = tok.latent_shape(17, 64, 64)
