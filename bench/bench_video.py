@@ -4,7 +4,7 @@ model against copy-last-frame and the tokenizer's ceiling, Fréchet distance, an
     python bench/bench_video.py --clips runs/clips-default --out runs/bench-video \
         --tokenizer-budget 1200 --world-budget 1800
 
-The clips come from ``render3d video data default --clips 320 --test-clips 40 --frames 17 --size 64
+The clips come from ``render3d video data default --clips 1280 --test-clips 40 --frames 17 --size 64
 --out runs/clips-default`` (made here when the folder is missing). Each model trains for its time
 budget (seconds); a run folder that already holds ``metrics.json`` is reused, so an interrupted
 bench continues. Prints Markdown tables and writes ``report.md``, ``results.json`` and the curve
@@ -44,7 +44,7 @@ def clip_set(path: Path) -> ClipSet:
     if not (path / "clips.pt").is_file():
         from render3d.video.sources import ClipRequest, make_clips
 
-        make_clips("default", ClipRequest(clips=320, test_clips=40, frames=17, size=64)).save(path)
+        make_clips("default", ClipRequest(clips=1280, test_clips=40, frames=17, size=64)).save(path)
     return load_clips(path)
 
 
