@@ -7,9 +7,10 @@ model against copy-last-frame and the tokenizer's ceiling, Fréchet distance, an
 The clips come from ``render3d video data default --clips 1280 --test-clips 40 --frames 17 --size 64
 --out runs/clips-default`` (made here when the folder is missing). Each model trains for its time
 budget (seconds); a run folder that already holds ``metrics.json`` is reused, so an interrupted
-bench continues. Prints Markdown tables and writes ``report.md``, ``results.json`` and the curve
-plots into OUT. ``--other-footage CLIPS ...`` also scores the tokenizers and the per-frame
-autoencoders on the held-out clips of footage they never saw (a real video, another scene):
+bench continues. Prints Markdown tables and writes ``report.md``, ``results.json``, the curve
+plots and a strip of generated orbit frames (``orbit_first_frames.png``) into OUT.
+``--other-footage CLIPS ...`` also scores the tokenizers and the per-frame autoencoders on the
+held-out clips of footage they never saw (a real video, another scene):
 
     render3d video data /usr/share/doc/opencv-doc/examples/data/vtest.avi --clips 20 --test-clips 20 --frame-step 2 --out runs/ood-vtest
     render3d video data ../shared/data/splat_ply/inria_3dgs_iter7000.ply --clips 4 --test-clips 20 --out runs/ood-ply
@@ -25,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from machine import describe
 
@@ -146,7 +148,32 @@ def world_model(clips: ClipSet, out: Path, tokenizer: Path, budget: float, confi
         write_curves_plot(result, out / f"world_psnr_curve{suffix}.png", "psnr")
         write_curves_plot(result, out / f"world_ssim_curve{suffix}.png", "ssim")
         results[decode] = result
+    orbit_strip(run, out)
     return results
+
+
+STRIP_FRAMES = (4, 8, 12, 16)
+
+
+@torch.no_grad()
+def orbit_strip(run: Path, out: Path) -> None:
+    """``orbit_first_frames.png``: one row per decode mode, frames 4, 8, 12, 16 of an orbit from the default scene's
+    first frame (``render3d video generate RUN --first-frame default --path orbit --compare``), each beside the render."""
+    from render3d.images import write_png
+    from render3d.video.clips import frame_grid
+    from render3d.video.conditioning import plan, render_views
+    from render3d.video.generate import load_video_model
+    from render3d.video.output import clip_frames
+
+    rows = []
+    for decode in DECODE_NOTES:
+        model = load_video_model(run, decode)
+        cond = plan("default", "orbit", max(STRIP_FRAMES) + 1, model.size, model.scene_frame)
+        video = model.generate(cond.first[None], cond.K[None], cond.c2w[None], 0.0, torch.Generator().manual_seed(0))[0]
+        reference = render_views(cond.scene, cond.K, cond.c2w, model.size)
+        frames = clip_frames(video, 2, reference)
+        rows.append(np.stack([frames[i] for i in STRIP_FRAMES]))
+    write_png(out / "orbit_first_frames.png", frame_grid(rows, pad=4))
 
 
 def world_tables(result: dict[str, Any]) -> str:
