@@ -165,12 +165,13 @@ def orbit_strip(run: Path, out: Path) -> None:
     from render3d.video.generate import load_video_model
     from render3d.video.output import clip_frames
 
+    models = {decode: load_video_model(run, decode) for decode in DECODE_NOTES}
+    first = next(iter(models.values()))  # the decode mode changes only how tokens become frames: one path, one render
+    cond = plan("default", "orbit", max(STRIP_FRAMES) + 1, first.size, first.scene_frame)
+    reference = render_views(cond.scene, cond.K, cond.c2w, first.size)
     rows = []
-    for decode in DECODE_NOTES:
-        model = load_video_model(run, decode)
-        cond = plan("default", "orbit", max(STRIP_FRAMES) + 1, model.size, model.scene_frame)
+    for model in models.values():
         video = model.generate(cond.first[None], cond.K[None], cond.c2w[None], 0.0, torch.Generator().manual_seed(0))[0]
-        reference = render_views(cond.scene, cond.K, cond.c2w, model.size)
         frames = clip_frames(video, 2, reference)
         rows.append(np.stack([frames[i] for i in STRIP_FRAMES]))
     write_png(out / "orbit_first_frames.png", frame_grid(rows, pad=4))
