@@ -7,8 +7,10 @@ model against copy-last-frame and the tokenizer's ceiling, Fréchet distance, an
 The clips come from ``render3d video data default --clips 1280 --test-clips 40 --frames 17 --size 64
 --out runs/clips-default`` (made here when the folder is missing). Each model trains for its time
 budget (seconds); a run folder that already holds ``metrics.json`` is reused, so an interrupted
-bench continues. Prints Markdown tables and writes ``report.md``, ``results.json``, the curve
-plots and a strip of generated orbit frames (``orbit_first_frames.png``) into OUT.
+bench continues. Two world models train for the world budget each: the token transformer over the
+discrete tokenizer's tokens and the latent diffusion model over the continuous tokenizer's latents.
+Prints Markdown tables and writes ``report.md``, ``results.json``, the curve plots and a strip of
+generated orbit frames (``orbit_first_frames.png``) into OUT.
 ``--other-footage CLIPS ...`` also scores the tokenizers and the per-frame autoencoders on the
 held-out clips of footage they never saw (a real video, another scene):
 
@@ -33,13 +35,10 @@ from machine import describe
 from render3d.files import write_json, write_text_atomic
 from render3d.video.clips import ClipSet, load_clips
 from render3d.video.evaluate import FIRST_FRAMES, frame_scores, world_model_metrics, write_curves_plot
+from render3d.video.latent_diffusion import with_defaults
 from render3d.video.tokenizer import TokenizerConfig, load_tokenizer
 from render3d.video.train import TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer
 from render3d.video.world_model import WorldModelConfig
-
-
-DECODE_NOTES = {"tokens": "the generated tokens (`--decode tokens`, the default)",
-                "mean": "each generated frame's expected FSQ values (`--decode mean`: the model's mean prediction)"}
 
 
 def clip_set(path: Path) -> ClipSet:
@@ -130,25 +129,41 @@ def tokenizer_table(rows: list[dict[str, Any]]) -> str:
 
 
 # ----- the world model --------------------------------------------------------------------------------------
-def world_model(clips: ClipSet, out: Path, tokenizer: Path, budget: float, config: WorldModelConfig, batch: int) -> dict[str, Any]:
-    """Equivalent to ``render3d video train CLIPS --tokenizer TOK --dim D --layers L --heads H --batch-size B --budget S``."""
+# Each world-model evaluation: (run folder under OUT, tokenizer run, --decode mode of `render3d video eval`).
+WORLD_MODELS = {
+    "tokens": ("world", "tok-discrete", "tokens"),
+    "mean": ("world", "tok-discrete", "mean"),
+    "diffusion": ("world-diffusion", "tok-continuous", "tokens"),
+    "diffusion_mean": ("world-diffusion", "tok-continuous", "mean"),
+}
+WORLD_NOTES = {"tokens": "token transformer, decoding the generated tokens (`--decode tokens`, the default)",
+               "mean": "token transformer, decoding each generated frame's expected FSQ values (`--decode mean`: its mean prediction)",
+               "diffusion": "latent diffusion over the continuous tokenizer's latents, sampling (20 DDIM steps per latent frame)",
+               "diffusion_mean": "latent diffusion, its mean prediction (`--decode mean`: one denoising step from pure noise)"}
+CURVE_SUFFIX = {"tokens": "", "mean": "_mean", "diffusion": "_diffusion", "diffusion_mean": "_diffusion_mean"}
+
+
+def world_model(clips: ClipSet, out: Path, budget: float, config: WorldModelConfig, batch: int) -> dict[str, Any]:
+    """Train each world model (``render3d video train CLIPS --tokenizer TOK --dim D --layers L --heads H --batch-size B
+    --budget S``: the token transformer on the discrete tokenizer, the latent diffusion model on the continuous one)
+    and evaluate it on the held-out camera paths (``render3d video eval RUN CLIPS --decode MODE``)."""
     from render3d.video.generate import load_video_model
 
-    run = out / "world"
-    if finished(run) is None:
-        WorldModelTrainer(clips, train_config(run, budget, batch), config, tokenizer).run()
-    train = finished(run)
+    for run, tokenizer, _decode in dict.fromkeys(WORLD_MODELS.values()):
+        if finished(out / run) is None:
+            discrete = load_tokenizer(out / tokenizer).discrete  # a continuous one: the latent diffusion model, with its defaults
+            WorldModelTrainer(clips, train_config(out / run, budget, batch), config if discrete else with_defaults(config),
+                              out / tokenizer).run()
     results = {}
-    for decode in ("tokens", "mean"):
+    for label, (run, _tokenizer, decode) in WORLD_MODELS.items():
         started = time.perf_counter()
-        result = world_model_metrics(load_video_model(run, decode), clips)
+        result = world_model_metrics(load_video_model(out / run, decode), clips)
         result["eval_seconds"] = round(time.perf_counter() - started, 1)
-        result["train"] = train
-        suffix = "" if decode == "tokens" else "_mean"
-        write_curves_plot(result, out / f"world_psnr_curve{suffix}.png", "psnr")
-        write_curves_plot(result, out / f"world_ssim_curve{suffix}.png", "ssim")
-        results[decode] = result
-    orbit_strip(run, out)
+        result["train"] = finished(out / run)
+        write_curves_plot(result, out / f"world_psnr_curve{CURVE_SUFFIX[label]}.png", "psnr")
+        write_curves_plot(result, out / f"world_ssim_curve{CURVE_SUFFIX[label]}.png", "ssim")
+        results[label] = result
+    orbit_strip(out)
     return results
 
 
@@ -156,21 +171,22 @@ STRIP_FRAMES = (4, 8, 12, 16)
 
 
 @torch.no_grad()
-def orbit_strip(run: Path, out: Path) -> None:
-    """``orbit_first_frames.png``: one row per decode mode, frames 4, 8, 12, 16 of an orbit from the default scene's
-    first frame (``render3d video generate RUN --first-frame default --path orbit --compare``), each beside the render."""
+def orbit_strip(out: Path) -> None:
+    """``orbit_first_frames.png``: one row per world-model evaluation (token model decoding tokens, its mean, the latent
+    diffusion model's sample, its mean), frames 4, 8, 12, 16 of an orbit from the default scene's first frame (``render3d video generate RUN
+    --first-frame default --path orbit --compare``), each beside the render."""
     from render3d.images import write_png
     from render3d.video.clips import frame_grid
     from render3d.video.conditioning import plan, render_views
     from render3d.video.generate import load_video_model
     from render3d.video.output import clip_frames
 
-    models = {decode: load_video_model(run, decode) for decode in DECODE_NOTES}
-    first = next(iter(models.values()))  # the decode mode changes only how tokens become frames: one path, one render
+    models = [load_video_model(out / run, decode) for run, _tokenizer, decode in WORLD_MODELS.values()]
+    first = models[0]  # every model makes the same frame size from the same clips: one path, one render
     cond = plan("default", "orbit", max(STRIP_FRAMES) + 1, first.size, first.scene_frame)
     reference = render_views(cond.scene, cond.K, cond.c2w, first.size)
     rows = []
-    for model in models.values():
+    for model in models:
         video = model.generate(cond.first[None], cond.K[None], cond.c2w[None], 0.0, torch.Generator().manual_seed(0))[0]
         frames = clip_frames(video, 2, reference)
         rows.append(np.stack([frames[i] for i in STRIP_FRAMES]))
@@ -202,7 +218,7 @@ def main() -> None:
     parser.add_argument("--clips", default="runs/clips-default", help="clip folder (made when missing)")
     parser.add_argument("--out", default="runs/bench-video", help="folder for runs, plots and the report")
     parser.add_argument("--tokenizer-budget", type=float, default=1200.0, help="training seconds per tokenizer and per zoo AE")
-    parser.add_argument("--world-budget", type=float, default=1800.0, help="training seconds of the world model")
+    parser.add_argument("--world-budget", type=float, default=1800.0, help="training seconds of each world model")
     parser.add_argument("--tokenizer-width", type=int, default=32, help="tokenizer --width")
     parser.add_argument("--world-batch", type=int, default=8, help="world-model clips per batch")
     parser.add_argument("--world-dim", type=int, default=128, help="world-model --dim")
@@ -230,13 +246,14 @@ def main() -> None:
     if args.stage == "tokenizers":
         return
     config = WorldModelConfig(dim=args.world_dim, layers=args.world_layers, heads=args.world_heads, kv_heads=max(1, args.world_heads // 2))
-    by_decode = world_model(clips, out, out / "tok-discrete", args.world_budget, config, args.world_batch)
-    worlds = "\n\n".join(f"### decoding {DECODE_NOTES[d]}\n\n{world_tables(r)}" for d, r in by_decode.items())
-    world = by_decode["tokens"]
-    train = world["train"]
-    speed = (f"world model: {train['parameters']:,} parameters, {train['steps']} steps in {train['train_seconds']:.0f} s "
-             f"({train['frames_per_second']:.1f} training frames/s); generation {world['generated_frames_per_second']:.1f} "
-             f"frames/s (tokenizer encode + world model + decode, batch 8, CPU)")
+    by_model = world_model(clips, out, args.world_budget, config, args.world_batch)
+    worlds = "\n\n".join(f"### {WORLD_NOTES[d]}\n\n{world_tables(r)}" for d, r in by_model.items())
+    world = by_model["tokens"]
+    speed = "\n".join(
+        f"{'latent diffusion' if label == 'diffusion' else 'token transformer'}: {r['train']['parameters']:,} parameters, {r['train']['steps']} steps in "
+        f"{r['train']['train_seconds']:.0f} s ({r['train']['frames_per_second']:.1f} training frames/s); generation "
+        f"{r['generated_frames_per_second']:.1f} frames/s (tokenizer encode + world model + decode, batch 8, CPU)"
+        for label, r in by_model.items() if label in ("tokens", "diffusion"))
     machine_after = describe()
     print(f"\nworld model on held-out camera paths ({world['clips']} clips):\n{worlds}\n\n{speed}\nmachine after: {machine_after}")
     report = (f"# Video bench\n\nmachine before: {machine_before}\nmachine after: {machine_after}\n\n"
@@ -247,7 +264,7 @@ def main() -> None:
               + f"`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
               f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n")
     write_text_atomic(out / "report.md", report)
-    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_decode,
+    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_model,
                 "world_config": asdict(config)}, out / "results.json")
 
 

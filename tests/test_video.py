@@ -208,18 +208,120 @@ def test_world_model_loss_falls_and_run_folders_hold_their_files(boxes):
 
 
 def test_camera_conditioning_matters_each_generation_is_closest_to_its_own_path(boxes):
+    assert_follows_its_own_camera_path(boxes["root"] / "world")
+
+
+def assert_follows_its_own_camera_path(run: Path) -> None:
+    """Two pans from the same first frame: the generations differ, each closest to its own path's render."""
     from render3d.video.generate import load_video_model
 
-    model = load_video_model(boxes["root"] / "world")
+    model = load_video_model(run)
     scene = BoxesScene()
     left, right = pan_cameras(32, 9, (-0.12, 0.0), (0.5, 0.3)), pan_cameras(32, 9, (0.12, 0.0), (0.5, 0.3))
     renders = [torch.from_numpy(render_clip(scene, c).numpy()).permute(0, 3, 1, 2).float() / 255 for c in (left, right)]
     first = renders[0][:1]
     assert torch.equal(first, renders[1][:1])
-    gens = [model.generate(first, c.K[None], c.c2w[None])[0] for c in (left, right)]
+    gens = [model.generate(first, c.K[None], c.c2w[None], generator=torch.Generator().manual_seed(0))[0] for c in (left, right)]
     assert not torch.allclose(gens[0][1:], gens[1][1:], atol=0.05)
     err = [[float((g[1:] - r[1:]).pow(2).mean()) for r in renders] for g in gens]
     assert err[0][0] < err[0][1] and err[1][1] < err[1][0], err
+
+
+# ----- the latent diffusion world model (over a continuous tokenizer's latents) --------------------------------
+def tiny_diffusion(frames: int = 3) -> "LatentDiffusionWorldModel":
+    from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
+
+    torch.manual_seed(0)
+    return LatentDiffusionWorldModel(WorldModelConfig(**{**TINY_WORLD, "sample_steps": 4}), LatentGrid(4, frames, 2, 2)).eval()
+
+
+def test_latent_diffusion_is_block_causal_and_cached_generation_keeps_the_first_frame_and_matches_the_full_pass():
+    model = tiny_diffusion()
+    x, actions = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 24, 2, 2)
+    levels = torch.tensor([[0, 100, 900], [0, 5, 500]])
+    changed = x.clone()
+    changed[:, 2] = torch.randn(2, 4, 2, 2)
+    with torch.no_grad():
+        a, b = model.predict_v(x, actions, levels), model.predict_v(changed, actions, levels)
+    torch.testing.assert_close(a[:, :2], b[:, :2])
+    assert not torch.allclose(a[:, 2], b[:, 2])
+    first = torch.randn(2, 4, 1, 2, 2) * 3 + 1
+    out = model.generate(first, actions, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 4, 3, 2, 2) and torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, :, :1], first, atol=1e-5, rtol=0)
+    assert torch.equal(out, model.generate(first, actions, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(model.generate(first, actions, torch.Generator().manual_seed(0), cache=False), out,
+                               atol=1e-4, rtol=1e-4)  # the KV caches change the arithmetic, not the result
+    assert not torch.allclose(out, model.generate(first, actions, torch.Generator().manual_seed(1)))
+
+
+def test_latent_diffusion_training_levels_clean_first_frame_low_context_then_uniform():
+    model = tiny_diffusion(frames=5)
+    levels = model.training_levels(4000, 5, torch.Generator().manual_seed(0))
+    assert (levels[:, 0] == 0).all() and levels.max() < 1000
+    limit = model.config.context_noise * 1000
+    assert (levels[:, 1] <= limit).float().mean() > 0.7  # frame 1 is context whenever the cut is after it (3 in 4)
+    assert (levels[:, 4] > limit).float().mean() > 0.6  # the last frame is always past the cut: uniform
+
+
+@pytest.fixture(scope="module")
+def boxes_diffusion(boxes):
+    """A continuous tokenizer and a latent diffusion world model trained on the boxes clips (about 25 s)."""
+    from render3d.video.train import TokenizerTrainer, VideoTrainConfig, WorldModelTrainer
+
+    root, clips = boxes["root"], boxes["clips"]
+    quiet = {"progress": False, "save_every": 0, "log_every": 10, "device": "cpu"}
+    torch.manual_seed(0)
+    TokenizerTrainer(clips, VideoTrainConfig(steps=200, batch_size=8, out=str(root / "tok-c"), **quiet),
+                     TokenizerConfig(kind="continuous", **TINY_TOKENIZER)).run()
+    world = WorldModelTrainer(clips, VideoTrainConfig(steps=1500, batch_size=16, out=str(root / "diffusion"), **quiet),
+                              WorldModelConfig(**TINY_WORLD), root / "tok-c")
+    return {"run": root / "diffusion", "world": world, "result": world.run()}
+
+
+def test_latent_diffusion_world_model_learns_beats_copy_last_frame_and_follows_the_camera(boxes, boxes_diffusion):
+    from render3d.video.evaluate import world_model_metrics
+    from render3d.video.generate import load_video_model
+
+    history = boxes_diffusion["world"].history
+    first, last = np.mean([h["loss"] for h in history[:3]]), np.mean([h["loss"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)  # about 0.25
+    assert boxes_diffusion["result"]["family"] == "latent-diffusion"
+    model = load_video_model(boxes_diffusion["run"])
+    assert model.world.family == "latent-diffusion"
+    metrics = world_model_metrics(model, boxes["clips"], frechet=False)
+    assert metrics["margin_over_copy_last_db"] > 2.0, metrics["psnr_first_8"]  # about +4.5 dB
+    assert_follows_its_own_camera_path(boxes_diffusion["run"])
+
+
+def test_cli_generates_with_the_latent_diffusion_model_and_its_mean_prediction(boxes_diffusion, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from render3d.cli import main
+    from render3d.video.generate import load_video_model
+
+    out = tmp_path / "gen.mp4"
+    assert main(["video", "generate", str(boxes_diffusion["run"]), "--first-frame", "default", "--frames", "13",
+                 "--scale", "1", "--out", str(out)]) == 0
+    assert iio.imread(out).shape == (13, 32, 32, 3)
+    sample, mean = load_video_model(boxes_diffusion["run"]), load_video_model(boxes_diffusion["run"], "mean")
+    first, cams = torch.rand(1, 3, 32, 32), pan_cameras(32, 9, (0.1, 0.0), (0.5, 0.3))
+    a = sample.generate(first, cams.K[None], cams.c2w[None], generator=torch.Generator().manual_seed(0))
+    b = mean.generate(first, cams.K[None], cams.c2w[None], generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a[:, 0], b[:, 0])
+    assert not torch.allclose(a[:, 1:], b[:, 1:], atol=1e-3)
+
+
+def test_cli_trains_the_latent_diffusion_model_on_a_continuous_tokenizer_with_its_own_defaults(boxes, boxes_diffusion, tmp_path, capsys):
+    from render3d.cli import main
+
+    run = tmp_path / "world"
+    assert main(["video", "train", str(boxes["root"] / "clips"), "--tokenizer", str(boxes["root"] / "tok-c"), "--steps", "2",
+                 "--lr", "5e-4", "--dim", "32", "--layers", "1", "--heads", "2", "--no-progress", "--out", str(run)]) == 0
+    assert "latent-diffusion world model" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert config["family"] == "latent-diffusion"
+    assert config["world_model"]["lr"] == 5e-4 and config["world_model"]["dropout"] == 0.0  # typed; the family's default
 
 
 def test_tokenizer_training_resumes_where_it_stopped(boxes, tmp_path):

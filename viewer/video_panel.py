@@ -52,6 +52,7 @@ class VideoPanel:
             self.degrees = controls.slider("Orbit deg/frame", -15.0, 15.0, 0.5, 4.0,
                                            hint="the motion when the path editor has fewer than two keyframes")
             self.temperature = controls.slider("Temperature", 0.0, 2.0, 0.05, 0.0, hint="0: the most likely tokens")
+            self.temperature.visible = model.world.family == "tokens"  # a latent-diffusion model samples by its seed
             self.generate_button = controls.button("Generate from view", hint="a clip from this view along the path editor's path")
             self.play_button = controls.button("Play again")
             self.image = gui.add_image(np.full((PANEL_SIDE, 2 * PANEL_SIDE, 3), 255, np.uint8), label="generated | 3D render")

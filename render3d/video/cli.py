@@ -3,6 +3,7 @@
     render3d video data SOURCE --clips N --frames T --size 64 --out CLIPS
     render3d video tokenizer train CLIPS [--kind continuous|discrete] [--steps N] [--budget S] [--out RUN]
     render3d video train CLIPS --tokenizer TOK [--steps N] [--budget S] [--out RUN]
+        (a discrete TOK: the token transformer; a continuous TOK: the latent diffusion model)
     render3d video generate MODEL --first-frame IMAGE_OR_RUN --path orbit|FILE.json --frames T --out gen.mp4 [--compare]
     render3d video eval MODEL CLIPS [--out DIR]
 
@@ -21,8 +22,9 @@ from typing import Any, Optional, Sequence
 from render3d.config_cli import add_config_args, config_from_args, explicit_options
 from render3d.errors import Render3DError
 
-DECODE_HELP = ("decode the generated tokens, or each frame's expected FSQ values (the model's mean prediction: "
-               "blurrier, higher PSNR) (default: tokens)")
+DECODE_HELP = ("tokens: the model's own sample (the generated tokens; latent diffusion: its denoised latents); mean: its mean "
+               "prediction, blurrier with higher PSNR (each frame's expected FSQ values; latent diffusion: one denoising step "
+               "from pure noise) (default: tokens)")
 RESUMABLE = {"steps", "budget", "save_every", "log_every", "eval_every", "progress", "threads", "device"}
 
 
@@ -94,6 +96,9 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if (code := _launched_locally(args, argv)) is not None:
         return code
     from render3d.video.clips import load_clips
+    from render3d.config_cli import explicit_options
+    from render3d.video.checkpoint import read_checkpoint
+    from render3d.video.latent_diffusion import with_defaults
     from render3d.video.train import VideoTrainConfig, WorldModelTrainer
     from render3d.video.world_model import WorldModelConfig
 
@@ -103,12 +108,15 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
     else:
         if not args.clips or not args.tokenizer:
-            raise Render3DError("pass the clip folder and --tokenizer RUN (a discrete tokenizer), or --resume RUN")
-        trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
-                                    config_from_args(args, WorldModelConfig), args.tokenizer)
+            raise Render3DError("pass the clip folder and --tokenizer RUN (a trained tokenizer), or --resume RUN")
+        config = config_from_args(args, WorldModelConfig)
+        if read_checkpoint(args.tokenizer, "video-tokenizer")["config"]["kind"] == "continuous":
+            config = with_defaults(config, explicit_options(list(argv)))  # the latent diffusion model's own defaults
+        trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig), config, args.tokenizer)
     g = trainer.model.grid
-    say(f"training a world model ({trainer.model.num_parameters():,} parameters) over {g.frames}x{g.height}x{g.width} "
-        f"tokens per clip on {trainer.clips.summary()} -> {trainer.run_dir}")
+    what = "tokens" if trainer.tokenizer.discrete else f"latents of {trainer.tokenizer.latent_channels} floats"
+    say(f"training a {trainer.model.family} world model ({trainer.model.num_parameters():,} parameters) over "
+        f"{g.frames}x{g.height}x{g.width} {what} per clip on {trainer.clips.summary()} -> {trainer.run_dir}")
     return _run_trainer(trainer, "render3d video train")
 
 
@@ -220,10 +228,11 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     add_config_args(tok_train, TokenizerConfig, title="tokenizer")
     tok_train.set_defaults(func=cmd_video_tokenizer_train)
 
-    train = vsub.add_parser("train", help="train the world model", description="Train the action-conditioned autoregressive "
-                            "world model over a discrete tokenizer's tokens of posed clips.")
+    train = vsub.add_parser("train", help="train the world model", description="Train the action-conditioned world model on posed "
+                            "clips: an autoregressive transformer over a discrete tokenizer's tokens, or a latent diffusion model "
+                            "over a continuous tokenizer's latents.")
     train.add_argument("clips", nargs="?", help="clip folder with camera poses")
-    train.add_argument("--tokenizer", default=None, help="run folder of a discrete tokenizer")
+    train.add_argument("--tokenizer", default=None, help="run folder of a trained tokenizer (discrete: token model; continuous: latent diffusion)")
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel; or launch with torchrun)")
     add_config_args(train, VideoTrainConfig, title="training")
@@ -236,7 +245,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--path", default="orbit", help="orbit, or a camera-path .json (default: orbit)")
     gen.add_argument("--frames", type=int, default=0, help="frames to make, the first included (default: the model's clip length)")
     gen.add_argument("--degrees-per-frame", type=float, default=4.0, help="--path orbit: azimuth step per frame (default: 4)")
-    gen.add_argument("--temperature", type=float, default=0.0, help="token sampling temperature; 0 takes the most likely token (default: 0)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="token model: sampling temperature; 0 takes the most likely token (default: 0)")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     gen.add_argument("--decode", choices=DECODE_MODES, default="tokens", help=DECODE_HELP)
     gen.add_argument("--compare", action="store_true", help="with a run or 'default': the 3D render along the same path on the right")

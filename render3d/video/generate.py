@@ -1,5 +1,9 @@
 """Generating clips: a first frame and a camera path in, frames out (tokenizer + world model).
 
+The world model is the token transformer (:mod:`render3d.video.world_model`, over a discrete
+tokenizer's tokens) or the latent diffusion model (:mod:`render3d.video.latent_diffusion`,
+over a continuous tokenizer's latents); both are driven the same way.
+
 A trained world-model run folder holds both parts (``model.pt`` embeds its tokenizer), so
 :func:`load_video_model` needs nothing else. Clips longer than the model's training clips
 are made in chunks: each chunk starts from the last frame generated so far, with the camera
@@ -21,6 +25,7 @@ from render3d.video.checkpoint import read_checkpoint
 from render3d.video.plucker import plucker_maps
 from render3d.video.tokenizer import VideoTokenizer, frames_of, load_tokenizer
 from render3d.video.wavelet import FACTOR
+from render3d.video.latent_diffusion import LatentDiffusionWorldModel, world_model_from_checkpoint
 from render3d.video.world_model import WorldModel, group_actions
 
 DECODE_MODES = ("tokens", "mean")
@@ -28,12 +33,12 @@ DECODE_MODES = ("tokens", "mean")
 
 @dataclass
 class VideoModel:
-    """A discrete tokenizer and the world model trained on its tokens, with what they were trained on."""
+    """A tokenizer and the world model trained on its tokens or latents, with what they were trained on."""
 
     tokenizer: VideoTokenizer
-    world: WorldModel
+    world: WorldModel | LatentDiffusionWorldModel
     source: Optional[Path] = None
-    decode: str = "tokens"  # or "mean": decode each generated frame's expected FSQ values (see world_model)
+    decode: str = "tokens"  # or "mean": the model's mean prediction (expected FSQ values; one denoising step for latent diffusion)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODE_MODES:
@@ -85,6 +90,10 @@ class VideoModel:
 
     @torch.no_grad()
     def _chunk(self, first: Tensor, K: Tensor, c2w: Tensor, temperature: float, generator: Optional[torch.Generator]) -> Tensor:
+        if isinstance(self.world, LatentDiffusionWorldModel):  # temperature: the token model's; diffusion samples by its seed
+            latents = self.world.generate(self.tokenizer.encode(first[:, None].to(self.device)), self.actions(K, c2w).to(self.device),
+                                          generator, steps=1 if self.decode == "mean" else None)
+            return self.tokenizer.decode(latents).clamp(0, 1).cpu()
         first_tokens = self.tokenizer.tokens(first[:, None].to(self.device))  # [B, 1, h, w]
         actions = self.actions(K, c2w).to(self.device)
         if self.decode == "mean":
@@ -129,6 +138,6 @@ def load_video_model(path: str | Path, decode: str = "tokens") -> VideoModel:
     ckpt = read_checkpoint(path, "video-world-model")
     if "tokenizer" not in ckpt or "grid" not in ckpt:
         raise Render3DError(f"{path} has no tokenizer inside: it is incomplete; retrain with `render3d video train`")
-    world = WorldModel.from_checkpoint(ckpt).eval()
+    world = world_model_from_checkpoint(ckpt).eval()
     tokenizer = load_tokenizer(ckpt["tokenizer"])
     return VideoModel(tokenizer, world, Path(path), decode)

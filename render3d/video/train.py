@@ -25,6 +25,7 @@ from render3d.training import distributed as dist
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
 from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
+from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
 from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 
 
@@ -249,30 +250,33 @@ def _resume_state(path: str | Path, kind: str, clips: Optional[ClipSet], overrid
 # ----- the world model ------------------------------------------------------------------------------------
 @dataclass
 class TokenizedClips:
-    """A split as tokens ``[N, K, h, w]`` and grouped Plücker maps ``[N, K, 24, h, w]``."""
+    """A split as the world model's inputs: tokens ``[N, K, h, w]`` (discrete tokenizer) or latents
+    ``[N, K, C, h, w]`` (continuous), and grouped Plücker maps ``[N, K, 24, h, w]``."""
 
-    tokens: torch.Tensor
+    codes: torch.Tensor
     actions: torch.Tensor
 
 
 @torch.no_grad()
 def tokenize_split(tokenizer: VideoTokenizer, split: Any, pose_scale: float, device: torch.device, batch: int = 8) -> TokenizedClips:
-    """Encode every clip of a posed split and compute its camera conditioning."""
+    """Encode every clip of a posed split (tokens, or latents of a continuous tokenizer) and compute its camera conditioning."""
     from render3d.video.plucker import plucker_maps
     from render3d.video.world_model import group_actions
 
-    tokens = []
-    for i in range(0, len(split), batch):
-        tokens.append(tokenizer.tokens(split.video(slice(i, i + batch)).to(device)).cpu())
-    toks = torch.cat(tokens)
-    h, w = toks.shape[-2:]
+    def encode(video: Tensor) -> Tensor:
+        return tokenizer.tokens(video) if tokenizer.discrete else tokenizer.encode(video).transpose(1, 2)
+
+    codes = torch.cat([encode(split.video(slice(i, i + batch)).to(device)).cpu() for i in range(0, len(split), batch)])
+    h, w = codes.shape[-2:]
     size = (int(split.frames.shape[3]), int(split.frames.shape[2]))
     maps = torch.stack([plucker_maps(split.K[i], split.c2w[i], size, (w, h), pose_scale) for i in range(len(split))])
-    return TokenizedClips(toks, group_actions(maps))
+    return TokenizedClips(codes, group_actions(maps))
 
 
 class WorldModelTrainer(VideoTrainer):
-    """Trains a :class:`WorldModel` on the tokens of posed clips (encoded once by a frozen discrete tokenizer)."""
+    """Trains a world model on posed clips encoded once by a frozen tokenizer: the token transformer
+    (:class:`WorldModel`) on a discrete tokenizer's tokens, the latent diffusion model
+    (:class:`LatentDiffusionWorldModel`) on a continuous one's latents."""
 
     part = "world-model"
     desc = "video world model"
@@ -284,14 +288,16 @@ class WorldModelTrainer(VideoTrainer):
         self.tokenizer_path = str(tokenizer)
         self.tokenizer_ckpt = read_checkpoint(tokenizer, "video-tokenizer")
         self.tokenizer = load_tokenizer(self.tokenizer_ckpt).to(self.device)
-        if not self.tokenizer.discrete:
-            raise Render3DError(f"{tokenizer} is a continuous tokenizer: the world model needs one trained with --kind discrete")
-        _c, k, h, w = self.tokenizer.latent_shape(clips.frames, clips.size[1], clips.size[0])
-        grid = TokenGrid(tuple(self.tokenizer.fsq.levels), k, h, w)  # type: ignore[union-attr]
-        self.model = WorldModel(model_config, grid).to(self.device)
+        c, k, h, w = self.tokenizer.latent_shape(clips.frames, clips.size[1], clips.size[0])
+        self.train_codes = tokenize_split(self.tokenizer, clips.train, clips.pose_scale, self.device)
+        self.test_codes = tokenize_split(self.tokenizer, clips.test, clips.pose_scale, self.device)
+        self.model: WorldModel | LatentDiffusionWorldModel
+        if self.tokenizer.discrete:
+            self.model = WorldModel(model_config, TokenGrid(tuple(self.tokenizer.fsq.levels), k, h, w)).to(self.device)  # type: ignore[union-attr]
+        else:
+            self.model = LatentDiffusionWorldModel(model_config, LatentGrid(c, k, h, w)).to(self.device)
+            self.model.set_latent_statistics(self.train_codes.codes.to(self.device))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay)
-        self.train_tokens = tokenize_split(self.tokenizer, clips.train, clips.pose_scale, self.device)
-        self.test_tokens = tokenize_split(self.tokenizer, clips.test, clips.pose_scale, self.device)
 
     @classmethod
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "WorldModelTrainer":
@@ -321,19 +327,19 @@ class WorldModelTrainer(VideoTrainer):
         return ckpt
 
     def run_config(self) -> dict[str, Any]:
-        return {"world_model": asdict(self.model.config), "grid": asdict(self.model.grid), "tokenizer": self.tokenizer_path,
+        return {"world_model": asdict(self.model.config), "family": self.model.family, "grid": asdict(self.model.grid), "tokenizer": self.tokenizer_path,
                 "parameters": self.model.num_parameters()}
 
     def frames_seen(self) -> int:
         return self.step * self.config.batch_size * dist.world_size() * self.clips.frames
 
     def train_one_step(self) -> dict[str, float]:
-        index = self.my_share(len(self.train_tokens.tokens))
-        tokens = self.train_tokens.tokens[index].to(self.device)
-        actions = self.train_tokens.actions[index].to(self.device)
+        index = self.my_share(len(self.train_codes.codes))
+        codes = self.train_codes.codes[index].to(self.device)
+        actions = self.train_codes.actions[index].to(self.device)
         cfg = self.model.config
         self.model.train()
-        loss, stats = self.model.loss(tokens, actions, self.sampler)
+        loss, stats = self.model.loss(codes, actions, self.sampler)
         self.optimise(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done))
         return {"loss": float(loss.detach()), **stats}
 
@@ -341,9 +347,10 @@ class WorldModelTrainer(VideoTrainer):
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
         losses = []
-        for i in range(0, len(self.test_tokens.tokens), 16):
-            t = self.test_tokens.tokens[i:i + 16].to(self.device)
-            a = self.test_tokens.actions[i:i + 16].to(self.device)
+        for i in range(0, len(self.test_codes.codes), 16):
+            t = self.test_codes.codes[i:i + 16].to(self.device)
+            a = self.test_codes.actions[i:i + 16].to(self.device)
             losses.append(self.model.eval_loss(t, a) * len(t))
-        return {"held_out_loss": round(sum(losses) / len(self.test_tokens.tokens), 4), "parameters": self.model.num_parameters()}
+        return {"held_out_loss": round(sum(losses) / len(self.test_codes.codes), 4), "family": self.model.family,
+                "parameters": self.model.num_parameters()}
 

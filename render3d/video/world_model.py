@@ -57,9 +57,11 @@ class WorldModelConfig:
     kv_heads: int = option("key/value heads shared by the query heads (grouped-query attention)", default=2)
     # 600 s, dim 128, held-out loss in nats/token: on 1280 default-scene clips 5.02 at 0.1, 5.10 at 0.25;
     # on 320 clips, which it overfits, 5.48 at 0.1, 5.38 at 0.25, 5.75 without
-    dropout: float = option("residual dropout in the transformer blocks, in training", default=0.1)
-    context_noise: float = option("largest fraction of context FSQ digits moved by one level in training (GameNGen)", default=0.2)
-    lr: float = option("AdamW learning rate (after a linear warm-up)", default=1e-3)
+    dropout: float = option("residual dropout in the transformer blocks, in training (latent diffusion default: 0)", default=0.1)
+    context_noise: float = option("largest context corruption in training (GameNGen): the fraction of FSQ digits moved by one "
+                                  "level (tokens), or of the noise steps (latent diffusion)", default=0.2)
+    sample_steps: int = option("latent diffusion: DDIM denoising steps per generated latent frame", default=20)
+    lr: float = option("AdamW learning rate (after a linear warm-up; latent diffusion default: 2e-3)", default=1e-3)
     warmup: int = option("learning-rate warm-up steps", default=100)
     final_lr: float = option("the learning rate decays along a cosine to this fraction of --lr at the end of --steps or --budget", default=0.05)
     weight_decay: float = option("AdamW weight decay", default=0.01)
@@ -74,6 +76,8 @@ class WorldModelConfig:
             raise Render3DError(f"--context-noise {self.context_noise} must be in [0, 1)")
         if not 0 <= self.final_lr <= 1:
             raise Render3DError(f"--final-lr {self.final_lr} must be in [0, 1] (a fraction of --lr)")
+        if self.sample_steps < 1:
+            raise Render3DError(f"--sample-steps {self.sample_steps} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,17 @@ def frame_actions(grouped: Tensor) -> Tensor:
     return torch.cat([grouped, nxt], dim=2)
 
 
+def block_causal_mask(frames: int, per_frame: int, device: torch.device | str = "cpu") -> Tensor:
+    """``[L, L]`` boolean over ``frames`` latent frames of ``per_frame`` positions: i may attend to j
+    when j's latent frame is not after i's."""
+    frame = torch.arange(frames, device=device).repeat_interleave(per_frame)
+    return frame[None, :] <= frame[:, None]
+
+
 class WorldModel(nn.Module):
     """The transformer of the module docstring; ``tokens [B, K, h, w]``, ``actions [B, K, 24, h, w]``."""
+
+    family = "tokens"  # what it models (the latent-diffusion world model is "latent-diffusion")
 
     def __init__(self, config: WorldModelConfig, grid: TokenGrid) -> None:
         super().__init__()
@@ -150,8 +163,7 @@ class WorldModel(nn.Module):
 
     def block_causal_mask(self, frames: int) -> Tensor:
         """``[L, L]`` boolean: position i may attend to j when j's latent frame is not after i's."""
-        frame = torch.arange(frames, device=self.device).repeat_interleave(self.grid.per_frame)
-        return frame[None, :] <= frame[:, None]
+        return block_causal_mask(frames, self.grid.per_frame, self.device)
 
     def digit_logits(self, logits: Tensor) -> list[Tensor]:
         """Split head outputs ``[..., sum(levels)]`` into one ``[..., levels[i]]`` per FSQ channel."""
@@ -257,7 +269,7 @@ class WorldModel(nn.Module):
     def checkpoint(self) -> dict[str, Any]:
         from render3d.video.checkpoint import VERSION
 
-        return {"version": VERSION, "kind": "video-world-model", "config": asdict(self.config),
+        return {"version": VERSION, "kind": "video-world-model", "family": self.family, "config": asdict(self.config),
                 "grid": {**asdict(self.grid), "levels": list(self.grid.levels)}, "state": self.state_dict(), "info": dict(self.info)}
 
     @classmethod

@@ -16,6 +16,7 @@ from render3d.errors import Render3DError
 from render3d.zoo.base import (
     ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, to_signed, to_unit, update_ema,
 )
+from render3d.zoo import schedule
 from render3d.zoo.nets import attention_fp32, sinusoidal_embedding
 
 
@@ -169,11 +170,9 @@ class Diffusion(ZooModel):
         self.net = UNet(spec, config.hidden, parse_mults(config.mults), config.patch, config.attention)
         self.net_ema = copy.deepcopy(self.net).requires_grad_(False) if config.ema > 0 else None
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        T = config.timesteps
-        scale = 1000.0 / T
-        betas = torch.linspace(1e-4 * scale, min(0.02 * scale, 0.999), T, dtype=torch.float64)
+        betas = schedule.linear_betas(config.timesteps)
         self.register_buffer("betas", betas.float())
-        self.register_buffer("alphas_cumprod", torch.cumprod(1.0 - betas, 0).float())
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod(betas))
 
     @property
     def sampling_net(self) -> UNet:
@@ -188,8 +187,7 @@ class Diffusion(ZooModel):
         ``0 .. T-1`` (``T - 1`` is pure noise up to ``abar < 1e-3`` for the default schedule),
         ``noise`` is standard normal with the shape of ``x0``.
         """
-        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        return schedule.add_noise(x0, self.alphas_cumprod[t].view(-1, 1, 1, 1), noise)
 
     def _labels(self, y: Optional[Tensor], n: int, device: torch.device) -> Optional[Tensor]:
         if not self.spec.num_classes:
@@ -322,16 +320,12 @@ class Diffusion(ZooModel):
         eta = {"ddim": 0.0, "ddpm": 1.0}[sampler]
         if self.spec.num_classes and labels is None:
             labels = torch.arange(len(z), device=z.device) % self.spec.num_classes
-        seq = torch.linspace(first, 0, max(steps, 1)).round().long().unique_consecutive().tolist()
+        seq = schedule.respaced_steps(first, steps)
         x = z
         for i, t in enumerate(seq):
             eps = self.predict_noise(x, torch.tensor(t), labels, guidance)
             ab = self.alphas_cumprod[t]
             ab_prev = self.alphas_cumprod[seq[i + 1]] if i + 1 < len(seq) else torch.ones((), device=x.device)
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # consistent with the clipped x0
-            sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
-            x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * eps
-            if eta > 0 and i + 1 < len(seq):
-                x = x + sigma * torch.randn(x.shape, generator=generator).to(x)
+            x = schedule.ddim_update(x, x0, ab, ab_prev, eta, generator, last=i + 1 == len(seq))
         return to_unit(x)
