@@ -27,7 +27,7 @@ the training latents' mean and spread) are a sequence of ``K * h * w`` vectors:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
 import torch
@@ -36,10 +36,10 @@ from torch import Tensor, nn
 from render3d.errors import Render3DError
 from render3d.video.plucker import CHANNELS as PLUCKER_CHANNELS
 from render3d.video.wavelet import FACTOR
-from render3d.video.world_model import WorldModelConfig, block_causal_mask
+from render3d.video.world_model import CameraTransformer, WorldModelConfig, block_causal_mask
 from render3d.zoo import schedule
 from render3d.zoo.nets import sinusoidal_embedding
-from render3d.zoo.transformer import KVCache, TransformerBlock
+from render3d.zoo.transformer import KVCache
 
 TIMESTEPS = 1000
 CLIP_X0 = 6.0  # clean estimates are clipped to this many standard deviations of the training latents
@@ -72,36 +72,23 @@ class LatentGrid:
         return self.height * self.width
 
 
-class LatentDiffusionWorldModel(nn.Module):
+class LatentDiffusionWorldModel(CameraTransformer):
     """The model of the module docstring; ``latents [B, K, C, h, w]`` (raw tokenizer latents), ``actions [B, K, 24, h, w]``."""
 
     family = "latent-diffusion"
 
     def __init__(self, config: WorldModelConfig, grid: LatentGrid) -> None:
-        super().__init__()
-        config.validate()
-        self.config, self.grid = config, grid
+        super().__init__(config, grid, FRAME_ACTION_CHANNELS, grid.channels)
         d = config.dim
         self.inp = nn.Linear(grid.channels, d)
-        self.pos = nn.Parameter(torch.randn(grid.per_frame, d) * 0.02)
-        self.time = nn.Parameter(torch.randn(grid.frames, d) * 0.02)
-        self.action = nn.Sequential(nn.Linear(FRAME_ACTION_CHANNELS, d), nn.SiLU(), nn.Linear(d, d))
         self.level = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.blocks = nn.ModuleList([TransformerBlock(d, config.heads, config.kv_heads, config.dropout) for _ in range(config.layers)])
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, grid.channels)
-        betas = schedule.linear_betas(TIMESTEPS)
-        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod(betas))
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod(schedule.linear_betas(TIMESTEPS)))
         self.register_buffer("latent_mean", torch.zeros(grid.channels))
         self.register_buffer("latent_std", torch.ones(grid.channels))
-        self.info: dict[str, Any] = {}
 
-    @property
-    def device(self) -> torch.device:
-        return self.pos.device
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    @staticmethod
+    def grid_from_dict(grid: dict[str, Any]) -> LatentGrid:
+        return LatentGrid(int(grid["channels"]), int(grid["frames"]), int(grid["height"]), int(grid["width"]))
 
     # ----- latent normalisation ----------------------------------------------------------------
     def set_latent_statistics(self, latents: Tensor) -> None:
@@ -124,16 +111,9 @@ class LatentDiffusionWorldModel(nn.Module):
         if start + k > self.grid.frames:
             raise Render3DError(f"{start + k} latent frames is more than the {self.grid.frames} this model was built for")
         per = h * w
-        y = self.inp(x.permute(0, 1, 3, 4, 2).reshape(b, k, per, c))
-        y = y + self.pos[None, None] + self.time[start:start + k][None, :, None]
-        y = y + self.action(actions.permute(0, 1, 3, 4, 2).reshape(b, k, per, -1))
+        y = self._with_cameras(self.inp(x.permute(0, 1, 3, 4, 2).reshape(b, k, per, c)), actions, start)
         y = y + self.level(sinusoidal_embedding(levels.reshape(-1), self.config.dim)).view(b, k, 1, -1)
         return y.reshape(b, k * per, -1)
-
-    def _run(self, y: Tensor, mask: Optional[Tensor], caches: Optional[list[KVCache]] = None) -> Tensor:
-        for i, block in enumerate(self.blocks):
-            y = block(y, mask, caches[i] if caches is not None else None)
-        return self.head(self.norm(y))
 
     def _unflatten(self, out: Tensor, k: int) -> Tensor:
         b, g = out.shape[0], self.grid
@@ -220,22 +200,6 @@ class LatentDiffusionWorldModel(nn.Module):
                 x = schedule.ddim_update(x, x0, abar, abar_prev, 0.0, generator, last=j + 1 == len(steps_t))
             frames.append(x)
         return self.denormalise(torch.stack(frames, 1)).transpose(1, 2)
-
-    # ----- persistence -----------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        from render3d.video.checkpoint import VERSION
-
-        return {"version": VERSION, "kind": "video-world-model", "family": self.family, "config": asdict(self.config),
-                "grid": asdict(self.grid), "state": self.state_dict(), "info": dict(self.info)}
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "LatentDiffusionWorldModel":
-        g = ckpt["grid"]
-        grid = LatentGrid(int(g["channels"]), int(g["frames"]), int(g["height"]), int(g["width"]))
-        model = cls(WorldModelConfig(**ckpt["config"]), grid)
-        model.load_state_dict(ckpt["state"])
-        model.info = dict(ckpt.get("info", {}))
-        return model
 
 
 def fork(cache: KVCache) -> KVCache:

@@ -114,25 +114,25 @@ def block_causal_mask(frames: int, per_frame: int, device: torch.device | str = 
     return frame[None, :] <= frame[:, None]
 
 
-class WorldModel(nn.Module):
-    """The transformer of the module docstring; ``tokens [B, K, h, w]``, ``actions [B, K, 24, h, w]``."""
+class CameraTransformer(nn.Module):
+    """What both world models share: a block-causal transformer (the zoo's blocks) over latent
+    frames of ``h x w`` positions, each position's input plus a learnt position and time
+    embedding and its camera's Plücker rays (``action_channels`` per position, through an MLP),
+    a head of ``out_features``, and the checkpoint format. Subclasses add their input embedding."""
 
-    family = "tokens"  # what it models (the latent-diffusion world model is "latent-diffusion")
+    family = ""  # what it models: "tokens" or "latent-diffusion"
 
-    def __init__(self, config: WorldModelConfig, grid: TokenGrid) -> None:
+    def __init__(self, config: WorldModelConfig, grid: Any, action_channels: int, out_features: int) -> None:
         super().__init__()
         config.validate()
         self.config, self.grid = config, grid
-        self.fsq = FSQ(grid.levels)
         d = config.dim
-        self.embed = nn.ModuleList([nn.Embedding(n, d) for n in grid.levels])
         self.pos = nn.Parameter(torch.randn(grid.per_frame, d) * 0.02)
         self.time = nn.Parameter(torch.randn(grid.frames, d) * 0.02)
-        self.action = nn.Sequential(nn.Linear(ACTION_CHANNELS, d), nn.SiLU(), nn.Linear(d, d))
-        self.noise_level = nn.Embedding(NOISE_BUCKETS + 1, d)  # the last id: the clean first frame
+        self.action = nn.Sequential(nn.Linear(action_channels, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([TransformerBlock(d, config.heads, config.kv_heads, config.dropout) for _ in range(config.layers)])
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, sum(grid.levels))
+        self.head = nn.Linear(d, out_features)
         self.info: dict[str, Any] = {}
 
     @property
@@ -142,6 +142,53 @@ class WorldModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def _with_cameras(self, x: Tensor, actions: Tensor, start: int) -> Tensor:
+        """Inputs ``x [B, k, h*w, dim]`` of latent frames ``start ..`` plus position, time and ``actions [B, k, A, h, w]``."""
+        b, k, per = x.shape[:3]
+        x = x + self.pos[None, None] + self.time[start:start + k][None, :, None]
+        return x + self.action(actions.permute(0, 1, 3, 4, 2).reshape(b, k, per, -1))
+
+    def _run(self, x: Tensor, mask: Optional[Tensor], caches: Optional[list[KVCache]] = None) -> Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, caches[i] if caches is not None else None)
+        return self.head(self.norm(x))
+
+    # ----- persistence -----------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        from render3d.video.checkpoint import VERSION
+
+        grid = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.grid).items()}
+        return {"version": VERSION, "kind": "video-world-model", "family": self.family, "config": asdict(self.config),
+                "grid": grid, "state": self.state_dict(), "info": dict(self.info)}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Any:
+        model = cls(WorldModelConfig(**ckpt["config"]), cls.grid_from_dict(ckpt["grid"]))
+        model.load_state_dict(ckpt["state"])
+        model.info = dict(ckpt.get("info", {}))
+        return model
+
+    @staticmethod
+    def grid_from_dict(grid: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class WorldModel(CameraTransformer):
+    """The transformer of the module docstring; ``tokens [B, K, h, w]``, ``actions [B, K, 24, h, w]``."""
+
+    family = "tokens"
+
+    def __init__(self, config: WorldModelConfig, grid: TokenGrid) -> None:
+        super().__init__(config, grid, ACTION_CHANNELS, sum(grid.levels))
+        self.fsq = FSQ(grid.levels)
+        d = config.dim
+        self.embed = nn.ModuleList([nn.Embedding(n, d) for n in grid.levels])
+        self.noise_level = nn.Embedding(NOISE_BUCKETS + 1, d)  # the last id: the clean first frame
+
+    @staticmethod
+    def grid_from_dict(grid: dict[str, Any]) -> TokenGrid:
+        return TokenGrid(tuple(grid["levels"]), int(grid["frames"]), int(grid["height"]), int(grid["width"]))
+
     # ----- the network -------------------------------------------------------------------------
     def _inputs(self, tokens: Tensor, actions: Tensor, start: int, noise: Tensor) -> Tensor:
         """Embeddings ``[B, k * h * w, dim]`` of latent frames ``start .. start + k - 1``.
@@ -150,16 +197,9 @@ class WorldModel(nn.Module):
         """
         b, k, h, w = tokens.shape
         digits = self.fsq.indices_to_digits(tokens.reshape(b, k, h * w))
-        x = sum(embed(digits[..., i]) for i, embed in enumerate(self.embed))
-        x = x + self.pos[None, None] + self.time[start:start + k][None, :, None]
-        x = x + self.action(actions.permute(0, 1, 3, 4, 2).reshape(b, k, h * w, -1))
+        x = self._with_cameras(sum(embed(digits[..., i]) for i, embed in enumerate(self.embed)), actions, start)
         x = x + self.noise_level(noise)[:, :, None]
         return x.reshape(b, k * h * w, -1)
-
-    def _run(self, x: Tensor, mask: Optional[Tensor], caches: Optional[list[KVCache]] = None) -> Tensor:
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, caches[i] if caches is not None else None)
-        return self.head(self.norm(x))
 
     def block_causal_mask(self, frames: int) -> Tensor:
         """``[L, L]`` boolean: position i may attend to j when j's latent frame is not after i's."""
@@ -264,19 +304,3 @@ class WorldModel(nn.Module):
             probs = F.softmax(lg.float() / temperature, dim=-1).reshape(-1, lg.shape[-1]).cpu()
             digits.append(torch.multinomial(probs, 1, generator=generator).view(lg.shape[:-1]).to(lg.device))
         return self.fsq.digits_to_indices(torch.stack(digits, -1))
-
-    # ----- persistence -----------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        from render3d.video.checkpoint import VERSION
-
-        return {"version": VERSION, "kind": "video-world-model", "family": self.family, "config": asdict(self.config),
-                "grid": {**asdict(self.grid), "levels": list(self.grid.levels)}, "state": self.state_dict(), "info": dict(self.info)}
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "WorldModel":
-        g = ckpt["grid"]
-        grid = TokenGrid(tuple(g["levels"]), int(g["frames"]), int(g["height"]), int(g["width"]))
-        model = cls(WorldModelConfig(**ckpt["config"]), grid)
-        model.load_state_dict(ckpt["state"])
-        model.info = dict(ckpt.get("info", {}))
-        return model
