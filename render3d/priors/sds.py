@@ -20,6 +20,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.losses import LossConfig, LossContext, LossTerm
 from render3d.priors.views import PseudoViews, patch_camera
+from render3d.zoo import schedule
 
 
 @runtime_checkable
@@ -52,7 +53,7 @@ def sds_gradient(prior: NoisePredictor, x: Tensor, t: Tensor, noise: Tensor) -> 
     the prediction is unconditional (a labelled prior's "no label" embedding)."""
     with torch.no_grad():
         ab = prior.alphas_cumprod[t].view(-1, 1, 1, 1).to(x)
-        x_t = ab.sqrt() * x.detach() + (1 - ab).sqrt() * noise
+        x_t = schedule.add_noise(x.detach(), ab, noise)
         return (1 - ab) * (prior.predict_noise(x_t, t) - noise)
 
 

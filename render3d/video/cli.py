@@ -95,9 +95,8 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if (code := _launched_locally(args, argv)) is not None:
         return code
-    from render3d.video.clips import load_clips
-    from render3d.config_cli import explicit_options
     from render3d.video.checkpoint import read_checkpoint
+    from render3d.video.clips import load_clips
     from render3d.video.latent_diffusion import with_defaults
     from render3d.video.train import VideoTrainConfig, WorldModelTrainer
     from render3d.video.world_model import WorldModelConfig

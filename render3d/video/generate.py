@@ -22,10 +22,10 @@ from torch import Tensor
 from render3d.errors import Render3DError
 from render3d.export.paths import SceneFrame
 from render3d.video.checkpoint import read_checkpoint
+from render3d.video.latent_diffusion import LatentDiffusionWorldModel, world_model_from_checkpoint
 from render3d.video.plucker import plucker_maps
 from render3d.video.tokenizer import VideoTokenizer, frames_of, load_tokenizer
 from render3d.video.wavelet import FACTOR
-from render3d.video.latent_diffusion import LatentDiffusionWorldModel, world_model_from_checkpoint
 from render3d.video.world_model import WorldModel, group_actions
 
 DECODE_MODES = ("tokens", "mean")

@@ -24,8 +24,8 @@ from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
-from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
 from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
+from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
 from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 
 
