@@ -35,9 +35,10 @@ from machine import describe
 from render3d.files import write_json, write_text_atomic
 from render3d.video.clips import ClipSet, load_clips
 from render3d.video.evaluate import FIRST_FRAMES, frame_scores, world_model_metrics, write_curves_plot
-from render3d.video.latent_diffusion import with_defaults
 from render3d.video.tokenizer import TokenizerConfig, load_tokenizer
-from render3d.video.train import TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer
+from render3d.video.train import (
+    TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer, world_model_config,
+)
 from render3d.video.world_model import WorldModelConfig
 
 
@@ -151,8 +152,7 @@ def world_model(clips: ClipSet, out: Path, budget: float, config: WorldModelConf
 
     for run, tokenizer, _decode in dict.fromkeys(WORLD_MODELS.values()):
         if finished(out / run) is None:
-            discrete = load_tokenizer(out / tokenizer).discrete  # a continuous one: the latent diffusion model, with its defaults
-            WorldModelTrainer(clips, train_config(out / run, budget, batch), config if discrete else with_defaults(config),
+            WorldModelTrainer(clips, train_config(out / run, budget, batch), world_model_config(config, out / tokenizer),
                               out / tokenizer).run()
     results = {}
     for label, (run, _tokenizer, decode) in WORLD_MODELS.items():

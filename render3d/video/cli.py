@@ -95,10 +95,8 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if (code := _launched_locally(args, argv)) is not None:
         return code
-    from render3d.video.checkpoint import read_checkpoint
     from render3d.video.clips import load_clips
-    from render3d.video.latent_diffusion import with_defaults
-    from render3d.video.train import VideoTrainConfig, WorldModelTrainer
+    from render3d.video.train import VideoTrainConfig, WorldModelTrainer, world_model_config
     from render3d.video.world_model import WorldModelConfig
 
     if args.resume:
@@ -108,9 +106,7 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.clips or not args.tokenizer:
             raise Render3DError("pass the clip folder and --tokenizer RUN (a trained tokenizer), or --resume RUN")
-        config = config_from_args(args, WorldModelConfig)
-        if read_checkpoint(args.tokenizer, "video-tokenizer")["config"]["kind"] == "continuous":
-            config = with_defaults(config, explicit_options(list(argv)))  # the latent diffusion model's own defaults
+        config = world_model_config(config_from_args(args, WorldModelConfig), args.tokenizer, explicit_options(list(argv)))
         trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig), config, args.tokenizer)
     g = trainer.model.grid
     what = "tokens" if trainer.tokenizer.discrete else f"latents of {trainer.tokenizer.latent_channels} floats"

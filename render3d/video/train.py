@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
-from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
+from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid, with_defaults
 from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
 from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 
@@ -271,6 +271,14 @@ def tokenize_split(tokenizer: VideoTokenizer, split: Any, pose_scale: float, dev
     size = (int(split.frames.shape[3]), int(split.frames.shape[2]))
     maps = torch.stack([plucker_maps(split.K[i], split.c2w[i], size, (w, h), pose_scale) for i in range(len(split))])
     return TokenizedClips(codes, group_actions(maps))
+
+
+def world_model_config(config: WorldModelConfig, tokenizer: str | Path, explicit: Iterable[str] = ()) -> WorldModelConfig:
+    """``config`` for a world model on ``tokenizer``: on a continuous tokenizer (the latent diffusion model) with that
+    model's defaults (:func:`render3d.video.latent_diffusion.with_defaults`), except the options in ``explicit``."""
+    if read_checkpoint(tokenizer, "video-tokenizer")["config"]["kind"] == "continuous":
+        return with_defaults(config, explicit)
+    return config
 
 
 class WorldModelTrainer(VideoTrainer):
