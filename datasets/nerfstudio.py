@@ -11,6 +11,9 @@ when present (a cube of side ``aabb_scale`` in ngp's unit space, mapped back wit
 json's ``scale`` (default 0.33) and ``offset`` (default 0.5)); otherwise the estimate of
 :mod:`.geometry`, as are near/far (unless the json states ``near`` / ``far``) and
 ``forward_facing``.
+
+Sparse points: the binary PLY named by ``ply_file_path`` (nerfstudio's key; ``x y z`` and
+optional ``red green blue``), in the same world frame as the poses.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from render3d.errors import Render3DError
+
 from .checks import check_number, check_vector
 from .frames import build_scene, holdout
 from .io import read_json, require_dir
+from .ply import read_ply_vertices
 from .scene import SceneData
 from .transforms_json import frame_list, parse_frames, stated_bounds, stated_near_far
 
@@ -45,6 +51,34 @@ def ngp_bounds(meta: dict[str, Any], source: Path) -> Optional[np.ndarray]:
     center = np.array([center_ngp[2], center_ngp[0], center_ngp[1]])
     half = 0.5 * aabb_scale / scale
     return np.stack([center - half, center + half])
+
+
+def ply_points(meta: dict[str, Any], root: Path, source: Path) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The points of ``ply_file_path``: ``(xyz [M, 3] float64, rgb [M, 3] uint8)``, or ``(None, None)`` without the key.
+
+    Rows with a NaN or infinite coordinate are dropped; a missing file, a malformed PLY or
+    one without ``x y z`` is a one-line Render3DError naming it.
+    """
+    relative = meta.get("ply_file_path")
+    if relative is None:
+        return None, None
+    if not isinstance(relative, str) or not relative:
+        raise Render3DError(f"{source}: ply_file_path must be a file name relative to the json; fix or remove it")
+    path = root / relative
+    vertices = read_ply_vertices(path)
+    names = vertices.dtype.names or ()
+    if not {"x", "y", "z"} <= set(names):
+        raise Render3DError(f"{path} (ply_file_path in {source}) has no x, y, z vertex properties; write the points again")
+    xyz = np.stack([vertices[n].astype(np.float64) for n in "xyz"], axis=1)
+    if {"red", "green", "blue"} <= set(names):
+        rgb = np.stack([vertices[n] for n in ("red", "green", "blue")], axis=1)
+        rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8) if rgb.dtype.kind == "f" else np.clip(rgb, 0, 255).astype(np.uint8)
+    else:
+        rgb = np.full((len(xyz), 3), 128, np.uint8)
+    finite = np.isfinite(xyz).all(axis=1)
+    if not finite.any():
+        return None, None
+    return xyz[finite], rgb[finite]
 
 
 def load_nerfstudio(
@@ -76,9 +110,11 @@ def load_nerfstudio(
     frames.sort(key=lambda f: f.name)
     stated, ngp = stated_bounds(meta, source), ngp_bounds(meta, source)
     train, test = holdout(frames, test_every)
+    points, colors = ply_points(meta, root, source)
     return build_scene(
         train, test, test,
         fmt="nerfstudio", root=root, source=source, background=background,
+        points=points, point_colors=colors,
         bounds=stated if stated is not None else ngp,
         near_far=stated_near_far(meta, source),
     )

@@ -18,7 +18,8 @@ override any camera key. Keys read (all optional except a focal length and the p
     converted here to OpenCV.
 ``file_path``
     image path relative to the json's folder, with or without extension (``.png`` is
-    tried first, then the other image extensions).
+    tried first, then the other image extensions). For a downscale N, an image
+    ``images/NAME`` is read from ``images_N/NAME`` when that file exists.
 ``depth_file_path`` (or ``depth_path``), ``depth_scale``
     optional z-depth map (``.npy`` float, or 16-bit PNG) with
     ``depth = stored value / depth_scale`` (default ``depth_scale`` 1: the stored values
@@ -121,6 +122,18 @@ def resolve_image(root: Path, file_path: str) -> tuple[Path, bool]:
     return path, False
 
 
+def downscaled_copy(root: Path, image_path: Path, factor: int) -> Optional[Path]:
+    """``root/images_N/<name>`` for an image ``root/images/<name>`` and ``factor`` N > 1, when that file exists (nerfstudio's layout)."""
+    if factor <= 1:
+        return None
+    try:
+        relative = image_path.relative_to(root / "images")
+    except ValueError:
+        return None
+    candidate = root / f"images_{factor}" / relative
+    return candidate if is_file(candidate) else None
+
+
 def opencv_pose(frame: dict[str, Any], name: str, source: Path) -> np.ndarray:
     """The frame's ``transform_matrix`` converted from OpenGL to OpenCV axes, checked."""
     if "transform_matrix" not in frame:
@@ -202,16 +215,17 @@ def parse_frames(
         camera = {**top, **camera_values(entry, where)}
         ignored_k34 |= any(camera.get(k, 0.0) != 0.0 for k in ("k3", "k4"))
         K, width, height, dist = intrinsics(camera, image_path, name, source)
+        small = downscaled_copy(root, image_path, shrink)
         frames.append(
             Frame(
                 name=name,
-                image_path=image_path,
+                image_path=small or image_path,
                 c2w=opencv_pose(entry, name, source),
                 K=K,
                 width=width,
                 height=height,
                 source=str(source),
-                shrink=shrink,
+                shrink=1 if small else shrink,
                 distortion=dist,
                 depth_path=optional_path(entry, ("depth_file_path", "depth_path"), root, where),
                 depth_scale=camera.get("depth_scale", 1.0),

@@ -191,8 +191,9 @@ def add_info_parser(sub: Any) -> None:
 
 
 def add_data_parser(sub: Any) -> None:
-    """``render3d data synth``."""
-    data = sub.add_parser("data", help="generate datasets", description="Generate datasets.")
+    """``render3d data synth`` and ``render3d data process``."""
+    data = sub.add_parser("data", help="make datasets: process your photos or videos, or write the default scene",
+                          description="Make datasets: `process` your own photos or videos into a posed scene, or `synth` the default scene.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="KIND")
     synth = data_sub.add_parser("synth", help="write the procedural default scene (Blender layout)", description="Render the procedural default scene with depth and masks into OUT (Blender / NeRF-synthetic layout).")
     synth.add_argument("out", help="output folder")
@@ -202,6 +203,9 @@ def add_data_parser(sub: Any) -> None:
     synth.add_argument("--n-test", type=int, default=20, help="test views (default: 20)")
     synth.add_argument("--seed", type=int, default=0, help="camera placement seed (default: 0)")
     synth.set_defaults(func=cmd_data_synth)
+    from render3d.process.cli import add_process_parser
+
+    add_process_parser(data_sub)
 
 
 # the order of the built-in commands in --help; plug-in commands follow, by name

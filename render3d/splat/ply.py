@@ -15,19 +15,17 @@ quaternion ``4 x u8`` as ``q * 128 + 128`` (w, x, y, z), sorted by size x opacit
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from render3d.datasets.checks import describe
 from render3d.datasets.io import is_file
+from render3d.datasets.ply import read_ply_vertices, reading
 from render3d.errors import Render3DError
 from render3d.files import write_bytes_atomic
 from render3d.protocol import Gaussians, HasGaussians
@@ -36,11 +34,6 @@ from render3d.splat.sh import C0, num_sh_bases
 
 PathLike = Union[str, os.PathLike]
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "<i2", "int16": "<i2",
-    "ushort": "<u2", "uint16": "<u2", "int": "<i4", "int32": "<i4", "uint": "<u4", "uint32": "<u4",
-    "float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8",
-}
 SPLAT_DTYPE = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
 
@@ -90,89 +83,7 @@ def save_ply(model: HasGaussians, path: PathLike) -> Path:
     return write_bytes_atomic(path, ("\n".join(header) + "\n").encode("ascii") + records.tobytes())
 
 
-#: Longest PLY header read; a file without ``end_header`` in it is not a Gaussian PLY.
-_MAX_HEADER_BYTES = 1 << 20
 _F_REST_DEGREE = {0: 0, 9: 1, 24: 2, 45: 3}  # number of f_rest properties -> SH degree
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn an OSError while reading ``path`` (permissions, I/O) into a one-line Render3DError."""
-    try:
-        yield
-    except OSError as e:
-        raise Render3DError(f"cannot read {path} ({e.strerror or e}); check the file and its permissions") from None
-
-
-def _read_ply_header(f: BinaryIO, path: Path) -> tuple[int, list[tuple[str, str]]]:
-    """``(vertex count, [(property, dtype)])`` from a PLY header, read after its ``ply`` line."""
-    fmt, count, fields, element = None, None, [], None
-    seen = 0
-    while True:
-        line = f.readline(_MAX_HEADER_BYTES)
-        seen += len(line)
-        if not line or seen > _MAX_HEADER_BYTES:
-            raise Render3DError(f"{path}: the PLY header has no end_header line; the file is truncated or not a PLY")
-        words = line.decode("ascii", "replace").split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "end_header":
-            break
-        needed = {"format": 2, "element": 3, "property": 3}.get(words[0], 0)
-        if len(words) < needed:
-            raise Render3DError(f"{path}: malformed PLY header line {describe(line.decode('ascii', 'replace').strip())}; re-export the file")
-        if words[0] == "format":
-            fmt = words[1]
-        elif words[0] == "element":
-            element = words[1]
-            if element == "vertex":
-                if count is not None:
-                    raise Render3DError(f"{path}: the PLY header has two vertex elements; re-export the file")
-                count = _vertex_count(words[2], path)
-            elif count is None:  # elements after the vertices are ignored
-                raise Render3DError(f"{path}: element {element!r} before the vertices is not supported")
-        elif words[0] == "property" and element == "vertex":
-            if words[1] == "list" or words[1] not in _PLY_TYPES:
-                raise Render3DError(f"{path}: unsupported vertex property {' '.join(words[1:])!r}")
-            if any(name == words[2] for name, _ in fields):
-                raise Render3DError(f"{path}: the vertex element lists property {words[2]!r} twice; re-export the file")
-            fields.append((words[2], _PLY_TYPES[words[1]]))
-    if fmt != "binary_little_endian":
-        raise Render3DError(f"{path}: PLY format {fmt!r} is not supported; Gaussian PLYs are binary_little_endian")
-    if count is None:
-        raise Render3DError(f"{path}: the PLY has no vertex element")
-    if not fields:
-        raise Render3DError(f"{path}: the vertex element has no properties; it is not a Gaussian-splat PLY")
-    return count, fields
-
-
-def _vertex_count(word: str, path: Path) -> int:
-    if not (word.isascii() and word.isdigit()) or len(word) > 4000:  # int() refuses longer digit strings
-        raise Render3DError(f"{path}: vertex count {describe(word)} is not a whole number >= 0; fix the 'element vertex' line")
-    return int(word)
-
-
-def _read_ply_vertices(path: Path) -> np.ndarray:
-    """The vertex element of a binary little-endian PLY as a structured array.
-
-    The vertex count is checked against the file size before anything is read, so a
-    corrupt header can neither allocate nor read more than the file holds.
-    """
-    if not is_file(path):
-        raise Render3DError(f"no PLY file at {path}")
-    with _reading(path), open(path, "rb") as f:
-        if f.readline(16).strip() != b"ply":
-            raise Render3DError(f"{path} is not a PLY file (no 'ply' magic line)")
-        count, fields = _read_ply_header(f, path)
-        dtype = np.dtype(fields)
-        available = os.fstat(f.fileno()).st_size - f.tell()
-        if count * dtype.itemsize > available:
-            raise Render3DError(
-                f"{path} is truncated: its header promises {count} vertices of {dtype.itemsize} bytes "
-                f"but only {available} bytes follow; re-export it"
-            )
-        raw = f.read(count * dtype.itemsize)
-    return np.frombuffer(raw, dtype=dtype, count=count)
 
 
 def _finite_rows(values: np.ndarray, path: Path) -> np.ndarray:
@@ -200,7 +111,7 @@ def load_ply(path: PathLike, backend: str = "torch") -> GaussianSplats:
     none left, or any malformed file, is a one-line :class:`Render3DError`.
     """
     path = Path(path)
-    v = _read_ply_vertices(path)
+    v = read_ply_vertices(path)
     names = set(v.dtype.names or ())
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     missing = [n for n in required if n not in names]
@@ -262,7 +173,7 @@ def load_splat(path: PathLike, backend: str = "torch") -> GaussianSplats:
     path = Path(path)
     if not is_file(path):
         raise Render3DError(f"no .splat file at {path}")
-    with _reading(path):
+    with reading(path):
         raw = path.read_bytes()
     if len(raw) % SPLAT_DTYPE.itemsize:
         raise Render3DError(f"{path} is not a .splat file: its size is not a multiple of {SPLAT_DTYPE.itemsize} bytes")
