@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 
 from render3d.errors import Render3DError
 
-from .io import is_file, require_dir
+from .io import is_dir, is_file, list_images, require_dir
 from .scene import SceneData, Split
 
 __all__ = ["SceneData", "Split", "FORMATS", "available_formats", "detect_format", "load_scene"]
@@ -76,7 +76,15 @@ def detect_format(path: str | Path) -> str:
         detect: Optional[Callable[[Path], bool]] = getattr(module, "detect", None)
         if detect is not None and detect(root):
             return name
+    if _holds_photos(root) or _holds_photos(root / "images"):
+        raise Render3DError(f"{root} holds photos but no camera poses; run `render3d data process {root} --out SCENE` "
+                            "to recover them, then train on SCENE")
     raise Render3DError(f"no scene format recognised in {root}; expected one of: {_formats_hint()}")
+
+
+def _holds_photos(folder: Path) -> bool:
+    """True when ``folder`` is a folder with image files directly inside."""
+    return is_dir(folder) and bool(list_images(folder))
 
 
 def load_scene(

@@ -78,10 +78,15 @@ def split_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _unique_names(paths: Sequence[Path]) -> list[str]:
-    """The photos' file names, prefixed with their folder's name where two photos share one."""
+    """The photos' file names; where two share one, prefixed with as many of their folders as tell them apart."""
     names = [p.name for p in paths]
-    clashes = {n for n in names if names.count(n) > 1}
-    return [f"{p.parent.name}_{p.name}" if p.name in clashes else p.name for p in paths]
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        clashes = {n for n in names if names.count(n) > 1}
+        if not clashes:
+            return names
+        names = ["_".join([*p.parent.parts[-depth:], p.name]).lstrip("/_") if p.name in clashes or n in clashes else n
+                 for p, n in zip(paths, names)]
+    return [f"{i:05d}_{p.name}" for i, p in enumerate(paths)] if len(set(names)) != len(names) else names
 
 
 def exif_focal_pixels(image: Image.Image, width: int, height: int) -> Optional[float]:

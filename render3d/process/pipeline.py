@@ -139,8 +139,9 @@ def _gather(stages: Stages, inputs: Sequence[str | Path], config: ProcessConfig,
         clash = next(n for n in names if names.count(n) > 1)
         raise Render3DError(f"two inputs give the image name {clash}; rename one of them")
     if len(images) < sfm.MIN_REGISTERED:
+        given = ", ".join(str(i) for i in inputs)
         raise Render3DError(f"structure from motion needs at least {sfm.MIN_REGISTERED} photos or video frames; "
-                            f"got {len(images)}: add photos of the subject from other places")
+                            f"{given} gave {len(images)}: add photos of the subject from other places")
     return images, summary, len(photos)
 
 

@@ -63,12 +63,12 @@ def matcher_for(options: SfmOptions, count: int) -> str:
 
 
 def _quiet_colmap(log_file: Path) -> None:
-    """COLMAP's log goes to ``log_file`` (errors still reach the terminal), not over the progress bars."""
+    """COLMAP's log goes to ``log_file`` (our own one-line errors say what failed), not over the progress bars."""
     import pycolmap
 
     pycolmap.logging.logtostderr = False
     pycolmap.logging.alsologtostderr = False
-    pycolmap.logging.stderrthreshold = pycolmap.logging.Level.ERROR.value
+    pycolmap.logging.stderrthreshold = pycolmap.logging.Level.FATAL.value
     pycolmap.logging.set_log_destination(pycolmap.logging.Level.INFO, str(log_file))  # glog appends a time stamp
 
 

@@ -74,22 +74,24 @@ class Stages:
         An exception raised by ``fn`` is raised here, in the caller's thread.
         """
         result: dict[str, Any] = {}
+        done = threading.Event()  # not Thread.join: an interrupted join can wrongly mark the thread stopped (CPython #90882)
 
         def work() -> None:
             try:
                 result["value"] = fn(*args, **kwargs)
             except BaseException as exc:  # handed to the caller below
                 result["error"] = exc
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
+        threading.Thread(target=work, daemon=True).start()
         try:
-            while worker.is_alive():
-                worker.join(0.2)
+            while not done.wait(0.2):
+                pass
         except KeyboardInterrupt:
             if token is not None:
                 token.cancel()
-            worker.join(CANCEL_GRACE_SECONDS)
+            done.wait(CANCEL_GRACE_SECONDS)
             raise
         if "error" in result:
             raise result["error"]

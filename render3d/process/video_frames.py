@@ -15,6 +15,7 @@ video's rotation metadata, so frames come out upright):
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -107,6 +108,10 @@ def score_frames(path: Path, tick: Callable[[], None] = lambda: None) -> FrameSc
         tick()
     if not scores:
         raise Render3DError(f"video {path} holds no frames; is it a whole video file?")
+    promised = float(meta.get("fps") or 0.0) * float(meta.get("duration") or 0.0)
+    if len(scores) < 0.9 * promised:
+        warnings.warn(f"video {path} decoded only {len(scores)} of about {promised:.0f} frames; the file may be cut short: "
+                      "only the frames read are used", stacklevel=2)
     return FrameScores(np.array(scores), np.stack(thumbs), (int(width), int(height)), float(meta.get("fps") or 0.0))
 
 
