@@ -11,11 +11,12 @@ from render3d.errors import Render3DError
 def add_view_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``view`` subcommand to the ``render3d`` sub-parsers ``sub``."""
     view = sub.add_parser(
-        "view", help="open a trained run, checkpoint or Gaussian PLY in the web viewer",
-        description="Serve a trained run folder, a checkpoint .pt file or a Gaussian PLY (reference 3DGS layout) "
+        "view", help="open a trained run, checkpoint, Gaussian PLY or a dataset's cameras and points in the web viewer",
+        description="Serve a trained run folder, a checkpoint .pt file, a Gaussian PLY (reference 3DGS layout) or a "
+                    "dataset folder before training (its cameras and sparse points, e.g. from `render3d data process`) "
                     "to a browser with viser, without training. Ctrl-C stops.",
     )
-    view.add_argument("path", metavar="RUN_OR_CKPT_OR_PLY", help="run folder, checkpoint file or .ply file")
+    view.add_argument("path", metavar="RUN_OR_CKPT_OR_PLY", help="run folder, checkpoint file, .ply file or dataset folder")
     view.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default: 127.0.0.1)")
     view.add_argument("--port", type=int, default=8080, help="port; a free one is used when it is taken (default: 8080)")
     view.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")

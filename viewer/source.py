@@ -1,6 +1,7 @@
 """What the viewer shows: a scene model plus optional context (training cameras, points),
-from a live :class:`Trainer` or anything :func:`render3d.runs.load_run` loads (a run folder,
-a checkpoint, a reference 3DGS PLY, a .splat)."""
+from a live :class:`Trainer`, anything :func:`render3d.runs.load_run` loads (a run folder,
+a checkpoint, a reference 3DGS PLY, a .splat), or a dataset folder before training (its
+cameras and sparse points)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,46 @@ def from_run(run: LoadedRun) -> ViewerContent:
     return content
 
 
+def from_dataset(folder: Path, backend: str = "auto") -> ViewerContent:
+    """A dataset folder before training: its training cameras (with thumbnails) and sparse points.
+
+    The points are drawn as small opaque Gaussians (the splat trainer's starting sizes), so
+    the scene a processed capture recovered can be checked before any training.
+    """
+    import torch
+
+    from render3d.backend import device_for, resolve_backend
+    from render3d.datasets import load_scene
+    from render3d.splat.model import GaussianSplats, init_params
+
+    scene = load_scene(folder)
+    points, colors = scene.points, scene.point_colors
+    if points is None or len(points) == 0:  # cameras only: one invisible Gaussian to render
+        points, colors, opacity = scene.bounds.mean(0, keepdim=True), torch.zeros(1, 3, dtype=torch.uint8), 1e-4
+    else:
+        opacity = 0.95
+    resolved = resolve_backend(backend)
+    params = init_params(points.float(), colors.float() / 255.0, 0, init_opacity=opacity, init_scale=0.5)
+    model = GaussianSplats(params, 0, resolved, scene.background).to(device_for(resolved))
+    return ViewerContent(
+        name=f"{folder.name}: cameras and sparse points (not trained)", run_dir=Path("runs") / f"{folder.name}-preview",
+        bounds=scene.bounds.float().cpu(), static_model=model, train_cameras=scene.train.cameras,
+        train_images=scene.train.images, points=scene.points, point_colors=scene.point_colors,
+    )
+
+
 def load_content(path: str, backend: str = "auto") -> ViewerContent:
-    """A run folder, checkpoint (``.pt``), 3DGS ``.ply`` or ``.splat``, with one-line errors."""
+    """A run folder, checkpoint (``.pt``), 3DGS ``.ply``, ``.splat`` or a dataset folder, with one-line errors."""
+    from render3d.datasets import detect_format
+    from render3d.errors import Render3DError
+    from render3d.train import CHECKPOINT_NAME
+
+    folder = Path(path).expanduser()
+    if folder.is_dir() and not (folder / CHECKPOINT_NAME).is_file():
+        try:
+            detect_format(folder)
+        except Render3DError:
+            pass  # not a dataset either: load_run says what it expected
+        else:
+            return from_dataset(folder, backend)
     return from_run(load_run(path, backend))

@@ -17,21 +17,28 @@ DESCRIPTION = (
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so the same clean-up as Ctrl-C runs."""
+
+
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def cmd_process(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run :func:`render3d.process.process_capture` and print what registered and the command to train."""
     from render3d.process import ProcessConfig, process_capture
 
+    import pycolmap  # noqa: F401  (importing it installs glog's SIGTERM crash handler: ours must come after)
+
     config = config_from_args(args, ProcessConfig)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         report = process_capture(args.inputs, config)
-    except KeyboardInterrupt:
-        print(f"\nstopped; {config.out} was not written (an existing one is unchanged)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(f"\nstopped by {'SIGTERM' if isinstance(stop, Terminated) else 'Ctrl-C'}; {config.out} was not written "
+              "(an existing one is unchanged)", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     share = 100.0 * report.registered / report.images
