@@ -59,6 +59,16 @@ def test_every_view_registers_and_cameras_match_the_truth(room):
     assert errors["center_median_pct"] < 1.0, errors
 
 
+def test_global_mapper_recovers_the_cameras_too(room, tmp_path):
+    """``--mapper global`` (GLOMAP) registers every view within the same bounds."""
+    photos, _, truth = room
+    assert main(["data", "process", str(photos), "--out", str(tmp_path / "scene"), "--mapper", "global", "--no-progress"]) == 0
+    poses = processed_poses(tmp_path / "scene")
+    assert len(poses) == VIEWS
+    errors = camera_errors(np.stack([poses[f"view_{i:02d}.png"] for i in range(VIEWS)]), truth).summary()
+    assert errors["rotation_median_deg"] < 1.0 and errors["center_median_pct"] < 1.0, errors
+
+
 def test_scene_is_upright_centred_and_unit_sized(room):
     """Cameras' mean up is +z, they look at the origin, and the farthest sits at distance 1."""
     _, scene, _ = room

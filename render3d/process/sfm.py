@@ -180,10 +180,9 @@ def _global_options(options: SfmOptions):
     import pycolmap
 
     pipeline = pycolmap.GlobalPipelineOptions()
-    if hasattr(pipeline, "num_threads"):
-        pipeline.num_threads = options.threads
-    if hasattr(pipeline, "random_seed"):
-        pipeline.random_seed = options.seed
+    pipeline.num_threads = options.threads
+    pipeline.random_seed = options.seed
+    pipeline.min_model_size = MIN_REGISTERED
     return pipeline
 
 
