@@ -77,8 +77,8 @@ def detect_format(path: str | Path) -> str:
         if detect is not None and detect(root):
             return name
     if _holds_photos(root) or _holds_photos(root / "images"):
-        raise Render3DError(f"{root} holds photos but no camera poses; run `render3d data process {root} --out SCENE` "
-                            "to recover them, then train on SCENE")
+        raise Render3DError(f"{root} holds photos but no camera poses (none of: {_formats_hint()}); "
+                            f"run `render3d data process {root} --out SCENE` to recover them, then train on SCENE")
     raise Render3DError(f"no scene format recognised in {root}; expected one of: {_formats_hint()}")
 
 

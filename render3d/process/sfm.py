@@ -13,6 +13,9 @@
    model that registers the most images is kept;
 5. undistortion of that model to pinhole cameras (:func:`undistort`).
 
+Features and matching run on the CPU with the ``pycolmap`` wheel; with ``pycolmap-cuda12``
+installed instead they use the GPU (``Device.auto``).
+
 Failures (too few images registered, no model) are one-line
 :class:`~render3d.errors.Render3DError` that say what to try.
 """
@@ -109,7 +112,7 @@ def extract_features(stages: Stages, database: Path, image_dir: Path, images: Se
             for start in range(0, len(names), chunk):
                 part = names[start:start + chunk]
                 stages.call(pycolmap.extract_features, database, image_dir, image_names=part, camera_mode=pycolmap.CameraMode.SINGLE,
-                            reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
+                            reader_options=reader, extraction_options=extraction, device=pycolmap.Device.auto,
                             cancellation_token=token, token=token)
                 bar.update(len(part))
 
@@ -124,7 +127,7 @@ def match_features(stages: Stages, database: Path, count: int, options: SfmOptio
     token = pycolmap.CancellationToken()
     with stages.stage(f"matching ({matcher})", total=None, unit="s"):
         if matcher == "exhaustive":
-            stages.call(pycolmap.match_exhaustive, database, matching_options=matching, device=pycolmap.Device.cpu,
+            stages.call(pycolmap.match_exhaustive, database, matching_options=matching, device=pycolmap.Device.auto,
                         cancellation_token=token, token=token)
         else:
             pairing = pycolmap.SequentialPairingOptions()
@@ -132,7 +135,7 @@ def match_features(stages: Stages, database: Path, count: int, options: SfmOptio
             pairing.quadratic_overlap = True
             pairing.loop_detection = False  # needs a vocabulary tree, which would be a download
             stages.call(pycolmap.match_sequential, database, matching_options=matching, pairing_options=pairing,
-                        device=pycolmap.Device.cpu, cancellation_token=token, token=token)
+                        device=pycolmap.Device.auto, cancellation_token=token, token=token)
     return matcher
 
 
