@@ -208,6 +208,20 @@ def add_data_parser(sub: Any) -> None:
     add_process_parser(data_sub)
 
 
+# commands that render with the CPU kernels: they compile them ahead (render3d/kernel_warmup.py)
+KERNEL_COMMANDS = ("train", "eval", "view", "render", "export")
+
+
+def start_kernel_warmup() -> None:
+    """Compile the CPU kernels in the background while the command loads its data (not where CUDA does the work)."""
+    import torch
+
+    from render3d import kernel_warmup
+
+    if not torch.cuda.is_available():
+        kernel_warmup.start()
+
+
 # the order of the built-in commands in --help; plug-in commands follow, by name
 COMMAND_ORDER = ("train", "eval", "render", "export", "view", "info", "data", "zoo")
 
@@ -233,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _one_line_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in KERNEL_COMMANDS:
+        start_kernel_warmup()
     try:
         return args.func(args, argv)
     except Render3DError as exc:

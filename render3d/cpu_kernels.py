@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -21,6 +22,20 @@ ENV_VAR = "RENDER3D_CPU_KERNELS"
 # Calls into the kernels are serialised: numba's ``workqueue`` threading layer aborts on
 # concurrent launches (the viewer renders from its own thread while training runs).
 KERNEL_LOCK = threading.Lock()
+
+
+@contextmanager
+def launch() -> Iterator[None]:
+    """Hold :data:`KERNEL_LOCK` for a kernel call, after any ahead-of-time compile has finished.
+
+    Waiting for :mod:`render3d.kernel_warmup` first means a kernel never compiles while the
+    lock is held, so one thread's first call cannot stall another's.
+    """
+    from render3d import kernel_warmup
+
+    kernel_warmup.wait()
+    with KERNEL_LOCK:
+        yield
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render3d.cpu_kernels import KERNEL_LOCK, njit
+from render3d.cpu_kernels import launch, njit
 
 _ONE = np.float32(1.0)
 
@@ -108,7 +108,7 @@ class _HashGridFunction(torch.autograd.Function):
     def forward(ctx, table: Tensor, points: Tensor, levels: tuple[np.ndarray, ...]) -> Tensor:  # type: ignore[override]
         pts = points.detach().contiguous().numpy()
         out = np.empty((len(pts), len(levels[0]) * table.shape[1]), np.float32)
-        with KERNEL_LOCK:
+        with launch():
             _forward(pts, table.detach().contiguous().numpy(), *levels, out)
         ctx.points, ctx.levels, ctx.rows = pts, levels, table.shape
         return torch.from_numpy(out)
@@ -116,7 +116,7 @@ class _HashGridFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         table_grad = np.zeros(ctx.rows, np.float32)
-        with KERNEL_LOCK:
+        with launch():
             _backward(ctx.points, grad.detach().float().contiguous().numpy(), *ctx.levels, table_grad)
         return torch.from_numpy(table_grad), None, None
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render3d.cpu_kernels import KERNEL_LOCK, njit
+from render3d.cpu_kernels import launch, njit
 from render3d.splat.project import Projection
 from render3d.splat.sh import C0, C1, C2, C3
 
@@ -253,7 +253,7 @@ class _ProjectFunction(torch.autograd.Function):
         n_cams, n = len(viewmats), len(means)
         means2d, conics = np.empty((n_cams, n, 2), np.float32), np.empty((n_cams, n, 3), np.float32)
         depths, radii = np.empty((n_cams, n), np.float32), np.empty((n_cams, n, 2), np.int32)
-        with KERNEL_LOCK:
+        with launch():
             _project_forward(*arrays, width, height, eps2d, near, far, means2d, conics, depths, radii)
         ctx.arrays, ctx.settings = arrays, (width, height, eps2d)
         radii_t = torch.from_numpy(radii)
@@ -264,7 +264,7 @@ class _ProjectFunction(torch.autograd.Function):
     def backward(ctx, g_means2d: Tensor, g_conics: Tensor, g_depths: Tensor, _g_radii: Tensor):  # type: ignore[override]
         means = ctx.arrays[0]
         g_means, g_quats, g_scales = np.zeros_like(means), np.zeros((len(means), 4), np.float32), np.zeros_like(means)
-        with KERNEL_LOCK:
+        with launch():
             _project_backward(*ctx.arrays, *ctx.settings, _numpy(g_means2d), _numpy(g_conics), _numpy(g_depths),
                               g_means, g_quats, g_scales)
         return (torch.from_numpy(g_means), torch.from_numpy(g_quats), torch.from_numpy(g_scales),
@@ -386,7 +386,7 @@ class _ShColorsFunction(torch.autograd.Function):
     def forward(ctx, means: Tensor, coeffs: Tensor, degree: int, centers: Tensor) -> Tensor:  # type: ignore[override]
         arrays = (_numpy(means), _numpy(coeffs), degree, _numpy(centers))
         out = np.empty((len(centers), len(means), 3), np.float32)
-        with KERNEL_LOCK:
+        with launch():
             _sh_forward(*arrays, out)
         ctx.arrays = arrays
         return torch.from_numpy(out)
@@ -395,7 +395,7 @@ class _ShColorsFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         means, coeffs = ctx.arrays[0], ctx.arrays[1]
         g_means, g_coeffs = np.zeros_like(means), np.zeros_like(coeffs)
-        with KERNEL_LOCK:
+        with launch():
             _sh_backward(*ctx.arrays, _numpy(grad), g_means, g_coeffs)
         return torch.from_numpy(g_means), torch.from_numpy(g_coeffs), None, None
 

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from render3d.cpu_kernels import KERNEL_LOCK
+from render3d.cpu_kernels import launch
 from render3d.cpu_kernels import njit as _jit
 from render3d.splat.rasterize_cpu import MAX_FEATURES
 from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
@@ -591,7 +591,7 @@ class _RasterizeTiles(torch.autograd.Function):
                 depths: Tensor, radii: Tensor, width: int, height: int):
         with torch.no_grad():
             n_threads = numba.get_num_threads()
-            with KERNEL_LOCK:
+            with launch():
                 ranked, packed, feats_ranked, extent = _prepare(
                     _numpy(means2d), _numpy(conics), _numpy(opacities), _numpy(depths), radii.detach().contiguous().numpy(),
                     _numpy(feats), _kernel_width(feats.shape[1]))
@@ -615,7 +615,7 @@ class _RasterizeTiles(torch.autograd.Function):
         width, height = ctx.size
         packed, feats_ranked = ctx.lists[5], ctx.lists[6]
         per_thread = np.zeros((ctx.n_threads, len(packed), _NUM_PARAMS + feats_ranked.shape[1]), np.float32)
-        with KERNEL_LOCK:
+        with launch():
             _backward(*ctx.lists, _padded(grad_feat).reshape(height * width, -1), _numpy(grad_alpha).reshape(-1),
                       width, height, per_thread)
             full = torch.from_numpy(_gradients_by_id(per_thread, ctx.ranked, ctx.num, _NUM_PARAMS + ctx.n_feat))
