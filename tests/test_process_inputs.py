@@ -404,6 +404,17 @@ def test_call_reraises_the_workers_exception_in_the_caller():
     assert raised.value is error
 
 
+def interrupt_during(work, token) -> None:
+    """``Stages.call(work, token=token)`` with Ctrl-C (KeyboardInterrupt in the main thread) 0.3 s in; it must propagate."""
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Stages.call(work, token=token)
+    finally:
+        timer.cancel()
+
+
 def test_keyboard_interrupt_cancels_the_token_and_propagates():
     """Ctrl-C while the worker runs cancels the token, lets the worker stop, and goes on as KeyboardInterrupt."""
     token = FakeToken()
@@ -416,14 +427,8 @@ def test_keyboard_interrupt_cancels_the_token_and_propagates():
         finished.set()
         return "cancelled" if stopped else "ran to the end"
 
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
     start = time.perf_counter()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            Stages.call(native_work, token=token)
-    finally:
-        timer.cancel()
+    interrupt_during(native_work, token)
     assert token.cancelled.is_set()
     assert finished.wait(1.0), "the worker was given its grace period to stop"
     assert time.perf_counter() - start < 4.0, "the interrupt was acted on at once, not after the work's own timeout"
@@ -439,12 +444,6 @@ def test_keyboard_interrupt_waits_for_the_cancelled_worker_to_stop():
         time.sleep(1.0)  # a native call takes a moment to unwind after noticing its cancellation
         stopped.set()
 
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            Stages.call(native_work, token=token)
-    finally:
-        timer.cancel()
+    interrupt_during(native_work, token)
     assert token.cancelled.is_set()
     assert stopped.is_set(), "KeyboardInterrupt went on while the worker was still running"
