@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 import tokenize
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -102,8 +103,9 @@ def find_image_folder(root: Path, downscale: int, base: str = "images") -> tuple
     """The image folder to read for ``downscale`` and the factor still to apply.
 
     ``root/images_N`` (already ``N`` times smaller) is used when it exists, with factor 1;
-    otherwise ``root/images`` with factor ``N``. Raises when neither exists, listing the
-    folders that do.
+    otherwise ``root/images`` with factor ``N``. With ``downscale`` 1 and no ``images/``, the
+    least downscaled ``images_N/`` is used, with one warning. Otherwise raises when neither
+    exists, listing the folders that do.
     """
     if downscale > 1:
         shrunk = root / f"{base}_{downscale}"
@@ -113,6 +115,10 @@ def find_image_folder(root: Path, downscale: int, base: str = "images") -> tuple
     if full.is_dir():
         return full, downscale
     found = sorted(p.name for p in root.glob(f"{base}*") if p.is_dir() and re.fullmatch(rf"{base}(_\d+)?", p.name))
+    if found and downscale == 1:  # only downscaled copies (LLFF scenes as distributed): the largest of them
+        factor = min(int(name.rsplit("_", 1)[1]) for name in found)
+        warnings.warn(f"{root} has no {base}/ folder; using {base}_{factor}/ (as --downscale {factor} would)", stacklevel=2)
+        return root / f"{base}_{factor}", 1
     if found:
         factors = ", ".join("1" if n == base else n.rsplit("_", 1)[1] for n in found)
         wanted = f"{base}_{downscale}/ or {base}/" if downscale > 1 else f"{base}/"

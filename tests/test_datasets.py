@@ -364,8 +364,11 @@ def test_llff_axis_conversion_and_split(tmp_path: Path) -> None:
     assert torch.allclose(scene.test.cameras.c2w, torch.tensor(np.stack([poses[0], poses[8]]), dtype=torch.float32), atol=1e-6)
     np.testing.assert_allclose(scene.train.cameras.K[0].numpy(), [[3.5, 0, 2], [0, 3.5, 1.5], [0, 0, 1]], rtol=1e-5, atol=1e-6)
     assert scene.near_far == pytest.approx((1.0, 9.0))
-    with pytest.raises(Render3DError, match=r"no images/ folder in .*pass a downscale factor it has \(2\)"):
-        load_scene(tmp_path)
+    with pytest.warns(UserWarning, match=r"has no images/ folder; using images_2/"):  # only downscaled copies: the largest
+        unasked = load_scene(tmp_path)
+    assert torch.equal(unasked.train.cameras.K, scene.train.cameras.K) and torch.equal(unasked.train.images, scene.train.images)
+    with pytest.raises(Render3DError, match=r"no images_4/ or images/ folder in .*pass a downscale factor it has \(2\)"):
+        load_scene(tmp_path, downscale=4)
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

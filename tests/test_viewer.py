@@ -398,3 +398,16 @@ def test_cli_view_and_train_viewer_errors_are_one_line(capsys, tmp_path, tiny_sc
     assert main(["train", str(tiny_scene_dir), "--steps", "1", "--out", str(tmp_path / "r"), "--viewer", "--host", "no-such-host.invalid", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a known host" in err and "\n" not in err
+
+
+def test_the_package_pins_the_viser_release_the_guard_was_written_for():
+    """pyproject.toml installs exactly the viser that viewer/viser_guard.py checks (a fresh install gets a working viewer)."""
+    import tomllib
+
+    import viser
+
+    from render3d.viewer.viser_guard import VISER_VERSION
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert f"viser=={VISER_VERSION}" in project["dependencies"]
+    assert viser.__version__ == VISER_VERSION

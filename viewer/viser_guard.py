@@ -40,6 +40,9 @@ from render3d.viewer.access import AccessPolicy
 ProcessRequest = Callable[[ServerConnection, Request], Optional[Response]]
 CheckValue = Callable[[str, Any], Any]
 
+#: The viser release this module was written and tested against (pinned in pyproject.toml).
+VISER_VERSION = "1.1.1"
+
 _SERVE_LOCK = threading.Lock()  # one guarded start-up at a time patches ``serve``
 
 
@@ -52,7 +55,7 @@ def _require(condition: bool, what: str) -> None:
     if not condition:
         raise Render3DError(
             f"viser {viser.__version__} is not the viser render3d was written for ({what}), so the viewer cannot "
-            "check what browsers send: install viser 1.1.1"
+            f"check what browsers send: install viser {VISER_VERSION}"
         )
 
 
