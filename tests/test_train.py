@@ -127,3 +127,19 @@ def test_cuda_backend_trains_with_both_strategies(tiny_scene, tmp_path, strategy
     assert trainer.method.model.params["means"].is_cuda
     metrics = trainer.run()
     assert metrics["psnr"] > 20.0, metrics["psnr"]
+
+
+def test_strategy_presets_fill_only_unset_regularisers_and_the_run_records_them(tiny_scene, tmp_path):
+    """mcmc's 0.01 opacity / scale L1 applies only where no value was given; an explicit 0 trains with 0."""
+    from render3d.cli import build_parser
+    from render3d.config_cli import config_from_args
+
+    args = build_parser().parse_args(["train", "--splat.strategy", "mcmc", "--splat.opacity-reg", "0"])
+    given = config_from_args(args, SplatConfig, prefix="splat.")
+    assert (given.opacity_reg, given.scale_reg) == (0.0, 0.01)
+    assert (SplatConfig().opacity_reg, SplatConfig(strategy="mcmc").opacity_reg) == (0.0, 0.01)
+    trainer = make_trainer(tiny_scene, tmp_path, steps=1, strategy="mcmc", opacity_reg=0.0, cap_max=3000)
+    trainer.run()
+    assert trainer.method.config.opacity_reg == 0.0
+    recorded = json.loads((trainer.run_dir / "config.json").read_text())
+    assert json.dumps(recorded).count('"opacity_reg": 0.0') == 1 and json.dumps(recorded).count('"scale_reg": 0.01') == 1

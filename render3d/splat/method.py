@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,10 @@ from render3d.training.optim import adam
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
 
+
+
+#: Opacity and scale L1 weights each strategy trains with unless told otherwise (3DGS-MCMC's 0.01).
+STRATEGY_REGULARISATION = {"mcmc": 0.01, "default": 0.0}
 
 
 @dataclass
@@ -50,10 +54,18 @@ class SplatConfig:
     random_background: bool = option("train on a random background colour per view where the data has alpha, so no Gaussian "
                                      "can pose as the background (NeRF's default; off here by default)", default=False)
     ssim_weight: float = option("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
-    opacity_reg: float = option("L1 penalty on opacities (mcmc uses 0.01)", default=0.0)
-    scale_reg: float = option("L1 penalty on scales (mcmc uses 0.01)", default=0.0)
+    opacity_reg: Optional[float] = option("L1 penalty on opacities; default: the strategy's (mcmc 0.01, default 0)", default=None)
+    scale_reg: Optional[float] = option("L1 penalty on scales; default: the strategy's (mcmc 0.01, default 0)", default=None)
     packed: bool = option("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
     near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
+
+    def __post_init__(self) -> None:
+        """Fill the regularisers left unset with the strategy's presets (config.json records the values used)."""
+        preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
+        if self.opacity_reg is None:
+            self.opacity_reg = preset
+        if self.scale_reg is None:
+            self.scale_reg = preset
 
 
 def scaled(value: int, total_steps: int) -> int:
@@ -79,9 +91,6 @@ class SplatMethod(BaseMethod):
         # betas 1 - BS (1 - beta), at least 0; BS = 1 leaves the 3DGS values unchanged
         self.global_batch = batches.batch_size * dist.world_size()
         c = config
-        if c.strategy == "mcmc":
-            c.opacity_reg = c.opacity_reg or 0.01
-            c.scale_reg = c.scale_reg or 0.01
         self.strategy = make_strategy(
             c.strategy,
             refine_start=scaled(c.refine_start, total_steps),
