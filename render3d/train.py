@@ -31,6 +31,7 @@ from render3d.methods import get_method
 from render3d.priors.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
+from render3d.training.run_dir import claim_new_run_dir, refuse_existing_run
 
 PRIOR_TERMS = {"sds": "sds", "targets": "prior-targets"}  # --prior-mode: the loss term the prior runs as
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -111,15 +112,7 @@ def load_data(config: TrainConfig) -> Any:
 def claim_run_dir(config: TrainConfig) -> Path:
     """A new, unique ``runs/<scene>-<method>-<time>[-N]`` folder, created here so two runs never share one."""
     name = Path(config.data).name if config.data else "default-scene"
-    base = Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for n in range(1, 1000):
-        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            candidate.mkdir(parents=True)
-            return candidate
-        except FileExistsError:
-            continue
-    raise Render3DError(f"could not create a new run folder next to {base}: pass --out")
+    return claim_new_run_dir(Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -203,8 +196,7 @@ class Trainer(TrainLoop):
         if not c.out:  # rank 0 names the new folder; the other ranks learn its name
             return Path(dist.share_text("render3d/run_dir", str(claim_run_dir(c)) if dist.is_main() else None))
         out = Path(c.out)
-        if c.resume is None and not c.overwrite and (out / CHECKPOINT_NAME).exists():
-            raise Render3DError(f"{out} already holds a run: continue it with --resume {out}, replace it with --overwrite, or choose another --out")
+        refuse_existing_run(out, CHECKPOINT_NAME, resuming=c.resume is not None, overwrite=c.overwrite)
         return out
 
     @property

@@ -6,6 +6,7 @@ Everything runs on one CPU thread at 16-32 px (small tensors: extra threads only
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -340,6 +341,23 @@ def test_tokenizer_training_resumes_where_it_stopped(boxes, tmp_path):
     assert resumed.step == 2
     resumed.run()
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-4)
+
+
+def test_video_trainers_refuse_an_existing_run_unless_resuming_or_overwriting(boxes, tmp_path, capsys):
+    """``video tokenizer train`` / ``video train --out RUN`` with a model in RUN: one line, exit 2, the model untouched."""
+    from render3d.cli import main
+
+    clips, tok, world = boxes["root"] / "clips", boxes["root"] / "tok", boxes["root"] / "world"
+    for argv, run in ((["video", "tokenizer", "train", str(clips)], tok), (["video", "train", str(clips), "--tokenizer", str(tok)], world)):
+        before = (run / "model.pt").read_bytes()
+        assert main([*argv, "--out", str(run), "--steps", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "already holds a video model" in err and "--overwrite" in err
+        assert (run / "model.pt").read_bytes() == before
+    copy = tmp_path / "tok"
+    shutil.copytree(tok, copy)
+    assert main(["video", "tokenizer", "train", str(clips), "--out", str(copy), "--steps", "1", "--no-progress", "--overwrite",
+                 "--width", "8"]) == 0
 
 
 def test_cli_generate_writes_an_mp4_with_the_asked_frame_count_and_compare_doubles_the_width(boxes, tmp_path, capsys):

@@ -22,6 +22,7 @@ from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
+from render3d.training.run_dir import refuse_existing_run
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
 from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid, with_defaults
@@ -44,6 +45,7 @@ class VideoTrainConfig:
     threads: int = option("torch CPU threads (0: torch's default)", default=0)
     device: str = option("cpu, cuda or auto", default="auto")
     progress: bool = option("show a progress bar", default=True)
+    overwrite: bool = option("train into an --out folder that already holds a video model, replacing it", default=False)
 
 
 @dataclass
@@ -76,9 +78,12 @@ class VideoTrainer(TrainLoop):
 
     part: str = ""
 
-    def __init__(self, clips: ClipSet, config: VideoTrainConfig, callbacks: Optional[list[Callback]] = None) -> None:
+    def __init__(self, clips: ClipSet, config: VideoTrainConfig, callbacks: Optional[list[Callback]] = None,
+                 resuming: bool = False) -> None:
         if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
+        if config.out:
+            refuse_existing_run(Path(config.out), CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite, what="video model")
         dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, eval_every=config.eval_every,
                          log_every=config.log_every, progress=config.progress, callbacks=callbacks)
@@ -175,8 +180,9 @@ class TokenizerTrainer(VideoTrainer):
     desc = "video tokenizer"
 
     def __init__(self, clips: ClipSet, config: VideoTrainConfig, model_config: TokenizerConfig,
-                 options: TokenizerTrainOptions = TokenizerTrainOptions(), callbacks: Optional[list[Callback]] = None) -> None:
-        super().__init__(clips, config, callbacks)
+                 options: TokenizerTrainOptions = TokenizerTrainOptions(), callbacks: Optional[list[Callback]] = None,
+                 resuming: bool = False) -> None:
+        super().__init__(clips, config, callbacks, resuming)
         self.options = options
         self.window = options.window or clips.frames
         latent_frames(self.window)
@@ -189,7 +195,7 @@ class TokenizerTrainer(VideoTrainer):
     @classmethod
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "TokenizerTrainer":
         ckpt, clips, config = _resume_state(path, "video-tokenizer", clips, overrides)
-        trainer = cls(clips, config, TokenizerConfig(**ckpt["config"]), TokenizerTrainOptions(**ckpt["info"]["options"]))
+        trainer = cls(clips, config, TokenizerConfig(**ckpt["config"]), TokenizerTrainOptions(**ckpt["info"]["options"]), resuming=True)
         trainer.model.load_state_dict(ckpt["state"])
         trainer.restore(ckpt)
         return trainer
@@ -290,8 +296,8 @@ class WorldModelTrainer(VideoTrainer):
     desc = "video world model"
 
     def __init__(self, clips: ClipSet, config: VideoTrainConfig, model_config: WorldModelConfig, tokenizer: str | Path,
-                 callbacks: Optional[list[Callback]] = None) -> None:
-        super().__init__(clips, config, callbacks)
+                 callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:
+        super().__init__(clips, config, callbacks, resuming)
         require_posed(clips, "training a world model")
         self.tokenizer_path = str(tokenizer)
         self.tokenizer_ckpt = read_checkpoint(tokenizer, "video-tokenizer")
@@ -311,7 +317,7 @@ class WorldModelTrainer(VideoTrainer):
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "WorldModelTrainer":
         ckpt, clips, config = _resume_state(path, "video-world-model", clips, overrides)
         tok_file = checkpoint_file(path).parent / "tokenizer.pt"
-        trainer = cls(clips, config, WorldModelConfig(**ckpt["config"]), tok_file)
+        trainer = cls(clips, config, WorldModelConfig(**ckpt["config"]), tok_file, resuming=True)
         trainer.model.load_state_dict(ckpt["state"])
         trainer.restore(ckpt)
         return trainer

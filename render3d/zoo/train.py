@@ -26,6 +26,7 @@ from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
 from render3d.training import distributed as dist
+from render3d.training.run_dir import refuse_existing_run
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import SOURCES, ImageData, load_images
 
@@ -53,9 +54,8 @@ class ZooTrainer(TrainLoop):
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:
-        if config.out and not (resuming or config.overwrite) and (Path(config.out) / ZOO_CHECKPOINT_NAME).exists():
-            raise Render3DError(f"{config.out} already holds a zoo run: continue it with --resume {config.out}, "
-                                "replace it with --overwrite, or choose another --out")
+        if config.out:
+            refuse_existing_run(Path(config.out), ZOO_CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite, what="zoo run")
         if config.steps < 0 or config.batch_size < 0 or not config.budget >= 0:
             raise Render3DError("--steps, --batch-size and --budget must be at least 0")
         if not config.steps and not config.budget:
