@@ -106,24 +106,27 @@ def wait() -> None:
 
 
 def compile_all() -> None:
-    """Run every kernel specialisation once on tiny inputs (forward and backward where training needs it)."""
+    """Run every kernel specialisation once on tiny inputs (forward and backward where training needs it).
+
+    It draws from its own generator only: it runs beside the command's main thread, whose
+    seeded global random stream it must not touch (ranks of a distributed run would diverge).
+    """
     import torch
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        _splat_workload()
-        _nerf_workload()
+    generator = torch.Generator().manual_seed(0)
+    _splat_workload(generator)
+    _nerf_workload(generator)
 
 
-def _splat_workload() -> None:
+def _splat_workload(generator) -> None:
     import torch
 
     from render3d.cameras import Cameras, look_at
     from render3d.protocol import render_preview
     from render3d.splat.model import GaussianSplats, init_params
 
-    points = torch.randn(48, 3) * 0.3
-    model = GaussianSplats(init_params(points, torch.rand(48, 3), 3, init_opacity=0.5, init_scale=1.0), 3, "torch",
+    points = torch.randn(48, 3, generator=generator) * 0.3
+    model = GaussianSplats(init_params(points, torch.rand(48, 3, generator=generator), 3, init_opacity=0.5, init_scale=1.0), 3, "torch",
                            torch.ones(3))
     eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in ([0.0, -0.3, -2.5], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0]))
     K = torch.tensor([[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]])
@@ -136,11 +139,11 @@ def _splat_workload() -> None:
         render_preview(model, cameras, "rgb")
 
 
-def _nerf_workload() -> None:
+def _nerf_workload(generator) -> None:
     import torch
 
     from render3d.nerf.encoding import HashEncoding
 
-    encoding = HashEncoding()
-    features = encoding(torch.rand(64, 3))
+    encoding = HashEncoding(generator=generator)
+    features = encoding(torch.rand(64, 3, generator=generator))
     features.sum().backward()

@@ -106,3 +106,11 @@ def test_cold_cache_run_announces_compilation_and_a_warm_one_does_not(tmp_path):
     assert runs[0].stderr.count("compiling the CPU kernels") == 1, runs[0].stderr
     assert "compiling the CPU kernels" not in runs[1].stderr, runs[1].stderr
     assert any((tmp_path / "cache").rglob("*.nbi")), "numba wrote its cache where NUMBA_CACHE_DIR points"
+
+
+def test_the_warmup_leaves_the_global_random_stream_alone():
+    """It runs beside a seeded main thread (every rank of a distributed run): torch's global RNG must not move."""
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    kernel_warmup.compile_all()
+    assert torch.equal(torch.get_rng_state(), state)

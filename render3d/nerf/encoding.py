@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -32,10 +34,12 @@ class HashEncoding(nn.Module):
         log2_table_size: entries per level's table (2**n).
         base_resolution: coarsest grid resolution.
         max_resolution: finest grid resolution (sets the per-level growth factor).
+        generator: draws the table's initial values (default: torch's global generator).
     """
 
     def __init__(
-        self, levels: int = 16, features: int = 2, log2_table_size: int = 19, base_resolution: int = 16, max_resolution: int = 2048
+        self, levels: int = 16, features: int = 2, log2_table_size: int = 19, base_resolution: int = 16, max_resolution: int = 2048,
+        generator: Optional[torch.Generator] = None,
     ) -> None:
         super().__init__()
         self.levels, self.features = levels, features
@@ -52,7 +56,7 @@ class HashEncoding(nn.Module):
         self.register_buffer("dense", torch.tensor([(r + 1) ** 3 <= self.table_size for r in resolutions]), persistent=False)
         self.register_buffer("resolutions_float", self.resolutions.float(), persistent=False)
         self.dense_levels = int(self.dense.sum())  # dense levels come first: resolutions grow
-        self.embeddings = nn.Parameter(torch.empty(offsets[-1], features).uniform_(-1e-4, 1e-4))
+        self.embeddings = nn.Parameter(torch.empty(offsets[-1], features).uniform_(-1e-4, 1e-4, generator=generator))
         self.frequency_limit = 1.0  # FreeNeRF-style annealing: see frequency_mask
 
     @property
