@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -106,7 +105,7 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.clips or not args.tokenizer:
             raise Render3DError("pass the clip folder and --tokenizer RUN (a trained tokenizer), or --resume RUN")
-        config = world_model_config(config_from_args(args, WorldModelConfig), args.tokenizer, explicit_options(list(argv)))
+        config = world_model_config(config_from_args(args, WorldModelConfig), args.tokenizer)
         trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig), config, args.tokenizer)
     g = trainer.model.grid
     what = "tokens" if trainer.tokenizer.discrete else f"latents of {trainer.tokenizer.latent_channels} floats"

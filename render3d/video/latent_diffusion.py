@@ -27,8 +27,8 @@ the training latents' mean and spread) are a sequence of ``K * h * w`` vectors:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Iterable, Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -44,18 +44,6 @@ from render3d.zoo.transformer import KVCache
 TIMESTEPS = 1000
 CLIP_X0 = 6.0  # clean estimates are clipped to this many standard deviations of the training latents
 FRAME_ACTION_CHANNELS = FACTOR * PLUCKER_CHANNELS  # the four ray maps of a latent frame
-
-
-# Options where the latent diffusion model trains better than with the token model's defaults
-# (300 s on 1280 default-scene clips, mean prediction over frames 1-8 against copy-last-frame:
-# +2.17 dB at lr 1e-3 / dropout 0.1, +2.91 at 2e-3 / 0.1, +2.24 at 1e-3 / 0, +3.27 at 2e-3 / 0)
-DEFAULTS = {"lr": 2e-3, "dropout": 0.0}
-
-
-def with_defaults(config: WorldModelConfig, explicit: Iterable[str] = ()) -> WorldModelConfig:
-    """``config`` with the latent diffusion model's :data:`DEFAULTS`, except the options in ``explicit`` (typed by the user)."""
-    keep = set(explicit)
-    return replace(config, **{k: v for k, v in DEFAULTS.items() if k not in keep})
 
 
 @dataclass(frozen=True)

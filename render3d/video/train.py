@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ from render3d.training import distributed as dist
 from render3d.training.run_dir import refuse_existing_run
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
-from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid, with_defaults
+from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
 from render3d.video.tokenizer import TokenizerConfig, VideoTokenizer, latent_frames, load_tokenizer
 from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 
@@ -279,12 +279,10 @@ def tokenize_split(tokenizer: VideoTokenizer, split: Any, pose_scale: float, dev
     return TokenizedClips(codes, group_actions(maps))
 
 
-def world_model_config(config: WorldModelConfig, tokenizer: str | Path, explicit: Iterable[str] = ()) -> WorldModelConfig:
-    """``config`` for a world model on ``tokenizer``: on a continuous tokenizer (the latent diffusion model) with that
-    model's defaults (:func:`render3d.video.latent_diffusion.with_defaults`), except the options in ``explicit``."""
-    if read_checkpoint(tokenizer, "video-tokenizer")["config"]["kind"] == "continuous":
-        return with_defaults(config, explicit)
-    return config
+def world_model_config(config: WorldModelConfig, tokenizer: str | Path) -> WorldModelConfig:
+    """``config`` with the defaults of the family ``tokenizer`` makes (a continuous one: latent diffusion) where unset."""
+    continuous = read_checkpoint(tokenizer, "video-tokenizer")["config"]["kind"] == "continuous"
+    return config.for_family("latent-diffusion" if continuous else "tokens")
 
 
 class WorldModelTrainer(VideoTrainer):
