@@ -192,6 +192,11 @@ def process_capture(inputs: Sequence[str | Path], config: ProcessConfig) -> Proc
                           f"(the unregistered ones are listed in {out / 'process.json'})", stacklevel=2)
         undistorted = sfm.undistort(stages, colmap_dir / "sparse" / str(index), frames_dir, work / "undistorted", registered, options.threads)
         final = pycolmap.Reconstruction(str(undistorted / "sparse"))
+        sizes = sorted({(c.width, c.height) for c in final.cameras.values()})
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in sizes)
+            warnings.warn(f"the registered images have {len(sizes)} sizes ({shown}); render3d trains on one size: process the "
+                          "photos of each size (or each video) into its own scene", stacklevel=2)
         _, c2w = output.cameras_to_world(final)
         xyz, _ = output.sparse_points(final)
         transform = orient.orientation_transform(c2w, xyz)
