@@ -165,11 +165,6 @@ class BaseMethod:
         return {}
 
 
-def method_names() -> list[str]:
-    """Every installed method."""
-    return METHODS.names()
-
-
 def get_method(name: str) -> Any:
     """The method class registered as ``name``, or a one-line error listing the methods."""
     return METHODS.get(name)

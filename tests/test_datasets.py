@@ -18,8 +18,9 @@ from render3d.datasets import SceneData, Split, detect_format, load_scene
 from render3d.datasets.colmap import camera_intrinsics, camera_to_world
 from render3d.datasets.colmap_model import ColmapCamera, read_model, write_model_binary
 from render3d.errors import Render3DError
+from conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 W, H = 8, 6
 
 

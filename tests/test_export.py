@@ -17,8 +17,9 @@ from render3d.splat.method import SplatConfig
 from render3d.errors import Render3DError
 from render3d.splat.ply import SPLAT_DTYPE, load_ply, load_splat, save_ply, save_splat
 from render3d.train import TrainConfig, Trainer, load_checkpoint
+from conftest import SHARED_DATA
 
-REFERENCE_PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
+REFERENCE_PLY = SHARED_DATA / "splat_ply" / "inria_3dgs_iter7000.ply"
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ from render3d.viewer.frames import available_modes, visualize
 from render3d.viewer.net import choose_port
 from render3d.viewer.render_loop import REST_SECONDS, ClientRenderer, SceneRenderer, ViewSettings
 from render3d.viewer.source import ViewerContent, from_trainer
+from conftest import SHARED_DATA
 
-SPLAT_PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
+SPLAT_PLY = SHARED_DATA / "splat_ply" / "inria_3dgs_iter7000.ply"
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from render3d.errors import Render3DError
@@ -154,8 +153,3 @@ def require_posed(clips: ClipSet, what: str) -> None:
     if not clips.posed:
         raise Render3DError(f"{what} needs clips with camera poses, and {clips.name} has none (a video file): "
                             "make clips from the default scene or a trained run")
-
-
-def to_tensor_frames(frames: list[np.ndarray]) -> Tensor:
-    """A list of uint8 ``[H, W, 3]`` frames -> ``[T, H, W, 3]`` uint8 tensor."""
-    return torch.from_numpy(np.stack(frames)).to(torch.uint8)

@@ -45,17 +45,3 @@ def step_flops(model: ZooModel, x: Tensor, y: Optional[Tensor] = None) -> float:
             loss, _ = probe.loss(x, y)
         loss.backward()
     return float(counter.get_total_flops())
-
-
-def time_steps(model: ZooModel, x: Tensor, y: Optional[Tensor] = None, steps: int = 5, warmup: int = 2) -> list[float]:
-    """Seconds of each of ``steps`` training steps on ``x`` (after ``warmup`` untimed ones), on a copy."""
-    probe = copy.deepcopy(model)
-    probe.optimizers = probe.configure_optimizers()
-    for _ in range(warmup):
-        probe.fit(x, y)
-    seconds = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        probe.fit(x, y)
-        seconds.append(time.perf_counter() - started)
-    return seconds
