@@ -29,7 +29,7 @@ from render3d.errors import Render3DError
 
 from .colmap_model import ColmapCamera, ColmapImage, find_model, read_model
 from .frames import Frame, build_scene, holdout
-from .io import find_image_folder, is_file, list_images, require_dir
+from .io import find_image_folder, is_file, list_images, printable, require_dir
 from .scene import SceneData
 
 #: Supported camera models -> number of parameters.
@@ -114,7 +114,7 @@ def match_images(names: Sequence[str], folder: Path, source: Path) -> list[Path]
         return by_name
     if any(exists):
         missing = by_name[exists.index(False)]
-        raise Render3DError(f"image not found: {missing} (listed in {source}); restore the file or use the matching images folder")
+        raise Render3DError(f"image not found: {printable(missing)} (listed in {source}); restore the file or use the matching images folder")
     files = list_images(folder)
     if len(files) != len(names):
         raise Render3DError(

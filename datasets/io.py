@@ -42,6 +42,12 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def printable(path: Path | str) -> str:
+    """``path`` as text for a one-line message: quoted with its control characters escaped when it has any."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def is_file(path: Path) -> bool:
     """``path.is_file()``, but False rather than an OSError for a path the system refuses (a name too long...)."""
     try:

@@ -52,7 +52,7 @@ from render3d.errors import Render3DError
 
 from .checks import check_number, check_pose, check_vector, describe
 from .frames import Frame
-from .io import IMAGE_EXTENSIONS, image_size, is_file
+from .io import IMAGE_EXTENSIONS, image_size, is_file, printable
 
 #: Camera keys (top level or per frame) -> the range :func:`check_number` accepts.
 _CAMERA_NUMBERS: dict[str, dict[str, Any]] = {
@@ -209,7 +209,7 @@ def parse_frames(
             if skip_missing:
                 missing.append(file_path)
                 continue
-            raise Render3DError(f"image not found: {image_path} (listed in {source}); restore the file or remove the frame")
+            raise Render3DError(f"image not found: {printable(image_path)} (listed in {source}); restore the file or remove the frame")
         name = image_path.relative_to(root).as_posix() if image_path.is_relative_to(root) else file_path
         where = f"{source}: frame {name}"
         camera = {**top, **camera_values(entry, where)}

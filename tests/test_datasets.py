@@ -727,3 +727,13 @@ def test_too_long_scene_path_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(Render3DError) as err:
         load_scene(tmp_path / LONG)
     assert_one_line(err, LONG)
+
+
+def test_a_missing_image_whose_name_holds_a_newline_is_named_on_one_line(tmp_path: Path) -> None:
+    """A model listing ``"b\\n.png"`` beside a present ``a.png``: the error names it escaped, on one line (found by fuzzing)."""
+    from render3d.datasets.colmap import match_images
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(Render3DError) as err:
+        match_images(["a.png", "b\n.png"], tmp_path, tmp_path / "images.bin")
+    assert "\n" not in str(err.value) and "b\\n.png" in str(err.value)
