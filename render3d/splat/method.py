@@ -13,8 +13,10 @@ from torch import Tensor
 from render3d.batches import ViewBatcher
 from render3d.cameras import Cameras
 from render3d.config_cli import option
+from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
+from render3d.splat.appearance import APPEARANCE_MODES, ExposureCorrection, RowAdam
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
@@ -56,11 +58,20 @@ class SplatConfig:
     ssim_weight: float = option("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
     opacity_reg: Optional[float] = option("L1 penalty on opacities; default: the strategy's (mcmc 0.01, default 0)", default=None)
     scale_reg: Optional[float] = option("L1 penalty on scales; default: the strategy's (mcmc 0.01, default 0)", default=None)
+    appearance: str = option("per-image appearance learned in training: none, or exposure (a gain per colour channel and "
+                             "training image, zero-mean over the images; renders, evaluation and exports show the average)",
+                             default="none")
+    lr_appearance: float = option("learning rate of the per-image appearance (--splat.appearance; each image's gain moves "
+                                  "only in the steps that draw it)", default=0.1)
     packed: bool = option("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
     near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
 
     def __post_init__(self) -> None:
         """Fill the regularisers left unset with the strategy's presets (config.json records the values used)."""
+        if self.appearance not in APPEARANCE_MODES:
+            raise Render3DError(f"--splat.appearance {self.appearance!r} is not known: use {' or '.join(APPEARANCE_MODES)}")
+        if not (math.isfinite(self.lr_appearance) and self.lr_appearance > 0):
+            raise Render3DError(f"--splat.lr-appearance {self.lr_appearance} must be a number above 0")
         preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
         if self.opacity_reg is None:
             self.opacity_reg = preset
@@ -102,6 +113,9 @@ class SplatMethod(BaseMethod):
         )
         self._optimizers = self._make_optimizers()
         self.strategy.check_sanity(model.params, self._optimizers)
+        # per-image appearance: trained with the Gaussians, but not one of gsplat's parameter groups
+        self.appearance = ExposureCorrection(len(batches.split)).to(model.params["means"].device) if c.appearance == "exposure" else None
+        self._appearance_optimizer = self._make_appearance_optimizer()
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
             if c.strategy == "default"
@@ -148,9 +162,17 @@ class SplatMethod(BaseMethod):
             for name, lr in lrs.items()
         }
 
+    def _make_appearance_optimizer(self) -> Optional[torch.optim.Optimizer]:
+        if self.appearance is None:
+            return None
+        return RowAdam(self.appearance.parameters(), lr=self.config.lr_appearance)
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed)."""
-        return self._optimizers
+        """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed), and the
+        per-image appearance's when it is on."""
+        if self._appearance_optimizer is None:
+            return self._optimizers
+        return {**self._optimizers, "appearance": self._appearance_optimizer}
 
     def before_step(self, step: int) -> None:
         """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
@@ -173,6 +195,8 @@ class SplatMethod(BaseMethod):
         c = self.config
         background = None if batch.background is None else batch.background[:, None, None, :]
         colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background)
+        if self.appearance is not None:
+            colors = self.appearance(colors, batch.indices)
         losses = {
             "l1": (1 - c.ssim_weight) * F.l1_loss(colors, batch.rgb),
             "ssim": c.ssim_weight * (1 - ssim(colors, batch.rgb)),
@@ -188,7 +212,9 @@ class SplatMethod(BaseMethod):
         self.strategy.step_pre_backward(self.model.params, self._optimizers, self.strategy_state, step, out.state)
 
     def post_backward(self, step: int, out: StepOutput) -> None:
-        """Densify after the optimiser step (the order of gsplat's own trainer)."""
+        """Densify after the optimiser step (the order of gsplat's own trainer); keep the appearance zero-mean."""
+        if self.appearance is not None:
+            self.appearance.recentre()
         info = out.state
         if self.config.strategy == "default":
             self.strategy.step_post_backward(
@@ -209,6 +235,8 @@ class SplatMethod(BaseMethod):
             "optimizers": {k: opt.state_dict() for k, opt in self._optimizers.items()},
             "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
             "batches": self.batches.state_dict(),
+            **({} if self.appearance is None else {"appearance": {"values": self.appearance.values.detach().cpu(),
+                                                                  "optimizer": self._appearance_optimizer.state_dict()}}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -224,3 +252,8 @@ class SplatMethod(BaseMethod):
             k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in state["strategy_state"].items()
         }
         self.batches.load_state_dict(state["batches"])
+        if self.appearance is not None and "appearance" in state:
+            with torch.no_grad():
+                self.appearance.values.copy_(state["appearance"]["values"])
+            self._appearance_optimizer = self._make_appearance_optimizer()
+            self._appearance_optimizer.load_state_dict(state["appearance"]["optimizer"])

@@ -1,0 +1,94 @@
+"""Per-image exposure and white balance, learned in training (``--splat.appearance exposure``).
+
+Phones change exposure and white balance from frame to frame; a scene fitted to every frame
+as it is bakes those changes into floaters and view-dependent colour. :class:`ExposureCorrection`
+holds, for each training image ``i``, a log-gain ``g_i`` per colour channel (exposure times
+white balance) and corrects that image's render before the loss::
+
+    rgb_i' = clamp(exp(g_i) * rgb_i, 0, 1),   with mean_j g_j = 0
+
+A bias per channel, tried as well, fitted noise: on the default scene with changed exposure
+it scored no better than no correction (``bench/bench_appearance.py``, 600 steps).
+
+The log-gains are kept zero-mean over the training images, so the corrections average to the identity:
+a colour cast common to every image stays in the scene (it cannot drift into the
+correction), and what renders, evaluation and exports show, with no correction, is the
+average appearance of the training images.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+#: ``--splat.appearance`` values.
+APPEARANCE_MODES = ("none", "exposure")
+
+
+class ExposureCorrection(nn.Module):
+    """Zero-mean per-image colour gain (see the module docstring).
+
+    The zero mean is kept by :meth:`recentre` after every optimiser step (a projection), not
+    inside :meth:`forward`, so a step's gradient reaches only the rows of the images it saw;
+    :class:`RowAdam` then moves only those rows.
+
+    Args:
+        num_images: training images, indexed as ``Batch.indices`` index them.
+
+    Examples:
+        >>> correction = ExposureCorrection(4)
+        >>> rgb = torch.rand(2, 8, 8, 3)
+        >>> torch.equal(correction(rgb, torch.tensor([0, 3])), rgb)   # the identity until trained
+        True
+    """
+
+    def __init__(self, num_images: int) -> None:
+        super().__init__()
+        self.values = nn.Parameter(torch.zeros(num_images, 3))  # log-gain per colour channel
+
+    @torch.no_grad()
+    def recentre(self) -> None:
+        """Remove the mean over the images from every log-gain (call after each optimiser step)."""
+        self.values -= self.values.mean(0, keepdim=True)
+
+    def forward(self, rgb: Tensor, indices: Tensor) -> Tensor:
+        """``rgb [B, H, W, 3]`` of the images ``indices [B]``, corrected."""
+        gain = torch.exp(self.values[indices.to(self.values.device)])[:, None, None, :]
+        return (rgb * gain).clamp(0.0, 1.0)  # a camera saturates: a brighter exposure clips as the photo did
+
+
+class RowAdam(torch.optim.Optimizer):
+    """Adam on a table ``[rows, D]`` that moves only the rows with a non-zero gradient (lazy Adam).
+
+    Each image's row sees a gradient only in the steps that drew that image; plain Adam would
+    keep moving every row on its old momentum in all the other steps (about ten times the
+    learning rate per visit), which makes per-image values overshoot. Here each row keeps its
+    own step count and moments, as ``torch.optim.SparseAdam`` does for sparse gradients.
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                rows = p.grad.abs().sum(dim=1) > 0
+                if not rows.any():
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros(p.shape[0], 1, dtype=p.dtype, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                g = p.grad[rows]
+                t = state["step"][rows] + 1
+                m = state["exp_avg"][rows] * beta1 + (1 - beta1) * g
+                v = state["exp_avg_sq"][rows] * beta2 + (1 - beta2) * g * g
+                state["step"][rows], state["exp_avg"][rows], state["exp_avg_sq"][rows] = t, m, v
+                m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+                p[rows] -= group["lr"] * m_hat / (v_hat.sqrt() + group["eps"])
+        return None
