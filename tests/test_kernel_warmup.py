@@ -114,3 +114,59 @@ def test_the_warmup_leaves_the_global_random_stream_alone():
     state = torch.get_rng_state()
     kernel_warmup.compile_all()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def check_viewer_renders_do_not_stall_training(scene_dir: str, out: str) -> None:
+    """As ``render3d train --viewer`` on a fresh install: a viewer thread renders every mode from step 5 on; no gap
+    between training steps (after the first) reaches 3 s. An end-to-end guard: today the viewer needs no kernel
+    specialisation that training has not compiled, so it holds without the warm-up too; a new viewer-only one would
+    also fail ``check_nothing_compiles_after_the_warmup`` unless the warm-up compiles it."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from render3d.datasets import load_scene
+    from render3d.training import Callback
+    from render3d.viewer.camera import pose_of
+    from render3d.viewer.device_share import DeviceShare
+    from render3d.viewer.frames import VIEW_MODES
+    from render3d.viewer.render_loop import SceneRenderer, ViewSettings
+    from render3d.viewer.source import from_trainer
+
+    kernel_warmup.start()  # what the CLI does first
+    scene = load_scene(scene_dir)
+    times: list[float] = []
+    viewer_done = threading.Event()
+
+    class Clock(Callback):
+        def on_step_end(self, loop, event) -> None:
+            times.append(time.perf_counter())
+            if event.step == 5:
+                threading.Thread(target=view, daemon=True).start()
+
+    trainer = Trainer(TrainConfig(steps=60, out=str(Path(out) / "run"), save_every=0, progress=False, backend="torch"),
+                      SplatConfig(init_points=300), scene=scene, callbacks=[Clock()])
+    content = from_trainer(trainer)
+    renderer = SceneRenderer(content, DeviceShare(content.lock))
+    pose = pose_of(scene.test.cameras, 0)
+
+    def view() -> None:
+        for mode in VIEW_MODES:
+            for moving in (True, False):
+                renderer.render(pose, 48, ViewSettings(mode=mode), moving=moving)
+        viewer_done.set()
+
+    trainer.run()
+    assert viewer_done.wait(60), "the viewer thread rendered every mode"
+    gaps = np.diff(times[1:])
+    assert gaps.max() < 3.0, f"training stalled {gaps.max():.1f} s between two steps"
+
+
+def test_viewer_renders_do_not_stall_training_on_a_cold_cache(tiny_scene_dir, tmp_path):
+    """In a fresh process with an empty NUMBA_CACHE_DIR: see check_viewer_renders_do_not_stall_training."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernel_warmup import check_viewer_renders_do_not_stall_training as c; "
+              "c(sys.argv[2], sys.argv[3])")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__), str(tiny_scene_dir), str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
