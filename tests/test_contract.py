@@ -289,3 +289,14 @@ def test_a_plugin_that_does_not_import_is_left_out_with_a_warning_and_named_when
     finally:
         monkeypatch.undo()
         reload_plugins()
+
+
+@pytest.mark.parametrize("package", ["render3d.splat", "render3d.nerf", "render3d.export"])
+def test_public_packages_export_their_names(package):
+    """``from render3d.splat import GaussianSplats`` and the like: every name in ``__all__`` resolves, unknown ones fail."""
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__ and all(getattr(module, name) is not None for name in module.__all__)
+    with pytest.raises(AttributeError):
+        getattr(module, "no_such_name")
