@@ -168,3 +168,12 @@ def test_fern_photos_recover_the_official_cameras(tmp_path):
     errors = camera_errors(estimated, reference.train.cameras.c2w.double().numpy()).summary()
     assert errors["rotation_median_deg"] < 0.5, errors
     assert errors["center_median_pct"] < 1.0, errors
+
+
+def test_an_out_that_cannot_be_created_is_one_line(room, tmp_path, capsys):
+    """``--out`` under a file: one line naming it, exit 2."""
+    photos, _, _ = room
+    (tmp_path / "file").write_text("x")
+    assert main(["data", "process", str(photos), "--out", str(tmp_path / "file" / "scene"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: cannot write") and "file/scene" in err

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from render3d.config_cli import option
 from render3d.errors import Render3DError
+from render3d.files import output_error
 
 from . import orient, output, sfm
 from .inputs import CaptureImage, copy_photos, split_inputs
@@ -172,9 +173,12 @@ def process_capture(inputs: Sequence[str | Path], config: ProcessConfig) -> Proc
     config.validate()
     out = Path(config.out).expanduser()
     claim_output(out, config.overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise output_error(out, exc) from None
     stages = Stages(config.progress)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         frames_dir, colmap_dir, scene = work / "input", work / "scene" / "colmap", work / "scene"
         frames_dir.mkdir()
