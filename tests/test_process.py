@@ -177,3 +177,19 @@ def test_an_out_that_cannot_be_created_is_one_line(room, tmp_path, capsys):
     assert main(["data", "process", str(photos), "--out", str(tmp_path / "file" / "scene"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: cannot write") and "file/scene" in err
+
+
+def test_a_rerun_over_the_same_images_reuses_features_and_matches(room, tmp_path):
+    """``--overwrite`` with another mapper skips extraction and matching; another feature option does not."""
+    import shutil
+
+    photos, scene, _ = room
+    out = tmp_path / "scene"
+    shutil.copytree(scene, out)
+    assert main(["data", "process", str(photos), "--out", str(out), "--no-progress", "--overwrite", "--mapper", "global"]) == 0
+    report = json.loads((out / "process.json").read_text())
+    assert report["reused_features"] and not any(k.startswith(("features", "matching")) for k in report["seconds"])
+    assert report["registered"] == VIEWS
+    assert main(["data", "process", str(photos), "--out", str(out), "--no-progress", "--overwrite", "--max-image-size", "100"]) == 0
+    report = json.loads((out / "process.json").read_text())
+    assert not report["reused_features"] and "features" in report["seconds"]

@@ -44,6 +44,8 @@ def cmd_process(args: argparse.Namespace, argv: Sequence[str]) -> int:
     share = 100.0 * report.registered / report.images
     print(f"registered {report.registered} of {report.images} images ({share:.0f}%), {report.points} points, "
           f"mean reprojection error {report.reprojection_error:.2f} px, {sum(report.seconds.values()):.0f} s")
+    if report.reused_features:
+        print("features and matches were reused from the scene this run replaced (same images and feature options)")
     print(f"scene folder: {report.out}")
     print(f"train it with: render3d train {report.out}")
     return 0

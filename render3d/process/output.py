@@ -10,7 +10,8 @@ Layout of ``OUT``::
     sparse_pc.ply       the sparse points with colours (binary PLY), oriented
     transforms.json     nerfstudio layout: OpenGL camera-to-world per frame, intrinsics,
                         ``applied_transform`` / ``applied_scale``, ``ply_file_path``
-    colmap/             the raw work: database.db (features and matches), sparse/ (the
+    colmap/             the raw work: database.db (features and matches) with the fingerprint
+                        that lets a re-run reuse it (see :mod:`.reuse`), sparse/ (the
                         distorted model before orientation) and COLMAP's log (colmap-<time>)
     process.json        what was given, what registered, how long each stage took
 

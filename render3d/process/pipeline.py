@@ -15,7 +15,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.files import output_error
 
-from . import orient, output, sfm
+from . import orient, output, reuse, sfm
 from .inputs import CaptureImage, copy_photos, split_inputs
 from .stages import Stages
 from .video_frames import choose_frames, score_frames, write_frames
@@ -39,7 +39,9 @@ class ProcessConfig:
         mapper: ``incremental`` (COLMAP) or ``global`` (GLOMAP).
         camera_model: COLMAP camera model estimated (``SIMPLE_RADIAL``, ``OPENCV``, ...);
             the images are undistorted to pinhole cameras afterwards.
-        overwrite: replace an existing ``out`` (only once the new one is complete).
+        overwrite: replace an existing ``out`` (only once the new one is complete); its features
+            and matches are reused when the images and feature settings are the same
+            (:mod:`.reuse`).
         threads: CPU threads for features, matching and mapping; -1 uses every core.
         seed: random seed of the mapper (the same seed gives the same scene).
         progress: show a progress bar per stage.
@@ -59,7 +61,8 @@ class ProcessConfig:
     mapper: str = option("incremental (COLMAP) or global (GLOMAP)", default="incremental")
     camera_model: str = option("camera model to estimate: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL or OPENCV "
                                "(images are undistorted to pinhole afterwards)", default="SIMPLE_RADIAL")
-    overwrite: bool = option("replace an existing --out folder (only once the new scene is complete)", default=False)
+    overwrite: bool = option("replace an existing --out folder (only once the new scene is complete); its features and "
+                             "matches are reused when the images and feature options are the same", default=False)
     threads: int = option("CPU threads for structure from motion; -1: every core", default=-1)
     seed: int = option("random seed of the mapper; the same seed gives the same scene", default=0)
     progress: bool = option("show a progress bar per stage", default=True)
@@ -99,6 +102,7 @@ class ProcessReport:
     videos: dict[str, dict[str, int]] = field(default_factory=dict)
     photos: int = 0
     unregistered: list[str] = field(default_factory=list)
+    reused_features: bool = False
 
 
 def claim_output(out: Path, overwrite: bool) -> None:
@@ -187,8 +191,13 @@ def process_capture(inputs: Sequence[str | Path], config: ProcessConfig) -> Proc
         sfm._quiet_colmap(colmap_dir / "colmap-")
         options = config.sfm_options()
         database = colmap_dir / "database.db"
-        sfm.extract_features(stages, database, frames_dir, images, options)
-        matcher = sfm.match_features(stages, database, len(images), options)
+        matcher = sfm.matcher_for(options, len(images))
+        wanted = reuse.fingerprint(images, frames_dir, options, matcher)
+        reused = config.overwrite and reuse.restore(out / "colmap", colmap_dir, wanted)
+        if not reused:
+            sfm.extract_features(stages, database, frames_dir, images, options)
+            sfm.match_features(stages, database, len(images), options)
+        reuse.save(colmap_dir, wanted)
         index, model = sfm.map_images(stages, database, frames_dir, colmap_dir / "sparse", len(images), options)
         registered = model.num_reg_images()
         if registered < WARN_REGISTERED_SHARE * len(images):
@@ -209,6 +218,7 @@ def process_capture(inputs: Sequence[str | Path], config: ProcessConfig) -> Proc
             out=str(out), images=len(images), registered=registered, points=final.num_points3D(), matcher=matcher,
             mapper=config.mapper, reprojection_error=float(model.compute_mean_reprojection_error()), seconds=stages.seconds,
             videos=videos, photos=n_photos, unregistered=sorted(im.name for im in images if im.name not in names),
+            reused_features=reused,
         )
         output.write_scene(stages, final, transform, undistorted / "images", scene)
         report.seconds = dict(stages.seconds)

@@ -118,7 +118,8 @@ def extract_features(stages: Stages, database: Path, image_dir: Path, images: Se
 
 
 def match_features(stages: Stages, database: Path, count: int, options: SfmOptions) -> str:
-    """Match the database's features (exhaustive or sequential, see the module docstring); the matcher used."""
+    """Match the database's features (exhaustive or sequential, see the module docstring); the matcher used
+    (:func:`matcher_for`)."""
     import pycolmap
 
     matcher = matcher_for(options, count)
