@@ -8,6 +8,16 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+#: Fixtures that train a model before their tests run (tens of seconds): the tests using them are ``slow``.
+TRAINING_FIXTURES = {"boxes", "boxes_diffusion"}
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Mark the tests that use a :data:`TRAINING_FIXTURES` fixture as ``slow``."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_scene_dir(tmp_path_factory) -> Path:

@@ -327,6 +327,7 @@ FIRST_CALL = """
 """
 
 
+@pytest.mark.slow
 def test_compiled_code_is_cached_on_disk(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"), ENV_VAR: "1"}
     cold = json.loads(_python(FIRST_CALL, env))

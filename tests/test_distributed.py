@@ -21,7 +21,8 @@ from render3d.errors import Render3DError
 from render3d.train import load_checkpoint
 from render3d.training import distributed as dist
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch build has no torch.distributed")
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch build has no torch.distributed"),
+              pytest.mark.slow]  # every test here starts processes and trains
 
 SPLAT_OPTIONS = ["--splat.init-points", "1500", "--splat.refine-start", "7500", "--splat.refine-stop", "30000",
                  "--splat.refine-every", "10", "--splat.grow-grad2d", "5e-5", "--splat.sh-degree", "1"]

@@ -96,6 +96,7 @@ def test_a_quick_warmup_says_nothing(monkeypatch):
     assert said == []
 
 
+@pytest.mark.slow
 def test_cold_cache_run_announces_compilation_and_a_warm_one_does_not(tmp_path):
     """``render3d train`` with an empty NUMBA_CACHE_DIR says it compiles (once); the next run, cached, says nothing."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
@@ -162,6 +163,7 @@ def check_viewer_renders_do_not_stall_training(scene_dir: str, out: str) -> None
     assert gaps.max() < 3.0, f"training stalled {gaps.max():.1f} s between two steps"
 
 
+@pytest.mark.slow
 def test_viewer_renders_do_not_stall_training_on_a_cold_cache(tiny_scene_dir, tmp_path):
     """In a fresh process with an empty NUMBA_CACHE_DIR: see check_viewer_renders_do_not_stall_training."""
     script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_kernel_warmup import check_viewer_renders_do_not_stall_training as c; "

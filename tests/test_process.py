@@ -158,6 +158,7 @@ def test_stopping_leaves_no_output_and_no_working_folder(room, tmp_path, sig, co
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "fern" / "images_8").is_dir(), reason="needs ../shared/data/fern (real LLFF photos)")
+@pytest.mark.slow
 def test_fern_photos_recover_the_official_cameras(tmp_path):
     """fern's 20 photos at 504x378: all register, within 0.5 degree and 1% of the LLFF poses (the issue's goals)."""
     out = tmp_path / "fern"

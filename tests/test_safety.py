@@ -336,6 +336,7 @@ def assert_same_state(a, b, where: str = "") -> None:
         assert a == b, (where, a, b)
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_from_another_folder_reproduces_the_run(tiny_scene_dir, tmp_path):
     from render3d.train import load_checkpoint
 
@@ -365,6 +366,7 @@ def test_sigterm_then_resume_from_another_folder_reproduces_the_run(tiny_scene_d
     assert_same_state(done_a["rng"], done_b["rng"], "rng")
 
 
+@pytest.mark.slow
 def test_sighup_then_resume_reproduces_a_zoo_run(tmp_path):
     from render3d.zoo.base import read_checkpoint
 
