@@ -18,6 +18,7 @@ from render3d.datasets import SceneData, Split, detect_format, load_scene
 from render3d.datasets.colmap import camera_intrinsics, camera_to_world
 from render3d.datasets.colmap_model import ColmapCamera, read_model, write_model_binary
 from render3d.errors import Render3DError
+from render3d.process.evaluate import umeyama
 from conftest import SHARED_DATA
 
 DATA = SHARED_DATA
@@ -372,19 +373,6 @@ def test_llff_axis_conversion_and_split(tmp_path: Path) -> None:
         load_scene(tmp_path, downscale=4)
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: scale, rotation, translation with ``dst ~ s R src + t``."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    U, S, Vt = np.linalg.svd(xd.T @ xs / len(src))
-    D = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        D[2, 2] = -1
-    R = U @ D @ Vt
-    s = float(np.trace(np.diag(S) @ D) / ((xs**2).sum() / len(src)))
-    return s, R, mu_d - s * R @ mu_s
-
-
 def test_fern_llff_and_colmap_agree() -> None:
     root = real_scene("fern")
     llff = load_scene(root, downscale=8, format="llff")
@@ -397,7 +385,7 @@ def test_fern_llff_and_colmap_agree() -> None:
     assert llff.train.names == colmap.train.names
     a = llff.train.cameras.c2w.double().numpy()
     b = colmap.train.cameras.c2w.double().numpy()
-    s, R, t = fit_similarity(a[:, :3, 3], b[:, :3, 3])
+    s, R, t = umeyama(a[:, :3, 3], b[:, :3, 3])
     mapped = s * a[:, :3, 3] @ R.T + t
     spread = np.linalg.norm(b[:, :3, 3] - b[:, :3, 3].mean(0), axis=1).max()
     assert np.linalg.norm(mapped - b[:, :3, 3], axis=1).max() < 1e-3 * spread

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from render3d.cameras import opengl_to_opencv
 
 
 @dataclass
@@ -63,5 +66,5 @@ def camera_errors(estimated_c2w: np.ndarray, reference_c2w: np.ndarray) -> Camer
 def processed_poses(folder: str | Path) -> dict[str, np.ndarray]:
     """Camera-to-world poses ``[4, 4]`` (OpenCV axes) of a processed scene folder's ``transforms.json``, by image file name."""
     meta = json.loads((Path(folder) / "transforms.json").read_text())
-    flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL -> OpenCV camera axes
-    return {Path(f["file_path"]).name: np.asarray(f["transform_matrix"], dtype=np.float64) @ flip for f in meta["frames"]}
+    return {Path(f["file_path"]).name: opengl_to_opencv(torch.tensor(f["transform_matrix"], dtype=torch.float64)).numpy()
+            for f in meta["frames"]}

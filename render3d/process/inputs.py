@@ -132,8 +132,6 @@ def copy_photo(path: Path, dest: Path) -> CaptureImage:
             else:
                 kept = {"quality": 95} if dest.suffix.lower() in (".jpg", ".jpeg") else {}
                 upright.convert("RGB").save(dest, **kept)
-    except Render3DError:
-        raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise Render3DError(f"cannot read photo {path} ({first_line(exc)}); remove it or export it again") from None
     if min(width, height) < 16:

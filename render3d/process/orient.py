@@ -63,13 +63,3 @@ def orientation_transform(c2w: np.ndarray, points: Optional[np.ndarray] = None) 
     reach = float(np.linalg.norm(c2w[:, :3, 3] - center, axis=1).max())
     scale = 1.0 / reach if reach > 1e-12 else 1.0
     return np.concatenate([scale * rotation, (-scale * rotation @ center)[:, None]], axis=1)
-
-
-def apply_to_poses(transform: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    """Camera-to-world poses ``[N, 4, 4]`` moved by the similarity ``transform [3, 4]`` (rotation part kept orthonormal)."""
-    scale = float(np.cbrt(np.linalg.det(transform[:, :3])))
-    rotation = transform[:, :3] / scale
-    out = np.array(c2w, dtype=np.float64, copy=True)
-    out[:, :3, :3] = rotation @ c2w[:, :3, :3]
-    out[:, :3, 3] = c2w[:, :3, 3] @ transform[:, :3].T + transform[:, 3]
-    return out

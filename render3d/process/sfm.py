@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from render3d.datasets.io import first_line
 from render3d.errors import Render3DError
 
 from .inputs import CaptureImage
@@ -158,8 +159,7 @@ def map_images(stages: Stages, database: Path, image_dir: Path, out: Path, count
                 models = stages.call(pycolmap.incremental_mapping, database, image_dir, out, _incremental_options(options),
                                      next_image_callback=lambda: bar.update(1), cancellation_token=token, token=token)
         except (RuntimeError, ValueError) as exc:
-            raise Render3DError(f"structure from motion failed ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
-                                f"{TRY_HINT}") from None
+            raise Render3DError(f"structure from motion failed ({first_line(exc)}); {TRY_HINT}") from None
         if models:
             bar.n = max(m.num_reg_images() for m in models.values())
     if not models:
