@@ -133,7 +133,7 @@ def _no_points() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
 
 
-def _finite_points(xyz: np.ndarray, rgb: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def finite_points(xyz: np.ndarray, rgb: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The points whose coordinates are finite (also in float32); one warning counts the others, which are dropped."""
     with np.errstate(over="ignore"):
         finite = np.all(np.isfinite(xyz.astype(np.float32)), axis=1)
@@ -203,7 +203,7 @@ def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise _ParseError(path, f"bad point line {line.strip()[:60]!r}")
     if not xyz:
         return _no_points()
-    return _finite_points(np.array(xyz, dtype=np.float64), np.array(rgb, dtype=np.uint8), path)
+    return finite_points(np.array(xyz, dtype=np.float64), np.array(rgb, dtype=np.uint8), path)
 
 
 class _Reader:
@@ -286,7 +286,7 @@ def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
             values = r.read("Q3d3BdQ")
             xyz[i], rgb[i] = values[1:4], values[4:7]
             r.skip(8 * values[8])  # track: (image id, point2D index) int32 pairs
-    return _finite_points(xyz, rgb, path)
+    return finite_points(xyz, rgb, path)
 
 
 def write_model_binary(model: ColmapModel, folder: Path) -> None:

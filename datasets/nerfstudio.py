@@ -28,6 +28,7 @@ from render3d.errors import Render3DError
 
 from .checks import check_number, check_vector
 from .frames import build_scene, holdout
+from .colmap_model import finite_points
 from .io import read_json, require_dir
 from .ply import read_ply_vertices
 from .scene import SceneData
@@ -56,7 +57,7 @@ def ngp_bounds(meta: dict[str, Any], source: Path) -> Optional[np.ndarray]:
 def ply_points(meta: dict[str, Any], root: Path, source: Path) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """The points of ``ply_file_path``: ``(xyz [M, 3] float64, rgb [M, 3] uint8)``, or ``(None, None)`` without the key.
 
-    Rows with a NaN or infinite coordinate are dropped; a missing file, a malformed PLY or
+    Rows with a NaN or infinite coordinate are dropped with one warning; a missing file, a malformed PLY or
     one without ``x y z`` is a one-line Render3DError naming it.
     """
     relative = meta.get("ply_file_path")
@@ -75,10 +76,8 @@ def ply_points(meta: dict[str, Any], root: Path, source: Path) -> tuple[Optional
         rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8) if rgb.dtype.kind == "f" else np.clip(rgb, 0, 255).astype(np.uint8)
     else:
         rgb = np.full((len(xyz), 3), 128, np.uint8)
-    finite = np.isfinite(xyz).all(axis=1)
-    if not finite.any():
-        return None, None
-    return xyz[finite], rgb[finite]
+    xyz, rgb = finite_points(xyz, rgb, path)
+    return (xyz, rgb) if len(xyz) else (None, None)
 
 
 def load_nerfstudio(

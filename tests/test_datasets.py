@@ -725,3 +725,16 @@ def test_a_missing_image_whose_name_holds_a_newline_is_named_on_one_line(tmp_pat
     with pytest.raises(Render3DError) as err:
         match_images(["a.png", "b\n.png"], tmp_path, tmp_path / "images.bin")
     assert "\n" not in str(err.value) and "b\\n.png" in str(err.value)
+
+
+def test_nerfstudio_ply_points_drop_non_finite_rows_with_one_warning(tmp_path: Path) -> None:
+    """``ply_file_path`` points: coordinates and colours read back; a NaN row is dropped with one warning."""
+    from render3d.datasets.nerfstudio import ply_points
+    from render3d.export.pointcloud import save_point_cloud
+
+    points = torch.tensor([[0.0, 1.0, 2.0], [float("nan"), 0.0, 0.0], [3.0, 4.0, 5.0]])
+    save_point_cloud(points, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), tmp_path / "pc.ply")
+    with pytest.warns(UserWarning, match="dropped 1 of 3 points"):
+        xyz, rgb = ply_points({"ply_file_path": "pc.ply"}, tmp_path, tmp_path / "transforms.json")
+    np.testing.assert_allclose(xyz, [[0, 1, 2], [3, 4, 5]])
+    assert rgb.tolist() == [[255, 0, 0], [0, 0, 255]]

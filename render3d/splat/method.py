@@ -67,7 +67,8 @@ class SplatConfig:
     near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
 
     def __post_init__(self) -> None:
-        """Fill the regularisers left unset with the strategy's presets (config.json records the values used)."""
+        """Check the appearance options; fill the regularisers left unset with the strategy's presets (config.json
+        records the values used)."""
         if self.appearance not in APPEARANCE_MODES:
             raise Render3DError(f"--splat.appearance {self.appearance!r} is not known: use {' or '.join(APPEARANCE_MODES)}")
         if not (math.isfinite(self.lr_appearance) and self.lr_appearance > 0):
