@@ -37,7 +37,7 @@ from render3d.video.clips import ClipSet, load_clips
 from render3d.video.evaluate import FIRST_FRAMES, frame_scores, world_model_metrics, write_curves_plot
 from render3d.video.tokenizer import TokenizerConfig, load_tokenizer
 from render3d.video.train import (
-    TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer, world_model_config,
+    TokenizerTrainConfig, TokenizerTrainer, TokenizerTrainOptions, VideoTrainConfig, WorldModelTrainer,
 )
 from render3d.video.world_model import WorldModelConfig
 
@@ -152,7 +152,7 @@ def world_model(clips: ClipSet, out: Path, budget: float, config: WorldModelConf
 
     for run, tokenizer, _decode in dict.fromkeys(WORLD_MODELS.values()):
         if finished(out / run) is None:
-            WorldModelTrainer(clips, train_config(out / run, budget, batch), world_model_config(config, out / tokenizer),
+            WorldModelTrainer(clips, train_config(out / run, budget, batch), config,
                               out / tokenizer).run()
     results = {}
     for label, (run, _tokenizer, decode) in WORLD_MODELS.items():

@@ -95,7 +95,7 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if (code := _launched_locally(args, argv)) is not None:
         return code
     from render3d.video.clips import load_clips
-    from render3d.video.train import VideoTrainConfig, WorldModelTrainer, world_model_config
+    from render3d.video.train import VideoTrainConfig, WorldModelTrainer
     from render3d.video.world_model import WorldModelConfig
 
     if args.resume:
@@ -105,8 +105,8 @@ def cmd_video_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if not args.clips or not args.tokenizer:
             raise Render3DError("pass the clip folder and --tokenizer RUN (a trained tokenizer), or --resume RUN")
-        config = world_model_config(config_from_args(args, WorldModelConfig), args.tokenizer)
-        trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig), config, args.tokenizer)
+        trainer = WorldModelTrainer(load_clips(args.clips), config_from_args(args, VideoTrainConfig),
+                                    config_from_args(args, WorldModelConfig), args.tokenizer)
     g = trainer.model.grid
     what = "tokens" if trainer.tokenizer.discrete else f"latents of {trainer.tokenizer.latent_channels} floats"
     say(f"training a {trainer.model.family} world model ({trainer.model.num_parameters():,} parameters) over "

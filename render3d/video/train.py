@@ -279,12 +279,6 @@ def tokenize_split(tokenizer: VideoTokenizer, split: Any, pose_scale: float, dev
     return TokenizedClips(codes, group_actions(maps))
 
 
-def world_model_config(config: WorldModelConfig, tokenizer: str | Path) -> WorldModelConfig:
-    """``config`` with the defaults of the family ``tokenizer`` makes (a continuous one: latent diffusion) where unset."""
-    continuous = read_checkpoint(tokenizer, "video-tokenizer")["config"]["kind"] == "continuous"
-    return config.for_family("latent-diffusion" if continuous else "tokens")
-
-
 class WorldModelTrainer(VideoTrainer):
     """Trains a world model on posed clips encoded once by a frozen tokenizer: the token transformer
     (:class:`WorldModel`) on a discrete tokenizer's tokens, the latent diffusion model
@@ -309,7 +303,8 @@ class WorldModelTrainer(VideoTrainer):
         else:
             self.model = LatentDiffusionWorldModel(model_config, LatentGrid(c, k, h, w)).to(self.device)
             self.model.set_latent_statistics(self.train_codes.codes.to(self.device))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=model_config.lr, weight_decay=model_config.weight_decay)
+        cfg = self.model.config  # with the family's defaults filled in
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     @classmethod
     def resume(cls, path: str | Path, clips: Optional[ClipSet] = None, **overrides: Any) -> "WorldModelTrainer":
