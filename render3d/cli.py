@@ -62,8 +62,22 @@ def train_and_report(trainer: Any, command: str) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
-    shown = {k: v for k, v in metrics.items() if k not in ("per_view", "lpips_note")}
+    def brief(values: dict) -> dict:
+        return {k: brief(v) if isinstance(v, dict) else v for k, v in values.items() if k not in ("per_view", "lpips_note")}
+
+    shown = brief(metrics)
     print(json.dumps(shown, indent=2))
     if metrics.get("lpips") is None and metrics.get("lpips_note"):
         print(f"LPIPS unavailable: {metrics['lpips_note']}")
@@ -130,7 +144,13 @@ def cmd_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise Render3DError(f"the {args.split} split of {run.scene.root} is empty: choose another with --split")
     error_dir = run.run_dir / "renders" / f"{args.split}_errors" if args.error_maps else None
     result = evaluate_split(run.model, split, run.run_dir / "renders" / args.split, error_dir)
-    metrics = {"method": run.method, "step": run.step, "split": args.split, **result}
+    metrics = {"method": run.method, "step": run.step, "split": args.split, "poses": "given", **result}
+    if args.refine_test_poses:
+        from render3d.evaluate import refine_split_poses
+
+        refined = refine_split_poses(run.model, split, float(run.scene.scene_scale), args.refine_steps)
+        fitted = evaluate_split(run.model, refined, run.run_dir / "renders" / f"{args.split}_refined_poses")
+        metrics["refined_poses"] = {"steps": args.refine_steps, **fitted}
     write_json(metrics, run.run_dir / f"eval_{args.split}.json")
     _print_metrics(metrics, run.run_dir)
     return 0
@@ -177,6 +197,10 @@ def add_eval_parser(sub: Any) -> None:
     ev.add_argument("run", help="run folder or checkpoint file")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to evaluate (default: test)")
     ev.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
+    ev.add_argument("--refine-test-poses", action="store_true",
+                    help="also score each view after fitting its camera pose against the frozen model (for runs trained with "
+                         "--splat.pose-opt); metrics.json holds both, the fitted scores under refined_poses")
+    ev.add_argument("--refine-steps", type=positive_int, default=100, help="optimiser steps per view of --refine-test-poses (default: 100)")
     ev.add_argument("--error-maps", action="store_true", help="also write per-view |render - ground truth| heat maps to renders/<split>_errors/")
     ev.set_defaults(func=cmd_eval)
 

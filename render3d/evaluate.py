@@ -92,3 +92,27 @@ def evaluate_split(
     if split.depths is not None:
         result["depth_mae"] = mean("depth_mae")
     return result
+
+
+def refine_split_poses(model: SceneModel, split: Any, scene_scale: float, steps: int = 100) -> Any:
+    """``split`` with each view's pose fitted against the frozen ``model`` (``render3d eval --refine-test-poses``).
+
+    Raises:
+        Render3DError: the model's renders are not differentiable in the pose (no
+            :class:`~render3d.protocol.PoseDifferentiable` capability).
+    """
+    from dataclasses import replace
+
+    from render3d.errors import Render3DError
+    from render3d.pose_correction import corrected_c2w, fit_poses
+    from render3d.protocol import PoseDifferentiable
+
+    if not isinstance(model, PoseDifferentiable):
+        raise Render3DError(f"--refine-test-poses needs a model whose renders are differentiable in the camera pose; "
+                            f"{type(model).__name__} is not: drop --refine-test-poses")
+    for p in model.parameters() if isinstance(model, torch.nn.Module) else ():
+        p.requires_grad_(False)
+    cameras = split.cameras.to(next(iter(model.buffers())).device) if isinstance(model, torch.nn.Module) else split.cameras
+    deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps)
+    refined = replace(split.cameras, c2w=corrected_c2w(split.cameras.c2w, deltas.to(split.cameras.c2w), scene_scale))
+    return replace(split, cameras=refined)

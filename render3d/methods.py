@@ -164,6 +164,10 @@ class BaseMethod:
     def stats(self) -> dict[str, float]:
         return {}
 
+    def refined_train_cameras(self) -> Optional[Cameras]:
+        """The training cameras with the poses training refined (``--splat.pose-opt``), or None when it refines none."""
+        return None
+
 
 def get_method(name: str) -> Any:
     """The method class registered as ``name``, or a one-line error listing the methods."""

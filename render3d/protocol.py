@@ -20,6 +20,8 @@ capability         what the model provides                        who asks
 :class:`FrequencyLimited` ``set_frequency_limit(fraction)``        frequency annealing (FreeNeRF)
 :class:`Previewable`   ``render_preview(cameras, mode)``: a        the viewer's frames while the
                        cheaper, coarser render                     camera moves
+:class:`PoseDifferentiable` ``render_corrected(cameras,         ``eval --refine-test-poses``
+                       transforms)``: differentiable in the pose
 =================  ============================================  =================================
 
 A new method implements what it can; nothing outside its folder changes.
@@ -184,6 +186,15 @@ class Previewable(Protocol):
 
     def render_preview(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
         """Like ``render``, faster and less exact."""
+        ...
+
+
+@runtime_checkable
+class PoseDifferentiable(Protocol):
+    """A model whose renders are differentiable in the camera pose (:mod:`render3d.pose_correction`)."""
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
+        """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``."""
         ...
 
 

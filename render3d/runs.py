@@ -78,6 +78,20 @@ def _scene_of(ckpt: dict, required: bool) -> Any:
         return None
 
 
+def with_refined_poses(scene: Any, ckpt: dict, file: Path) -> Any:
+    """``scene`` with the training poses the run refined (``--splat.pose-opt``), where its checkpoint holds them."""
+    c2w = ckpt.get("method_state", {}).get("train_c2w")
+    if c2w is None:
+        return scene
+    cameras = scene.train.cameras
+    if not isinstance(c2w, Tensor) or tuple(c2w.shape) != (len(cameras), 4, 4) or not bool(torch.isfinite(c2w).all()):
+        warnings.warn(f"{file} holds refined poses that do not fit the {len(cameras)} training images of {scene.root}: "
+                      f"showing the dataset's poses")
+        return scene
+    refined = dataclasses.replace(cameras, c2w=c2w.to(cameras.c2w))
+    return dataclasses.replace(scene, train=dataclasses.replace(scene.train, cameras=refined))
+
+
 def _load_checkpoint_run(path: Path, backend: str, dataset: str) -> LoadedRun:
     from render3d.backend import device_for
     from render3d.checkpoints import reading_contents
@@ -89,6 +103,8 @@ def _load_checkpoint_run(path: Path, backend: str, dataset: str) -> LoadedRun:
     with reading_contents(file):
         model = model_from_checkpoint(ckpt, backend, device_for(backend))
     scene = None if dataset == "skip" else _scene_of(ckpt, dataset == "required")
+    if scene is not None:
+        scene = with_refined_poses(scene, ckpt, file)
     bounds = scene.bounds.float().cpu() if scene is not None else content_bounds(model)
     name = f"{ckpt['method']} step {ckpt['step']} ({file.parent.name})"
     return LoadedRun(model, file, file.parent, name, ckpt["method"], int(ckpt["step"]), scene, bounds)

@@ -28,6 +28,7 @@ from render3d.evaluate import evaluate_split
 from render3d.files import write_json
 from render3d.losses import LossContext, LossTerm, build_loss_terms, terms_from_specs
 from render3d.methods import get_method
+from render3d.pose_correction import write_refined_poses
 from render3d.priors.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
@@ -339,9 +340,13 @@ class Trainer(TrainLoop):
             "batch_size": self.config.batch_size,
             "loss_terms": [term.name for term in self.loss_terms],
             "split": split,
+            "poses": "given",  # test views are scored at their dataset poses; eval --refine-test-poses fits them
             **{k: v for k, v in result.items() if k != "per_view"},
             **self.method.stats(),
             "per_view": result.get("per_view", []),
         }
         write_json(metrics, self.run_dir / "metrics.json")
+        refined = self.method.refined_train_cameras()
+        if refined is not None:
+            write_refined_poses(self.run_dir / "refined_poses.json", self.scene.train, refined)
         return metrics

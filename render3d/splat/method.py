@@ -16,6 +16,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
+from render3d.pose_correction import PoseCorrection
 from render3d.splat.appearance import APPEARANCE_MODES, ExposureCorrection, RowAdam
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
@@ -63,16 +64,25 @@ class SplatConfig:
                              default="none")
     lr_appearance: float = option("learning rate of the per-image appearance (--splat.appearance; each image's gain moves "
                                   "only in the steps that draw it)", default=0.1)
+    pose_opt: bool = option("learn a rigid correction of each training camera's pose (for poses from structure from "
+                            "motion); checkpoints, the viewer and render --path use the corrected poses", default=False)
+    lr_pose: float = option("learning rate of the pose corrections (radians and scene scales per step that draws the "
+                            "image; decays 10x over the run)", default=1e-3)
+    pose_reg: float = option("weight of the L2 penalty on the pose corrections", default=1e-3)
     packed: bool = option("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
     near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
 
     def __post_init__(self) -> None:
-        """Check the appearance options; fill the regularisers left unset with the strategy's presets (config.json
+        """Check the appearance and pose options; fill the regularisers left unset with the strategy's presets (config.json
         records the values used)."""
         if self.appearance not in APPEARANCE_MODES:
             raise Render3DError(f"--splat.appearance {self.appearance!r} is not known: use {' or '.join(APPEARANCE_MODES)}")
-        if not (math.isfinite(self.lr_appearance) and self.lr_appearance > 0):
-            raise Render3DError(f"--splat.lr-appearance {self.lr_appearance} must be a number above 0")
+        for name in ("lr_appearance", "lr_pose"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise Render3DError(f"--splat.{name.replace('_', '-')} {value} must be a number above 0")
+        if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
+            raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
         preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
         if self.opacity_reg is None:
             self.opacity_reg = preset
@@ -117,6 +127,8 @@ class SplatMethod(BaseMethod):
         # per-image appearance: trained with the Gaussians, but not one of gsplat's parameter groups
         self.appearance = ExposureCorrection(len(batches.split)).to(model.params["means"].device) if c.appearance == "exposure" else None
         self._appearance_optimizer = self._make_appearance_optimizer()
+        self.poses = PoseCorrection(len(batches.split), scene_scale).to(model.params["means"].device) if c.pose_opt else None
+        self._pose_optimizer = RowAdam(self.poses.parameters(), lr=c.lr_pose) if self.poses is not None else None
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
             if c.strategy == "default"
@@ -170,16 +182,22 @@ class SplatMethod(BaseMethod):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed), and the
-        per-image appearance's when it is on."""
-        if self._appearance_optimizer is None:
-            return self._optimizers
-        return {**self._optimizers, "appearance": self._appearance_optimizer}
+        per-image appearance's and pose corrections' when they are on."""
+        extra = {"appearance": self._appearance_optimizer, "poses": self._pose_optimizer}
+        return {**self._optimizers, **{k: opt for k, opt in extra.items() if opt is not None}}
+
+    def refined_train_cameras(self) -> Optional[Cameras]:
+        """The training cameras with their learned pose corrections (``pose_opt``), else None."""
+        return None if self.poses is None else self.poses.apply(self.batches.split.cameras)
 
     def before_step(self, step: int) -> None:
         """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
         lr0 = self.config.lr_means * self.scene_scale * math.sqrt(self.global_batch)
         for group in self._optimizers["means"].param_groups:
             group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
+        if self._pose_optimizer is not None:
+            for group in self._pose_optimizer.param_groups:
+                group["lr"] = self.config.lr_pose * 0.1 ** (min(step, self.total_steps) / self.total_steps)
         interval = scaled(self.config.sh_degree_interval, self.total_steps)
         self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
 
@@ -195,7 +213,10 @@ class SplatMethod(BaseMethod):
         """(1 - w) L1 + w (1 - SSIM), plus the optional opacity / scale penalties (mcmc)."""
         c = self.config
         background = None if batch.background is None else batch.background[:, None, None, :]
-        colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background)
+        transforms = None
+        if self.poses is not None:
+            transforms = self.poses.world_transforms(batch.cameras.c2w.to(self.poses.deltas), batch.indices)
+        colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background, world_transforms=transforms)
         if self.appearance is not None:
             colors = self.appearance(colors, batch.indices)
         losses = {
@@ -206,6 +227,8 @@ class SplatMethod(BaseMethod):
             losses["opacity_reg"] = c.opacity_reg * torch.sigmoid(self.model.params["opacities"]).mean()
         if c.scale_reg > 0:
             losses["scale_reg"] = c.scale_reg * torch.exp(self.model.params["scales"]).mean()
+        if self.poses is not None and c.pose_reg > 0:
+            losses["pose_reg"] = c.pose_reg * self.poses.penalty(batch.indices)
         outputs = {"rgb": colors, "depth": depth, "alpha": alphas}
         return StepOutput(losses, outputs, {"gaussians": float(self.model.num_gaussians)}, state=info)
 
@@ -238,6 +261,9 @@ class SplatMethod(BaseMethod):
             "batches": self.batches.state_dict(),
             **({} if self.appearance is None else {"appearance": {"values": self.appearance.values.detach().cpu(),
                                                                   "optimizer": self._appearance_optimizer.state_dict()}}),
+            **({} if self.poses is None else {"poses": {"deltas": self.poses.deltas.detach().cpu(),
+                                                        "optimizer": self._pose_optimizer.state_dict()},
+                                              "train_c2w": self.refined_train_cameras().c2w.detach().cpu()}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -258,3 +284,8 @@ class SplatMethod(BaseMethod):
                 self.appearance.values.copy_(state["appearance"]["values"])
             self._appearance_optimizer = self._make_appearance_optimizer()
             self._appearance_optimizer.load_state_dict(state["appearance"]["optimizer"])
+        if self.poses is not None and "poses" in state:
+            with torch.no_grad():
+                self.poses.deltas.copy_(state["poses"]["deltas"])
+            self._pose_optimizer = RowAdam(self.poses.parameters(), lr=self.config.lr_pose)
+            self._pose_optimizer.load_state_dict(state["poses"]["optimizer"])

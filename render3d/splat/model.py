@@ -115,10 +115,12 @@ class GaussianSplats(nn.Module):
         return torch.quantile(sample, torch.tensor([0.01, 0.99]), dim=0)
 
     def rasterize(
-        self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None, normals: bool = False
+        self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None, normals: bool = False,
+        world_transforms: Optional[Tensor] = None,
     ) -> tuple[Tensor, Tensor, Tensor, dict]:
         """Render ``cameras`` and return gsplat-style ``(colors, depth, alphas, info)`` (used in training);
-        ``normals`` adds ``info["normals"]``."""
+        ``normals`` adds ``info["normals"]``; ``world_transforms [C, 4, 4]`` corrects the cameras' poses
+        (:mod:`render3d.pose_correction`)."""
         a = self.activated()
         cams = cameras.to(a["means"].device)
         return rasterize(
@@ -136,6 +138,7 @@ class GaussianSplats(nn.Module):
             self.settings,
             self.background if background is None else background,
             normals,
+            None if world_transforms is None else world_transforms.to(a["means"]),
         )
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
@@ -144,6 +147,11 @@ class GaussianSplats(nn.Module):
             colors, depth, alphas, info = self.rasterize(cameras, normals=mode == "normal")
         extras = {"normal": info["normals"]} if mode == "normal" else {}
         return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas, extras=extras)
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
+        """``rgb [C, H, W, 3]`` of ``cameras`` with corrected poses, differentiable in ``world_transforms [C, 4, 4]``
+        (the :class:`~render3d.protocol.PoseDifferentiable` capability)."""
+        return self.rasterize(cameras, world_transforms=world_transforms)[0]
 
     def render_normals(self, cameras: Cameras) -> Tensor:
         """World-space unit normals ``[C, H, W, 3]`` (each Gaussian's shortest axis, facing the camera)."""

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from render3d.cameras import qvec_to_rotmat
 from render3d.cpu_kernels import kernels_enabled
-from render3d.splat.project import covariance_3d, project_gaussians
+from render3d.splat.project import Projection, covariance_3d, project_gaussians
 from render3d.splat.rasterize_cpu import rasterize_to_pixels
 from render3d.splat.sh import eval_sh
 
@@ -53,6 +53,31 @@ def _normalised(normals: Tensor) -> Tensor:
     return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
+def _moved(means: Tensor, quats: Tensor, transform: Tensor) -> tuple[Tensor, Tensor]:
+    """Gaussian centres ``[N, 3]`` and rotations ``[N, 4]`` moved by the rigid ``transform [4, 4]``."""
+    from render3d.pose_correction import quaternion_product, rotation_quaternion
+
+    rotation = transform[:3, :3]
+    moved_quats = quaternion_product(rotation_quaternion(rotation[None]), quats)
+    return means @ rotation.T + transform[:3, 3], moved_quats
+
+
+def _project_and_shade(means: Tensor, quats: Tensor, scales: Tensor, coeffs: Tensor, sh_degree: int, viewmats: Tensor,
+                       Ks: Tensor, centers: Tensor, width: int, height: int,
+                       settings: RasterSettings) -> tuple[Projection, Tensor]:
+    """The projection of the Gaussians into ``C`` cameras and their SH colours ``[C, N, 3]``."""
+    compiled = kernels_enabled(means, quats, scales, coeffs, viewmats, Ks) and not (viewmats.requires_grad or Ks.requires_grad)
+    if compiled:
+        from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
+
+        proj = project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
+                                       settings.near_plane, settings.far_plane)
+        return proj, sh_colors_numba(means, coeffs, sh_degree, centers)
+    proj = project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
+                             settings.near_plane, settings.far_plane)
+    return proj, sh_colors(means, coeffs, sh_degree, centers)
+
+
 def rasterize_torch(
     means: Tensor,
     quats: Tensor,
@@ -66,22 +91,23 @@ def rasterize_torch(
     height: int,
     settings: RasterSettings,
     normals: bool = False,
+    world_transforms: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Rendering of ``C`` cameras on the ``torch`` backend (colour, expected depth, alpha, info; ``info["normals"]``
     when asked): projection, SH colours and compositing compiled with numba on the CPU (see
-    :mod:`render3d.cpu_kernels`; not for cameras that need gradients), else in pure PyTorch."""
-    centers = torch.linalg.inv(viewmats)[:, :3, 3]
-    compiled = kernels_enabled(means, quats, scales, coeffs, viewmats, Ks) and not (viewmats.requires_grad or Ks.requires_grad)
-    if compiled:
-        from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
+    :mod:`render3d.cpu_kernels`; not for cameras that need gradients), else in pure PyTorch.
 
-        proj = project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
-                                       settings.near_plane, settings.far_plane)
-        colors = sh_colors_numba(means, coeffs, sh_degree, centers)
+    ``world_transforms [C, 4, 4]`` (pose correction, :mod:`render3d.pose_correction`): camera ``c`` sees the
+    Gaussians moved by ``world_transforms[c]``, differentiably, so the compiled kernels serve corrected cameras too.
+    """
+    centers = torch.linalg.inv(viewmats)[:, :3, 3]
+    if world_transforms is None:
+        proj, colors = _project_and_shade(means, quats, scales, coeffs, sh_degree, viewmats, Ks, centers, width, height, settings)
     else:
-        proj = project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
-                                 settings.near_plane, settings.far_plane)
-        colors = sh_colors(means, coeffs, sh_degree, centers)
+        parts = [_project_and_shade(*_moved(means, quats, world_transforms[c]), scales, coeffs, sh_degree, viewmats[c:c + 1],
+                                    Ks[c:c + 1], centers[c:c + 1], width, height, settings) for c in range(viewmats.shape[0])]
+        proj = Projection(*(torch.cat([getattr(p, name) for p, _ in parts]) for name in ("means2d", "conics", "depths", "radii")))
+        colors = torch.cat([c for _, c in parts])
     extra = gaussian_normals(means, quats, scales, centers) if normals else None
     images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
@@ -122,14 +148,18 @@ def rasterize_cuda(
     height: int,
     settings: RasterSettings,
     normals: bool = False,
+    world_transforms: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """gsplat's fused CUDA rasteriser with the same inputs and outputs as :func:`rasterize_torch`.
+    """gsplat's fused CUDA rasteriser with the same inputs and outputs as :func:`rasterize_torch`
+    (``world_transforms`` become corrected view matrices: gsplat differentiates through them).
 
     With ``normals`` the colours are evaluated here and the normals ride along as three
     more feature channels (gsplat rasterises any number of channels when ``sh_degree`` is None).
     """
     from gsplat import rasterization
 
+    if world_transforms is not None:
+        viewmats = viewmats @ world_transforms
     colors, degree = coeffs, sh_degree
     if normals:
         centers = torch.linalg.inv(viewmats)[:, :3, 3]
@@ -174,6 +204,7 @@ def rasterize(
     settings: Optional[RasterSettings] = None,
     background: Optional[Tensor] = None,
     normals: bool = False,
+    world_transforms: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Render with ``backend`` (``cuda`` or ``torch``), compositing on ``background`` [3] if given.
 
@@ -181,11 +212,13 @@ def rasterize(
         means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z), scales ``[N, 3]`` (linear),
         opacities ``[N]`` in [0, 1], coeffs ``[N, K, 3]`` SH, viewmats ``[C, 4, 4]``, Ks ``[C, 3, 3]``.
         normals: also render world-space unit normals into ``info["normals"] [C, H, W, 3]``.
+        world_transforms: ``[C, 4, 4]`` per-camera pose corrections as rigid maps of the world
+            (:func:`render3d.pose_correction.world_transforms`); gradients reach them.
     """
     settings = settings or RasterSettings()
     fn = rasterize_cuda if backend == "cuda" else rasterize_torch
     colors, depth, alphas, info = fn(
-        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings, normals
+        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings, normals, world_transforms
     )
     if background is not None:
         colors = colors + (1.0 - alphas) * background.to(colors)

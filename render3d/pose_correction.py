@@ -1,0 +1,192 @@
+"""Per-image camera pose correction, learned in training (``--splat.pose-opt``) or fitted to a test view.
+
+Poses from structure from motion are a little off. :class:`PoseCorrection` holds, for each
+training image ``i``, a rigid correction ``Δ_i`` in that camera's own frame, applied on the
+right of its camera-to-world matrix::
+
+    c2w_i' = c2w_i · Δ_i,    Δ_i = [exp(ω_i) | s · τ_i],    (ω_i, τ_i) = deltas[i]  (6 numbers)
+
+``ω`` is an axis-angle rotation (radians) and ``τ`` a translation in units of the scene scale
+``s``; every row starts at zero (the identity), as in nerfstudio's SO3xR3 camera optimiser.
+
+Renderers that cannot differentiate through their camera (the compiled CPU projection) get
+the same image by moving the world instead: ``world_transforms`` gives, for each corrected
+camera, the rigid map ``D`` with ``viewmat · D = viewmat'`` (see :func:`world_transforms`).
+The one difference: the colour's view direction is taken in the moved world, so
+view-dependent colour lags the correction's rotation (a fraction of a degree for the
+corrections training learns).
+
+:func:`fit_poses` fits a correction to each of some views against a frozen model: the test-pose
+refinement of ``render3d eval --refine-test-poses`` (gsplat's and nerfbaselines' protocol).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from render3d.cameras import Cameras
+
+
+def so3_exp(omega: Tensor) -> Tensor:
+    """Rotation matrices ``[B, 3, 3]`` of axis-angle vectors ``omega [B, 3]`` (Rodrigues; smooth at 0)."""
+    theta2 = (omega * omega).sum(-1, keepdim=True)[..., None]  # [B, 1, 1]
+    small = theta2 < 1e-8
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
+    x, y, z = omega.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(-1, 3, 3)
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device).expand_as(skew)
+    return eye + a * skew + b * (skew @ skew)
+
+
+def correction_matrices(deltas: Tensor, scale: float = 1.0) -> Tensor:
+    """Camera-frame corrections ``Δ [B, 4, 4]`` of ``deltas [B, 6]`` (axis-angle, translation / ``scale``)."""
+    out = torch.zeros(deltas.shape[0], 4, 4, dtype=deltas.dtype, device=deltas.device)
+    out[:, :3, :3] = so3_exp(deltas[:, :3])
+    out[:, :3, 3] = deltas[:, 3:] * scale
+    out[:, 3, 3] = 1.0
+    return out
+
+
+def corrected_c2w(c2w: Tensor, deltas: Tensor, scale: float = 1.0) -> Tensor:
+    """``c2w [B, 4, 4] · Δ(deltas [B, 6])``: the corrected camera-to-world matrices."""
+    return c2w @ correction_matrices(deltas.to(c2w), scale)
+
+
+def world_transforms(c2w: Tensor, deltas: Tensor, scale: float = 1.0) -> Tensor:
+    """Rigid maps ``D [B, 4, 4]`` that move the world so the uncorrected camera sees what the corrected one does.
+
+    With ``V = c2w⁻¹`` and ``V' = (c2w · Δ)⁻¹``: ``V · D = V'``, so ``D = c2w · Δ⁻¹ · c2w⁻¹``.
+    Differentiable in ``deltas``.
+    """
+    delta = correction_matrices(deltas.to(c2w), scale)
+    rot_t = delta[:, :3, :3].transpose(1, 2)
+    inverse = torch.zeros_like(delta)
+    inverse[:, :3, :3] = rot_t
+    inverse[:, :3, 3:] = -rot_t @ delta[:, :3, 3:]
+    inverse[:, 3, 3] = 1.0
+    return c2w @ inverse @ torch.linalg.inv(c2w)
+
+
+def rotation_quaternion(rotation: Tensor) -> Tensor:
+    """Unit quaternions ``[B, 4]`` (w, x, y, z) of rotations ``[B, 3, 3]`` under 180 degrees (differentiable)."""
+    trace = rotation[:, 0, 0] + rotation[:, 1, 1] + rotation[:, 2, 2]
+    w = 0.5 * torch.sqrt(torch.clamp(1.0 + trace, min=1e-12))
+    xyz = torch.stack([rotation[:, 2, 1] - rotation[:, 1, 2], rotation[:, 0, 2] - rotation[:, 2, 0],
+                       rotation[:, 1, 0] - rotation[:, 0, 1]], dim=-1) / (4 * w[:, None])
+    return torch.cat([w[:, None], xyz], dim=-1)
+
+
+def quaternion_product(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton products ``a ⊗ b`` of quaternions ``[..., 4]`` (w, x, y, z); broadcasts."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
+                        aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw], dim=-1)
+
+
+class PoseCorrection(nn.Module):
+    """A learned rigid correction per training image (see the module docstring).
+
+    Args:
+        num_images: training images, indexed as ``Batch.indices`` index them.
+        scale: the scene scale; translations are learned in its units.
+
+    Examples:
+        >>> correction = PoseCorrection(4, scale=2.0)
+        >>> c2w = torch.eye(4).expand(2, 4, 4)
+        >>> torch.allclose(correction.corrected_c2w(c2w, torch.tensor([0, 3])), c2w)   # the identity until trained
+        True
+    """
+
+    def __init__(self, num_images: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = float(scale)
+        self.deltas = nn.Parameter(torch.zeros(num_images, 6))  # axis-angle (rad), translation / scale
+
+    def _rows(self, indices: Tensor) -> Tensor:
+        return self.deltas[indices.to(self.deltas.device)]
+
+    def corrected_c2w(self, c2w: Tensor, indices: Tensor) -> Tensor:
+        """Corrected camera-to-world matrices ``[B, 4, 4]`` of the images ``indices [B]``."""
+        return corrected_c2w(c2w, self._rows(indices), self.scale)
+
+    def world_transforms(self, c2w: Tensor, indices: Tensor) -> Tensor:
+        """:func:`world_transforms` ``[B, 4, 4]`` of the images ``indices [B]`` (differentiable)."""
+        return world_transforms(c2w, self._rows(indices), self.scale)
+
+    def penalty(self, indices: Tensor) -> Tensor:
+        """Mean squared correction of the images ``indices`` (rotation in radians, translation in scene scales)."""
+        return (self._rows(indices) ** 2).sum(-1).mean()
+
+    @torch.no_grad()
+    def apply(self, cameras: Cameras) -> Cameras:
+        """All training ``cameras`` with their corrections applied (detached)."""
+        index = torch.arange(len(cameras))
+        c2w = self.corrected_c2w(cameras.c2w.to(self.deltas), index).to(cameras.c2w)
+        return Cameras(cameras.K, c2w, cameras.width, cameras.height, cameras.distortion)
+
+
+#: ``render(cameras [1], world_transforms [1, 4, 4]) -> rgb [1, H, W, 3]``, differentiable in the transforms.
+CorrectedRender = Callable[[Cameras, Tensor], Tensor]
+
+
+def fit_poses(render: CorrectedRender, cameras: Cameras, targets: Callable[[int], Tensor], scale: float,
+              steps: int = 100, lr: float = 5e-3) -> Tensor:
+    """Fit a correction to each camera against a frozen model; returns ``deltas [C, 6]``.
+
+    Each view is fitted alone with Adam on the L1 photometric error, its learning rate decaying
+    tenfold over ``steps``.
+
+    Args:
+        render: renders one camera through a world transform (:data:`CorrectedRender`).
+        cameras: ``C`` views to refine.
+        targets: ``targets(i)`` is view ``i``'s image ``[H, W, 3]`` in [0, 1].
+        scale: the scene scale (translations are fitted in its units).
+    """
+    fitted = torch.zeros(len(cameras), 6)
+    for i in range(len(cameras)):
+        camera = cameras[i]
+        target = targets(i).to(camera.device)
+        delta = torch.zeros(1, 6, device=camera.device, requires_grad=True)
+        optimizer = torch.optim.Adam([delta], lr=lr)
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.1 ** (step / max(1, steps))
+            rgb = render(camera, world_transforms(camera.c2w, delta, scale))
+            loss = F.l1_loss(rgb[0], target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        fitted[i] = delta.detach()[0].cpu()
+    return fitted
+
+
+def pose_changes(refined_c2w: Tensor, given_c2w: Tensor) -> tuple[Tensor, Tensor]:
+    """Per camera, the rotation (degrees) and the distance between ``refined_c2w`` and ``given_c2w`` ``[C, 4, 4]``."""
+    relative = refined_c2w[:, :3, :3].transpose(1, 2) @ given_c2w[:, :3, :3]
+    cosine = ((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cosine)), (refined_c2w[:, :3, 3] - given_c2w[:, :3, 3]).norm(dim=-1)
+
+
+def write_refined_poses(path: Path, split: Any, refined: Cameras) -> None:
+    """Write the refined training poses next to the given ones (``refined_poses.json`` of a run; OpenCV camera-to-world)."""
+    from render3d.files import write_json
+
+    given = split.cameras.c2w.detach().cpu().double()
+    c2w = refined.c2w.detach().cpu().double()
+    degrees, distances = pose_changes(c2w, given)
+    frames = [{"name": split.names[i] if i < len(split.names) else str(i), "c2w": c2w[i].tolist(), "given_c2w": given[i].tolist(),
+               "rotation_change_degrees": round(float(degrees[i]), 5), "translation_change": round(float(distances[i]), 6)}
+              for i in range(len(c2w))]
+    write_json({"convention": "OpenCV camera-to-world (+x right, +y down, +z forward), the dataset's world frame",
+                "frames": frames}, path)
