@@ -9,9 +9,11 @@ same images and rays.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from render3d.images import recomposite
@@ -77,6 +79,24 @@ class ViewBatcher:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order = [int(i) for i in state["order"]]
+
+
+def downscaled(batch: Batch, factor: float) -> Batch:
+    """An image batch at ``factor`` (< 1) times its resolution: cameras scaled, colours and alpha area-averaged,
+    depth and masks taken at the nearest pixel (so unknown depth stays 0, not a blend)."""
+    if factor >= 1.0:
+        return batch
+    cameras = batch.cameras.scaled(factor)
+    size = (cameras.height, cameras.width)
+
+    def resample(images: Optional[Tensor], mode: str) -> Optional[Tensor]:
+        if images is None:
+            return None
+        out = F.interpolate(images.permute(0, 3, 1, 2).float(), size=size, mode=mode).permute(0, 2, 3, 1)
+        return out.to(images.dtype)
+
+    return replace(batch, rgb=resample(batch.rgb, "area"), cameras=cameras, alpha=resample(batch.alpha, "area"),
+                   depth=resample(batch.depth, "nearest"), mask=resample(batch.mask, "nearest"))
 
 
 class RayBatcher:

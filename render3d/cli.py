@@ -183,7 +183,7 @@ def add_train_parser(sub: Any) -> None:
     train.add_argument("data", nargs="?", default=None, help="dataset folder; the bundled default scene when omitted")
     add_config_args(train, TrainConfig, skip=("data",), title="training")
     train.add_argument("--nproc", type=int, default=1, help="train with this many local processes (data parallel, like "
-                       "torchrun --nproc-per-node N -m render3d train ...; see the README for several machines)")
+                       "torchrun --nproc-per-node N -m render3d train ...; see docs/distributed.md for several machines)")
     for name, method in METHODS.items():
         add_config_args(train, method.config_type, prefix=f"{name}.", title=f"{name}: {method.description}")
     for name, term in LOSS_TERMS.items():

@@ -49,7 +49,9 @@ class TrainConfig:
     backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
     steps: int = option("training steps", default=1200)
     batch_size: int = option("views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF: its adaptive ray budget)", default=0)
-    max_seconds: float = option("stop after this many seconds of training (0: no limit); checkpoint, eval and metrics as usual", default=0.0)
+    max_seconds: float = option("a time budget in seconds of training (0: none): the --steps schedule (learning-rate decay, "
+                                "densification, SH degree) is planned onto it, so a run the budget ends early is still a "
+                                "finished model; checkpoint, eval and metrics as usual", default=0.0)
     loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
     views: int = option("train from only this many training views, spread around the scene (0: all); evaluation uses the full test split", default=0)
     points: str = option("where Gaussians start: data (the dataset's sparse points, dropped by --views; else random), random, "
@@ -189,6 +191,7 @@ class Trainer(TrainLoop):
             term.setup(self.scene, config.seed + 1000 * (index + 1))
         self.run_dir = self._run_dir()  # last: a bad option above leaves no empty run folder behind
         self._rng = self._capture_rng()
+        self._planned = -1  # the last planned step (see planned_step)
         self.lock = threading.RLock()
 
     def _run_dir(self) -> Path:
@@ -233,6 +236,7 @@ class Trainer(TrainLoop):
             "rng": self._rng,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            "planned_step": self._planned,
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -243,6 +247,7 @@ class Trainer(TrainLoop):
         self._rng = {k: v for k, v in ckpt["rng"].items() if k in ("torch", "cuda")}
         self.history = list(ckpt.get("history", []))
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self._planned = int(ckpt.get("planned_step", self.step - 1))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, scene: Any = None, callbacks: Optional[list[Callback]] = None,
@@ -280,7 +285,7 @@ class Trainer(TrainLoop):
 
     def train_one_step(self) -> dict[str, float]:
         """One step of the method contract (see :mod:`render3d.methods`); returns the step's named losses."""
-        step, method = self.step, self.method
+        step, method = self.planned_step(), self.method
         with self.lock:
             # the trainer owns its random stream (strategies draw from torch's global one),
             # so other users of torch's RNG between steps cannot change the result
@@ -306,6 +311,23 @@ class Trainer(TrainLoop):
             self._rng = self._capture_rng()
         self.step += 1
         return {"loss": loss, **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}, **out.stats}
+
+    def planned_step(self) -> int:
+        """The step of the ``--steps`` schedule this step trains at: the step itself, or, in a run whose
+        ``--max-seconds`` ends first, the share of the time budget used times ``--steps``.
+
+        So a time budget plans the whole run: learning-rate decay, densification and the SH
+        degree reach their ends as the budget does, instead of stopping part-way. The planned
+        step never repeats or goes back, and periodic events (densify every N steps) happen at
+        the planned steps the run lands on.
+        """
+        if self.budget_seconds <= 0:
+            planned = self.step
+        else:
+            by_time = min(self.total_steps - 1, int(self.fraction_done * self.total_steps))
+            planned = max(self.step, self._planned + 1, by_time)
+        self._planned = planned
+        return planned
 
     def synced_parameters(self) -> list:
         return [p for opt in self.method.optimizers().values() for group in opt.param_groups for p in group["params"]]
@@ -335,6 +357,7 @@ class Trainer(TrainLoop):
             "backend": self.backend,
             "device": str(self.device),
             "steps": self.step,
+            "planned_steps": self._planned + 1,  # of the --steps schedule: more than steps where --max-seconds planned the run
             "train_seconds": round(self.train_seconds, 2),
             "world_size": dist.world_size(),
             "batch_size": self.config.batch_size,

@@ -84,7 +84,7 @@ class ColourPriorConfig(LossConfig):
 
 
 class ColourPrior(LossTerm):
-    """The README's example loss term."""
+    """The example loss term of docs/extending.md."""
 
     name = "colour-prior"
     description = "pull rendered colours toward a grey level"
@@ -168,6 +168,20 @@ def test_a_time_budget_stops_training_with_the_usual_outputs(tiny_scene, tmp_pat
     metrics = t.run()
     assert 0 < metrics["steps"] < 100_000 and metrics["train_seconds"] >= 1.0
     assert (tmp_path / "budget" / "checkpoint.pt").exists() and (tmp_path / "budget" / "metrics.json").exists()
+
+
+def test_a_time_budget_plans_the_whole_schedule(tiny_scene, tmp_path):
+    """A budget that ends long before --steps still runs the schedule to its end: the planned step reaches the last
+    step, the position learning rate its final hundredth, the SH degree its top; a step-only run plans nothing."""
+    t = trainer(tiny_scene, tmp_path, "planned", 5000, splat_config(sh_degree=2), max_seconds=2.0)
+    metrics = t.run()
+    # the last step plans from the share of the budget used when it starts: near the end, not at it
+    assert metrics["steps"] < 2500 and metrics["planned_steps"] >= 3750, metrics
+    lr0 = t.method.config.lr_means * t.method.scene_scale
+    assert t.method.optimizers()["means"].param_groups[0]["lr"] < 0.05 * lr0
+    assert t.method.model.active_sh_degree == 2
+    plain = trainer(tiny_scene, tmp_path, "plain", 12)
+    assert plain.run()["planned_steps"] == 12
 
 
 @pytest.mark.parametrize("field, value", [("steps", -3), ("steps", 0), ("max_seconds", float("nan")), ("grad_clip", -1.0), ("eval_every", -1)])

@@ -13,7 +13,7 @@ Adding a loss term
 A module with a config dataclass derived from :class:`LossConfig` (its fields become
 ``--loss.NAME.OPTION``) and a class derived from :class:`LossTerm` whose ``losses(ctx)``
 returns named tensors, plus one entry point in the ``render3d.loss_terms`` group; the
-README's "Adding a loss term" has a worked example, which ``tests/test_contract.py`` runs.
+docs/extending.md ("Adding a loss term") has a worked example, which ``tests/test_contract.py`` runs.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from render3d.batches import ViewBatcher
+from render3d.batches import ViewBatcher, downscaled
 from render3d.cameras import Cameras
 from render3d.config_cli import option
 from render3d.errors import Render3DError
@@ -64,6 +64,11 @@ class SplatConfig:
                              default="none")
     lr_appearance: float = option("learning rate of the per-image appearance (--splat.appearance; each image's gain moves "
                                   "only in the steps that draw it)", default=0.1)
+    resolution_start: float = option("coarse to fine: train the first steps on images scaled by this factor (e.g. 0.25); "
+                                     "the scale doubles at even intervals until full size at --splat.resolution-full "
+                                     "of the run; 1: full size throughout", default=1.0)
+    resolution_full: float = option("share of the run (0-1) from which training uses full-size images "
+                                    "(--splat.resolution-start)", default=0.5)
     pose_opt: bool = option("learn a rigid correction of each training camera's pose (for poses from structure from "
                             "motion); checkpoints, the viewer and render --path use the corrected poses", default=False)
     lr_pose: float = option("learning rate of the pose corrections (radians and scene scales per step that draws the "
@@ -81,6 +86,10 @@ class SplatConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise Render3DError(f"--splat.{name.replace('_', '-')} {value} must be a number above 0")
+        if not (math.isfinite(self.resolution_start) and 0 < self.resolution_start <= 1):
+            raise Render3DError(f"--splat.resolution-start {self.resolution_start} must be above 0 and at most 1")
+        if not (math.isfinite(self.resolution_full) and 0 <= self.resolution_full <= 1):
+            raise Render3DError(f"--splat.resolution-full {self.resolution_full} must be between 0 and 1")
         if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
             raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
         preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
@@ -201,8 +210,17 @@ class SplatMethod(BaseMethod):
         interval = scaled(self.config.sh_degree_interval, self.total_steps)
         self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
 
+    def image_scale(self, step: int) -> float:
+        """The scale of the training images at ``step`` (``resolution_start`` doubling to 1 by ``resolution_full``)."""
+        start, full = self.config.resolution_start, self.config.resolution_full
+        if start >= 1.0:
+            return 1.0
+        levels = math.ceil(math.log2(1.0 / start) - 1e-9)
+        level = math.floor(step / self.total_steps / full * levels) if full > 0 else levels
+        return min(1.0, start * 2.0 ** level)
+
     def next_batch(self, step: int) -> Batch:
-        return self.batches.next()
+        return downscaled(self.batches.next(), self.image_scale(step))
 
     def render_views(self, cameras: Cameras) -> dict[str, Tensor]:
         """Differentiable renders of ``cameras`` for loss terms."""
