@@ -51,10 +51,10 @@ def worker(method: str, warmup: int, steps: int, torch_threads: int, numba_threa
     config = TrainConfig(method=method, steps=3000, backend="torch", out=tempfile.mkdtemp(), save_every=0, progress=False)
     trainer = Trainer(config, get_method(method).config_type())
     for _ in range(warmup):
-        trainer.train_one_step()
+        trainer.step_once()
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     for _ in range(steps):
-        trainer.train_one_step()
+        trainer.step_once()
     after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(json.dumps({"steps_per_s": steps / wall, "cpu_ms": 1000 * cpu / steps, "layer": numba.threading_layer()}))
@@ -89,7 +89,7 @@ def main() -> None:
     base = statistics.median(r["steps_per_s"] for r in results[CONFIGS[0][0]])
     print(f"{args.method} training on the default scene, {CORES} cores (N = {CORES}), {args.steps} steps after {args.warmup}, "
           f"median of {args.rounds} interleaved rounds; load average at the end {os.getloadavg()}")
-    print(f"| configuration | steps/s | vs first row | CPU ms per step | numba layer |\n|---|---|---|---|---|")
+    print("| configuration | steps/s | vs first row | CPU ms per step | numba layer |\n|---|---|---|---|---|")
     for label, rows in results.items():
         rate = statistics.median(r["steps_per_s"] for r in rows)
         cpu = statistics.median(r["cpu_ms"] for r in rows)

@@ -52,7 +52,7 @@ class PathRun:
         method = self.trainer.method
         start = time.perf_counter()
         rays = method.num_rays
-        self.trainer.train_one_step()
+        self.trainer.step_once()
         if self.trainer.device.type == "cuda":
             torch.cuda.synchronize()
         self.train_seconds += time.perf_counter() - start

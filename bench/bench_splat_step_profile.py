@@ -53,7 +53,7 @@ def main() -> None:
     config = TrainConfig(steps=300, backend="torch", out=tempfile.mkdtemp(), save_every=0, progress=False)
     trainer = Trainer(config, SplatConfig())
     for _ in range(args.warmup):
-        trainer.train_one_step()
+        trainer.step_once()
     model = trainer.method.model
     camera = trainer.scene.train.cameras[0]
     target = trainer.scene.train.image_float(0, torch.device("cpu"))

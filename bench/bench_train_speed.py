@@ -40,12 +40,12 @@ def main() -> None:
         splat = SplatConfig(init_points=n, init_scale=0.5, refine_start=10**9, refine_stop=10**9)
         trainer = Trainer(config, splat, scene=scene)
         for _ in range(args.warmup):
-            trainer.train_one_step()
+            trainer.step_once()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(args.steps):
-            trainer.train_one_step()
+            trainer.step_once()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         rate = args.steps / (time.perf_counter() - start)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from render3d.config_cli import add_config_args, config_from_args, explicit_options
+from render3d.config_cli import add_config_args, config_from_args, resume_overrides
 from render3d.errors import Render3DError
 
 
@@ -98,14 +98,13 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.train import TrainConfig, Trainer, term_spec
     from render3d.training import distributed as dist
 
-    if args.nproc > 1:
-        from render3d.training.launch import launch_local, without_option
+    from render3d.training.launch import launch_or_join
 
-        return launch_local(args.nproc, without_option(argv, "--nproc"))
+    if (code := launch_or_join(args.nproc, argv)) is not None:
+        return code
     try:
         if args.resume:
-            typed = explicit_options(list(argv)) & {"steps", "max_seconds", "eval_every", "save_every", "progress", "backend", "batch_size"}
-            trainer = Trainer.from_checkpoint(args.resume, **{k: getattr(args, k) for k in typed})
+            trainer = Trainer.resume(args.resume, **resume_overrides(TrainConfig, args, argv))
             say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
         else:
             config = config_from_args(args, TrainConfig)
@@ -193,13 +192,18 @@ def add_train_parser(sub: Any) -> None:
 
 def add_eval_parser(sub: Any) -> None:
     """``render3d eval``."""
-    ev = sub.add_parser("eval", help="evaluate a trained run on a split", description="Render a split of the run's dataset, report PSNR/SSIM (LPIPS when its weights are on disk, depth error when the data has depth) and write renders.")
+    ev = sub.add_parser("eval", help="evaluate a trained run on a split",
+                        description="Render a split of the run's dataset, report PSNR/SSIM (LPIPS when its weights are on disk, "
+                                    "depth error when the data has depth) and write renders.")
     ev.add_argument("run", help="run folder or checkpoint file")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="which split to evaluate (default: test)")
     ev.add_argument("--backend", default="auto", help="auto, cuda or torch (default: auto)")
-    ev.add_argument("--refine-test-poses", action="store_true",
-                    help="also score each view after fitting its camera pose against the frozen model (for runs trained with "
-                         "--splat.pose-opt); metrics.json holds both, the fitted scores under refined_poses")
+    ev.add_argument(
+        "--refine-test-poses",
+        action="store_true",
+        help="also score each view after fitting its camera pose against the frozen model (for runs trained with "
+        "--splat.pose-opt); metrics.json holds both, the fitted scores under refined_poses",
+    )
     ev.add_argument("--refine-steps", type=positive_int, default=100, help="optimiser steps per view of --refine-test-poses (default: 100)")
     ev.add_argument("--error-maps", action="store_true", help="also write per-view |render - ground truth| heat maps to renders/<split>_errors/")
     ev.set_defaults(func=cmd_eval)
@@ -216,10 +220,17 @@ def add_info_parser(sub: Any) -> None:
 
 def add_data_parser(sub: Any) -> None:
     """``render3d data synth`` and ``render3d data process``."""
-    data = sub.add_parser("data", help="make datasets: process your photos or videos, or write the default scene",
-                          description="Make datasets: `process` your own photos or videos into a posed scene, or `synth` the default scene.")
+    data = sub.add_parser(
+        "data",
+        help="make datasets: process your photos or videos, or write the default scene",
+        description="Make datasets: `process` your own photos or videos into a posed scene, or `synth` the default scene.",
+    )
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="KIND")
-    synth = data_sub.add_parser("synth", help="write the procedural default scene (Blender layout)", description="Render the procedural default scene with depth and masks into OUT (Blender / NeRF-synthetic layout).")
+    synth = data_sub.add_parser(
+        "synth",
+        help="write the procedural default scene (Blender layout)",
+        description="Render the procedural default scene with depth and masks into OUT (Blender / NeRF-synthetic layout).",
+    )
     synth.add_argument("out", help="output folder")
     synth.add_argument("--resolution", type=int, default=128, help="image width and height (default: 128)")
     synth.add_argument("--n-train", type=int, default=100, help="training views (default: 100)")

@@ -13,9 +13,19 @@ import typing
 from typing import Any, Optional
 
 
-def option(help: str, **kwargs: Any) -> Any:
-    """A dataclass field carrying its CLI help text: ``steps: int = option("how many", default=3)``."""
-    return dataclasses.field(metadata={"help": help}, **kwargs)
+def option(help: str, resumable: bool = False, **kwargs: Any) -> Any:
+    """A dataclass field carrying its CLI help text: ``steps: int = option("how many", default=3)``.
+
+    ``resumable``: a ``--resume`` may give the option again to change it (see :func:`resume_overrides`);
+    every other option of a resumed run comes from its checkpoint.
+    """
+    return dataclasses.field(metadata={"help": help, "resumable": resumable}, **kwargs)
+
+
+def resume_overrides(cls: type, args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """The ``resumable`` options of dataclass ``cls`` that the user typed in ``argv``, with their values from ``args``."""
+    typed = explicit_options(list(argv))
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("resumable") and f.name in typed}
 
 
 def _base_type(annotation: Any) -> type:

@@ -14,11 +14,11 @@ import math
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-import torch
 
 from render3d.backend import device_for, resolve_backend
 from render3d.checkpoints import load_weights, reading_contents, require_keys
@@ -32,7 +32,8 @@ from render3d.pose_correction import write_refined_poses
 from render3d.priors.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
-from render3d.training.run_dir import claim_new_run_dir, refuse_existing_run
+from render3d.training.random_stream import RandomStream
+from render3d.training.run_dir import run_dir_for
 
 PRIOR_TERMS = {"sds": "sds", "targets": "prior-targets"}  # --prior-mode: the loss term the prior runs as
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -46,16 +47,20 @@ class TrainConfig:
 
     data: Optional[str] = option("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
     method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF), vanilla-nerf, or an installed plug-in", default="splat")
-    backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any device)", default="auto")
-    steps: int = option("training steps", default=1200)
-    batch_size: int = option("views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF: its adaptive ray budget)", default=0)
+    backend: str = option("auto (cuda when a GPU is present), cuda (gsplat/nerfacc kernels) or torch (pure PyTorch, any "
+                          "device)", default="auto", resumable=True)
+    steps: int = option("training steps", default=1200, resumable=True)
+    batch_size: int = option("views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF: its adaptive ray "
+                             "budget)", default=0, resumable=True)
     max_seconds: float = option("a time budget in seconds of training (0: none): the --steps schedule (learning-rate decay, "
                                 "densification, SH degree) is planned onto it, so a run the budget ends early is still a "
-                                "finished model; checkpoint, eval and metrics as usual", default=0.0)
-    loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as --loss.NAME.OPTION", default="")
+                                "finished model; checkpoint, eval and metrics as usual", default=0.0, resumable=True)
+    loss: str = option("extra loss terms, comma-separated NAME[:WEIGHT] (depth, mask, or a plug-in), e.g. depth:0.1,mask; options as "
+                       "--loss.NAME.OPTION", default="")
     views: int = option("train from only this many training views, spread around the scene (0: all); evaluation uses the full test split", default=0)
     points: str = option("where Gaussians start: data (the dataset's sparse points, dropped by --views; else random), random, "
-                         "stereo (plane-sweep stereo on the training views), hull (the visual hull of their alpha) or views (hull with alpha, else stereo)", default="data")
+                         "stereo (plane-sweep stereo on the training views), hull (the visual hull of their alpha) or views (hull with alpha, else "
+                         "stereo)", default="data")
     reg: str = option("regularisers for sparse views, comma-separated NAME[:WEIGHT]: depth-tv, opacity, scale, freq, occlusion (loss terms too)", default="")
     prior: Optional[str] = option("a prior run of `render3d prior fit`: its diffusion model guides the pseudo views (--prior-mode)", default=None)
     prior_mode: str = option("how the prior acts: sds (score distillation) or targets (L1 to pseudo-view patches it refines, SDEdit)", default="sds")
@@ -66,12 +71,12 @@ class TrainConfig:
     overwrite: bool = option("train into an --out folder that already holds a checkpoint, replacing it", default=False)
     resume: Optional[str] = option("continue from a run folder or checkpoint file", default=None)
     seed: int = option("random seed; the same seed gives the same result", default=0)
-    eval_every: int = option("evaluate on the test split every N steps (0: only at the end)", default=0)
-    save_every: int = option("write the checkpoint every N steps (and always at the end and on Ctrl-C / SIGTERM)", default=1000)
+    eval_every: int = option("evaluate on the test split every N steps (0: only at the end)", default=0, resumable=True)
+    save_every: int = option("write the checkpoint every N steps (and always at the end and on Ctrl-C / SIGTERM)", default=1000, resumable=True)
     downscale: int = option("load images downscaled by this factor (uses images_N folders when present)", default=1)
     test_every: int = option("hold out every N-th image as test, for formats without explicit splits", default=8)
     data_format: Optional[str] = option("force a dataset format (blender, nerfstudio, colmap, llff) instead of detecting it", default=None)
-    progress: bool = option("show a progress bar", default=True)
+    progress: bool = option("show a progress bar", default=True, resumable=True)
     viewer: bool = option("watch training in the web viewer (prints its URL)", default=False)
     host: str = option("viewer address; 0.0.0.0 listens on every interface", default="127.0.0.1")
     port: int = option("viewer port; a free one is used when it is taken", default=8080)
@@ -112,10 +117,11 @@ def load_data(config: TrainConfig) -> Any:
     return load_scene(path, downscale=config.downscale, test_every=config.test_every, format=config.data_format)
 
 
-def claim_run_dir(config: TrainConfig) -> Path:
-    """A new, unique ``runs/<scene>-<method>-<time>[-N]`` folder, created here so two runs never share one."""
+def default_run_dir(config: TrainConfig) -> Path:
+    """Where a run without ``--out`` goes: ``runs/<scene>-<method>-<time>`` (``-N`` added when taken, see
+    :func:`render3d.training.run_dir.run_dir_for`)."""
     name = Path(config.data).name if config.data else "default-scene"
-    return claim_new_run_dir(Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -156,7 +162,6 @@ class Trainer(TrainLoop):
                  loss_terms: Sequence[LossTerm] = (), callbacks: Optional[list[Callback]] = None,
                  loss_options: Optional[dict[str, dict[str, Any]]] = None) -> None:
         config.validate()
-        dist.init_from_environment()  # a no-op unless torchrun (or render3d train --nproc) started this process
         super().__init__(budget_seconds=config.max_seconds, save_every=config.save_every, eval_every=config.eval_every,
                          progress=config.progress, callbacks=callbacks)
         if config.data is not None:  # absolute, so --resume works from any folder
@@ -178,47 +183,29 @@ class Trainer(TrainLoop):
                 raise Render3DError(f"--points {config.points}: the {config.method} method does not start from points; drop --points")
             self.scene = initial_points(self.scene, config.points, self.method_config.init_points, config.seed)
         self.desc = f"train {config.method}"
-        torch.manual_seed(config.seed)
-        if self.device.type == "cuda":
-            torch.cuda.manual_seed(config.seed)
-        self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps, config.seed,
-                                               batch_size=config.batch_size)
-        options = {name: dict(fields) for name, fields in (loss_options or {}).items()}
-        if config.prior:
-            options.setdefault(PRIOR_TERMS[config.prior_mode], {})["prior"] = config.prior
-        self.loss_terms: list[LossTerm] = build_loss_terms(term_spec(config), options) + list(loss_terms)
-        for index, term in enumerate(self.loss_terms):
-            term.setup(self.scene, config.seed + 1000 * (index + 1))
+        self.random = RandomStream(config.seed, self.device)  # the model's start and every step draw from it
+        with self.random.active():
+            self.method = self.method_class.create(self.method_config, self.scene, self.backend, self.device, config.steps,
+                                                   config.seed, batch_size=config.batch_size)
+            options = {name: dict(fields) for name, fields in (loss_options or {}).items()}
+            if config.prior:
+                options.setdefault(PRIOR_TERMS[config.prior_mode], {})["prior"] = config.prior
+            self.loss_terms: list[LossTerm] = build_loss_terms(term_spec(config), options) + list(loss_terms)
+            for index, term in enumerate(self.loss_terms):
+                term.setup(self.scene, config.seed + 1000 * (index + 1))
         self.run_dir = self._run_dir()  # last: a bad option above leaves no empty run folder behind
-        self._rng = self._capture_rng()
         self._planned = -1  # the last planned step (see planned_step)
         self.lock = threading.RLock()
 
     def _run_dir(self) -> Path:
         """``--out`` (refusing to replace another run's checkpoint unless resuming or ``--overwrite``) or a new folder."""
         c = self.config
-        if not c.out:  # rank 0 names the new folder; the other ranks learn its name
-            return Path(dist.share_text("render3d/run_dir", str(claim_run_dir(c)) if dist.is_main() else None))
-        out = Path(c.out)
-        refuse_existing_run(out, CHECKPOINT_NAME, resuming=c.resume is not None, overwrite=c.overwrite)
-        return out
+        return run_dir_for(c.out, default_run_dir(c), CHECKPOINT_NAME, resuming=c.resume is not None, overwrite=c.overwrite)
 
     @property
     def total_steps(self) -> int:  # type: ignore[override]
         """The run's step count (``config.steps``; a resume may raise it)."""
         return self.config.steps
-
-    # ----- random state ---------------------------------------------------------------------
-    def _capture_rng(self) -> dict[str, Any]:
-        state = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _restore_rng(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch"])
-        if self.device.type == "cuda" and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], self.device)
 
     # ----- checkpoints --------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -233,7 +220,7 @@ class Trainer(TrainLoop):
             "step": self.step,
             "method_state": self.method.state_dict(),
             "loss_terms": [term.spec() for term in self.loss_terms],
-            "rng": self._rng,
+            "rng": self.random.state_dict(),
             "history": self.history,
             "train_seconds": self.train_seconds,
             "planned_step": self._planned,
@@ -244,14 +231,14 @@ class Trainer(TrainLoop):
         self.method.load_state_dict(ckpt["method_state"])
         for term, spec in zip(self.loss_terms, ckpt["loss_terms"]):
             term.load_state_dict(spec.get("state", {}))
-        self._rng = {k: v for k, v in ckpt["rng"].items() if k in ("torch", "cuda")}
+        self.random.load_state_dict(ckpt["rng"])
         self.history = list(ckpt.get("history", []))
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
         self._planned = int(ckpt.get("planned_step", self.step - 1))
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, scene: Any = None, callbacks: Optional[list[Callback]] = None,
-                        **overrides: Any) -> "Trainer":
+    def resume(cls, path: str | os.PathLike, scene: Any = None, callbacks: Optional[list[Callback]] = None,
+               **overrides: Any) -> "Trainer":
         """Rebuild a trainer from a checkpoint to continue training (``render3d train --resume``)."""
         file = find_checkpoint(path)
         ckpt = load_checkpoint(file)
@@ -287,9 +274,6 @@ class Trainer(TrainLoop):
         """One step of the method contract (see :mod:`render3d.methods`); returns the step's named losses."""
         step, method = self.planned_step(), self.method
         with self.lock:
-            # the trainer owns its random stream (strategies draw from torch's global one),
-            # so other users of torch's RNG between steps cannot change the result
-            self._restore_rng(self._rng)
             method.before_step(step)
             for term in self.loss_terms:
                 term.before_step(step, self.total_steps, method)
@@ -308,9 +292,15 @@ class Trainer(TrainLoop):
             method.pre_backward(step, out)
             backward_and_step(total, method.optimizers().values(), self.config.grad_clip)
             method.post_backward(step, out)
-            self._rng = self._capture_rng()
         self.step += 1
         return {"loss": loss, **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}, **out.stats}
+
+    @contextmanager
+    def step_context(self) -> Iterator[None]:
+        """The lock, then the run's random stream (strategies draw from torch's global one): a viewer rendering
+        between steps can neither change the result nor draw from the run's stream."""
+        with self.lock, self.random.active():
+            yield
 
     def planned_step(self) -> int:
         """The step of the ``--steps`` schedule this step trains at: the step itself, or, in a run whose

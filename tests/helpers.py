@@ -27,9 +27,9 @@ def resumed_matches_uninterrupted(make: Callable[[str], Any], split_at: int, sce
     full.run()
     split = make("split")
     for _ in range(split_at):
-        split.train_one_step()
+        split.step_once()
     split.save_checkpoint()
-    resumed = Trainer.from_checkpoint(split.run_dir, scene=scene)
+    resumed = Trainer.resume(split.run_dir, scene=scene)
     assert resumed.step == split_at
     resumed.run()
     for (name, a), b in zip(full.method.model.state_dict().items(), resumed.method.model.state_dict().values()):

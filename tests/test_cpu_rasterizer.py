@@ -283,7 +283,7 @@ def test_trains_with_the_fallback_forced(tiny_scene, tmp_path, monkeypatch):
     assert not compiled_rasterizer_enabled()
     config = TrainConfig(steps=5, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
     trainer = Trainer(config, SplatConfig(init_points=300, sh_degree=1), scene=tiny_scene)
-    stats = [trainer.train_one_step() for _ in range(5)]
+    stats = [trainer.step_once() for _ in range(5)]
     assert all(torch.isfinite(torch.tensor(list(step.values()))).all() for step in stats)
 
 
@@ -308,7 +308,7 @@ def test_imports_and_trains_where_numba_cannot_be_imported():
                 config = TrainConfig(method=method, steps=3, out=f"{tmp}/{method}", save_every=0, progress=False, backend="torch")
                 trainer = Trainer(config, method_config, scene=scene)
                 for _ in range(3):
-                    trainer.train_one_step()
+                    trainer.step_once()
                 print("trained", method)
     """
     assert _python(code, {}).split("\n")[:2] == ["trained splat", "trained nerf"]

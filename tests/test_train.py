@@ -105,7 +105,23 @@ def test_same_seed_same_result(tiny_scene, tmp_path):
     b = make_trainer(tiny_scene, tmp_path, steps=15, name="b")
     for t in (a, b):
         for _ in range(15):
-            t.train_one_step()
+            t.step_once()
+    torch.testing.assert_close(a.method.model.params["means"], b.method.model.params["means"], rtol=0, atol=0)
+
+
+def test_a_trainer_leaves_the_callers_random_state_alone(tiny_scene, tmp_path):
+    """Building and training a run in Python neither reseeds nor advances torch's global stream, and random numbers
+    drawn by the caller between steps do not change the run."""
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    a = make_trainer(tiny_scene, tmp_path, steps=6, name="a")
+    for _ in range(6):
+        a.step_once()
+    assert torch.equal(torch.get_rng_state(), before)
+    b = make_trainer(tiny_scene, tmp_path, steps=6, name="b")
+    for _ in range(6):
+        torch.rand(100)  # the caller's own draws
+        b.step_once()
     torch.testing.assert_close(a.method.model.params["means"], b.method.model.params["means"], rtol=0, atol=0)
 
 

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 from render3d.errors import Render3DError
 
@@ -94,3 +94,18 @@ def launch_local(nproc: int, argv: Sequence[str]) -> int:
     finally:
         for n, handler in previous.items():
             signal.signal(getattr(signal, n), handler)
+
+
+def launch_or_join(nproc: int, argv: Sequence[str]) -> Optional[int]:
+    """Process set-up of a training command, done by the command, never by a trainer's constructor.
+
+    With ``--nproc N`` (N > 1): run this command as N local ranks and return their exit status.
+    Otherwise join the process group torchrun described in the environment, if any, and
+    return None (go on and train in this process).
+    """
+    if nproc > 1:
+        return launch_local(nproc, without_option(argv, "--nproc"))
+    from render3d.training import distributed as dist
+
+    dist.init_from_environment()
+    return None

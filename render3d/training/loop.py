@@ -25,15 +25,16 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, ContextManager, Iterator, Optional
 
 from tqdm import tqdm
 
 from render3d.errors import Render3DError
 from render3d.training import distributed as dist
 from render3d.training.callbacks import Callback, StepEvent
+from render3d.training.random_stream import RandomStream
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 REPEAT_SECONDS = 2.0  # a second signal this soon after the first is the same request, forwarded
@@ -91,7 +92,8 @@ class StopSignals:
 class TrainLoop:
     """Base class of trainers (see the module docstring).
 
-    Subclasses set ``run_dir``, ``total_steps``, and implement :meth:`train_one_step`,
+    Subclasses set ``run_dir``, ``total_steps``, ``random`` (their :class:`RandomStream`, built and
+    drawn from where the model starts), and implement :meth:`train_one_step`,
     :meth:`state_dict` and :meth:`checkpoint_path`; they may override :meth:`begin`,
     :meth:`periodic_eval`, :meth:`finish` and :meth:`postfix`.
     """
@@ -99,6 +101,7 @@ class TrainLoop:
     run_dir: Path
     total_steps: int
     desc: str = "train"
+    random: Optional[RandomStream] = None  # the run's own random stream; each step runs inside it
 
     def __init__(self, *, budget_seconds: float = 0.0, save_every: int = 0, eval_every: int = 0, log_every: int = 1,
                  progress: bool = True, callbacks: Optional[list[Callback]] = None) -> None:
@@ -149,6 +152,15 @@ class TrainLoop:
     def postfix(self, stats: dict[str, float]) -> dict[str, str]:
         """What the progress bar shows after each step."""
         return {k: f"{v:.4g}" for k, v in list(stats.items())[:4]}
+
+    def step_once(self) -> dict[str, float]:
+        """One step as the loop runs it (inside :meth:`step_context`), without callbacks or budgets; its stats."""
+        with self.step_context():
+            return self.train_one_step()
+
+    def step_context(self) -> ContextManager[Any]:
+        """What each step runs inside: the run's :class:`RandomStream` (:attr:`random`), where it has one."""
+        return self.random.active() if self.random is not None else nullcontext()
 
     # ----- control ---------------------------------------------------------------------------
     def add_callback(self, callback: Callback) -> None:
@@ -212,7 +224,7 @@ class TrainLoop:
         for cb in self.callbacks:
             cb.on_step_start(self, self.step)
         started = time.perf_counter()
-        stats = self.train_one_step()
+        stats = self.step_once()
         elapsed = time.perf_counter() - started
         self.train_seconds += elapsed
         self.last_stats = stats

@@ -4,6 +4,7 @@ existing run is refused unless the command resumes it or asks to overwrite it.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from render3d.errors import Render3DError
 
@@ -25,3 +26,15 @@ def claim_new_run_dir(base: Path) -> Path:
         except FileExistsError:
             continue
     raise Render3DError(f"could not create a new run folder next to {base}: pass --out")
+
+
+def run_dir_for(out: Optional[str], default: Path, checkpoint_name: str, *, resuming: bool, overwrite: bool,
+                what: str = "run") -> Path:
+    """The run folder of a trainer: ``out`` (refused when it holds another run, see :func:`refuse_existing_run`), or a
+    new folder claimed at ``default`` (or ``default-N``) by rank 0 of a distributed run, whose name the other ranks learn."""
+    from render3d.training import distributed as dist
+
+    if out:
+        refuse_existing_run(Path(out), checkpoint_name, resuming=resuming, overwrite=overwrite, what=what)
+        return Path(out)
+    return Path(dist.share_text("render3d/run_dir", str(claim_new_run_dir(default)) if dist.is_main() else None))

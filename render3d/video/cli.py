@@ -18,13 +18,12 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from render3d.config_cli import add_config_args, config_from_args, explicit_options
+from render3d.config_cli import add_config_args, config_from_args, resume_overrides
 from render3d.errors import Render3DError
 
 DECODE_HELP = ("tokens: the model's own sample (the generated tokens; latent diffusion: its denoised latents); mean: its mean "
                "prediction, blurrier with higher PSNR (each frame's expected FSQ values; latent diffusion: one denoising step "
                "from pure noise) (default: tokens)")
-RESUMABLE = {"steps", "budget", "save_every", "log_every", "eval_every", "progress", "threads", "device"}
 
 
 # ----- data ---------------------------------------------------------------------------------------------
@@ -52,16 +51,17 @@ def _run_trainer(trainer: Any, command: str) -> int:
 
 
 def _launched_locally(args: argparse.Namespace, argv: Sequence[str]) -> Optional[int]:
-    """With ``--nproc N`` (N > 1): this command as N local ranks (torchrun's agent), and their exit status."""
-    if args.nproc <= 1:
-        return None
-    from render3d.training.launch import launch_local, without_option
+    """With ``--nproc N`` (N > 1): this command as N local ranks (torchrun's agent), and their exit status; else
+    None, after joining torchrun's process group where it started this process."""
+    from render3d.training.launch import launch_or_join
 
-    return launch_local(args.nproc, without_option(argv, "--nproc"))
+    return launch_or_join(args.nproc, argv)
 
 
 def _resume_overrides(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in explicit_options(list(argv)) & RESUMABLE}
+    from render3d.video.train import VideoTrainConfig
+
+    return resume_overrides(VideoTrainConfig, args, list(argv))
 
 
 def cmd_video_tokenizer_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -255,6 +255,7 @@ def add_video_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N held-out clips")
     ev.add_argument("--temperature", type=float, default=0.0, help="world model: token sampling temperature (default: 0)")
     ev.add_argument("--decode", choices=DECODE_MODES, default="tokens", help="world model: " + DECODE_HELP)
-    ev.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=True, help="world model: the Fréchet distance (trains the zoo's feature classifier once)")
+    ev.add_argument("--frechet", action=argparse.BooleanOptionalAction, default=True, help="world model: the Fréchet distance (trains the zoo's "
+                                                                                           "feature classifier once)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and the curve plots")
     ev.set_defaults(func=cmd_video_eval)

@@ -22,7 +22,8 @@ from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
-from render3d.training.run_dir import refuse_existing_run
+from render3d.training.random_stream import RandomStream
+from render3d.training.run_dir import run_dir_for
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
 from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
@@ -34,17 +35,17 @@ from render3d.video.world_model import TokenGrid, WorldModel, WorldModelConfig
 class VideoTrainConfig:
     """Training options shared by the tokenizer and the world model."""
 
-    steps: int = option("training steps (batches)", default=2000)
-    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0)
+    steps: int = option("training steps (batches)", default=2000, resumable=True)
+    budget: float = option("stop after this many seconds of training (0: no limit); steps still cap it", default=0.0, resumable=True)
     batch_size: int = option("clips per batch", default=8)
     out: Optional[str] = option("run folder; runs/video-<part>-<time> when omitted", default=None)
     seed: int = option("random seed; the same seed gives the same run", default=0)
-    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=250)
-    eval_every: int = option("held-out evaluation every N steps (0: only at the end)", default=0)
-    log_every: int = option("record the loss in history.json every N steps", default=10)
-    threads: int = option("torch CPU threads (0: torch's default)", default=0)
-    device: str = option("cpu, cuda or auto", default="auto")
-    progress: bool = option("show a progress bar", default=True)
+    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=250, resumable=True)
+    eval_every: int = option("held-out evaluation every N steps (0: only at the end)", default=0, resumable=True)
+    log_every: int = option("record the loss in history.json every N steps", default=10, resumable=True)
+    threads: int = option("torch CPU threads (0: torch's default)", default=0, resumable=True)
+    device: str = option("cpu, cuda or auto", default="auto", resumable=True)
+    progress: bool = option("show a progress bar", default=True, resumable=True)
     overwrite: bool = option("train into an --out folder that already holds a video model, replacing it", default=False)
 
 
@@ -82,9 +83,6 @@ class VideoTrainer(TrainLoop):
                  resuming: bool = False) -> None:
         if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
-        if config.out:
-            refuse_existing_run(Path(config.out), CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite, what="video model")
-        dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, eval_every=config.eval_every,
                          log_every=config.log_every, progress=config.progress, callbacks=callbacks)
         if config.threads:
@@ -93,10 +91,11 @@ class VideoTrainer(TrainLoop):
         self.clips = clips
         self.device = resolve_device(config.device)
         self.total_steps = config.steps
-        default = Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"  # rank 0 names it, the others learn it
-        self.run_dir = Path(config.out) if config.out else Path(dist.share_text("render3d/run_dir", str(default) if dist.is_main() else None))
+        default = Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_dir = run_dir_for(config.out, default, CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite,
+                                   what="video model")
         self.sampler = torch.Generator().manual_seed(config.seed)
-        torch.manual_seed(config.seed)
+        self.random = RandomStream(config.seed, self.device)  # subclasses build their model in it
         self.optimizer: torch.optim.Optimizer
 
     # ----- what subclasses provide -----------------------------------------------------------------
@@ -126,7 +125,7 @@ class VideoTrainer(TrainLoop):
         ckpt = self.model_checkpoint()
         ckpt["optimizer"] = self.optimizer.state_dict()
         ckpt["trainer"] = {"step": self.step, "train_seconds": round(self.train_seconds, 3), "sampler": self.sampler.get_state(),
-                           "torch_rng": torch.get_rng_state(), "history": self.history, "train_config": asdict(self.config),
+                           "rng": self.random.state_dict(), "history": self.history, "train_config": asdict(self.config),
                            "clips": str(self.clips.root) if self.clips.root else None}
         return ckpt
 
@@ -138,7 +137,7 @@ class VideoTrainer(TrainLoop):
         self.step = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
         self.sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        self.random.load_state_dict(state["rng"])
         self.history = list(state["history"])
 
     # ----- the loop's hooks ------------------------------------------------------------------------------
@@ -188,7 +187,8 @@ class TokenizerTrainer(VideoTrainer):
         latent_frames(self.window)
         if self.window > clips.frames:
             raise Render3DError(f"--window {self.window} is longer than the clips ({clips.frames} frames)")
-        self.model = VideoTokenizer(model_config).to(self.device)
+        with self.random.active():
+            self.model = VideoTokenizer(model_config).to(self.device)
         self.model.latent_shape(self.window, clips.size[1], clips.size[0])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=model_config.lr)
 
@@ -291,6 +291,11 @@ class WorldModelTrainer(VideoTrainer):
                  callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:
         super().__init__(clips, config, callbacks, resuming)
         require_posed(clips, "training a world model")
+        with self.random.active():
+            self._build(clips, model_config, tokenizer)
+
+    def _build(self, clips: ClipSet, model_config: WorldModelConfig, tokenizer: str | Path) -> None:
+        """Load the tokenizer, tokenize the clips, build the model and its optimiser (in the run's random stream)."""
         self.tokenizer_path = str(tokenizer)
         self.tokenizer_ckpt = read_checkpoint(tokenizer, "video-tokenizer")
         self.tokenizer = load_tokenizer(self.tokenizer_ckpt).to(self.device)

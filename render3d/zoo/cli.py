@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from render3d.config_cli import add_config_args, config_from_args, explicit_options
+from render3d.config_cli import add_config_args, config_from_args, resume_overrides
 from render3d.errors import Render3DError
 
 
@@ -34,14 +33,13 @@ def cmd_zoo_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from render3d.zoo.base import get_model_class, registry
     from render3d.zoo.train import ZooTrainConfig, ZooTrainer
 
-    if args.nproc > 1:
-        from render3d.training.launch import launch_local, without_option
+    from render3d.training.launch import launch_or_join
 
-        return launch_local(args.nproc, without_option(argv, "--nproc"))
+    if (code := launch_or_join(args.nproc, argv)) is not None:
+        return code
     try:
         if args.resume:
-            typed = explicit_options(list(argv)) & {"steps", "budget", "save_every", "log_every", "progress", "threads"}
-            trainer = ZooTrainer.resume(args.resume, **{k: getattr(args, k) for k in typed})
+            trainer = ZooTrainer.resume(args.resume, **resume_overrides(ZooTrainConfig, args, argv))
             say(f"resuming {trainer.checkpoint_path()} at step {trainer.step} of {trainer.config.steps}")
         else:
             if not args.model:
@@ -99,7 +97,8 @@ def add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
 
     models = registry()
-    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
+    train = zoo_sub.add_parser("train", help="train a model", description="Train a zoo model; writes model.pt, config.json and history.json to the "
+                                                                          "run folder. Ctrl-C, SIGTERM or SIGHUP save a checkpoint and stop.")
     train.add_argument("model", nargs="?", choices=tuple(models), help="which model: " + "; ".join(f"{n}: {c.description}" for n, c in models.items()))
     train.add_argument("--resume", default=None, help="continue a run folder (with --steps / --budget to extend it)")
     add_config_args(train, ZooTrainConfig, title="training")
@@ -117,7 +116,12 @@ def add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     _add_sampling_options(sample)
     sample.set_defaults(func=cmd_zoo_sample)
 
-    comp = zoo_sub.add_parser("compare", help="compare runs in a Markdown report", description="Evaluate runs trained on the same data: a table (bits/dim, reconstruction, Fréchet distance, KID, precision/recall/density/coverage, sizes and times) and sample / reconstruction / interpolation grids.")
+    comp = zoo_sub.add_parser(
+        "compare",
+        help="compare runs in a Markdown report",
+        description="Evaluate runs trained on the same data: a table (bits/dim, reconstruction, Fréchet distance, KID, "
+        "precision/recall/density/coverage, sizes and times) and sample / reconstruction / interpolation grids.",
+    )
     comp.add_argument("runs", nargs="+", help="run folders")
     comp.add_argument("--out", default="zoo-report", help="report folder (default: zoo-report)")
     comp.add_argument("-n", type=int, default=500, help="samples per model for the sample-quality metrics (default: 500)")

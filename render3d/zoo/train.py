@@ -26,7 +26,8 @@ from render3d.errors import Render3DError
 from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
 from render3d.training import distributed as dist
-from render3d.training.run_dir import refuse_existing_run
+from render3d.training.random_stream import RandomStream
+from render3d.training.run_dir import run_dir_for
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import SOURCES, ImageData, load_images
 
@@ -37,15 +38,15 @@ class ZooTrainConfig:
 
     data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
     size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist, 32 otherwise", default=None)
-    steps: int = option("training steps (batches); 0: no step limit, the budget decides", default=0)
-    budget: float = option("stop after this many seconds of training (0: no limit); --steps still caps it", default=300.0)
+    steps: int = option("training steps (batches); 0: no step limit, the budget decides", default=0, resumable=True)
+    budget: float = option("stop after this many seconds of training (0: no limit); --steps still caps it", default=300.0, resumable=True)
     batch_size: int = option("images per batch (0: the model's default, 32 for diffusion and 64 for the others)", default=0)
     out: Optional[str] = option("run folder; runs/zoo-<data>-<model>-<time> when omitted", default=None)
     seed: int = option("random seed; the same seed gives the same run", default=0)
-    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500)
-    log_every: int = option("record the loss in history.json every N steps", default=10)
-    threads: int = option("torch CPU threads (0: torch's default)", default=0)
-    progress: bool = option("show a progress bar", default=True)
+    save_every: int = option("write the checkpoint every N steps (and at the end and on Ctrl-C)", default=500, resumable=True)
+    log_every: int = option("record the loss in history.json every N steps", default=10, resumable=True)
+    threads: int = option("torch CPU threads (0: torch's default)", default=0, resumable=True)
+    progress: bool = option("show a progress bar", default=True, resumable=True)
     overwrite: bool = option("train into an --out folder that already holds a zoo run, replacing it", default=False)
 
 
@@ -54,13 +55,10 @@ class ZooTrainer(TrainLoop):
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:
-        if config.out:
-            refuse_existing_run(Path(config.out), ZOO_CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite, what="zoo run")
         if config.steps < 0 or config.batch_size < 0 or not config.budget >= 0:
             raise Render3DError("--steps, --batch-size and --budget must be at least 0")
         if not config.steps and not config.budget:
             raise Render3DError("--steps 0 and --budget 0 would train forever: set one of them")
-        dist.init_from_environment()  # a no-op unless torchrun started this process
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
         if config.data not in SOURCES and Path(config.data).expanduser().is_dir():  # absolute, so --resume works from any folder
@@ -71,17 +69,18 @@ class ZooTrainer(TrainLoop):
         self.data = data if data is not None else load_images(config.data, config.size)
         model_cls = get_model_class(model_name)
         self.batch_size = config.batch_size or model_cls.default_batch_size
-        torch.manual_seed(config.seed)
-        self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
-        self.model.optimizers = self.model.configure_optimizers()
+        self.random = RandomStream(config.seed)
+        with self.random.active():  # every rank builds the same model
+            self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
+            self.model.optimizers = self.model.configure_optimizers()
         default = Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run_dir = Path(config.out) if config.out else Path(dist.share_text("render3d/run_dir", str(default) if dist.is_main() else None))
+        self.run_dir = run_dir_for(config.out, default, ZOO_CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite,
+                                   what="zoo run")
         self.total_steps = config.steps or math.inf  # (the progress bar then shows no ETA)
         self.desc = f"zoo {model_name}"
         self.sampler = torch.Generator().manual_seed(config.seed)
-        if dist.rank() > 0:  # every rank builds the same model; ranks > 0 draw their own noise (diffusion steps, ...)
-            torch.manual_seed(config.seed + 7919 * dist.rank())
-        self._torch_rng = torch.get_rng_state()
+        if dist.rank() > 0:  # ranks > 0 draw their own noise (diffusion steps, ...)
+            self.random = RandomStream(config.seed + 7919 * dist.rank())
         self.step_gflop: Optional[float] = None
         self.matmul_gflops: Optional[float] = None
 
@@ -95,7 +94,7 @@ class ZooTrainer(TrainLoop):
             "steps": self.step, "train_seconds": round(self.train_seconds, 2), "batch_size": self.batch_size,
             "step_gflop": self.step_gflop, "matmul_gflops": self.matmul_gflops, "threads": torch.get_num_threads(),
             "train_config": asdict(self.config),
-            "trainer": {"sampler": self.sampler.get_state(), "torch_rng": self._torch_rng, "history": self.history},
+            "trainer": {"sampler": self.sampler.get_state(), "rng": self.random.state_dict(), "history": self.history},
         }
         return self.model.checkpoint()
 
@@ -128,7 +127,7 @@ class ZooTrainer(TrainLoop):
             trainer.step = int(info["steps"])
             trainer.train_seconds = float(info["train_seconds"])
             trainer.sampler.set_state(info["trainer"]["sampler"])
-            trainer._torch_rng = info["trainer"]["torch_rng"]
+            trainer.random.load_state_dict(info["trainer"]["rng"])
             trainer.history = list(info["trainer"]["history"])
         return trainer
 
@@ -159,10 +158,8 @@ class ZooTrainer(TrainLoop):
         x, y = self.data.batch(index, self.sampler)
         mine = slice(dist.rank() * b, (dist.rank() + 1) * b)
         x, y = x[mine], (y[mine] if y is not None else None)
-        torch.set_rng_state(self._torch_rng)  # the run owns its random stream (noise, dropout, ...)
-        stats = self.model.fit(x, y)
+        stats = self.model.fit(x, y)  # in the run's random stream (noise, dropout, ...): see TrainLoop.step_context
         dist.average_buffers(self.model)  # running statistics of this rank's share -> of the global batch
-        self._torch_rng = torch.get_rng_state()
         self.check_finite(stats["loss"])
         self.step += 1
         return stats
