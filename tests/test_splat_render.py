@@ -192,3 +192,16 @@ def test_normals_are_each_gaussians_shortest_axis_facing_the_camera():
     half = math.sqrt(0.5)
     torch.testing.assert_close(turned, torch.tensor([half, 0.0, -half]), atol=1e-2, rtol=0)  # a faint tail of the other blends in
     assert "normal" not in model.render(cam, mode="rgb").extras  # computed only when asked for
+
+
+def test_the_gsplat_adaptations_refuse_another_gsplat_version(monkeypatch):
+    """gsplat_compat patches gsplat internals: on any other gsplat release it stops with one line naming the fix."""
+    import gsplat
+
+    from render3d.errors import Render3DError
+    from render3d.splat.gsplat_compat import GSPLAT_VERSION, require_gsplat
+
+    require_gsplat()  # the pinned release is installed
+    monkeypatch.setattr(gsplat, "__version__", "9.9.9")
+    with pytest.raises(Render3DError, match=f"gsplat 9.9.9 is installed: pip install gsplat=={GSPLAT_VERSION}"):
+        require_gsplat()
