@@ -32,3 +32,19 @@ def tiny_scene(tiny_scene_dir):
     from render3d.datasets import load_scene
 
     return load_scene(tiny_scene_dir)
+
+
+@pytest.fixture(scope="session")
+def splat_run(tmp_path_factory, tiny_scene) -> Path:
+    """A 10-step splat run folder (torch backend), shared by the safety tests."""
+    from safety_helpers import make_splat_run
+
+    return make_splat_run(tmp_path_factory, tiny_scene)
+
+
+@pytest.fixture(scope="session")
+def zoo_run(tmp_path_factory) -> Path:
+    """A 2-step ``ae`` zoo run folder, shared by the safety tests."""
+    from safety_helpers import make_zoo_run
+
+    return make_zoo_run(tmp_path_factory)
