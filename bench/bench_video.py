@@ -76,7 +76,9 @@ def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: in
     """Equivalent to ``render3d video tokenizer train CLIPS --kind KIND --width W --window 9 --budget B`` (its default batch)."""
     run = out / f"tok-{kind}"
     if finished(run) is None:
-        TokenizerTrainer(clips, train_config(run, budget, TokenizerTrainConfig.batch_size), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)).run()
+        TokenizerTrainer(
+            clips, train_config(run, budget, TokenizerTrainConfig.batch_size), TokenizerConfig(kind=kind, width=width), TokenizerTrainOptions(window=9)
+        ).run()
     metrics = finished(run)
     tok = load_tokenizer(run).eval()
     c, _k, h, w = tok.latent_shape(17, 64, 64)
@@ -85,9 +87,19 @@ def tokenizer_row(clips: ClipSet, out: Path, kind: str, budget: float, width: in
         per_frame = f"{h * w * math.log2(tok.codebook_size) / 4:.0f} bits"
     else:
         latent, per_frame = f"{c}x{h}x{w} floats per 4 frames", f"{c * h * w // 4} floats"
-    return {"model": f"causal tokenizer, {kind}", "latent": latent, "per_frame": per_frame, "parameters": tok.num_parameters(),
-            "steps": metrics["steps"], "train_s": metrics["train_seconds"], "frames_per_s": metrics["frames_per_second"],
-            "psnr": metrics["psnr"], "ssim": metrics["ssim"], "other_footage": other_footage(tok.reconstruct, others), "run": str(run)}
+    return {
+        "model": f"causal tokenizer, {kind}",
+        "latent": latent,
+        "per_frame": per_frame,
+        "parameters": tok.num_parameters(),
+        "steps": metrics["steps"],
+        "train_s": metrics["train_seconds"],
+        "frames_per_s": metrics["frames_per_second"],
+        "psnr": metrics["psnr"],
+        "ssim": metrics["ssim"],
+        "other_footage": other_footage(tok.reconstruct, others),
+        "run": str(run),
+    }
 
 
 def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float, others: list[ClipSet]) -> dict[str, Any]:
@@ -111,21 +123,32 @@ def zoo_ae_row(clips: ClipSet, out: Path, latent: int, budget: float, others: li
         video = clips.test.video(slice(None))
         recon = per_frame(video)
     psnrs, ssims = frame_scores(recon, video)
-    return {"model": f"zoo ae (per frame), latent {latent}", "latent": f"{latent} floats per frame", "per_frame": f"{latent} floats",
-            "parameters": model.num_parameters(), "steps": info["steps"], "train_s": info["train_seconds"],
-            "frames_per_s": round(info["steps"] * info["batch_size"] / max(info["train_seconds"], 1e-9), 2),
-            "psnr": round(sum(psnrs) / len(psnrs), 3), "ssim": round(sum(ssims) / len(ssims), 4),
-            "other_footage": other_footage(per_frame, others), "run": str(run)}
+    return {
+        "model": f"zoo ae (per frame), latent {latent}",
+        "latent": f"{latent} floats per frame",
+        "per_frame": f"{latent} floats",
+        "parameters": model.num_parameters(),
+        "steps": info["steps"],
+        "train_s": info["train_seconds"],
+        "frames_per_s": round(info["steps"] * info["batch_size"] / max(info["train_seconds"], 1e-9), 2),
+        "psnr": round(sum(psnrs) / len(psnrs), 3),
+        "ssim": round(sum(ssims) / len(ssims), 4),
+        "other_footage": other_footage(per_frame, others),
+        "run": str(run),
+    }
 
 
 def tokenizer_table(rows: list[dict[str, Any]]) -> str:
     others = list(rows[0]["other_footage"]) if rows else []
-    lines = ["| model | latent | per frame | parameters | steps | train s | train frames/s | PSNR (dB) | SSIM |"
-             + "".join(f" PSNR on {o} (dB) |" for o in others),
-             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others)]
+    lines = [
+        "| model | latent | per frame | parameters | steps | train s | train frames/s | PSNR (dB) | SSIM |" + "".join(f" PSNR on {o} (dB) |" for o in others),
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(others),
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['latent']} | {r['per_frame']} | {r['parameters']:,} | {r['steps']} | {r['train_s']:.0f} | "
-                     f"{r['frames_per_s']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} |" + "".join(f" {r['other_footage'][o]:.2f} |" for o in others))
+        lines.append(
+            f"| {r['model']} | {r['latent']} | {r['per_frame']} | {r['parameters']:,} | {r['steps']} | {r['train_s']:.0f} | "
+            f"{r['frames_per_s']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} |" + "".join(f" {r['other_footage'][o]:.2f} |" for o in others)
+        )
     return "\n".join(lines)
 
 
@@ -137,10 +160,12 @@ WORLD_MODELS = {
     "diffusion": ("world-diffusion", "tok-continuous", "tokens"),
     "diffusion_mean": ("world-diffusion", "tok-continuous", "mean"),
 }
-WORLD_NOTES = {"tokens": "token transformer, decoding the generated tokens (`--decode tokens`, the default)",
-               "mean": "token transformer, decoding each generated frame's expected FSQ values (`--decode mean`: its mean prediction)",
-               "diffusion": "latent diffusion over the continuous tokenizer's latents, sampling (20 DDIM steps per latent frame)",
-               "diffusion_mean": "latent diffusion, its mean prediction (`--decode mean`: one denoising step from pure noise)"}
+WORLD_NOTES = {
+    "tokens": "token transformer, decoding the generated tokens (`--decode tokens`, the default)",
+    "mean": "token transformer, decoding each generated frame's expected FSQ values (`--decode mean`: its mean prediction)",
+    "diffusion": "latent diffusion over the continuous tokenizer's latents, sampling (20 DDIM steps per latent frame)",
+    "diffusion_mean": "latent diffusion, its mean prediction (`--decode mean`: one denoising step from pure noise)",
+}
 CURVE_SUFFIX = {"tokens": "", "mean": "_mean", "diffusion": "_diffusion", "diffusion_mean": "_diffusion_mean"}
 
 
@@ -152,8 +177,7 @@ def world_model(clips: ClipSet, out: Path, budget: float, config: WorldModelConf
 
     for run, tokenizer, _decode in dict.fromkeys(WORLD_MODELS.values()):
         if finished(out / run) is None:
-            WorldModelTrainer(clips, train_config(out / run, budget, batch), config,
-                              out / tokenizer).run()
+            WorldModelTrainer(clips, train_config(out / run, budget, batch), config, out / tokenizer).run()
     results = {}
     for label, (run, _tokenizer, decode) in WORLD_MODELS.items():
         started = time.perf_counter()
@@ -196,20 +220,20 @@ def orbit_strip(out: Path) -> None:
 def world_tables(result: dict[str, Any]) -> str:
     curves = result["curves"]
     names = {"generated": "world model", "copy_last_frame": "copy last frame", "tokenizer_ceiling": "tokenizer ceiling"}
-    lines = ["| frames into the future | " + " | ".join(f"{n} PSNR / SSIM" for n in names.values()) + " |",
-             "|---|" + "---|" * len(names)]
+    lines = ["| frames into the future | " + " | ".join(f"{n} PSNR / SSIM" for n in names.values()) + " |", "|---|" + "---|" * len(names)]
     for f in range(1, len(curves["generated"]["psnr"])):
         lines.append(f"| {f} | " + " | ".join(f"{curves[k]['psnr'][f]:.2f} / {curves[k]['ssim'][f]:.3f}" for k in names) + " |")
     p, s = result[f"psnr_first_{FIRST_FRAMES}"], result[f"ssim_first_{FIRST_FRAMES}"]
     lines += ["", f"| mean of frames 1-{FIRST_FRAMES} | " + " | ".join(f"{p[k]:.2f} / {s[k]:.3f}" for k in names) + " |"]
     below = result["frames_not_above_copy_last"]
-    summary = (f"\nworld model minus copy-last-frame, frames 1-{FIRST_FRAMES}: {result['margin_over_copy_last_db']:+.2f} dB; "
-               f"PSNR above copy-last-frame at every frame 1-{len(curves['generated']['psnr']) - 1}"
-               + (f" except frame(s) {', '.join(map(str, below))}" if below else ""))
+    summary = (
+        f"\nworld model minus copy-last-frame, frames 1-{FIRST_FRAMES}: {result['margin_over_copy_last_db']:+.2f} dB; "
+        f"PSNR above copy-last-frame at every frame 1-{len(curves['generated']['psnr']) - 1}"
+        + (f" except frame(s) {', '.join(map(str, below))}" if below else "")
+    )
     fd = result.get("frechet")
     if fd:
-        summary += ("\n\nFréchet distance to the held-out frames (zoo feature space, 32 px): "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in fd.items()))
+        summary += "\n\nFréchet distance to the held-out frames (zoo feature space, 32 px): " + ", ".join(f"{k} {v:.2f}" for k, v in fd.items())
     return "\n".join(lines) + summary
 
 
@@ -225,8 +249,13 @@ def main() -> None:
     parser.add_argument("--world-layers", type=int, default=4, help="world-model --layers")
     parser.add_argument("--world-heads", type=int, default=4, help="world-model --heads (key/value heads: half as many)")
     parser.add_argument("--stage", choices=("tokenizers", "world", "all"), default="all", help="which part to run (default: all)")
-    parser.add_argument("--other-footage", nargs="*", default=[], metavar="CLIPS",
-                        help="clip folders of other footage: the tokenizers and zoo AEs are also scored on their held-out clips")
+    parser.add_argument(
+        "--other-footage",
+        nargs="*",
+        default=[],
+        metavar="CLIPS",
+        help="clip folders of other footage: the tokenizers and zoo AEs are also scored on their held-out clips",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a busy 2-core machine a second thread only spins)")
     args = parser.parse_args()
     if args.threads:
@@ -237,10 +266,16 @@ def main() -> None:
     clips = clip_set(Path(args.clips))
     width = args.tokenizer_width
     others = [load_clips(c) for c in args.other_footage]
-    rows = [tokenizer_row(clips, out, "continuous", args.tokenizer_budget, width, others),
+    rows = (
+        [
+            tokenizer_row(clips, out, "continuous", args.tokenizer_budget, width, others),
             zoo_ae_row(clips, out, 256, args.tokenizer_budget, others),
             tokenizer_row(clips, out, "discrete", args.tokenizer_budget, width, others),
-            zoo_ae_row(clips, out, 64, args.tokenizer_budget, others)] if args.stage != "world" else []
+            zoo_ae_row(clips, out, 64, args.tokenizer_budget, others),
+        ]
+        if args.stage != "world"
+        else []
+    )
     tokenizers = tokenizer_table(rows)
     print(f"\ntokenizers, held-out clips ({len(clips.test)} x 17 frames, 64x64):\n{tokenizers}", flush=True)
     if args.stage == "tokenizers":
@@ -253,19 +288,22 @@ def main() -> None:
         f"{'latent diffusion' if label == 'diffusion' else 'token transformer'}: {r['train']['parameters']:,} parameters, {r['train']['steps']} steps in "
         f"{r['train']['train_seconds']:.0f} s ({r['train']['frames_per_second']:.1f} training frames/s); generation "
         f"{r['generated_frames_per_second']:.1f} frames/s (tokenizer encode + world model + decode, batch 8, CPU)"
-        for label, r in by_model.items() if label in ("tokens", "diffusion"))
+        for label, r in by_model.items()
+        if label in ("tokens", "diffusion")
+    )
     machine_after = describe()
     print(f"\nworld model on held-out camera paths ({world['clips']} clips):\n{worlds}\n\n{speed}\nmachine after: {machine_after}")
-    report = (f"# Video bench\n\nmachine before: {machine_before}\nmachine after: {machine_after}\n\n"
-              f"`python bench/bench_video.py --clips {args.clips} --out {args.out} --tokenizer-budget {args.tokenizer_budget:g} "
-              f"--tokenizer-width {width} --world-budget {args.world_budget:g} --world-dim {args.world_dim} "
-              f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}"
-              + (f" --other-footage {' '.join(args.other_footage)}" if args.other_footage else "")
-              + f"`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
-              f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n")
+    report = (
+        f"# Video bench\n\nmachine before: {machine_before}\nmachine after: {machine_after}\n\n"
+        f"`python bench/bench_video.py --clips {args.clips} --out {args.out} --tokenizer-budget {args.tokenizer_budget:g} "
+        f"--tokenizer-width {width} --world-budget {args.world_budget:g} --world-dim {args.world_dim} "
+        f"--world-layers {args.world_layers} --world-heads {args.world_heads} --threads {torch.get_num_threads()}"
+        + (f" --other-footage {' '.join(args.other_footage)}" if args.other_footage else "")
+        + f"`\n\n## Tokenizers (held-out clips)\n\n{tokenizers}\n\n"
+        f"## World model (held-out camera paths)\n\n{worlds}\n\n{speed}\n"
+    )
     write_text_atomic(out / "report.md", report)
-    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_model,
-                "world_config": asdict(config)}, out / "results.json")
+    write_json({"machine": [machine_before, machine_after], "tokenizers": rows, "world": by_model, "world_config": asdict(config)}, out / "results.json")
 
 
 if __name__ == "__main__":

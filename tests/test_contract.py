@@ -16,7 +16,7 @@ from render3d.cli import main
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.losses import LossConfig, LossContext, LossTerm
-from render3d.losses.depth import DepthLoss, DepthLossConfig
+from render3d.losses.depth import DepthLoss
 from render3d.losses.mask import MaskLoss
 from render3d.registry import reload_plugins
 from render3d.splat.method import SplatConfig
@@ -236,7 +236,6 @@ def test_the_run_loader_takes_folders_checkpoints_ply_and_splat_files(splat_run,
 def test_render_and_export_a_bare_ply(splat_run, tmp_path, capsys):
     import imageio.v3 as iio
 
-    from render3d.splat.ply import save_ply
 
     ply = tmp_path / "scene.ply"
     assert main(["export", str(splat_run), "--format", "ply", "--out", str(ply)]) == 0

@@ -83,7 +83,9 @@ def test_orbit_looks_at_the_scene_centre():
 
 def test_spiral_stays_near_forward_facing_cameras():
     eyes = torch.randn(10, 3, generator=torch.Generator().manual_seed(0)).double() * 0.2
-    c2w = torch.stack([look_at(e, torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)) for e in eyes]).float()
+    c2w = torch.stack(
+        [look_at(e, torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)) for e in eyes]
+    ).float()
     cams = Cameras(intrinsics_matrix(50, 50, 32, 32), c2w, 64, 64)
     poses = spiral_poses(cams, (1.0, 10.0), 30)
     assert (poses[:, :3, 3].norm(dim=-1) < 1.0).all()
@@ -121,7 +123,10 @@ BAD_PATHS = {
     "bad fps": ({"fps": -1, "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, r"fps must be in \(0, 240\]"),
     "bad crop": ({"crop": [[1, 1, 1], [0, 0, 0]], "keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0]}]}, "crop min"),
     "not a rotation": ({"keyframes": [{"c2w": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}]}, "does not hold a rotation"),
-    "mixed times": ({"keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0], "time": 0}, {"position": [1, 0, 0], "rotation": [1, 0, 0, 0]}]}, "every keyframe or to none"),
+    "mixed times": (
+        {"keyframes": [{"position": [0, 0, 0], "rotation": [1, 0, 0, 0], "time": 0}, {"position": [1, 0, 0], "rotation": [1, 0, 0, 0]}]},
+        "every keyframe or to none",
+    ),
     "bad version": ({"version": 9, "keyframes": []}, "version 9 is not supported"),
     "fps too high": ({"fps": 1000, "keyframes": [KEY]}, r"fps must be in \(0, 240\]"),
     "fps a huge integer": ({"fps": 10**400, "keyframes": [KEY]}, "fps must be a finite number"),

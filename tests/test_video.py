@@ -232,7 +232,7 @@ def assert_follows_its_own_camera_path(run: Path) -> None:
 
 
 # ----- the latent diffusion world model (over a continuous tokenizer's latents) --------------------------------
-def tiny_diffusion(frames: int = 3) -> "LatentDiffusionWorldModel":
+def tiny_diffusion(frames: int = 3) -> "LatentDiffusionWorldModel":  # noqa: F821 (imported below)
     from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
 
     torch.manual_seed(0)

@@ -24,7 +24,7 @@ from render3d.viewer.device_share import DeviceShare
 from render3d.viewer.frames import available_modes, visualize
 from render3d.viewer.net import choose_port
 from render3d.viewer.render_loop import REST_SECONDS, ClientRenderer, SceneRenderer, ViewSettings
-from render3d.viewer.source import ViewerContent, from_trainer
+from render3d.viewer.source import from_trainer
 from conftest import SHARED_DATA
 
 SPLAT_PLY = SHARED_DATA / "splat_ply" / "inria_3dgs_iter7000.ply"
@@ -396,7 +396,8 @@ def test_cli_view_and_train_viewer_errors_are_one_line(capsys, tmp_path, tiny_sc
     assert main(["view", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "does not exist" in err and "\n" not in err
-    assert main(["train", str(tiny_scene_dir), "--steps", "1", "--out", str(tmp_path / "r"), "--viewer", "--host", "no-such-host.invalid", "--no-progress"]) == 2
+    assert main(["train", str(tiny_scene_dir), "--steps", "1", "--out", str(tmp_path / "r"), "--viewer", "--host", "no-such-host.invalid",
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a known host" in err and "\n" not in err
 

@@ -129,7 +129,7 @@ def live(tiny_scene_dir, tiny_scene, tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_page(live):
     page, client_id, started = live.open_page()
-    seconds = wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="the first server image on the canvas")
+    wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="the first server image on the canvas")
     live.numbers["page_load_to_first_image_s"] = round(time.monotonic() - started, 2)
     return page, client_id
 
@@ -204,7 +204,8 @@ def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, 
     path = load_path(file)
     assert len(path.keyframes) == 2
     video = tmp_path / "path.mp4"
-    argv = ["render", str(live.trainer.run_dir), "--path", str(file), "--resolution", "32x24", "--fps", "4", "--seconds", "0.5", "--no-progress", "--out", str(video)]
+    argv = ["render", str(live.trainer.run_dir), "--path", str(file), "--resolution", "32x24", "--fps", "4", "--seconds", "0.5",
+            "--no-progress", "--out", str(video)]
     assert main(argv) == 0
     assert video.stat().st_size > 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -247,7 +246,7 @@ def fashion(tmp_path_factory):
 
 @FASHION
 def test_held_out_real_scores_near_zero_and_noise_far(fashion, tmp_path):
-    from render3d.zoo.metrics import blur3x3, feature_classifier, sample_quality
+    from render3d.zoo.metrics import blur3x3, sample_quality
 
     data, clf = fashion
     assert clf.info["held_out_accuracy"] > 0.7

@@ -13,7 +13,6 @@ import time
 from dataclasses import replace
 from typing import Any, Optional
 
-import numpy as np
 import viser
 
 from render3d.errors import Render3DError
@@ -125,7 +124,8 @@ class Viewer:
             note = f" (port {port} was taken)" if self.port_changed else ""
             print(f"viewer: open {self.url} in a browser{note}", flush=True)
         if self.access.token_required:
-            print(f"viewer: warning: listening on {host}, reachable from the network; only browsers given the URL with its token get in", file=sys.stderr, flush=True)
+            print(f"viewer: warning: listening on {host}, reachable from the network; only browsers given the URL with its token get "
+                  "in", file=sys.stderr, flush=True)
 
     # ----- setup ---------------------------------------------------------------------------
     @property

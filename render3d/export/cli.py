@@ -159,15 +159,30 @@ def add_render_parser(sub: Any) -> argparse.ArgumentParser:
                        description="Render a run folder, checkpoint, 3DGS .ply or .splat along a camera path into an H.264 MP4 "
                                    "(or PNG frames with --frames). Outputs appear only when complete.")
     p.add_argument("run", help="run folder, checkpoint file, 3DGS .ply or .splat")
-    p.add_argument("--path", default="auto", help="orbit (around the scene centre), spiral (forward-facing scenes), interpolate (smooth loop through training views), dataset (the --split views in order) or a camera-path .json; auto: spiral for forward-facing scenes, else orbit")
-    p.add_argument("--out", default=None, help="output .mp4 (or folder with --frames); default RUN/renders/<path>.mp4 (runs/<file stem>/renders/ for a .ply or .splat)")
+    p.add_argument(
+        "--path",
+        default="auto",
+        help="orbit (around the scene centre), spiral (forward-facing scenes), interpolate (smooth loop through "
+        "training views), dataset (the --split views in order) or a camera-path .json; auto: spiral for forward-facing scenes, else orbit",
+    )
+    p.add_argument(
+        "--out", default=None, help="output .mp4 (or folder with --frames); default RUN/renders/<path>.mp4 (runs/<file stem>/renders/ for a .ply or .splat)"
+    )
     p.add_argument("--frames", action="store_true", help="write PNG frames into a folder instead of a video")
     p.add_argument("--modes", default="rgb", help="comma-separated: rgb, depth, alpha (default: rgb)")
     p.add_argument("--separate", action="store_true", help="one file (or folder) per mode instead of side by side")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default: 30, or the path file's)")
     p.add_argument("--seconds", type=float, default=None, help="video length (default: 4, or the path file's); ignored by --path dataset")
-    p.add_argument("--resolution", default=None, help=f"WIDTH (height keeps the aspect) or WIDTHxHEIGHT (default: the dataset's, or the path file's, or {DEFAULT_SIZE} without cameras)")
-    p.add_argument("--up", default="-y", help="world up axis of an orbit around content without cameras (.ply / .splat): x, y, z, -x, -y or -z (default: -y, the COLMAP world)")
+    p.add_argument(
+        "--resolution",
+        default=None,
+        help=f"WIDTH (height keeps the aspect) or WIDTHxHEIGHT (default: the dataset's, or the path file's, or {DEFAULT_SIZE} without cameras)",
+    )
+    p.add_argument(
+        "--up",
+        default="-y",
+        help="world up axis of an orbit around content without cameras (.ply / .splat): x, y, z, -x, -y or -z (default: -y, the COLMAP world)",
+    )
     p.add_argument("--split", default="train", choices=("train", "val", "test"), help="views of --path dataset (default: train)")
     p.add_argument("--keyframes", type=int, default=6, help="training views used as keyframes by --path interpolate (default: 6)")
     p.add_argument("--error-maps", action="store_true", help="with --path dataset: also write |render - ground truth| heat maps to <out>_errors/")
@@ -249,13 +264,21 @@ def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def add_export_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``render3d export``."""
-    p = sub.add_parser("export", help="export a trained run or Gaussian file as PLY, .splat, point cloud or mesh",
-                       description="Export a run folder, checkpoint, 3DGS .ply or .splat: Gaussians as reference-3DGS PLY or web .splat, "
-                                   "a coloured point cloud, or a mesh (.ply/.obj/.glb). Outputs appear only when complete.")
+    p = sub.add_parser(
+        "export",
+        help="export a trained run or Gaussian file as PLY, .splat, point cloud or mesh",
+        description="Export a run folder, checkpoint, 3DGS .ply or .splat: Gaussians as reference-3DGS PLY or web .splat, "
+        "a coloured point cloud, or a mesh (.ply/.obj/.glb). Outputs appear only when complete.",
+    )
     p.add_argument("run", help="run folder, checkpoint file, 3DGS .ply or .splat")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="ply (3DGS layout), splat (32-byte web format), pointcloud, mesh")
     p.add_argument("--out", default=None, help="output file; default RUN/export/<splats.ply|splats.splat|pointcloud.ply|mesh.ply>")
-    p.add_argument("--points", default="auto", choices=("auto", "gaussians", "depth"), help="pointcloud source: Gaussian centres or surface points from rendered depth (auto: Gaussians when the model has them)")
+    p.add_argument(
+        "--points",
+        default="auto",
+        choices=("auto", "gaussians", "depth"),
+        help="pointcloud source: Gaussian centres or surface points from rendered depth (auto: Gaussians when the model has them)",
+    )
     p.add_argument("--min-opacity", type=float, default=0.1, help="pointcloud from Gaussians: skip fainter ones (default: 0.1)")
     p.add_argument("--mesh-resolution", type=int, default=128, help="mesh: voxels along the longest side of the scene bounds, 8-1024 (default: 128)")
     p.add_argument("--mesh-views", type=int, default=0, help="mesh: training views fused (default 0: all)")

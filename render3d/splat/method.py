@@ -38,7 +38,8 @@ class SplatConfig:
 
     sh_degree: int = option("highest spherical-harmonics degree (0-3)", default=3)
     sh_degree_interval: int = option("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
-    init_points: int = option("Gaussians to start from: random ones when the data has no sparse points; the most that --points stereo|hull|views makes", default=10_000)
+    init_points: int = option("Gaussians to start from: random ones when the data has no sparse points; the most that --points stereo|hull|views "
+                              "makes", default=10_000)
     init_opacity: float = option("initial opacity of every Gaussian", default=0.1)
     init_scale: float = option("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
     strategy: str = option("densification strategy: default (clone/split/prune) or mcmc", default="default")

@@ -308,7 +308,7 @@ def _reach(r, packed, boxes, levels, x0, y0, tw, th):
     that its ellipse reaches (``|dy| <= sqrt(2 a level / det)``; the whole box for conics that
     are not positive definite).
     """
-    mx, my, a, b, c = packed[r, 0], packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4]
+    my, a, b, c = packed[r, 1], packed[r, 2], packed[r, 3], packed[r, 4]
     cx0, cx1 = max(boxes[r, 0], x0) - x0, min(boxes[r, 1], x0 + tw) - x0
     ry0, ry1 = max(boxes[r, 2], y0), min(boxes[r, 3], y0 + th)
     det = np.float64(a) * c - np.float64(b) * b
@@ -529,7 +529,6 @@ def _backward(offsets, ranks, boxes, levels, schedule, packed, feats, out_trans,
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = offsets.shape[0] - 1
     n_threads = per_thread.shape[0]
-    n_feat = feats.shape[1]
     for thread in numba.prange(n_threads):
         pix = np.empty((3 + MAX_FEATURES) * TILE * TILE, np.float64)
         stop = np.empty(TILE * TILE, np.int64)

@@ -114,7 +114,11 @@ def world_model_metrics(model: Any, clips: ClipSet, limit: Optional[int] = None,
         curves[name] = {"psnr": [round(v, 3) for v in p], "ssim": [round(v, 4) for v in s]}
     g, c = curves["generated"]["psnr"], curves["copy_last_frame"]["psnr"]
     result: dict[str, Any] = {
-        "clips": n, "frames": int(real.shape[1]), "temperature": temperature, "decode": getattr(model, "decode", "tokens"), "generated_frames_per_second": round(fps, 2),
+        "clips": n,
+        "frames": int(real.shape[1]),
+        "temperature": temperature,
+        "decode": getattr(model, "decode", "tokens"),
+        "generated_frames_per_second": round(fps, 2),
         f"psnr_first_{FIRST_FRAMES}": {k: _summary(v["psnr"]) for k, v in curves.items()},
         f"ssim_first_{FIRST_FRAMES}": {k: _summary(v["ssim"]) for k, v in curves.items()},
         "margin_over_copy_last_db": round(_summary(g) - _summary(c), 3),
@@ -123,8 +127,7 @@ def world_model_metrics(model: Any, clips: ClipSet, limit: Optional[int] = None,
         "curves": curves,
     }
     if frechet:
-        result["frechet"] = frechet_distances(clips, {"generated": generated, "copy_last_frame": copy_last,
-                                                      "tokenizer_ceiling": ceiling}, real)
+        result["frechet"] = frechet_distances(clips, {"generated": generated, "copy_last_frame": copy_last, "tokenizer_ceiling": ceiling}, real)
     return result
 
 
@@ -137,8 +140,7 @@ def frame_data(clips: ClipSet, max_frames: int = 6000) -> Any:
         step = max(1, len(f) // max_frames)
         return resize(f[::step].contiguous(), min(FEATURE_SIZE, f.shape[-1]))
 
-    return ImageData(name=f"video-{clips.name}", train=frames(clips.train), test=frames(clips.test),
-                     note=f"frames of {clips.summary()}")
+    return ImageData(name=f"video-{clips.name}", train=frames(clips.train), test=frames(clips.test), note=f"frames of {clips.summary()}")
 
 
 def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, classifier_steps: int = CLASSIFIER_STEPS) -> dict[str, float]:
@@ -159,6 +161,7 @@ def frechet_distances(clips: ClipSet, videos: dict[str, Tensor], real: Tensor, c
     def flat(video: Tensor) -> Tensor:  # the frames after the given first one, at the feature size
         frames = (video[:, 1:].reshape(-1, *video.shape[2:]).clamp(0, 1) * 255).round().to(torch.uint8)
         return resize(frames, size).float() / 255.0
+
     real_features = classifier.embed(flat(real))
     out = {name: round(frechet_distance(classifier.embed(flat(v)), real_features), 3) for name, v in videos.items()}
     n = min(len(data.train), len(real_features) * 4)

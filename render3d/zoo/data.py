@@ -104,7 +104,8 @@ def load_fashion_mnist(size: int = 28) -> ImageData:
     files = {k: root / f"{k}-idx{3 if 'images' in k else 1}-ubyte.gz" for k in ("train-images", "train-labels", "t10k-images", "t10k-labels")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise Render3DError(f"Fashion-MNIST is not installed ({missing[0]} missing): `apt-get install dataset-fashion-mnist` (Debian) or set RENDER3D_FASHION_MNIST")
+        raise Render3DError(f"Fashion-MNIST is not installed ({missing[0]} missing): `apt-get install dataset-fashion-mnist` (Debian) or set "
+                            "RENDER3D_FASHION_MNIST")
     arrays = {k: torch.from_numpy(_read_idx(p).copy()) for k, p in files.items()}
     return ImageData(
         name="fashion-mnist",
