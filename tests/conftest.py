@@ -48,3 +48,13 @@ def zoo_run(tmp_path_factory) -> Path:
     from safety_helpers import make_zoo_run
 
     return make_zoo_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module whose in-process work is tiny (faster, and much faster on a loaded machine);
+    modules ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from safety_helpers import one_torch_thread
+
+    with one_torch_thread():
+        yield

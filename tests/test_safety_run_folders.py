@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from safety_helpers import SPLAT_FLAGS, assert_one_line, one_torch_thread, run_cli
+from safety_helpers import SPLAT_FLAGS, assert_one_line, run_cli
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The in-process work here is tiny: one thread is faster, and much faster on a loaded machine."""
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the in-process work here is tiny, one thread is faster
 
 
 def test_train_refuses_an_existing_out_folder_unless_overwrite(splat_run, tiny_scene_dir, tmp_path, capsys):

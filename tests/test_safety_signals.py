@@ -16,14 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from safety_helpers import PYTHON, SPLAT_FLAGS, cli_env, image_folder, one_torch_thread, run_cli
+from safety_helpers import PYTHON, SPLAT_FLAGS, cli_env, image_folder, run_cli
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The in-process work here is tiny: one thread is faster, and much faster on a loaded machine."""
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the in-process work here is tiny, one thread is faster
 
 
 def interrupt_once_saved(cmd: list[str], checkpoint: Path, sig: int, cwd: Path, attempts: int = 3) -> subprocess.CompletedProcess:

@@ -26,16 +26,12 @@ import numpy as np
 import pytest
 import torch
 
-from safety_helpers import PYTHON, assert_one_line, cli_env, one_torch_thread
+from safety_helpers import PYTHON, assert_one_line, cli_env
 
 HERE = Path(__file__).resolve()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The in-process work here is tiny: one thread is faster, and much faster on a loaded machine."""
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the in-process work here is tiny, one thread is faster
 
 
 @pytest.fixture(scope="module")
