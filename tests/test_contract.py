@@ -304,7 +304,7 @@ def test_a_plugin_that_does_not_import_is_left_out_with_a_warning_and_named_when
         reload_plugins()
 
 
-@pytest.mark.parametrize("package", ["render3d.splat", "render3d.nerf", "render3d.export"])
+@pytest.mark.parametrize("package", ["render3d.splat", "render3d.nerf", "render3d.export", "render3d.camera_paths"])
 def test_public_packages_export_their_names(package):
     """``from render3d.splat import GaussianSplats`` and the like: every name in ``__all__`` resolves, unknown ones fail."""
     import importlib

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from render3d.camera_paths.framing import orbit_poses, scene_frame
+from render3d.camera_paths.interpolation import Keyframe
+from render3d.camera_paths.path_file import CameraPath, save_path
 from render3d.cli import main
-from render3d.export.paths import CameraPath, Keyframe, orbit_poses, save_path, scene_frame
 from render3d.splat.method import SplatConfig
 from render3d.errors import Render3DError
 from render3d.splat.ply import SPLAT_DTYPE, load_ply, load_splat, save_ply, save_splat

@@ -458,7 +458,8 @@ def test_fuzz_own_splat_export(tmp_path: Path, data) -> None:
 
 
 def own_camera_path(tmp_path: Path) -> Path:
-    from render3d.export.paths import CameraPath, Keyframe, save_path
+    from render3d.camera_paths.interpolation import Keyframe
+    from render3d.camera_paths.path_file import CameraPath, save_path
 
     keys = [Keyframe((4.0, 0.0, 1.0), (1.0, 0.0, 0.0, 0.0), 45.0, 0.0), Keyframe((0.0, 4.0, 1.0), (0.7071, 0.0, 0.7071, 0.0), 50.0, 2.0)]
     path = CameraPath(keys, fps=12, seconds=2, resolution=(64, 48), crop=((-1, -1, -1), (1, 1, 1)), background=(1, 1, 1))
@@ -468,7 +469,7 @@ def own_camera_path(tmp_path: Path) -> Path:
 @given(data=st.data())
 @fuzz_settings(150)
 def test_fuzz_own_camera_path(tmp_path: Path, data) -> None:
-    from render3d.export.paths import MAX_FRAMES, MAX_RESOLUTION, load_path
+    from render3d.camera_paths.path_file import MAX_FRAMES, MAX_RESOLUTION, load_path
 
     file = own_camera_path(tmp_path)
     file.write_bytes(data.draw(mutated_json(json.loads(file.read_text()))))

@@ -8,19 +8,11 @@ import math
 import pytest
 import torch
 
+from render3d.camera_paths.framing import orbit_poses, scene_frame, spiral_poses
+from render3d.camera_paths.interpolation import Keyframe, interpolate_keyframes, rotmat_to_quat
+from render3d.camera_paths.path_file import CameraPath, load_path, save_path
 from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.errors import Render3DError
-from render3d.export.paths import (
-    CameraPath,
-    Keyframe,
-    interpolate_keyframes,
-    load_path,
-    orbit_poses,
-    rotmat_to_quat,
-    save_path,
-    scene_frame,
-    spiral_poses,
-)
 
 UP = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
 ORIGIN = torch.zeros(3, dtype=torch.float64)

@@ -222,9 +222,10 @@ def _writers() -> dict:
     import trimesh
     from torch import nn
 
+    from render3d.camera_paths.interpolation import Keyframe
+    from render3d.camera_paths.path_file import CameraPath, save_path
     from render3d.checkpoints import save_weights
     from render3d.export.mesh import save_mesh
-    from render3d.export.paths import CameraPath, Keyframe, save_path
     from render3d.export.pointcloud import save_point_cloud
     from render3d.export.video import PngFolder, VideoWriter
     from render3d.files import write_json

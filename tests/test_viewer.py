@@ -316,7 +316,7 @@ def test_a_taken_port_is_replaced_and_a_bad_host_is_one_line():
 
 
 def test_viewer_path_editor_saves_a_path_the_renderer_reads_and_renders_a_video(trained, tmp_path):
-    from render3d.export.paths import load_path
+    from render3d.camera_paths.path_file import load_path
     from render3d.viewer.server import Viewer
 
     content = from_trainer(trained)

@@ -186,7 +186,7 @@ def test_render_mode_and_pause_controls_reach_the_viewer_and_trainer(live, first
 
 def test_the_path_editor_saves_json_that_the_renderer_accepts(live, first_page, tmp_path):
     from render3d.cli import main
-    from render3d.export.paths import load_path
+    from render3d.camera_paths.path_file import load_path
 
     page, _ = first_page
     page.get_by_text("Camera path").click()

@@ -123,7 +123,7 @@ AROUND_DEGREES = 20.0
 def opening_view(cameras: Cameras, bounds: torch.Tensor) -> OpeningView:
     """Where the viewer opens: outside the training cameras when the scene lies within them, else camera 0.
 
-    Both look at the point the cameras look at (:func:`render3d.export.paths.scene_frame`).
+    Both look at the point the cameras look at (:func:`render3d.camera_paths.framing.scene_frame`).
 
     - Every camera outside the content ``bounds`` (an object captured all around, as in
       NeRF-synthetic, or a forward-facing capture in front of its rig): from
@@ -137,7 +137,7 @@ def opening_view(cameras: Cameras, bounds: torch.Tensor) -> OpeningView:
       sizes, :func:`frustum_scale`), which would otherwise fill the picture.
     """
     from render3d.datasets.geometry import looks_forward_facing
-    from render3d.export.paths import scene_frame
+    from render3d.camera_paths.framing import scene_frame
 
     frame = scene_frame(cameras, bounds)
     center, up = frame.center.numpy(), frame.up.numpy()
@@ -160,8 +160,8 @@ def opening_view(cameras: Cameras, bounds: torch.Tensor) -> OpeningView:
 
 def opening_view_of_bounds(bounds: torch.Tensor) -> OpeningView:
     """For content without cameras (a .ply, a .splat): the first view of ``render3d render``'s orbit around
-    ``bounds`` (:func:`render3d.export.paths.frame_from_bounds`: -y up, the COLMAP world of most 3DGS files)."""
-    from render3d.export.paths import frame_from_bounds, orbit_poses
+    ``bounds`` (:func:`render3d.camera_paths.framing.frame_from_bounds`: -y up, the COLMAP world of most 3DGS files)."""
+    from render3d.camera_paths.framing import frame_from_bounds, orbit_poses
 
     frame = frame_from_bounds(bounds)
     eye = orbit_poses(frame, 1)[0, :3, 3]
@@ -197,7 +197,7 @@ def frustum_scale(cameras: Cameras) -> float:
     overlap), and at most 4% of the median camera distance to the scene (so a few cameras
     far apart do not hide it).
     """
-    from render3d.export.paths import scene_frame
+    from render3d.camera_paths.framing import scene_frame
 
     centers = cameras.c2w[:, :3, 3].double()
     if len(centers) < 2:

@@ -1,6 +1,6 @@
 """The camera path editor: keyframes from the current view, FOV per keyframe, duration and
 smoothness, preview playback, save / load as the JSON that ``render3d render --path FILE``
-reads (:mod:`render3d.export.paths`), and rendering the video to the run folder.
+reads (:mod:`render3d.camera_paths.path_file`), and rendering the video to the run folder.
 
 The browser names files by a plain name only: ``RUN/paths/NAME.json`` and
 ``RUN/videos/NAME.mp4`` (see :mod:`render3d.viewer.run_files`)."""
@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import viser
 
+from render3d.camera_paths.interpolation import Keyframe
+from render3d.camera_paths.path_file import CameraPath, load_path, save_path
 from render3d.errors import Render3DError
-from render3d.export.paths import CameraPath, Keyframe, load_path, save_path
 from render3d.viewer.camera import CameraPose
 from render3d.viewer.markup import escape_markdown
 from render3d.viewer.path_video import render_path_video

@@ -10,8 +10,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from render3d.camera_paths.path_file import CameraPath
 from render3d.cameras import Cameras
-from render3d.export.paths import CameraPath
 from render3d.export.render import render_frames
 from render3d.export.video import FrameSink, VideoWriter
 from render3d.protocol import RenderOutput, SceneModel

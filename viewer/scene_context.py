@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import viser
 
+from render3d.camera_paths.framing import scene_frame
 from render3d.crop import CropBox, cropped
 from render3d.errors import Render3DError
-from render3d.export.paths import scene_frame
 from render3d.protocol import HasGaussians
 from render3d.viewer.camera import CameraPose, frustum_scale, pose_of
 from render3d.viewer.markup import escape_markdown

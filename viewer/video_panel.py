@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import torch
 
+from render3d.camera_paths.framing import frame_from_bounds, scene_frame
+from render3d.camera_paths.interpolation import cameras_from_poses, interpolate_keyframes
 from render3d.errors import Render3DError
-from render3d.export.paths import cameras_from_poses, frame_from_bounds, interpolate_keyframes, scene_frame
 from render3d.viewer.camera import CameraPose
 from render3d.viewer.markup import escape_markdown
 from render3d.viewer.run_files import run_file, shown_path

@@ -3,12 +3,12 @@
 from render3d.lazy import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    "CameraPath": ".paths",
-    "Keyframe": ".paths",
-    "load_path": ".paths",
-    "save_path": ".paths",
-    "orbit_poses": ".paths",
-    "spiral_poses": ".paths",
+    "CameraPath": "render3d.camera_paths.path_file",
+    "Keyframe": "render3d.camera_paths.interpolation",
+    "load_path": "render3d.camera_paths.path_file",
+    "save_path": "render3d.camera_paths.path_file",
+    "orbit_poses": "render3d.camera_paths.framing",
+    "spiral_poses": "render3d.camera_paths.framing",
     "render_frames": ".render",
     "VideoWriter": ".video",
     "PngFolder": ".video",

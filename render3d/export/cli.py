@@ -57,8 +57,10 @@ class PlannedRender:
 
 def plan_render(args: argparse.Namespace, run: LoadedRun) -> PlannedRender:
     """Turn ``--path`` and the timing / size options into cameras."""
+    from render3d.camera_paths.framing import frame_from_bounds, keyframes_from_cameras, orbit_poses, scene_frame, spiral_poses
+    from render3d.camera_paths.interpolation import cameras_from_poses, interpolate_keyframes
+    from render3d.camera_paths.path_file import load_path
     from render3d.crop import CropBox
-    from render3d.export import paths
 
     for name in ("fps", "seconds"):
         value = getattr(args, name)
@@ -71,7 +73,7 @@ def plan_render(args: argparse.Namespace, run: LoadedRun) -> PlannedRender:
     if kind == "auto":
         kind = "spiral" if scene is not None and scene.forward_facing else "orbit"
     if kind not in PATH_KINDS:
-        cam_path = paths.load_path(kind)
+        cam_path = load_path(kind)
         cam_path.fps = args.fps or cam_path.fps
         cam_path.seconds = args.seconds or cam_path.seconds
         check_timing(cam_path.fps, cam_path.seconds, f"--path {kind}")
@@ -88,16 +90,16 @@ def plan_render(args: argparse.Namespace, run: LoadedRun) -> PlannedRender:
         return PlannedRender(split.cameras.resized(w, h), fps, exact_views=(w, h) == (split.cameras.width, split.cameras.height))
     n_frames = check_timing(fps, args.seconds or 4.0)
     if kind == "orbit":
-        frame = paths.scene_frame(base, run.bounds) if base is not None else paths.frame_from_bounds(run.bounds, args.up)
-        c2w = paths.orbit_poses(frame, n_frames)
+        frame = scene_frame(base, run.bounds) if base is not None else frame_from_bounds(run.bounds, args.up)
+        c2w = orbit_poses(frame, n_frames)
         fov = torch.full((n_frames,), frame.fov_deg, dtype=torch.float64)
     elif kind == "spiral":
-        c2w = paths.spiral_poses(run.require_scene("--path spiral").train.cameras, scene.near_far, n_frames)
-        fov = torch.full((n_frames,), paths.scene_frame(base, run.bounds).fov_deg, dtype=torch.float64)
+        c2w = spiral_poses(run.require_scene("--path spiral").train.cameras, scene.near_far, n_frames)
+        fov = torch.full((n_frames,), scene_frame(base, run.bounds).fov_deg, dtype=torch.float64)
     else:  # interpolate: a smooth loop through a few training cameras
-        keys = paths.keyframes_from_cameras(run.require_scene("--path interpolate").train.cameras, args.keyframes)
-        c2w, fov = paths.interpolate_keyframes(keys, n_frames, smoothness=1.0, loop=True)
-    return PlannedRender(paths.cameras_from_poses(c2w, fov, w, h), fps)
+        keys = keyframes_from_cameras(run.require_scene("--path interpolate").train.cameras, args.keyframes)
+        c2w, fov = interpolate_keyframes(keys, n_frames, smoothness=1.0, loop=True)
+    return PlannedRender(cameras_from_poses(c2w, fov, w, h), fps)
 
 
 def _sinks(out: Path, modes: Sequence[str], separate: bool, frames: bool, fps: float) -> dict[str, Any]:
@@ -203,7 +205,8 @@ def _gaussians(run: LoadedRun, what: str) -> HasGaussians:
 
 def mesh_cameras(run: LoadedRun, views: int) -> Cameras:
     """The views fused into a TSDF mesh: the training cameras, or a ring of orbits around content without cameras."""
-    from render3d.export import paths
+    from render3d.camera_paths.framing import frame_from_bounds, orbit_poses
+    from render3d.camera_paths.interpolation import cameras_from_poses
 
     if run.scene is not None:
         cameras = run.scene.train.cameras
@@ -211,9 +214,9 @@ def mesh_cameras(run: LoadedRun, views: int) -> Cameras:
             cameras = cameras[torch.linspace(0, len(cameras) - 1, views).round().long()]
         return cameras
     count = views or 48
-    poses = [paths.orbit_poses(paths.frame_from_bounds(run.bounds, elevation_deg=el), count // 3 or 1) for el in (-30.0, 15.0, 60.0)]
+    poses = [orbit_poses(frame_from_bounds(run.bounds, elevation_deg=el), count // 3 or 1) for el in (-30.0, 15.0, 60.0)]
     c2w = torch.cat(poses)
-    return paths.cameras_from_poses(c2w, torch.full((len(c2w),), 45.0, dtype=torch.float64), 256, 256)
+    return cameras_from_poses(c2w, torch.full((len(c2w),), 45.0, dtype=torch.float64), 256, 256)
 
 
 def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from render3d.camera_paths.interpolation import rotmat_to_quat, slerp
 from render3d.cameras import Cameras, qvec_to_rotmat
 from render3d.errors import Render3DError
-from render3d.export.paths import rotmat_to_quat, slerp
 
 
 def spread_views(cameras: Cameras, count: int) -> list[int]:
@@ -66,7 +66,7 @@ class PseudoViews:
 
     def __init__(self, cameras: Cameras, seed: int, position_noise: float = 0.05, angle_noise_deg: float = 5.0,
                  neighbours: int = 3) -> None:
-        from render3d.export.paths import scene_frame
+        from render3d.camera_paths.framing import scene_frame
 
         self.cameras = cameras.to("cpu")
         self.quats = rotmat_to_quat(self.cameras.c2w[:, :3, :3]).float()

@@ -2,7 +2,7 @@
 
 The first frame is an image file, ``default`` (the bundled scene, ray-traced), or a trained
 run (rendered by its 3D model). The path is ``orbit`` (an arc around the scene's centre at
-``degrees_per_frame``) or a camera-path JSON file (:mod:`render3d.export.paths`), resampled
+``degrees_per_frame``) or a camera-path JSON file (:mod:`render3d.camera_paths.path_file`), resampled
 to the asked frame count. With an image there is no 3D scene: the path is read relative to
 its first camera, and ``orbit`` uses the training clips' scene frame (distance, elevation).
 """
@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from render3d.camera_paths.framing import SceneFrame
+from render3d.camera_paths.interpolation import cameras_from_poses, interpolate_keyframes
+from render3d.camera_paths.path_file import load_path
 from render3d.errors import Render3DError
-from render3d.export.paths import SceneFrame, cameras_from_poses, interpolate_keyframes, load_path
 from render3d.protocol import SceneModel
 from render3d.video.motion import orbit_arc
 
@@ -77,7 +79,7 @@ def first_frame_source(spec: str, size: tuple[int, int], model_frame: Optional[S
         if not p.is_file():
             raise Render3DError(f"no image at {p}")
         return FirstFrameSource(image=load_image(p, size), frame=model_frame, name=p.name)
-    from render3d.export.paths import frame_from_bounds, scene_frame
+    from render3d.camera_paths.framing import frame_from_bounds, scene_frame
     from render3d.runs import load_run
 
     run = load_run(p, dataset="optional")

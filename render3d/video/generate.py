@@ -19,8 +19,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from render3d.camera_paths.framing import SceneFrame
 from render3d.errors import Render3DError
-from render3d.export.paths import SceneFrame
 from render3d.video.checkpoint import read_checkpoint
 from render3d.video.latent_diffusion import LatentDiffusionWorldModel, world_model_from_checkpoint
 from render3d.video.plucker import plucker_maps

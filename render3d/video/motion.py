@@ -1,6 +1,6 @@
 """Camera motion for clips: random smooth paths around a scene, orbit arcs, and poses relative to the first camera.
 
-Paths are built with :mod:`render3d.export.paths` (keyframes interpolated by Catmull-Rom
+Paths are built with :mod:`render3d.camera_paths` (keyframes interpolated by Catmull-Rom
 splines and quaternion slerp), in the OpenCV camera convention of :class:`Cameras`.
 """
 
@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from render3d.camera_paths.framing import SceneFrame, orbit_poses
+from render3d.camera_paths.interpolation import Keyframe, interpolate_keyframes
 from render3d.cameras import look_at
-from render3d.export.paths import Keyframe, SceneFrame, interpolate_keyframes, orbit_poses
 
 
 @dataclass(frozen=True)

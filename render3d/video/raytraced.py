@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from render3d.camera_paths.framing import SceneFrame
 from render3d.cameras import Cameras
-from render3d.export.paths import SceneFrame
 from render3d.protocol import RenderOutput
 
 

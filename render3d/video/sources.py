@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from render3d.camera_paths.framing import SceneFrame
+from render3d.camera_paths.interpolation import cameras_from_poses
 from render3d.errors import Render3DError
-from render3d.export.paths import SceneFrame, cameras_from_poses
 from render3d.protocol import SceneModel
 from render3d.video.clips import ClipSet, ClipSplit
 from render3d.video.motion import PathStyle, random_path
@@ -114,7 +115,7 @@ def default_scene_clips(req: ClipRequest) -> ClipSet:
 
 
 def run_clips(source: str, req: ClipRequest) -> ClipSet:
-    from render3d.export.paths import frame_from_bounds, scene_frame
+    from render3d.camera_paths.framing import frame_from_bounds, scene_frame
     from render3d.runs import load_run
 
     run = load_run(source, dataset="optional")
