@@ -43,7 +43,67 @@ CHECKPOINT_KEYS = ("version", "method", "config", "method_config", "step", "meth
 
 @dataclass
 class TrainConfig:
-    """Options shared by every method (CLI: ``render3d train --NAME``)."""
+    """Options shared by every method (CLI: ``render3d train --NAME``).
+
+    Each field is the option ``--NAME`` of ``render3d train`` (underscores as dashes). A ``--resume`` may give
+    ``backend``, ``steps``, ``batch_size``, ``max_seconds``, ``eval_every``, ``save_every`` and ``progress`` again to
+    change them; every other option of a resumed run comes from its checkpoint.
+
+    Args:
+        data (Optional[str]): Dataset folder (Blender, nerfstudio, COLMAP or LLFF); None trains on the bundled default
+            scene. Default: None.
+        method (str): What to train: ``splat`` (3D Gaussian Splatting), ``nerf`` (hash-grid NeRF), ``vanilla-nerf``, or
+            an installed plug-in (see :mod:`render3d.methods`). Default: "splat".
+        backend (str): ``auto`` (``cuda`` when a GPU is present), ``cuda`` (gsplat / nerfacc kernels) or ``torch`` (pure
+            PyTorch, any device). Default: "auto".
+        steps (int): Training steps. Default: 1200.
+        batch_size (int): Views (splats) or rays (NeRF) per step and process; 0: the method's default (one view; NeRF:
+            its adaptive ray budget). Default: 0.
+        max_seconds (float): A time budget in seconds of training (0: none). The ``steps`` schedule (learning-rate
+            decay, densification, SH degree) is planned onto it, so a run the budget ends early is still a finished
+            model; checkpoint, eval and metrics as usual. Default: 0.0.
+        loss (str): Extra loss terms, comma-separated ``NAME[:WEIGHT]`` (``depth``, ``mask``, or a plug-in), e.g.
+            ``"depth:0.1,mask"``; their options are ``--loss.NAME.OPTION`` (``loss_options`` of :class:`Trainer`).
+            Default: "".
+        views (int): Train from only this many training views, spread around the scene (0: all); evaluation uses the
+            full test split. Default: 0.
+        points (str): Where Gaussians start: ``data`` (the dataset's sparse points, dropped by ``views``; else random),
+            ``random``, ``stereo`` (plane-sweep stereo on the training views), ``hull`` (the visual hull of their alpha)
+            or ``views`` (hull with alpha, else stereo). Default: "data".
+        reg (str): Regularisers for sparse views, comma-separated ``NAME[:WEIGHT]``: ``depth-tv``, ``opacity``,
+            ``scale``, ``freq``, ``occlusion`` (loss terms too). Default: "".
+        prior (Optional[str]): A run of ``render3d prior fit``: its diffusion model guides the pseudo views (see
+            ``prior_mode``). Default: None.
+        prior_mode (str): How the prior acts: ``sds`` (score distillation) or ``targets`` (L1 to pseudo-view patches it
+            refines, SDEdit). Default: "sds".
+        prior_weight (Optional[float]): Weight of the diffusion prior; None: the mode's own (``sds`` 3e-4, chosen on
+            the default scene's validation views; ``targets`` 0.1). Default: None.
+        grad_clip (float): Clip the global gradient norm to this value (0: off). Default: 0.0.
+        out (Optional[str]): Run folder; None: ``runs/<scene>-<method>-<time>``. Default: None.
+        overwrite (bool): Train into an ``out`` folder that already holds a checkpoint, replacing it. Default: False.
+        resume (Optional[str]): Continue from a run folder or checkpoint file (see :meth:`Trainer.resume`). Default:
+            None.
+        seed (int): Random seed; the same seed gives the same result. Default: 0.
+        eval_every (int): Evaluate on the test split every N steps (0: only at the end). Default: 0.
+        save_every (int): Write the checkpoint every N steps (and always at the end and on Ctrl-C / SIGTERM). Default:
+            1000.
+        downscale (int): Load images downscaled by this factor (uses ``images_N`` folders when present). Default: 1.
+        test_every (int): Hold out every N-th image as test, for formats without explicit splits. Default: 8.
+        data_format (Optional[str]): Force a dataset format (``blender``, ``nerfstudio``, ``colmap``, ``llff``) instead
+            of detecting it. Default: None.
+        progress (bool): Show a progress bar. Default: True.
+        viewer (bool): Watch training in the web viewer (prints its URL). Default: False.
+        host (str): Viewer address; ``0.0.0.0`` listens on every interface. Default: "127.0.0.1".
+        port (int): Viewer port; a free one is used when it is taken. Default: 8080.
+
+    Examples:
+        >>> config = TrainConfig(method="nerf", steps=3000, loss="depth:0.1")
+        >>> config.validate()  # one-line errors for values no run can use
+        >>> TrainConfig(steps=0).validate()
+        Traceback (most recent call last):
+            ...
+        render3d.errors.Render3DError: --steps must be a whole number >= 1, got 0
+    """
 
     data: Optional[str] = option("dataset folder (Blender, nerfstudio, COLMAP or LLFF); the bundled default scene when omitted", default=None)
     method: str = option("what to train: splat (3D Gaussian Splatting), nerf (hash-grid NeRF), vanilla-nerf, or an installed plug-in", default="splat")
@@ -154,6 +214,28 @@ class Trainer(TrainLoop):
         callbacks: :class:`render3d.training.Callback` objects (the viewer is one).
 
     ``lock`` is held during each step, so a viewer can render between steps.
+
+    Examples:
+        A few steps of Gaussian Splatting on a small rendering of the bundled scene:
+
+        >>> import tempfile
+        >>> from render3d.datasets.synthetic import generate_scene
+        >>> from render3d.splat import SplatConfig
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> scene_dir = generate_scene(tmp.name + "/scene", resolution=16, n_train=4, n_val=1, n_test=1)
+        >>> config = TrainConfig(data=str(scene_dir), steps=2, backend="torch", progress=False, out=tmp.name + "/run")
+        >>> trainer = Trainer(config, SplatConfig(init_points=100, sh_degree=0))
+        >>> metrics = trainer.run()  # trains, evaluates on the test split, writes the run folder
+        >>> metrics["method"], metrics["steps"], sorted(path.name for path in trainer.run_dir.iterdir())
+        ('splat', 2, ['checkpoint.pt', 'config.json', 'metrics.json', 'renders'])
+        >>> Trainer.resume(trainer.run_dir, steps=3).run()["steps"]  # continue the run to step 3
+        3
+        >>> tmp.cleanup()
+
+        A full run on a scene with depth maps, with a loss-term object beside the terms named in ``config.loss``:
+
+        >>> from render3d.losses.depth import DepthLoss
+        >>> Trainer(TrainConfig(data="scenes/room", steps=30_000), SplatConfig(), loss_terms=[DepthLoss()]).run()  # doctest: +SKIP
     """
 
     desc = "train"

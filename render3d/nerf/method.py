@@ -30,7 +30,16 @@ from render3d.training import distributed as dist
 
 @dataclass
 class NerfSceneConfig:
-    """Options every NeRF variant has."""
+    """Options every NeRF variant has.
+
+    Args:
+        scene (str): Scene domain: ``auto``, ``box`` (bounded by the data's bounds) or ``contract`` (unbounded,
+            mip-NeRF 360); ``auto`` is ``box`` where the data has alpha, else ``contract`` (:func:`scene_box`).
+            Default: "auto".
+        box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
+        render_chunk (int): Rays per chunk when rendering images. Default: 8192.
+        random_background (bool): Train on random background colours where the data has alpha. Default: True.
+    """
 
     scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
     box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
@@ -40,7 +49,32 @@ class NerfSceneConfig:
 
 @dataclass
 class NerfConfig(NerfSceneConfig):
-    """Options of the hash-grid NeRF (CLI: ``--nerf.NAME``)."""
+    """Options of the hash-grid NeRF (CLI: ``--nerf.NAME``).
+
+    Args:
+        scene (str): Scene domain: ``auto``, ``box`` (bounded by the data's bounds) or ``contract`` (unbounded,
+            mip-NeRF 360); ``auto`` is ``box`` where the data has alpha, else ``contract`` (:func:`scene_box`).
+            Default: "auto".
+        box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
+        render_chunk (int): Rays per chunk when rendering images. Default: 8192.
+        random_background (bool): Train on random background colours where the data has alpha. Default: True.
+        levels (int): Hash-grid levels. Default: 12.
+        features (int): Features per level. Default: 2.
+        log2_table_size (int): Base-2 logarithm of each level's hash table size. Default: 16.
+        base_resolution (int): Coarsest grid resolution. Default: 16.
+        max_resolution (int): Finest grid resolution. Default: 512.
+        hidden (int): Width of the density and colour MLPs. Default: 64.
+        samples_per_ray (int): Marching steps across the scene (sets the step size). Default: 128.
+        target_samples (int): Field samples per step; the ray batch adapts to keep this (a ``batch_size`` of the
+            Trainer fixes the batch instead). Default: 32768 (1 << 15).
+        initial_rays (int): Rays in the first batch. Default: 1024.
+        grid_resolution (int): Occupancy grid resolution. Default: 64.
+        grid_every (int): Refresh the occupancy grid every N steps. Default: 16.
+        grid_warmup (int): Steps during which every grid cell is refreshed. Default: 256.
+        lr (float): Adam learning rate (warm-up over min(100, steps / 20) steps; x0.33 at 50%, 75% and 90% of the
+            run). Default: 1e-2.
+        weight_decay (float): Weight decay of the MLPs (none on the hash tables). Default: 1e-6.
+    """
 
     levels: int = option("hash-grid levels", default=12)
     features: int = option("features per level", default=2)
@@ -79,7 +113,25 @@ class NerfConfig(NerfSceneConfig):
 
 @dataclass
 class VanillaNerfConfig(NerfSceneConfig):
-    """Options of the original NeRF (CLI: ``--vanilla-nerf.NAME``); smaller than the paper's by default for CPUs."""
+    """Options of the original NeRF (CLI: ``--vanilla-nerf.NAME``); smaller than the paper's by default for CPUs.
+
+    Args:
+        scene (str): Scene domain: ``auto``, ``box`` (bounded by the data's bounds) or ``contract`` (unbounded,
+            mip-NeRF 360); ``auto`` is ``box`` where the data has alpha, else ``contract`` (:func:`scene_box`).
+            Default: "auto".
+        box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
+        render_chunk (int): Rays per chunk when rendering images. Default: 4096.
+        random_background (bool): Train on random background colours where the data has alpha. Default: True.
+        pos_frequencies (int): Positional-encoding frequencies of points. Default: 10.
+        dir_frequencies (int): Positional-encoding frequencies of directions. Default: 4.
+        hidden (int): MLP width (the paper: 256). Default: 128.
+        layers (int): MLP depth (the paper: 8). Default: 6.
+        coarse_samples (int): Stratified samples per ray. Default: 64.
+        fine_samples (int): Importance samples per ray. Default: 64.
+        rays_per_step (int): Rays per step (a ``batch_size`` of the Trainer replaces it). Default: 1024.
+        lr (float): Adam learning rate (decays x0.1 over the run). Default: 5e-4.
+        weight_decay (float): Weight decay of the MLP. Default: 0.0.
+    """
 
     render_chunk: int = option("rays per chunk when rendering images", default=4096)
     pos_frequencies: int = option("positional-encoding frequencies of points", default=10)
@@ -137,7 +189,32 @@ def build_model(config: Any, spec: dict, backend: str) -> NerfModel:
 
 
 class NerfMethod(BaseMethod):
-    """Trains a radiance field and its ray estimator on random ray batches (MSE on colour)."""
+    """Trains a radiance field and its ray estimator on random ray batches (MSE on colour).
+
+    Examples:
+        The :class:`render3d.train.Trainer` builds the method from its name (``TrainConfig.method``) and config:
+
+        >>> from render3d.train import TrainConfig, Trainer
+        >>> Trainer(TrainConfig(method="nerf", steps=5000), NerfConfig(max_resolution=2048)).run()  # doctest: +SKIP
+
+        The method contract by hand (:mod:`render3d.methods`), on a small rendering of the bundled scene:
+
+        >>> import tempfile
+        >>> from render3d.datasets import load_scene
+        >>> from render3d.datasets.synthetic import generate_scene
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> scene = load_scene(generate_scene(tmp.name + "/scene", resolution=16, n_train=4, n_val=1, n_test=1))
+        >>> config = NerfConfig(levels=2, log2_table_size=8, hidden=16, grid_resolution=16, samples_per_ray=32, initial_rays=64)
+        >>> method = NerfMethod.create(config, scene, "torch", torch.device("cpu"), total_steps=10, seed=0)
+        >>> method.before_step(0)  # refreshes the occupancy grid, sets the learning rate
+        >>> batch = method.next_batch(0)  # random rays from every training image
+        >>> out = method.losses(0, batch)  # the Trainer backpropagates their sum and steps optimizers()
+        >>> batch.rgb.shape, sorted(out.losses)
+        (torch.Size([64, 3]), ['rgb'])
+        >>> method.model.render(scene.test.cameras).rgb.shape
+        torch.Size([1, 16, 16, 3])
+        >>> tmp.cleanup()
+    """
 
     name = "nerf"
     description = "hash-grid NeRF (Instant-NGP style)"
@@ -241,7 +318,26 @@ class NerfMethod(BaseMethod):
 
 
 class VanillaNerfMethod(NerfMethod):
-    """The original NeRF: positional-encoding MLP, stratified + importance sampling (one network)."""
+    """The original NeRF: positional-encoding MLP, stratified + importance sampling (one network).
+
+    Examples:
+        >>> from render3d.train import TrainConfig, Trainer
+        >>> Trainer(TrainConfig(method="vanilla-nerf", steps=20_000), VanillaNerfConfig(hidden=256, layers=8)).run()  # doctest: +SKIP
+
+        One step's losses by hand, on a small rendering of the bundled scene:
+
+        >>> import tempfile
+        >>> from render3d.datasets import load_scene
+        >>> from render3d.datasets.synthetic import generate_scene
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> scene = load_scene(generate_scene(tmp.name + "/scene", resolution=16, n_train=4, n_val=1, n_test=1))
+        >>> config = VanillaNerfConfig(hidden=16, layers=2, coarse_samples=8, fine_samples=8, rays_per_step=64)
+        >>> method = VanillaNerfMethod.create(config, scene, "torch", torch.device("cpu"), total_steps=10, seed=0)
+        >>> method.before_step(0)
+        >>> sorted(method.losses(0, method.next_batch(0)).losses)  # the fine and the coarse samples' colour
+        ['coarse_rgb', 'rgb']
+        >>> tmp.cleanup()
+    """
 
     name = "vanilla-nerf"
     description = "the original NeRF MLP"

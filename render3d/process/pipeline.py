@@ -29,22 +29,24 @@ class ProcessConfig:
     """Options of ``render3d data process`` (CLI: ``--NAME``).
 
     Args:
-        out: the scene folder to write; refused when it exists, unless ``overwrite``.
-        frames: frames kept per video: the sharpest of as many equal windows of time,
-            fewer when the camera stood still. Default 150.
-        max_image_size: SIFT runs on images at most this many pixels on the longer side
-            (the images written keep their full size). Default 1600.
-        matching: ``exhaustive`` (every pair of images), ``sequential`` (each image with
-            its neighbours in name / time order) or ``auto`` (exhaustive up to 60 images).
-        mapper: ``incremental`` (COLMAP) or ``global`` (GLOMAP).
-        camera_model: COLMAP camera model estimated (``SIMPLE_RADIAL``, ``OPENCV``, ...);
-            the images are undistorted to pinhole cameras afterwards.
-        overwrite: replace an existing ``out`` (only once the new one is complete); its features
-            and matches are reused when the images and feature settings are the same
-            (:mod:`.reuse`).
-        threads: CPU threads for features, matching and mapping; -1 uses every core.
-        seed: random seed of the mapper (the same seed gives the same scene).
-        progress: show a progress bar per stage.
+        out (str): The scene folder to write; refused when it exists, unless ``overwrite``. Required: the default
+            fails :meth:`validate`. Default: "".
+        frames (int): Frames kept per video: the sharpest of as many equal windows of time, fewer when the camera
+            stood still. Default: 150.
+        max_image_size (int): SIFT runs on images at most this many pixels on the longer side (the images written
+            keep their full size). Default: 1600.
+        matching (str): ``exhaustive`` (every pair of images), ``sequential`` (each image with its neighbours in name /
+            time order; no loop closure: that needs a vocabulary tree download) or ``auto`` (exhaustive up to 60
+            images, else sequential). Default: "auto".
+        mapper (str): ``incremental`` (COLMAP) or ``global`` (GLOMAP). Default: "incremental".
+        camera_model (str): COLMAP camera model estimated (``SIMPLE_PINHOLE``, ``PINHOLE``, ``SIMPLE_RADIAL``,
+            ``RADIAL`` or ``OPENCV``); the images are undistorted to pinhole cameras afterwards. Default:
+            "SIMPLE_RADIAL".
+        overwrite (bool): Replace an existing ``out`` (only once the new one is complete); its features and matches
+            are reused when the images and feature settings are the same (:mod:`.reuse`). Default: False.
+        threads (int): CPU threads for features, matching and mapping; -1 uses every core. Default: -1.
+        seed (int): Random seed of the mapper (the same seed gives the same scene). Default: 0.
+        progress (bool): Show a progress bar per stage. Default: True.
 
     Examples:
         >>> from render3d.process import ProcessConfig, process_capture

@@ -34,7 +34,66 @@ STRATEGY_REGULARISATION = {"mcmc": 0.01, "default": 0.0}
 
 @dataclass
 class SplatConfig:
-    """Options of the Gaussian Splatting method (CLI: ``--splat.NAME``)."""
+    """Options of the Gaussian Splatting method (CLI: ``--splat.NAME``).
+
+    Step counts "of a 30k-step run" follow the 3DGS reference schedule and are scaled to the run's ``steps``
+    (:func:`scaled`); the others are used as given.
+
+    Args:
+        sh_degree (int): Highest spherical-harmonics degree (0-3). Default: 3.
+        sh_degree_interval (int): Raise the active SH degree every N steps of a 30k-step run (scaled). Default: 1000.
+        init_points (int): Gaussians to start from: random ones when the data has no sparse points; the most that
+            ``--points stereo|hull|views`` makes. Default: 10_000.
+        init_opacity (float): Initial opacity of every Gaussian. Default: 0.1.
+        init_scale (float): Initial size relative to the mean distance to the 3 nearest Gaussians. Default: 0.5.
+        strategy (str): Densification strategy: ``default`` (clone / split / prune) or ``mcmc``. Default: "default".
+        cap_max (int): Most Gaussians the ``mcmc`` strategy may use. Default: 100_000.
+        refine_start (int): First densification step of a 30k-step run (scaled). Default: 500.
+        refine_stop (int): Last densification step of a 30k-step run (scaled). Default: 15_000.
+        refine_every (int): Densify every N steps (not scaled: the gradient statistics need this many steps).
+            Default: 100.
+        reset_every (int): Reset opacities every N steps of a 30k-step run (scaled; ``default`` strategy). Default:
+            3000.
+        grow_grad2d (float): Screen-space gradient above which a Gaussian is cloned or split. Default: 0.0002.
+        lr_means (float): Learning rate of positions, times the scene scale; decays 100x over the run. Default: 1.6e-4.
+        lr_scales (float): Learning rate of log-scales. Default: 5e-3.
+        lr_quats (float): Learning rate of rotations. Default: 1e-3.
+        lr_opacities (float): Learning rate of opacity logits. Default: 5e-2.
+        lr_sh0 (float): Learning rate of the SH DC colour. Default: 2.5e-3.
+        lr_shN (float): Learning rate of the higher SH bands. Default: 1.25e-4 (2.5e-3 / 20).
+        random_background (bool): Train on a random background colour per view where the data has alpha, so no
+            Gaussian can pose as the background (NeRF's default; off here by default). Default: False.
+        ssim_weight (float): Weight of (1 - SSIM) in the loss; the rest is L1. Default: 0.2.
+        opacity_reg (Optional[float]): L1 penalty on opacities; None: the strategy's preset (``mcmc`` 0.01,
+            ``default`` 0), filled in when the config is made. Default: None.
+        scale_reg (Optional[float]): L1 penalty on scales; None: the strategy's preset (``mcmc`` 0.01, ``default``
+            0), filled in when the config is made. Default: None.
+        appearance (str): Per-image appearance learned in training: ``none``, or ``exposure`` (a gain per colour
+            channel and training image, zero-mean over the images; renders, evaluation and exports show the average).
+            Default: "none".
+        lr_appearance (float): Learning rate of the per-image appearance (``appearance``; each image's gain moves only
+            in the steps that draw it). Default: 0.1.
+        resolution_start (float): Coarse to fine: train the first steps on images scaled by this factor (e.g. 0.25);
+            the scale doubles at even intervals until full size at ``resolution_full`` of the run; 1: full size
+            throughout. Default: 1.0.
+        resolution_full (float): Share of the run (0-1) from which training uses full-size images (see
+            ``resolution_start``). Default: 0.5.
+        pose_opt (bool): Learn a rigid correction of each training camera's pose (for poses from structure from
+            motion); checkpoints, the viewer and ``render --path`` use the corrected poses. Default: False.
+        lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step that draws the
+            image; decays 10x over the run). Default: 1e-3.
+        pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        packed (bool): Packed rasterisation on CUDA (saves memory); the strategy is told the same. Default: True.
+        near_plane (float): Gaussians closer than this to the camera are not drawn. Default: 0.01.
+
+    Examples:
+        >>> SplatConfig().opacity_reg, SplatConfig(strategy="mcmc").opacity_reg  # the strategy's preset
+        (0.0, 0.01)
+        >>> SplatConfig(appearance="gain")
+        Traceback (most recent call last):
+            ...
+        render3d.errors.Render3DError: --splat.appearance 'gain' is not known: use none or exposure
+    """
 
     sh_degree: int = option("highest spherical-harmonics degree (0-3)", default=3)
     sh_degree_interval: int = option("raise the active SH degree every N steps of a 30k-step run (scaled)", default=1000)
@@ -106,7 +165,33 @@ def scaled(value: int, total_steps: int) -> int:
 
 
 class SplatMethod(BaseMethod):
-    """Trains :class:`GaussianSplats` on a scene, one view per step, with gsplat's densification strategies."""
+    """Trains :class:`GaussianSplats` on a scene, one view per step, with gsplat's densification strategies.
+
+    Examples:
+        The :class:`render3d.train.Trainer` builds the method from its name (``TrainConfig.method``) and config:
+
+        >>> from render3d.train import TrainConfig, Trainer
+        >>> Trainer(TrainConfig(method="splat", steps=30_000), SplatConfig(strategy="mcmc")).run()  # doctest: +SKIP
+
+        The method contract by hand (:mod:`render3d.methods`), on a small rendering of the bundled scene:
+
+        >>> import tempfile
+        >>> from render3d.datasets import load_scene
+        >>> from render3d.datasets.synthetic import generate_scene
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> scene = load_scene(generate_scene(tmp.name + "/scene", resolution=16, n_train=4, n_val=1, n_test=1))
+        >>> method = SplatMethod.create(SplatConfig(init_points=100, sh_degree=0), scene, "torch", torch.device("cpu"),
+        ...                             total_steps=10, seed=0)
+        >>> method.model.num_gaussians  # random Gaussians: this scene has no sparse points
+        100
+        >>> method.before_step(0)
+        >>> out = method.losses(0, method.next_batch(0))  # the Trainer backpropagates their sum and steps optimizers()
+        >>> sorted(out.losses), out.outputs["rgb"].shape
+        (['l1', 'ssim'], torch.Size([1, 16, 16, 3]))
+        >>> method.model.render(scene.test.cameras).rgb.shape
+        torch.Size([1, 16, 16, 3])
+        >>> tmp.cleanup()
+    """
 
     name = "splat"
     description = "3D Gaussian Splatting"

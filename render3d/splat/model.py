@@ -142,7 +142,26 @@ class GaussianSplats(nn.Module):
         )
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
-        """Render ``cameras``: rgb, depth and alpha from one pass; normals only for ``mode="normal"``."""
+        """Render ``cameras``: rgb, depth and alpha from one pass; normals only for ``mode="normal"``.
+
+        Examples:
+            >>> from render3d.cameras import Cameras, intrinsics_matrix, look_at
+            >>> generator = torch.Generator().manual_seed(0)
+            >>> points, colors = torch.rand(200, 3, generator=generator) - 0.5, torch.rand(200, 3, generator=generator)
+            >>> model = GaussianSplats(init_params(points, colors, sh_degree=0), sh_degree=0, backend="torch")
+            >>> c2w = look_at(torch.tensor([0.0, -3.0, 0.0]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
+            >>> cameras = Cameras(intrinsics_matrix(20.0, 20.0, 16.0, 12.0), c2w, width=32, height=24)
+            >>> out = model.render(cameras)
+            >>> out.rgb.shape, out.depth.shape, out.alpha.shape
+            (torch.Size([1, 24, 32, 3]), torch.Size([1, 24, 32, 1]), torch.Size([1, 24, 32, 1]))
+            >>> model.render(cameras, mode="normal").extras["normal"].shape
+            torch.Size([1, 24, 32, 3])
+
+            A trained model comes from a run folder, a checkpoint, a 3DGS ``.ply`` or a ``.splat`` file:
+
+            >>> from render3d.runs import load_run
+            >>> model = load_run("runs/lego-splat-20250101-120000").model  # doctest: +SKIP
+        """
         with torch.no_grad():
             colors, depth, alphas, info = self.rasterize(cameras, normals=mode == "normal")
         extras = {"normal": info["normals"]} if mode == "normal" else {}

@@ -214,6 +214,22 @@ def rasterize(
         normals: also render world-space unit normals into ``info["normals"] [C, H, W, 3]``.
         world_transforms: ``[C, 4, 4]`` per-camera pose corrections as rigid maps of the world
             (:func:`render3d.pose_correction.world_transforms`); gradients reach them.
+
+    Returns ``(colors [C, H, W, 3], depth [C, H, W, 1], alphas [C, H, W, 1], info)``. Scene models wrap this:
+    :meth:`render3d.splat.GaussianSplats.render` takes :class:`render3d.cameras.Cameras`.
+
+    Examples:
+        One Gaussian 3 units in front of a camera at the origin (OpenCV axes: +z forward):
+
+        >>> means, quats = torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+        >>> scales, opacities, coeffs = torch.full((1, 3), 0.5), torch.ones(1), torch.zeros(1, 1, 3)  # SH degree 0: grey
+        >>> viewmats = torch.eye(4)[None]
+        >>> Ks = torch.tensor([[[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]]])
+        >>> colors, depth, alphas, info = rasterize("torch", means, quats, scales, opacities, coeffs, 0, viewmats, Ks, 16, 16)
+        >>> colors.shape, depth.shape, alphas.shape
+        (torch.Size([1, 16, 16, 3]), torch.Size([1, 16, 16, 1]), torch.Size([1, 16, 16, 1]))
+        >>> round(float(depth[0, 8, 8, 0]), 3), float(alphas[0, 0, 0, 0])  # its depth at the centre; the corner is empty
+        (3.0, 0.0)
     """
     settings = settings or RasterSettings()
     fn = rasterize_cuda if backend == "cuda" else rasterize_torch

@@ -16,7 +16,18 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 @dataclass
 class AEConfig(ModelConfig):
-    """Autoencoder options."""
+    """Autoencoder options.
+
+    Args:
+        lr (float): Adam learning rate. Default: 1e-3.
+        hidden (int): Width of the first convolution (deeper layers double it). Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+        latent (int): Latent dimensions. Default: 16.
+        code_momentum (float): Momentum of the running mean / covariance of training codes (used by ``sample``).
+            Default: 0.99.
+    """
 
     lr: float = option("Adam learning rate", default=1e-3)
     latent: int = option("latent dimensions", default=16)

@@ -27,7 +27,17 @@ LN2 = math.log(2.0)
 
 @dataclass
 class ModelConfig:
-    """Options every zoo model has (CLI: ``render3d zoo train MODEL --MODEL.NAME``)."""
+    """Options every zoo model has (CLI: ``render3d zoo train MODEL --MODEL.NAME``).
+
+    Each model's config (its ``config_type``) adds its own options and may change these defaults.
+
+    Args:
+        lr (float): Adam learning rate. Default: 2e-4.
+        hidden (int): Width of the first convolution (deeper layers double it). Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+    """
 
     lr: float = option("Adam learning rate", default=2e-4)
     hidden: int = option("width of the first convolution (deeper layers double it)", default=32)
@@ -130,6 +140,23 @@ class ZooModel(nn.Module):
     :meth:`loss` and :meth:`sample`; encoders implement :meth:`encode` / :meth:`decode`,
     likelihood models :meth:`bits_per_dim`. :meth:`fit` (one optimisation step), the
     optimisers, :meth:`save` and :func:`load` are shared.
+
+    Examples:
+        >>> import tempfile
+        >>> from render3d.zoo import ImageSpec, load, registry
+        >>> VAE = registry()["vae"]  # every installed model, by name
+        >>> model = VAE(VAE.config_type(hidden=8, latent=4), ImageSpec(channels=1, size=8))
+        >>> images = torch.randint(0, 256, (16, 1, 8, 8)) / 255.0  # 8-bit values in [0, 1]
+        >>> sorted(model.fit(images))  # one optimisation step; its stats
+        ['kl_nats', 'loss']
+        >>> model.sample(4).shape
+        torch.Size([4, 1, 8, 8])
+        >>> model.can_encode, model.likelihood, model.bits_per_dim(images).shape
+        (True, 'bound', torch.Size([16]))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> load(model.save(tmp.name + "/model.pt")).name
+        'vae'
+        >>> tmp.cleanup()
     """
 
     name: ClassVar[str] = ""
@@ -274,7 +301,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> ZooModel:
-    """The trained model in a run folder (or checkpoint file), in eval mode on the CPU."""
+    """The trained model in a run folder (or checkpoint file), in eval mode on the CPU.
+
+    Examples:
+        >>> from render3d.zoo import load
+        >>> model = load("runs/zoo-fashion-mnist-diffusion-20250101-120000")  # doctest: +SKIP
+        >>> model.sample(16).shape  # doctest: +SKIP
+        torch.Size([16, 1, 28, 28])
+    """
     from render3d.checkpoints import reading_contents
 
     ckpt = read_checkpoint(path)

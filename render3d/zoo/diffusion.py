@@ -22,7 +22,31 @@ from render3d.zoo.nets import attention_fp32, sinusoidal_embedding
 
 @dataclass
 class DiffusionConfig(ModelConfig):
-    """Diffusion options."""
+    """Diffusion options.
+
+    Args:
+        lr (float): Adam learning rate. Default: 2e-3.
+        hidden (int): Channels of the U-Net's first level (deeper levels: ``hidden`` times ``mults``). Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+        mults (str): Channel multiplier of each U-Net level, comma-separated (one stride-2 step between levels).
+            Default: "1,2".
+        patch (int): Pixel-unshuffle factor of the input: the U-Net runs at size / patch on patch^2 x channels.
+            Default: 2.
+        attention (bool): Self-attention at the U-Net's lowest resolution. Default: True.
+        ema (float): Decay of the weight average used for sampling (0: sample with the live weights). Default: 0.999.
+        timesteps (int): Diffusion steps T of the linear beta schedule (1e-4 .. 0.02, scaled for T != 1000). Default:
+            1000.
+        sampler (str): Default sampler: ``ddim`` (deterministic, eta 0) or ``ddpm`` (ancestral, eta 1). Default:
+            "ddim".
+        sample_steps (int): Default number of sampling steps (respaced; T for the original DDPM sampler). Default: 50.
+        guidance (float): Classifier-free guidance scale when the data has labels (1: plain conditional). Default: 3.0.
+        label_dropout (float): Probability of training without the label (for classifier-free guidance). Default: 0.1.
+        min_snr (float): Min-SNR-gamma loss weight min(SNR, gamma) / SNR (Hang et al. 2023; 0: plain noise MSE).
+            Default: 5.0.
+        elbo_samples (int): Time steps drawn per image for the Monte Carlo ELBO (bits/dim). Default: 4.
+    """
 
     lr: float = option("Adam learning rate", default=2e-3)
     hidden: int = option("channels of the U-Net's first level (deeper levels: hidden x mults)", default=32)

@@ -18,7 +18,18 @@ from render3d.zoo.nets import VectorDecoder, VectorEncoder
 
 @dataclass
 class GANConfig(ModelConfig):
-    """GAN options."""
+    """GAN options.
+
+    Args:
+        lr (float): Adam learning rate of the generator (the discriminator's is twice it). Default: 1e-4.
+        hidden (int): Width of the first convolution (deeper layers double it). Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+        latent (int): Dimensions of the generator's noise. Default: 64.
+        ema (float): Decay of the generator's weight average used for sampling (0: off). Default: 0.995.
+        d_steps (int): Discriminator updates per generator update. Default: 1.
+    """
 
     lr: float = option("Adam learning rate of the generator (the discriminator's is twice it)", default=1e-4)
     latent: int = option("dimensions of the generator's noise", default=64)

@@ -16,7 +16,21 @@ from render3d.zoo.base import ImageSpec, ModelConfig, ZooModel, nats_to_bits_per
 
 @dataclass
 class PixelCNNConfig(ModelConfig):
-    """PixelCNN options."""
+    """PixelCNN options.
+
+    Args:
+        lr (float): Adam learning rate. Default: 1e-3.
+        hidden (int): Channels of the masked convolutions. Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+        blocks (int): Residual blocks of masked 3x3 convolutions. Default: 4.
+        levels (int): Intensity levels per sub-pixel (256: 8-bit images; 2: binary). Default: 256.
+        context (int): Layers of the upward context stack (dilations 1, 2, 4, ...; each sees only rows above; 0: off,
+            the plain PixelCNN with its blind spot). Default: 4.
+        label_dropout (float): Probability of training without the label, so bits/dim can be unconditional. Default:
+            0.1.
+    """
 
     lr: float = option("Adam learning rate", default=1e-3)
     hidden: int = option("channels of the masked convolutions", default=32)

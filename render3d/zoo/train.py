@@ -34,7 +34,26 @@ from render3d.zoo.data import SOURCES, ImageData, load_images
 
 @dataclass
 class ZooTrainConfig:
-    """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``)."""
+    """Options shared by every zoo model (CLI: ``render3d zoo train MODEL --NAME``).
+
+    A ``--resume`` may give ``steps``, ``budget``, ``save_every``, ``log_every``, ``threads`` and ``progress`` again to
+    change them (see :meth:`ZooTrainer.resume`); every other option of a resumed run comes from its checkpoint.
+
+    Args:
+        data (str): ``fashion-mnist``, ``faces``, ``scene``, ``scene-patches``, or a folder of images. Default:
+            "fashion-mnist".
+        size (Optional[int]): Image size (a multiple of 4); None: 28 for ``fashion-mnist``, 32 otherwise. Default: None.
+        steps (int): Training steps (batches); 0: no step limit, the budget decides. Default: 0.
+        budget (float): Stop after this many seconds of training (0: no limit); ``steps`` still caps it. Default: 300.0.
+        batch_size (int): Images per batch (0: the model's default, 32 for diffusion and 64 for the others). Default: 0.
+        out (Optional[str]): Run folder; None: ``runs/zoo-<data>-<model>-<time>``. Default: None.
+        seed (int): Random seed; the same seed gives the same run. Default: 0.
+        save_every (int): Write the checkpoint every N steps (and at the end and on Ctrl-C). Default: 500.
+        log_every (int): Record the loss in ``history.json`` every N steps. Default: 10.
+        threads (int): Torch CPU threads (0: torch's default). Default: 0.
+        progress (bool): Show a progress bar. Default: True.
+        overwrite (bool): Train into an ``out`` folder that already holds a zoo run, replacing it. Default: False.
+    """
 
     data: str = option("fashion-mnist, faces, scene, scene-patches, or a folder of images", default="fashion-mnist")
     size: Optional[int] = option("image size (multiple of 4); 28 for fashion-mnist, 32 otherwise", default=None)
@@ -51,7 +70,23 @@ class ZooTrainConfig:
 
 
 class ZooTrainer(TrainLoop):
-    """Trains one zoo model on one image source."""
+    """Trains one zoo model on one image source.
+
+    Examples:
+        >>> import tempfile
+        >>> from render3d.zoo import load
+        >>> from render3d.zoo.ae import AEConfig
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = ZooTrainConfig(data="faces", size=8, steps=2, batch_size=8, progress=False, out=tmp.name + "/run")
+        >>> trainer = ZooTrainer("ae", config, AEConfig(hidden=8, latent=4))
+        >>> trainer.run()["steps"]
+        2
+        >>> sorted(path.name for path in trainer.run_dir.iterdir())
+        ['config.json', 'history.json', 'model.pt']
+        >>> load(trainer.run_dir).sample(3).shape
+        torch.Size([3, 1, 8, 8])
+        >>> tmp.cleanup()
+    """
 
     def __init__(self, model_name: str, config: ZooTrainConfig, model_config: Optional[ModelConfig] = None,
                  data: Optional[ImageData] = None, callbacks: Optional[list[Callback]] = None, resuming: bool = False) -> None:

@@ -17,7 +17,24 @@ from render3d.zoo.transformer import TokenTransformer
 
 @dataclass
 class VQVAEConfig(ModelConfig):
-    """VQ-VAE options."""
+    """VQ-VAE options.
+
+    Args:
+        lr (float): Adam learning rate. Default: 2e-4.
+        hidden (int): Width of the first convolution (deeper layers double it). Default: 32.
+        grad_clip (float): Clip the gradient norm to this value (0: off). Default: 1.0.
+        bf16 (bool): bfloat16 autocast for convolutions and matrix products while training and sampling, where the
+            hardware computes bfloat16 natively (AVX512-BF16 / AMX CPUs, CUDA); weights stay float32. Default: True.
+        codes (int): Codebook size. Default: 128.
+        code_dim (int): Dimensions of each code vector. Default: 32.
+        commitment (float): Weight of the commitment loss. Default: 0.25.
+        decay (float): EMA decay of the codebook. Default: 0.99.
+        dead_threshold (float): Restart a code whose EMA usage count falls below this. Default: 0.05.
+        prior_dim (int): Width of the transformer prior over codes. Default: 64.
+        prior_layers (int): Layers of the transformer prior. Default: 2.
+        prior_heads (int): Query heads of the prior (key / value heads: half as many, grouped-query attention).
+            Default: 4.
+    """
 
     codes: int = option("codebook size", default=128)
     code_dim: int = option("dimensions of each code vector", default=32)
