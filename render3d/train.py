@@ -29,7 +29,7 @@ from render3d.files import write_json
 from render3d.losses import LossContext, LossTerm, build_loss_terms, terms_from_specs
 from render3d.methods import get_method
 from render3d.pose_correction import write_refined_poses
-from render3d.priors.points import POINT_SOURCES, initial_points
+from render3d.sparse_views.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 from render3d.training.random_stream import RandomStream
@@ -257,7 +257,7 @@ class Trainer(TrainLoop):
         if len(self.scene.train) == 0:
             raise Render3DError(f"the train split of {self.scene.root} is empty: add images or check the split files")
         if config.views:
-            from render3d.priors.views import sparse_scene
+            from render3d.sparse_views.selection import sparse_scene
 
             self.scene = sparse_scene(self.scene, config.views)
         if config.points != "data":

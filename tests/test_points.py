@@ -13,8 +13,8 @@ from render3d.batches import ViewBatcher
 from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.errors import Render3DError
 from render3d.nerf.method import NerfConfig
-from render3d.priors.points import visual_hull_points
-from render3d.priors.stereo import StereoSettings, stereo_points
+from render3d.sparse_views.points import visual_hull_points
+from render3d.sparse_views.stereo import StereoSettings, stereo_points
 from render3d.splat.method import SplatConfig
 from render3d.train import TrainConfig, Trainer
 

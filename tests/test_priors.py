@@ -12,8 +12,9 @@ from helpers import resumed_matches_uninterrupted
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.errors import Render3DError
+from render3d.priors.pseudo_views import PseudoViews, patch_camera
 from render3d.priors.sds import sds_gradient, sds_loss
-from render3d.priors.views import PseudoViews, patch_camera, spread_views
+from render3d.sparse_views.selection import spread_views
 from render3d.splat.method import SplatConfig
 from render3d.train import TrainConfig, Trainer
 
@@ -140,7 +141,7 @@ def test_refining_with_a_prior_moves_an_image_toward_what_it_learnt_by_the_stren
 
 def test_a_prior_learns_only_from_the_runs_training_views(tmp_path, tiny_scene_dir):
     from render3d.priors.fit import fit_prior
-    from render3d.priors.views import spread_views
+    from render3d.sparse_views.selection import spread_views
     from render3d.datasets import load_scene
 
     fit_prior(str(tiny_scene_dir), 3, tmp_path / "prior", {}, size=16, per_view=4, budget=1.0, steps=2)

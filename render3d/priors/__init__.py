@@ -1,10 +1,13 @@
-"""Priors for sparse-view 3D: which views a run sees, non-learned regularisers, and score distillation
-from a zoo diffusion model, all as loss-term plug-ins (``render3d train --views K --reg ... --prior RUN``).
+"""Priors for sparse-view 3D: non-learned regularisers and score distillation from a zoo diffusion
+model, as loss-term plug-ins (``render3d train --reg ... --prior RUN``), and ``render3d prior``.
 
-- :mod:`.views`: spread view selection, pseudo views, patch cameras.
-- :mod:`.points`, :mod:`.stereo`: where Gaussians start, from the training views alone (visual hull, plane-sweep stereo).
+Which views a sparse run sees and where its Gaussians start (``--views K``, ``--points``) are
+set up by :mod:`render3d.sparse_views`.
+
+- :mod:`.pseudo_views`: pseudo views and patch cameras, the views the loss terms render.
 - :mod:`.regularisers`: depth smoothness, opacity / scale, FreeNeRF frequency annealing and occlusion.
 - :mod:`.sds`: score distillation sampling from a frozen diffusion model.
+- :mod:`.targets`: pseudo targets the prior refines (``--prior-mode targets``).
 - :mod:`.data`, :mod:`.fit`: the prior's training patches (the run's own training views only) and ``prior fit``.
 - :mod:`.bench`: ``prior bench``.
 """

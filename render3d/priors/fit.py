@@ -12,8 +12,8 @@ PRIOR_FILE = "prior.json"
 
 def prior_scene(data: Optional[str], views: int, train_options: dict[str, Any]) -> Any:
     """The scene a run with ``--views views`` trains on (the same loader options, the same views)."""
+    from render3d.sparse_views.selection import sparse_scene
     from render3d.train import TrainConfig, load_data
-    from render3d.priors.views import sparse_scene
 
     keys = ("downscale", "test_every", "data_format")
     config = TrainConfig(data=data, **{k: train_options[k] for k in keys if k in train_options})

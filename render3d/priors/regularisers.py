@@ -25,7 +25,7 @@ from torch import Tensor
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.losses import LossConfig, LossContext, LossTerm
-from render3d.priors.views import PseudoViews, patch_camera
+from render3d.priors.pseudo_views import PseudoViews, patch_camera
 from render3d.protocol import FrequencyLimited, HasDensity, HasGaussians
 
 

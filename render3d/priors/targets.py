@@ -22,8 +22,8 @@ from render3d.cameras import Cameras
 from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.losses import LossConfig, LossContext
+from render3d.priors.pseudo_views import patch_camera
 from render3d.priors.sds import PriorTerm
-from render3d.priors.views import patch_camera
 
 
 @dataclass

@@ -1,57 +1,19 @@
-"""Sparse views and the pseudo views the priors look at.
+"""The pseudo views the priors look at.
 
-- :func:`spread_views`: K training views chosen deterministically and spread around the
-  scene (farthest-point sampling on camera positions, from the camera nearest their centre).
-- :func:`sparse_scene`: a scene whose train split keeps only those views (val and test are
-  untouched, so runs compare directly).
 - :class:`PseudoViews`: random novel cameras near the training cameras (between two of
   them, slightly perturbed), drawn from a seeded generator whose state is saved.
 - :func:`patch_camera`: a camera seeing only a square patch of another's image.
+
+Which training views a sparse run keeps is :mod:`render3d.sparse_views.selection`.
 """
 
 from __future__ import annotations
-
-import dataclasses
-import warnings
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from render3d.camera_paths.interpolation import rotmat_to_quat, slerp
 from render3d.cameras import Cameras, qvec_to_rotmat
-from render3d.errors import Render3DError
-
-
-def spread_views(cameras: Cameras, count: int) -> list[int]:
-    """``count`` camera indices, spread by farthest-point sampling on the camera centres (sorted)."""
-    n = len(cameras)
-    if not 1 <= count <= n:
-        raise Render3DError(f"--views {count}: the training split has {n} images; choose 1-{n}")
-    centres = cameras.centers.double()
-    chosen = [int((centres - centres.mean(0)).norm(dim=-1).argmin())]
-    distance = (centres - centres[chosen[0]]).norm(dim=-1)
-    while len(chosen) < count:
-        nxt = int(distance.argmax())
-        chosen.append(nxt)
-        distance = torch.minimum(distance, (centres - centres[nxt]).norm(dim=-1))
-    return sorted(chosen)
-
-
-def sparse_scene(scene: Any, count: int) -> Any:
-    """``scene`` trained from ``count`` spread views only.
-
-    Sparse points (COLMAP) were reconstructed from every image, the held-out ones too, so
-    they are dropped: Gaussians start from random points in the scene's bounds.
-    """
-    keep = spread_views(scene.train.cameras, count)
-    t = scene.train
-    pick = lambda x: None if x is None else x[keep]  # noqa: E731
-    train = dataclasses.replace(t, images=t.images[keep], cameras=t.cameras[keep], names=[t.names[i] for i in keep] if t.names else [],
-                                alpha=pick(t.alpha), depths=pick(t.depths), masks=pick(t.masks))
-    if scene.points is not None:
-        warnings.warn(f"--views {count}: the dataset's sparse points come from all its images, so they are not used")
-    return dataclasses.replace(scene, train=train, points=None, point_colors=None)
 
 
 class PseudoViews:

@@ -6,7 +6,7 @@
 ``data``       the dataset's sparse points (COLMAP); random in the bounds when it has none
                or when ``--views`` drops them (they were reconstructed from every image)
 ``random``     uniform in the scene's bounds
-``stereo``     plane-sweep stereo on the training views (:mod:`render3d.priors.stereo`)
+``stereo``     plane-sweep stereo on the training views (:mod:`render3d.sparse_views.stereo`)
 ``hull``       inside the visual hull of the training views' alpha masks
 ``views``      ``hull`` when the training views have alpha, else ``stereo``
 =============  ============================================================================
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from render3d.errors import Render3DError
-from render3d.priors.stereo import stereo_points
+from render3d.sparse_views.stereo import stereo_points
 
 POINT_SOURCES = ("data", "random", "stereo", "hull", "views")
 

@@ -13,7 +13,7 @@ source image never vote.
 This is the classic route to sparse-view initial points: FSGS and DNGaussian start from a
 COLMAP reconstruction of the few training views; this needs no feature matcher. It works for
 forward-facing captures (small baselines); for a few views around an object, whose baselines
-are too wide for windows to match, :func:`render3d.priors.points.visual_hull_points` is the
+are too wide for windows to match, :func:`render3d.sparse_views.points.visual_hull_points` is the
 tool.
 """
 
