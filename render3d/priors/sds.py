@@ -20,7 +20,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.losses import LossConfig, LossContext, LossTerm
 from render3d.priors.pseudo_views import PseudoViews, patch_camera
-from render3d.zoo import schedule
+from render3d.nn import schedule
 
 
 @runtime_checkable

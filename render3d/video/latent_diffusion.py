@@ -7,7 +7,7 @@ the training latents' mean and spread) are a sequence of ``K * h * w`` vectors:
 
 * **diffusion forcing** (Chen et al. 2024): every latent frame carries its own noise level,
   told to the network; one block-causal transformer pass (the zoo's
-  :class:`~render3d.zoo.transformer.TransformerBlock`) denoises all of them at once, each
+  :class:`~render3d.nn.transformer.TransformerBlock`) denoises all of them at once, each
   seeing its own frame and the earlier ones only;
 * **context noise** (GameNGen's fix for drift): in training, the frames before a random cut
   get one low noise level (up to ``context_noise`` of the T steps) and the frames from the
@@ -19,7 +19,7 @@ the training latents' mean and spread) are a sequence of ``K * h * w`` vectors:
 * the network predicts ``v`` (Salimans & Ho 2022) under a plain squared error, which weighs
   the noisiest steps (where the next frame is guessed from the past and the camera) more
   than Min-SNR-5 does (300 s pilot on the default scene: +0.7 dB over frames 1-8); the noise
-  schedule and the DDIM update are the zoo's (:mod:`render3d.zoo.schedule`);
+  schedule and the DDIM update are the zoo's (:mod:`render3d.nn.schedule`);
 * **generation** denoises one latent frame at a time from noise with ``sample_steps`` DDIM
   steps (deterministic given the seed), the frames made so far as clean context held in
   per-layer KV caches.
@@ -37,9 +37,9 @@ from render3d.errors import Render3DError
 from render3d.video.plucker import CHANNELS as PLUCKER_CHANNELS
 from render3d.video.wavelet import FACTOR
 from render3d.video.world_model import CameraTransformer, WorldModelConfig, block_causal_mask
-from render3d.zoo import schedule
-from render3d.zoo.nets import sinusoidal_embedding
-from render3d.zoo.transformer import KVCache
+from render3d.nn import schedule
+from render3d.nn.embeddings import sinusoidal_embedding
+from render3d.nn.transformer import KVCache
 
 TIMESTEPS = 1000
 CLIP_X0 = 6.0  # clean estimates are clipped to this many standard deviations of the training latents

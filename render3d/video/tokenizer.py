@@ -30,7 +30,7 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.video.fsq import FSQ
 from render3d.video.wavelet import BANDS, FACTOR, check_frames, haar_decode, haar_encode
-from render3d.zoo.transformer import GQAttention
+from render3d.nn.transformer import GQAttention
 
 SPATIAL_FACTOR = 8
 TEMPORAL_FACTOR = FACTOR

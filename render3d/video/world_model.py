@@ -6,7 +6,7 @@ latent frame ``k`` predicts the token at the same position of frame ``k + 1``:
 
 * attention is **block-causal over time** (a token sees every token of its own latent frame
   and of all earlier ones, never a later one), with the zoo's grouped-query attention
-  (:class:`render3d.zoo.transformer.TransformerBlock`, ``F.scaled_dot_product_attention``);
+  (:class:`render3d.nn.transformer.TransformerBlock`, ``F.scaled_dot_product_attention``);
 * **camera conditioning**: every latent pixel of frame ``k`` gets the Plücker ray maps
   (:mod:`render3d.video.plucker`, relative to the first camera) of the four frames of latent
   frame ``k`` and of latent frame ``k + 1`` (the motion to predict), projected and added to
@@ -41,7 +41,7 @@ from render3d.errors import Render3DError
 from render3d.video.fsq import FSQ
 from render3d.video.plucker import CHANNELS as PLUCKER_CHANNELS
 from render3d.video.wavelet import FACTOR
-from render3d.zoo.transformer import KVCache, TransformerBlock
+from render3d.nn.transformer import KVCache, TransformerBlock
 
 NOISE_BUCKETS = 8
 ACTION_CHANNELS = 2 * FACTOR * PLUCKER_CHANNELS  # this latent frame's 4 ray maps and the next one's

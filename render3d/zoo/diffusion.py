@@ -13,11 +13,12 @@ from torch import Tensor, nn
 
 from render3d.config_cli import option
 from render3d.errors import Render3DError
-from render3d.zoo import schedule
+from render3d.nn import schedule
+from render3d.nn.embeddings import sinusoidal_embedding
 from render3d.zoo.base import (
     ImageSpec, ModelConfig, ZooModel, discretized_gaussian_log_prob, nats_to_bits_per_dim, to_signed, to_unit, update_ema,
 )
-from render3d.zoo.nets import attention_fp32, sinusoidal_embedding
+from render3d.zoo.nets import attention_fp32
 
 
 @dataclass

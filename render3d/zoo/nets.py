@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -92,14 +91,6 @@ def attention_fp32(q: Tensor, k: Tensor, v: Tensor, **options) -> Tensor:
     """
     with torch.autocast(q.device.type, enabled=False):
         return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options)
-
-
-def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
-    """Transformer-style position embedding of (possibly fractional) time steps ``t [B]``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=1)
 
 
 def slerp(a: Tensor, b: Tensor, w: Tensor) -> Tensor:

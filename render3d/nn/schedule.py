@@ -1,4 +1,5 @@
-"""The diffusion noise schedule and the DDIM update, shared by the zoo's image diffusion and the video world model.
+"""The diffusion noise schedule and the DDIM update, shared by the zoo's image diffusion, the video world model
+and the score-distillation prior.
 
 Signals live in a space where the data has roughly unit scale; ``x_t = sqrt(abar_t) x0 +
 sqrt(1 - abar_t) noise`` for integer steps ``t`` in ``0 .. T-1`` (Ho et al. 2020), and
