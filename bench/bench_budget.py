@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from common import describe  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402

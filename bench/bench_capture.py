@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from common import describe  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402

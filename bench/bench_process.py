@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from common import describe  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.colmap import camera_to_world  # noqa: E402

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import describe
+from common import describe
 
 from render3d.files import write_json, write_text_atomic
 from render3d.video.clips import ClipSet, load_clips

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import describe
+from common import describe
 
 from render3d.files import write_json
 from render3d.video.clips import load_clips

@@ -16,5 +16,5 @@ python3 -c "from nerfacc.cuda._backend import _C; print('nerfacc CUDA build ok:'
 echo "build seconds: $(( $(date +%s) - start ))"
 python3 -m pytest -q -p no:cacheprovider tests/test_splat_render.py tests/test_nerf.py tests/test_train.py -k "cuda or backends_agree" 2>&1 | tail -4
 python3 bench/bench_nerf.py --backend cuda --seconds ${NERF_SECONDS:-60} --target-samples 262144 2>&1 | tail -3
-python3 bench/bench_train_default.py --backend cuda 2>&1 | tail -3
+python3 bench/bench_train.py --mode job --backend cuda 2>&1 | tail -3
 python3 bench/bench_nerf.py --backend torch --seconds ${NERF_SECONDS:-60} 2>&1 | tail -3

@@ -9,7 +9,7 @@
   while the other works; and on a CPU shared with other processes a team's barrier waits for
   threads the kernel has descheduled. On this project's 2-core CPU, shared with other jobs,
   default splat training ran 6.7 times more steps per second with passive waiting than
-  with libgomp's default (``bench/bench_cpu_threads.py``; docs/benchmarks.md has the table). With
+  with libgomp's default (``bench/bench_train.py --mode threads``; docs/benchmarks.md has the table). With
   passive waiting the two teams never run at once (torch ops and numba kernels take turns
   on the calling thread), so both keep one thread per core. libgomp reads the
   variable when it loads, so it only works before ``import torch``; a Python program that

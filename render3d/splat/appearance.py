@@ -8,7 +8,7 @@ white balance) and corrects that image's render before the loss::
     rgb_i' = clamp(exp(g_i) * rgb_i, 0, 1),   with mean_j g_j = 0
 
 A bias per channel, tried as well, fitted noise: on the default scene with changed exposure
-it scored no better than no correction (``bench/bench_appearance.py``, 600 steps).
+it scored no better than no correction (``bench/bench_capture.py --case exposure``, 600 steps).
 
 The log-gains are kept zero-mean over the training images, so the corrections average to the identity:
 a colour cast common to every image stays in the scene (it cannot drift into the
