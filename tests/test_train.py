@@ -159,3 +159,24 @@ def test_strategy_presets_fill_only_unset_regularisers_and_the_run_records_them(
     assert trainer.method.config.opacity_reg == 0.0
     recorded = json.loads((trainer.run_dir / "config.json").read_text())
     assert json.dumps(recorded).count('"opacity_reg": 0.0') == 1 and json.dumps(recorded).count('"scale_reg": 0.01') == 1
+
+
+def test_a_gaussian_budget_keeps_the_most_opaque(tiny_scene, tmp_path):
+    """--splat.max-gaussians bounds the default strategy: a run that starts above it or grows past it is held at it,
+    keeping the most opaque Gaussians (the optimiser state shrinks with them); the same run without it stays above."""
+    grown = make_trainer(tiny_scene, tmp_path, steps=60, name="free")
+    grown.run()
+    capped = make_trainer(tiny_scene, tmp_path, steps=60, name="capped", max_gaussians=450)
+    capped.run()
+    assert grown.method.model.num_gaussians > 450
+    assert capped.method.model.num_gaussians == 450
+    state = capped.method.optimizers()["means"].state[capped.method.model.params["means"]]
+    assert state["exp_avg"].shape[0] == 450
+
+
+def test_a_negative_gaussian_budget_is_one_line_and_exit_2(capsys):
+    from render3d.cli import main
+
+    assert main(["train", "--splat.max-gaussians", "-1", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--splat.max-gaussians" in err, err

@@ -48,6 +48,8 @@ class SplatConfig:
         init_scale (float): Initial size relative to the mean distance to the 3 nearest Gaussians. Default: 0.5.
         strategy (str): Densification strategy: ``default`` (clone / split / prune) or ``mcmc``. Default: "default".
         cap_max (int): Most Gaussians the ``mcmc`` strategy may use. Default: 100_000.
+        max_gaussians (int): Most Gaussians the ``default`` strategy may keep: whenever densification (or the start) passes it,
+            the least opaque are removed; 0: no limit. Default: 0.
         refine_start (int): First densification step of a 30k-step run (scaled). Default: 500.
         refine_stop (int): Last densification step of a 30k-step run (scaled). Default: 15_000.
         refine_every (int): Densify every N steps (not scaled: the gradient statistics need this many steps).
@@ -103,6 +105,8 @@ class SplatConfig:
     init_scale: float = option("initial size relative to the mean distance to the 3 nearest Gaussians", default=0.5)
     strategy: str = option("densification strategy: default (clone/split/prune) or mcmc", default="default")
     cap_max: int = option("most Gaussians the mcmc strategy may use", default=100_000)
+    max_gaussians: int = option("most Gaussians the default strategy may keep: whenever densification (or the start) passes it, "
+                                "the least opaque are removed, so steps stay cheap and memory bounded (0: no limit)", default=0)
     refine_start: int = option("first densification step of a 30k-step run (scaled to --steps)", default=500)
     refine_stop: int = option("last densification step of a 30k-step run (scaled)", default=15_000)
     refine_every: int = option("densify every N steps (not scaled: the gradient statistics need this many steps)", default=100)
@@ -150,6 +154,8 @@ class SplatConfig:
             raise Render3DError(f"--splat.resolution-start {self.resolution_start} must be above 0 and at most 1")
         if not (math.isfinite(self.resolution_full) and 0 <= self.resolution_full <= 1):
             raise Render3DError(f"--splat.resolution-full {self.resolution_full} must be between 0 and 1")
+        if self.max_gaussians < 0:
+            raise Render3DError(f"--splat.max-gaussians {self.max_gaussians} must be at least 0 (0: no limit)")
         if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
             raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
         preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
@@ -348,9 +354,21 @@ class SplatMethod(BaseMethod):
             self.strategy.step_post_backward(
                 self.model.params, self._optimizers, self.strategy_state, step, info, packed=bool(info.get("packed", False))
             )
+            if 0 < self.config.max_gaussians < self.model.num_gaussians:
+                self._keep_most_opaque(self.config.max_gaussians)
         else:
             lr = self._optimizers["means"].param_groups[0]["lr"]
             self.strategy.step_post_backward(self.model.params, self._optimizers, self.strategy_state, step, info, lr=lr)
+
+    def _keep_most_opaque(self, count: int) -> None:
+        """Remove all but the ``count`` most opaque Gaussians, with their optimiser and densification state."""
+        from gsplat.strategy.ops import remove
+
+        opacities = self.model.params["opacities"].detach().reshape(-1)
+        keep = torch.topk(opacities, count, sorted=False).indices
+        drop = torch.ones_like(opacities, dtype=torch.bool)
+        drop[keep] = False
+        remove(self.model.params, self._optimizers, self.strategy_state, drop)
 
     def stats(self) -> dict[str, float]:
         """Numbers for progress bars and the viewer."""
