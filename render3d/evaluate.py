@@ -110,9 +110,15 @@ def refine_split_poses(model: SceneModel, split: Any, scene_scale: float, steps:
     if not isinstance(model, PoseDifferentiable):
         raise Render3DError(f"--refine-test-poses needs a model whose renders are differentiable in the camera pose; "
                             f"{type(model).__name__} is not: drop --refine-test-poses")
-    for p in model.parameters() if isinstance(model, torch.nn.Module) else ():
+    parameters = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    trainable = [p.requires_grad for p in parameters]
+    for p in parameters:  # the model stays frozen: only the poses are fitted
         p.requires_grad_(False)
     cameras = split.cameras.to(next(iter(model.buffers())).device) if isinstance(model, torch.nn.Module) else split.cameras
-    deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps)
+    try:
+        deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps)
+    finally:
+        for p, flag in zip(parameters, trainable):
+            p.requires_grad_(flag)
     refined = replace(split.cameras, c2w=corrected_c2w(split.cameras.c2w, deltas.to(split.cameras.c2w), scene_scale))
     return replace(split, cameras=refined)
