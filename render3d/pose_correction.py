@@ -36,9 +36,10 @@ def so3_exp(omega: Tensor) -> Tensor:
     """Rotation matrices ``[B, 3, 3]`` of axis-angle vectors ``omega [B, 3]`` (Rodrigues; smooth at 0)."""
     theta2 = (omega * omega).sum(-1, keepdim=True)[..., None]  # [B, 1, 1]
     small = theta2 < 1e-8
-    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
+    safe2 = torch.where(small, torch.ones_like(theta2), theta2)  # no 0/0 (nor its NaN gradient) where a series is used
+    theta = torch.sqrt(safe2)
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / safe2)
     x, y, z = omega.unbind(-1)
     zero = torch.zeros_like(x)
     skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(-1, 3, 3)

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-
 from render3d.backend import device_for, resolve_backend
 from render3d.checkpoints import load_weights, reading_contents, require_keys
 from render3d.config_cli import option
@@ -355,25 +354,25 @@ class Trainer(TrainLoop):
     def train_one_step(self) -> dict[str, float]:
         """One step of the method contract (see :mod:`render3d.methods`); returns the step's named losses."""
         step, method = self.planned_step(), self.method
-        with self.lock:
-            method.before_step(step)
+        # the lock and the run's random stream are held by step_context around this step
+        method.before_step(step)
+        for term in self.loss_terms:
+            term.before_step(step, self.total_steps, method)
+        batch = method.next_batch(step)
+        out = method.losses(step, batch)
+        losses = dict(out.losses)
+        if self.loss_terms:
+            context = LossContext(step, self.total_steps, batch, out, method, self.scene)
             for term in self.loss_terms:
-                term.before_step(step, self.total_steps, method)
-            batch = method.next_batch(step)
-            out = method.losses(step, batch)
-            losses = dict(out.losses)
-            if self.loss_terms:
-                context = LossContext(step, self.total_steps, batch, out, method, self.scene)
-                for term in self.loss_terms:
-                    weight = term.config.weight_at(step, self.total_steps)
-                    if weight > 0:
-                        losses.update({name: weight * value for name, value in term.losses(context).items()})
-            total = sum(losses.values())
-            loss = float(total.item())
-            self.check_finite(loss)
-            method.pre_backward(step, out)
-            backward_and_step(total, method.optimizers().values(), self.config.grad_clip)
-            method.post_backward(step, out)
+                weight = term.config.weight_at(step, self.total_steps)
+                if weight > 0:
+                    losses.update({name: weight * value for name, value in term.losses(context).items()})
+        total = sum(losses.values())
+        loss = float(total.item())
+        self.check_finite(loss)
+        method.pre_backward(step, out)
+        backward_and_step(total, method.optimizers().values(), self.config.grad_clip)
+        method.post_backward(step, out)
         self.step += 1
         return {"loss": loss, **{f"loss/{k}": float(v.detach()) for k, v in losses.items()}, **out.stats}
 
