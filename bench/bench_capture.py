@@ -1,6 +1,6 @@
 """Real-capture faults on the default scene: changing exposure, and camera poses that are a little off.
 
-    python bench/bench_capture.py [--case exposure|poses|all] [--steps 1200] [--resolution 128]
+    python bench/bench_capture.py [--case exposure|poses|multiscale|all] [--steps 1200] [--resolution 128]
 
 ``exposure``: each training image is multiplied by a random exposure in [0.6, 1.5] and a
 white-balance factor per channel in [0.95, 1.05] (seeded), then clipped to [0, 1]; test images
@@ -11,6 +11,13 @@ are left as rendered. Runs: clean images; changed images; changed images with
 the scene scale in a random direction (seeded); test cameras are exact. Runs: clean poses;
 disturbed poses; disturbed poses with ``--splat.pose-opt``. The camera error columns compare the
 poses training ends with (refined where pose-opt is on) against the clean ones.
+
+``multiscale`` (the Mip-NeRF protocol): train at ``--resolution`` in the classic mode and with
+``--splat.antialiased``; score the test views at full size, at 1/2, 1/4 and 1/8 (the ground truth
+area-averaged) and zoomed in 2x (the same cameras at twice the resolution, against the scene
+rendered at twice the resolution). Its own table: test PSNR per scale, and
+``bench/results/capture/multiscale.png``: the first test view at each scale (rows: ground truth,
+classic, antialiased; shown at full size, pixels repeated).
 
 All runs use the default splat recipe, the same steps and the same seed, and print one table:
 test PSNR / SSIM at the given test poses, camera errors, seconds.
@@ -59,6 +66,83 @@ def disturb_poses(c2w: torch.Tensor, distance: float, degrees: float = 1.0, seed
     return out
 
 
+SCALES = (1.0, 0.5, 0.25, 0.125, 2.0)
+
+
+def scale_name(factor: float) -> str:
+    return "full size" if factor == 1 else f"{factor:g}x (zoomed in)" if factor > 1 else f"1/{round(1 / factor)}"
+
+
+def target_at_scale(split, i: int, factor: float, zoomed=None) -> torch.Tensor:
+    """View ``i``'s ground truth ``[H, W, 3]`` at ``factor`` times its size: area-averaged below full size, from
+    ``zoomed`` (the same views rendered at ``factor`` times the size) above it."""
+    import torch.nn.functional as F
+
+    if factor > 1:
+        return zoomed.image_float(i)
+    target = split.image_float(i)
+    if factor < 1:
+        size = (round(target.shape[0] * factor), round(target.shape[1] * factor))
+        target = F.interpolate(target.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
+    return target
+
+
+def render_like(model, split, i: int, target: torch.Tensor) -> torch.Tensor:
+    """``model``'s render ``[H, W, 3]`` of view ``i`` at the size of ``target``."""
+    return model.render(split.cameras[i].resized(target.shape[1], target.shape[0])).rgb[0].detach().cpu()
+
+
+def psnr_at_scale(model, split, factor: float, zoomed=None) -> float:
+    """Mean test PSNR of ``model`` on ``split``'s cameras scaled by ``factor`` (:func:`target_at_scale`)."""
+    from render3d.metrics import psnr
+
+    scores = []
+    for i in range(len(split)):
+        target = target_at_scale(split, i, factor, zoomed)
+        scores.append(psnr(render_like(model, split, i, target), target))
+    return sum(scores) / len(scores)
+
+
+def write_scale_grid(path: Path, models, split, zoomed) -> None:
+    """Test view 0 at the scales below full size and at full size: rows ground truth, then each model."""
+    from render3d.images import to_uint8, write_png
+
+    full = split.image_float(0).shape[0]
+    rows = []
+    for model in (None, *models):
+        cells = []
+        for factor in (1.0, 0.5, 0.25, 0.125):
+            target = target_at_scale(split, 0, factor, zoomed)
+            image = target if model is None else render_like(model, split, 0, target)
+            repeat = full // image.shape[0]
+            cells.append(image.repeat_interleave(repeat, 0).repeat_interleave(repeat, 1))
+        rows.append(torch.cat(cells, dim=1))
+    write_png(path, to_uint8(torch.cat(rows, dim=0)))
+
+
+def multiscale(tmp: Path, steps: int, resolution: int) -> list[str]:
+    """Train classic and antialiased at ``resolution``; the table rows of their test PSNR per scale."""
+    scene = load_scene(generate_scene(tmp / "scene", resolution=resolution))
+    zoomed = load_scene(generate_scene(tmp / "scene2x", resolution=2 * resolution)).test
+    rows, models = [], []
+    for antialiased in (False, True):
+        config = TrainConfig(steps=steps, out=str(tmp / f"multiscale{int(antialiased)}"), save_every=0, progress=False)
+        start = time.perf_counter()
+        trainer = Trainer(config, SplatConfig(antialiased=antialiased), scene=scene)
+        trainer.run()
+        seconds = time.perf_counter() - start
+        model = trainer.method.model
+        models.append(model)
+        scores = [psnr_at_scale(model, scene.test, factor, zoomed) for factor in SCALES]
+        name = "--splat.antialiased" if antialiased else "classic"
+        rows.append(f"| {name} | " + " | ".join(f"{value:.2f} dB" for value in scores) + f" | {seconds:.0f} |")
+        print(rows[-1], flush=True)
+    results = Path(__file__).resolve().parent / "results" / "capture"
+    results.mkdir(parents=True, exist_ok=True)
+    write_scale_grid(results / "multiscale.png", models, scene.test, zoomed)
+    return rows
+
+
 def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
     """(name, scene, method config) of each run of the chosen cases."""
     runs = []
@@ -77,12 +161,14 @@ def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", default="all", choices=("exposure", "poses", "all"))
+    parser.add_argument("--case", default="all", choices=("exposure", "poses", "multiscale", "all"))
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=128)
     args = parser.parse_args()
-    rows = []
+    rows, scale_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.case in ("multiscale", "all"):
+            scale_rows = multiscale(Path(tmp), args.steps, args.resolution)
         clean = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
         truth = clean.train.cameras.c2w
         for index, (name, scene, method_config) in enumerate(cases(clean, args.case)):
@@ -98,9 +184,15 @@ def main() -> None:
             print(rows[-1], flush=True)
     print(f"\nMachine: {describe()}\n\n`python bench/bench_capture.py --case {args.case} --steps {args.steps} "
           f"--resolution {args.resolution}`, {time.strftime('%Y-%m-%d')}\n")
-    print("| run | test PSNR | test SSIM | camera error | seconds |\n|---|---|---|---|---|")
+    if rows:
+        print("| run | test PSNR | test SSIM | camera error | seconds |\n|---|---|---|---|---|")
     for name, psnr, ssim, degrees, percent, seconds in rows:
         print(f"| {name} | {psnr:.2f} dB | {ssim:.3f} | {degrees:.3f}°, {percent:.2f}% of the scene scale | {seconds:.0f} |")
+    if scale_rows:
+        print(f"\nMulti-scale: trained at {args.resolution} px, test PSNR at each scale\n")
+        print("| mode | " + " | ".join(scale_name(f) for f in SCALES) + " | seconds |")
+        print("|---" * (len(SCALES) + 2) + "|")
+        print("\n".join(scale_rows))
 
 
 if __name__ == "__main__":

@@ -199,21 +199,26 @@ def _scene_3d(n: int = 300, seed: int = 0):
     return params, torch.linalg.inv(c2w), intrinsics_matrix(70.0, 72.0, 35.0, 26.0)[None].expand(2, 3, 3)
 
 
-def test_compiled_projection_matches_the_torch_projection():
-    """Values and gradients (means, quaternions, scales) of the numba projection against project_gaussians."""
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_compiled_projection_matches_the_torch_projection(antialiased):
+    """Values and gradients (means, quaternions, scales) of the numba projection against project_gaussians,
+    with the antialiased mode's opacity compensations."""
     params, viewmats, Ks = _scene_3d(600)
     params["quats"][:5] *= 1e-3  # far from unit length: the normalisation's gradient matters
+    params["scales"][-100:] *= 0.02  # smaller than a pixel: the compensation is well below 1
     results = []
     for compiled in (True, False):
         inputs = {k: params[k].clone().requires_grad_() for k in ("means", "quats", "scales")}
         if compiled:
-            proj = project_gaussians_numba(*inputs.values(), viewmats, Ks, 70, 53)
+            proj = project_gaussians_numba(*inputs.values(), viewmats, Ks, 70, 53, antialiased=antialiased)
         else:
-            proj = project_gaussians(inputs["means"], covariance_3d(inputs["quats"], inputs["scales"]), viewmats, Ks, 70, 53)
+            proj = project_gaussians(inputs["means"], covariance_3d(inputs["quats"], inputs["scales"]), viewmats, Ks, 70, 53,
+                                     antialiased=antialiased)
         g = torch.Generator().manual_seed(2)
         drawn = (proj.radii > 0).all(-1)
+        outputs = (proj.means2d, proj.conics, proj.depths) + ((proj.compensations,) if antialiased else ())
         loss = sum((t * torch.randn(t.shape, generator=g) * (drawn[..., None] if t.dim() == 3 else drawn)).sum()
-                   for t in (proj.means2d, proj.conics, proj.depths))
+                   for t in outputs)
         results.append((proj, dict(zip(inputs, torch.autograd.grad(loss, list(inputs.values()))))))
     (proj, grads), (ref, ref_grads) = results
     assert torch.equal(proj.radii, ref.radii) and (ref.radii == 0).all(-1).any() and (ref.radii > 0).all(-1).any()
@@ -222,8 +227,12 @@ def test_compiled_projection_matches_the_torch_projection():
     t_cam = (viewmats[:, None, :3, :3] @ params["means"][None, :, :, None])[..., 0] + viewmats[:, None, :3, 3]
     assert ((t_cam[..., 0] / t_cam[..., 2]).abs() > 0.65)[(ref.radii > 0).all(-1)].any()
     drawn = (ref.radii > 0).all(-1)
-    for name in ("means2d", "conics", "depths"):
+    for name in ("means2d", "conics", "depths") + (("compensations",) if antialiased else ()):
         close(getattr(proj, name)[drawn], getattr(ref, name)[drawn], name)
+    if antialiased:
+        assert ref.compensations[drawn].min() < 0.5 and ref.compensations[drawn].max() <= 1.0
+    else:
+        assert proj.compensations is None and ref.compensations is None
     for name in ("means", "quats", "scales"):
         close(grads[name], ref_grads[name], f"d/d{name}")
 
@@ -247,7 +256,10 @@ def test_compiled_sh_colours_match_the_torch_colours(degree):
     close(grads[1], ref_grads[1], "d/dcoeffs")
 
 
-def test_torch_backend_end_to_end_matches_the_fallback(monkeypatch):
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_torch_backend_end_to_end_matches_the_fallback(monkeypatch, antialiased):
+    from render3d.splat.render import RasterSettings
+
     params, viewmats, Ks = _scene_3d()
     results = {}
     for mode in ("1", "0"):
@@ -255,6 +267,7 @@ def test_torch_backend_end_to_end_matches_the_fallback(monkeypatch):
         assert compiled_rasterizer_enabled(params["means"]) == (mode == "1")
         inputs = {k: v.clone().requires_grad_() for k, v in params.items()}
         colors, depth, alphas, info = rasterize("torch", *inputs.values(), 3, viewmats, Ks, 70, 53,
+                                                RasterSettings(antialiased=antialiased),
                                                 background=torch.tensor([0.2, 0.3, 0.4]))
         loss = colors.square().sum() + (depth * alphas).sum() + alphas.sum()
         results[mode] = (colors, depth, alphas, dict(zip(inputs, torch.autograd.grad(loss, list(inputs.values())))))

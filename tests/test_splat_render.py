@@ -154,14 +154,15 @@ def test_relocation_matches_the_mcmc_formula():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the cuda backend (gsplat kernels) needs a CUDA GPU")
-@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
-def test_torch_and_cuda_backends_agree(packed):
+@pytest.mark.parametrize("packed,antialiased", [(False, False), (True, False), (True, True)],
+                         ids=["unpacked", "packed", "antialiased"])
+def test_torch_and_cuda_backends_agree(packed, antialiased):
     means, quats, scales, opacities, coeffs, viewmats, Ks = _scene(2000)
     outputs = {}
     for backend, device in (("torch", "cpu"), ("cuda", "cuda")):
         leaves = [t.to(device).clone().requires_grad_() for t in (means, quats, scales, opacities, coeffs)]
         colors, depth, alphas, _ = rasterize(
-            backend, *leaves, 3, viewmats.to(device), Ks.to(device), 64, 50, RasterSettings(packed=packed)
+            backend, *leaves, 3, viewmats.to(device), Ks.to(device), 64, 50, RasterSettings(packed=packed, antialiased=antialiased)
         )
         g = torch.Generator().manual_seed(0)
         w = torch.randn(colors.shape, generator=g).to(device)

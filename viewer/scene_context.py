@@ -14,6 +14,7 @@ from render3d.camera_paths.framing import scene_frame
 from render3d.crop import CropBox, cropped
 from render3d.errors import Render3DError
 from render3d.protocol import HasGaussians
+from render3d.splat.ply import for_classic_renderers
 from render3d.viewer.camera import CameraPose, frustum_scale, pose_of
 from render3d.viewer.markup import escape_markdown
 from render3d.viewer.run_files import shown_path
@@ -152,7 +153,7 @@ class SceneContext:
         if not isinstance(model, HasGaussians):
             raise Render3DError("only Gaussian scenes export a cropped PLY")
         out = self.content.run_dir / "exports" / "cropped.ply"
-        save_ply(model, out)
+        save_ply(model, out, cameras=self.content.train_cameras)
         self.status.content = f"wrote {escape_markdown(shown_path(out, self.content.run_dir))} ({model.num_gaussians} Gaussians)"
         return out
 
@@ -164,7 +165,9 @@ class SceneContext:
             self._splats.remove()
             self._splats = None
         if on:
-            arrays = self.viewer.share.run(lambda: splat_arrays(cropped(self.content.model, self.current_crop())))
+            content = self.content
+            arrays = self.viewer.share.run(
+                lambda: splat_arrays(for_classic_renderers(cropped(content.model, self.current_crop()), content.train_cameras)))
             self._splats = self.viewer.server.scene.add_gaussian_splats("/splats", **arrays)
             for client in self.viewer.server.get_clients().values():
                 client.scene.set_background_image(None)

@@ -89,6 +89,16 @@ def orbit_poses(frame: SceneFrame, n_frames: int, elevation_deg: Optional[float]
     return torch.stack(poses)
 
 
+def views_around(bounds: Tensor, count: int = 48, size: int = 256) -> Cameras:
+    """``count`` square ``size``-pixel views (45° field of view) on three orbits around the box ``bounds [2, 3]``,
+    at -30°, 15° and 60° elevation: the views of content that has no cameras of its own."""
+    from render3d.camera_paths.interpolation import cameras_from_poses
+
+    poses = [orbit_poses(frame_from_bounds(bounds, elevation_deg=el), count // 3 or 1) for el in (-30.0, 15.0, 60.0)]
+    c2w = torch.cat(poses)
+    return cameras_from_poses(c2w, torch.full((len(c2w),), 45.0, dtype=torch.float64), size, size)
+
+
 def spiral_poses(cameras: Cameras, near_far: tuple[float, float], n_frames: int, rotations: float = 2.0) -> Tensor:
     """The LLFF spiral for forward-facing captures: around the mean pose, looking at the focus depth."""
     c2w = cameras.c2w.double()

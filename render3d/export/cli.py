@@ -205,18 +205,14 @@ def _gaussians(run: LoadedRun, what: str) -> HasGaussians:
 
 def mesh_cameras(run: LoadedRun, views: int) -> Cameras:
     """The views fused into a TSDF mesh: the training cameras, or a ring of orbits around content without cameras."""
-    from render3d.camera_paths.framing import frame_from_bounds, orbit_poses
-    from render3d.camera_paths.interpolation import cameras_from_poses
+    from render3d.camera_paths.framing import views_around
 
     if run.scene is not None:
         cameras = run.scene.train.cameras
         if views and views < len(cameras):
             cameras = cameras[torch.linspace(0, len(cameras) - 1, views).round().long()]
         return cameras
-    count = views or 48
-    poses = [orbit_poses(frame_from_bounds(run.bounds, elevation_deg=el), count // 3 or 1) for el in (-30.0, 15.0, 60.0)]
-    c2w = torch.cat(poses)
-    return cameras_from_poses(c2w, torch.full((len(c2w),), 45.0, dtype=torch.float64), 256, 256)
+    return views_around(run.bounds, views or 48)
 
 
 def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -228,13 +224,13 @@ def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from render3d.splat.ply import save_ply
 
         model = _gaussians(run, "ply")
-        save_ply(model, out)
+        save_ply(model, out, cameras=mesh_cameras(run, 0))
         detail = f"{model.num_gaussians} Gaussians"
     elif args.format == "splat":
         from render3d.splat.ply import save_splat
 
         model = _gaussians(run, "splat")
-        save_splat(model, out)
+        save_splat(model, out, cameras=mesh_cameras(run, 0))
         detail = f"{model.num_gaussians} Gaussians"
     elif args.format == "pointcloud":
         from render3d.export.pointcloud import gaussian_points, save_point_cloud, surface_points

@@ -85,6 +85,9 @@ class SplatConfig:
         lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step that draws the
             image; decays 10x over the run). Default: 1e-3.
         pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        antialiased (bool): Mip-Splatting's 2D filter (gsplat's ``antialiased`` mode): each Gaussian's opacity is
+            compensated for the screen-space blur, so renders at other resolutions or distances than training's do not
+            swell or alias; PLY exports bake the compensation in. Default: False.
         packed (bool): Packed rasterisation on CUDA (saves memory); the strategy is told the same. Default: True.
         near_plane (float): Gaussians closer than this to the camera are not drawn. Default: 0.01.
 
@@ -138,6 +141,9 @@ class SplatConfig:
     lr_pose: float = option("learning rate of the pose corrections (radians and scene scales per step that draws the "
                             "image; decays 10x over the run)", default=1e-3)
     pose_reg: float = option("weight of the L2 penalty on the pose corrections", default=1e-3)
+    antialiased: bool = option("Mip-Splatting's 2D filter (gsplat's antialiased mode): opacities compensated for the "
+                               "screen-space blur, so renders at other resolutions or distances do not swell or alias; "
+                               "PLY exports bake the compensation in", default=False)
     packed: bool = option("packed rasterisation on CUDA (saves memory); the strategy is told the same", default=True)
     near_plane: float = option("Gaussians closer than this to the camera are not drawn", default=0.01)
 
@@ -249,7 +255,7 @@ class SplatMethod(BaseMethod):
         else:
             points, colors = random_points(scene.bounds, config.init_points, generator)
         params = init_params(points, colors, config.sh_degree, config.init_opacity, config.init_scale).to(device)
-        settings = RasterSettings(near_plane=config.near_plane, packed=config.packed)
+        settings = RasterSettings(near_plane=config.near_plane, packed=config.packed, antialiased=config.antialiased)
         model = GaussianSplats(params, config.sh_degree, backend, scene.background.to(device), settings).to(device)
         batches = ViewBatcher(scene.train, device, seed, batch_size or 1, scene.background, config.random_background)
         return cls(config, model, scene.scene_scale, total_steps, batches)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from render3d.cameras import Cameras
 from render3d.datasets.io import is_file
 from render3d.datasets.ply import read_ply_vertices, reading
 from render3d.errors import Render3DError
@@ -68,10 +69,22 @@ def _ply_columns(gaussians: Gaussians) -> dict[str, np.ndarray]:
     }
 
 
-def save_ply(model: HasGaussians, path: PathLike) -> Path:
-    """Write ``model``'s Gaussians in the reference 3DGS PLY layout (binary little-endian float32), atomically."""
+def for_classic_renderers(model: HasGaussians, cameras: Optional[Cameras]) -> HasGaussians:
+    """``model`` as files store it: a model trained ``--splat.antialiased`` with its opacity factor at ``cameras``
+    baked in (:mod:`render3d.splat.baking`), anything else as it is."""
+    from render3d.splat.baking import baked_for_classic_renderers
+
+    return baked_for_classic_renderers(model, cameras) if isinstance(model, GaussianSplats) else model
+
+
+def save_ply(model: HasGaussians, path: PathLike, cameras: Optional[Cameras] = None) -> Path:
+    """Write ``model``'s Gaussians in the reference 3DGS PLY layout (binary little-endian float32), atomically.
+
+    A model trained in the antialiased mode is written with its opacity factor at ``cameras`` (the training cameras;
+    without them, views around the content) baked in, since the layout has no such mode.
+    """
     path = Path(path)
-    gaussians = model.gaussians()
+    gaussians = for_classic_renderers(model, cameras).gaussians()
     columns = _ply_columns(gaussians)
     names = ply_property_names(gaussians.sh_degree)
     data = np.concatenate(list(columns.values()), axis=1).astype("<f4")
@@ -146,9 +159,10 @@ def load_ply(path: PathLike, backend: str = "torch") -> GaussianSplats:
 # --------------------------------------------------------------------------- .splat
 
 
-def save_splat(model: HasGaussians, path: PathLike) -> Path:
-    """Write the 32-byte-per-Gaussian ``.splat`` format (colour from the DC term only), atomically."""
-    g = model.gaussians()
+def save_splat(model: HasGaussians, path: PathLike, cameras: Optional[Cameras] = None) -> Path:
+    """Write the 32-byte-per-Gaussian ``.splat`` format (colour from the DC term only), atomically (an antialiased
+    model baked as :func:`save_ply` does)."""
+    g = for_classic_renderers(model, cameras).gaussians()
     scales = torch.exp(g.log_scales.detach().cpu().float())
     opacity = g.opacities().detach().cpu().float()
     order = torch.argsort(-(scales.sum(-1) * opacity), stable=True)

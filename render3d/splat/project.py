@@ -4,11 +4,17 @@ Same conventions and numerical rules as gsplat's ``fully_fused_projection`` (pin
 2D covariance ``J W Σ Wᵀ Jᵀ + eps2d·I`` with the Jacobian's x/y clamped to 1.3x the
 field of view, radii ``ceil(3.33·σ)`` per axis, and Gaussians behind the near plane,
 beyond the far plane or outside the image get radius 0 (culled).
+
+In the antialiased mode (gsplat's ``rasterize_mode="antialiased"``, Mip-Splatting's 2D
+filter) the ``eps2d`` blur is a screen-space low-pass filter whose energy is compensated:
+each Gaussian's opacity is multiplied by ``sqrt(det(Σ2d) / det(Σ2d + eps2d·I))`` (at most
+1), so a Gaussian seen smaller than a pixel fades instead of swelling to the filter's size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -25,12 +31,18 @@ class Projection:
         conics: ``[C, N, 3]`` inverse 2D covariance (a, b, c) = upper triangle.
         depths: ``[C, N]`` camera-space z.
         radii: ``[C, N, 2]`` int32 screen-space extents in x and y; 0 means culled.
+        compensations: ``[C, N]`` opacity factors of the antialiased mode, in [0, 1]; None in the classic mode.
     """
 
     means2d: Tensor
     conics: Tensor
     depths: Tensor
     radii: Tensor
+    compensations: Optional[Tensor] = None
+
+    def opacities(self, opacities: Tensor, camera: int) -> Tensor:
+        """``opacities [N]`` as camera ``camera`` composites them (compensated in the antialiased mode)."""
+        return opacities if self.compensations is None else opacities * self.compensations[camera]
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
@@ -49,6 +61,7 @@ def project_gaussians(
     eps2d: float = 0.3,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
+    antialiased: bool = False,
 ) -> Projection:
     """Project Gaussians ``means [N, 3]``, ``covars [N, 3, 3]`` into ``C`` pinhole cameras.
 
@@ -56,6 +69,7 @@ def project_gaussians(
         viewmats: world-to-camera ``[C, 4, 4]`` (OpenCV axes).
         Ks: intrinsics ``[C, 3, 3]``.
         eps2d: screen-space blur added to the 2D covariance (low-pass filter).
+        antialiased: compensate the blur's energy (``Projection.compensations``, see the module docstring).
     """
     R = viewmats[:, None, :3, :3]  # [C, 1, 3, 3]
     t = viewmats[:, None, :3, 3]  # [C, 1, 3]
@@ -80,7 +94,13 @@ def project_gaussians(
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
 
     a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
-    det = (a * c - cov2d[..., 0, 1] * cov2d[..., 1, 0]).clamp_min(1e-10)
+    det_blurred = a * c - cov2d[..., 0, 1] * cov2d[..., 1, 0]
+    det = det_blurred.clamp_min(1e-10)
+    compensations = None
+    if antialiased:
+        det_sharp = (a - eps2d) * (c - eps2d) - cov2d[..., 0, 1] * cov2d[..., 1, 0]
+        ratio = torch.where(det_blurred > 1e-10, det_sharp / det, torch.zeros_like(det))
+        compensations = ratio.clamp_min(0.0).sqrt()
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
 
     means2d = torch.stack([fx * tx / tz + cx, fy * ty / tz + cy], dim=-1)
@@ -95,4 +115,4 @@ def project_gaussians(
         )
         radius = torch.where((valid & inside)[..., None], radius, torch.zeros_like(radius))
         radius = torch.nan_to_num(radius, nan=0.0, posinf=0.0)
-    return Projection(means2d=means2d, conics=conics, depths=tz, radii=radius.int())
+    return Projection(means2d=means2d, conics=conics, depths=tz, radii=radius.int(), compensations=compensations)

@@ -14,6 +14,8 @@ The backward passes are the chain rule of the torch code written out:
   ``depth = t_z`` (``t = W mean + w``), back to the mean, the normalised quaternion and the
   scales; the Jacobian's clamped x/y (1.3x the field of view) pass no gradient to ``t_x``/``t_y``
   but their clamp value to ``t_z``, as in torch. Radii are integers (no gradient).
+- antialiased compensation ``sqrt(det(Σ2d - eps2d I) / det(Σ2d))``: back to ``Σ2d``'s entries (none where
+  the ratio is clamped at 0).
 - colours: ``max(SH(d) . coeffs + 0.5, 0)`` with ``d`` the unit direction from the camera to
   the Gaussian, back to the coefficients and (through ``d``) to the mean.
 """
@@ -93,8 +95,17 @@ def _radius(value):
 
 
 @njit(inline=True)
-def _project_one(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, near, far,
-                 rot, m, cov, cov_cam, t, out_means2d, out_conics, out_depths, out_radii):
+def _compensation(a, b, cc, eps2d):
+    """The antialiased mode's opacity factor ``sqrt(det(Σ2d - eps2d I) / det(Σ2d))`` for ``Σ2d = [[a, b], [b, cc]]``
+    (0 where either determinant is not positive) and the ratio under the root."""
+    det = a * cc - b * b
+    ratio = ((a - eps2d) * (cc - eps2d) - b * b) / det if det > 1e-10 else 0.0
+    return (math.sqrt(ratio) if ratio > 0.0 else 0.0), ratio
+
+
+@njit(inline=True)
+def _project_one(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, near, far, antialiased,
+                 rot, m, cov, cov_cam, t, out_means2d, out_conics, out_depths, out_radii, out_comps):
     """Project Gaussian ``g`` into camera ``c``."""
     k = intrinsics[c]
     _gaussian_in_camera(means[g], quats[g], scales[g], views[c], rot, m, cov, cov_cam, t)
@@ -113,24 +124,25 @@ def _project_one(g, c, means, quats, scales, views, intrinsics, width, height, e
     keep = tz > near and tz < far and inside and math.isfinite(rx) and math.isfinite(ry)
     out_radii[c, g, 0] = np.int32(rx) if keep else 0
     out_radii[c, g, 1] = np.int32(ry) if keep else 0
+    out_comps[c, g] = _compensation(a, b, cc, eps2d)[0] if antialiased else 1.0
 
 
 @njit(parallel=True)
-def _project_forward(means, quats, scales, views, intrinsics, width, height, eps2d, near, far,
-                     out_means2d, out_conics, out_depths, out_radii):
+def _project_forward(means, quats, scales, views, intrinsics, width, height, eps2d, near, far, antialiased,
+                     out_means2d, out_conics, out_depths, out_radii, out_comps):
     """Fill the ``[C, N, ...]`` outputs of :func:`project_gaussians_numba`."""
     n = means.shape[0]
     for chunk in numba.prange((n + _CHUNK - 1) // _CHUNK):
         rot, m, cov, cov_cam, t = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty(3)
         for g in range(chunk * _CHUNK, min(n, (chunk + 1) * _CHUNK)):
             for c in range(views.shape[0]):
-                _project_one(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, near, far,
-                             rot, m, cov, cov_cam, t, out_means2d, out_conics, out_depths, out_radii)
+                _project_one(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, near, far, antialiased,
+                             rot, m, cov, cov_cam, t, out_means2d, out_conics, out_depths, out_radii, out_comps)
 
 
 @njit(inline=True)
-def _project_one_backward(g, c, means, quats, scales, views, intrinsics, width, height, eps2d,
-                          g_means2d, g_conics, g_depths, rot, m, cov, cov_cam, t, g_cam, g_j, g_cov, g_means):
+def _project_one_backward(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, antialiased,
+                          g_means2d, g_conics, g_depths, g_comps, rot, m, cov, cov_cam, t, g_cam, g_j, g_cov, g_means):
     """Add camera ``c``'s gradient of Gaussian ``g`` to ``g_means[g]`` and to ``g_cov`` (its world covariance).
 
     Returns the quaternion's norm (``rot`` and ``m = R S`` are left for :func:`_shape_backward`).
@@ -150,6 +162,14 @@ def _project_one_backward(g, c, means, quats, scales, views, intrinsics, width, 
     g_det = -(gA * cc - gB * b + gC * a) / (det * det) if det_raw > 1e-10 else 0.0
     ga, gc = gC / det + g_det * cc, gA / det + g_det * a
     g01 = 0.5 * (-gB / det - 2.0 * g_det * b)  # each of the two off-diagonal entries of cov2d
+    if antialiased:
+        comp, ratio = _compensation(a, b, cc, eps2d)
+        if ratio > 0.0 and det_raw > 1e-10:
+            # comp = sqrt(s / d) with s = (a - e)(cc - e) - b^2, d = a cc - b^2
+            g_ratio = g_comps[c, g] * 0.5 / comp
+            ga += g_ratio * ((cc - eps2d) - ratio * cc) / det_raw
+            gc += g_ratio * ((a - eps2d) - ratio * a) / det_raw
+            g01 += 0.5 * g_ratio * (-2.0 * b + ratio * 2.0 * b) / det_raw
     # cov2d = J cov_cam J^T: dL/dcov_cam = J^T G J, dL/dJ = 2 G J cov_cam with G = [[ga, g01], [g01, gc]]
     jj = ((j00, 0.0, j02), (0.0, j11, j12))
     gg = ((ga, g01), (g01, gc))
@@ -222,8 +242,8 @@ def _shape_backward(g, quats, scales, norm, rot, m, g_cov, g_rot, g_quats, g_sca
 
 
 @njit(parallel=True)
-def _project_backward(means, quats, scales, views, intrinsics, width, height, eps2d,
-                      g_means2d, g_conics, g_depths, g_means, g_quats, g_scales):
+def _project_backward(means, quats, scales, views, intrinsics, width, height, eps2d, antialiased,
+                      g_means2d, g_conics, g_depths, g_comps, g_means, g_quats, g_scales):
     """Gradients of :func:`_project_forward`'s outputs back to ``means``, ``quats`` and ``scales`` (zeros on entry)."""
     n = means.shape[0]
     for chunk in numba.prange((n + _CHUNK - 1) // _CHUNK):
@@ -233,8 +253,9 @@ def _project_backward(means, quats, scales, views, intrinsics, width, height, ep
             g_cov[:] = 0.0
             norm = 1.0
             for c in range(views.shape[0]):
-                norm = _project_one_backward(g, c, means, quats, scales, views, intrinsics, width, height, eps2d,
-                                             g_means2d, g_conics, g_depths, rot, m, cov, cov_cam, t, g_cam, g_j, g_cov, g_means)
+                norm = _project_one_backward(g, c, means, quats, scales, views, intrinsics, width, height, eps2d, antialiased,
+                                             g_means2d, g_conics, g_depths, g_comps, rot, m, cov, cov_cam, t, g_cam, g_j,
+                                             g_cov, g_means)
             if views.shape[0] > 0:
                 _shape_backward(g, quats, scales, norm, rot, m, g_cov, g_rot, g_quats, g_scales)
 
@@ -248,43 +269,48 @@ class _ProjectFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor,  # type: ignore[override]
-                width: int, height: int, eps2d: float, near: float, far: float):
+                width: int, height: int, eps2d: float, near: float, far: float, antialiased: bool):
         arrays = [_numpy(t) for t in (means, quats, scales, viewmats, Ks)]
         n_cams, n = len(viewmats), len(means)
         means2d, conics = np.empty((n_cams, n, 2), np.float32), np.empty((n_cams, n, 3), np.float32)
         depths, radii = np.empty((n_cams, n), np.float32), np.empty((n_cams, n, 2), np.int32)
+        comps = np.empty((n_cams, n), np.float32)
         with launch():
-            _project_forward(*arrays, width, height, eps2d, near, far, means2d, conics, depths, radii)
-        ctx.arrays, ctx.settings = arrays, (width, height, eps2d)
+            _project_forward(*arrays, width, height, eps2d, near, far, antialiased, means2d, conics, depths, radii, comps)
+        ctx.arrays, ctx.settings = arrays, (width, height, eps2d, antialiased)
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
-        return torch.from_numpy(means2d), torch.from_numpy(conics), torch.from_numpy(depths), radii_t
+        return torch.from_numpy(means2d), torch.from_numpy(conics), torch.from_numpy(depths), radii_t, torch.from_numpy(comps)
 
     @staticmethod
-    def backward(ctx, g_means2d: Tensor, g_conics: Tensor, g_depths: Tensor, _g_radii: Tensor):  # type: ignore[override]
+    def backward(ctx, g_means2d: Tensor, g_conics: Tensor, g_depths: Tensor, _g_radii: Tensor,  # type: ignore[override]
+                 g_comps: Tensor):
         means = ctx.arrays[0]
         g_means, g_quats, g_scales = np.zeros_like(means), np.zeros((len(means), 4), np.float32), np.zeros_like(means)
         with launch():
             _project_backward(*ctx.arrays, *ctx.settings, _numpy(g_means2d), _numpy(g_conics), _numpy(g_depths),
-                              g_means, g_quats, g_scales)
+                              _numpy(g_comps), g_means, g_quats, g_scales)
         return (torch.from_numpy(g_means), torch.from_numpy(g_quats), torch.from_numpy(g_scales),
-                None, None, None, None, None, None, None)
+                None, None, None, None, None, None, None, None)
 
 
 def project_gaussians_numba(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int,
-                            height: int, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10) -> Projection:
+                            height: int, eps2d: float = 0.3, near_plane: float = 0.01, far_plane: float = 1e10,
+                            antialiased: bool = False) -> Projection:
     """``project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, ...)`` in one compiled pass.
 
     Args:
         means ``[N, 3]``, quats ``[N, 4]`` (w, x, y, z; normalised here), scales ``[N, 3]`` (linear),
         viewmats ``[C, 4, 4]`` world-to-camera, Ks ``[C, 3, 3]``; float32 CPU tensors.
+        antialiased: also return the opacity compensations ``[C, N]`` of the antialiased mode.
 
     Returns:
         the :class:`~render3d.splat.project.Projection`, differentiable w.r.t. means, quats and scales.
     """
-    means2d, conics, depths, radii = _ProjectFunction.apply(means, quats, scales, viewmats, Ks, width, height,
-                                                            float(eps2d), float(near_plane), float(far_plane))
-    return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
+    means2d, conics, depths, radii, comps = _ProjectFunction.apply(means, quats, scales, viewmats, Ks, width, height,
+                                                                   float(eps2d), float(near_plane), float(far_plane),
+                                                                   bool(antialiased))
+    return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii, compensations=comps if antialiased else None)
 
 
 @njit(inline=True)

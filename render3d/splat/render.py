@@ -30,6 +30,7 @@ class RasterSettings:
     eps2d: float = 0.3
     tile_size: int = 16
     packed: bool = True  # cuda only; strategies must be told the same
+    antialiased: bool = False  # Mip-Splatting's 2D filter: opacities compensated for the eps2d blur (gsplat's mode)
 
 
 def sh_colors(means: Tensor, coeffs: Tensor, sh_degree: int, camera_centers: Tensor) -> Tensor:
@@ -62,19 +63,33 @@ def _moved(means: Tensor, quats: Tensor, transform: Tensor) -> tuple[Tensor, Ten
     return means @ rotation.T + transform[:3, 3], moved_quats
 
 
+def _compiled(*tensors: Tensor) -> bool:
+    """Whether the compiled CPU kernels take these tensors (float32 on the CPU; no camera that needs gradients)."""
+    return kernels_enabled(*tensors) and not any(t.requires_grad for t in tensors[-2:])
+
+
+def project(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+            settings: RasterSettings) -> Projection:
+    """The projection of Gaussians ``[N]`` into ``C`` cameras on the ``torch`` backend (compiled on the CPU where
+    :mod:`render3d.cpu_kernels` allows, else :func:`~render3d.splat.project.project_gaussians`)."""
+    if _compiled(means, quats, scales, viewmats, Ks):
+        from render3d.splat.project_numba import project_gaussians_numba
+
+        return project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
+                                       settings.near_plane, settings.far_plane, settings.antialiased)
+    return project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
+                             settings.near_plane, settings.far_plane, settings.antialiased)
+
+
 def _project_and_shade(means: Tensor, quats: Tensor, scales: Tensor, coeffs: Tensor, sh_degree: int, viewmats: Tensor,
                        Ks: Tensor, centers: Tensor, width: int, height: int,
                        settings: RasterSettings) -> tuple[Projection, Tensor]:
     """The projection of the Gaussians into ``C`` cameras and their SH colours ``[C, N, 3]``."""
-    compiled = kernels_enabled(means, quats, scales, coeffs, viewmats, Ks) and not (viewmats.requires_grad or Ks.requires_grad)
-    if compiled:
-        from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
+    proj = project(means, quats, scales, viewmats, Ks, width, height, settings)
+    if _compiled(means, quats, scales, coeffs, viewmats, Ks):
+        from render3d.splat.project_numba import sh_colors_numba
 
-        proj = project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
-                                       settings.near_plane, settings.far_plane)
         return proj, sh_colors_numba(means, coeffs, sh_degree, centers)
-    proj = project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
-                             settings.near_plane, settings.far_plane)
     return proj, sh_colors(means, coeffs, sh_degree, centers)
 
 
@@ -106,14 +121,15 @@ def rasterize_torch(
     else:
         parts = [_project_and_shade(*_moved(means, quats, world_transforms[c]), scales, coeffs, sh_degree, viewmats[c:c + 1],
                                     Ks[c:c + 1], centers[c:c + 1], width, height, settings) for c in range(viewmats.shape[0])]
-        proj = Projection(*(torch.cat([getattr(p, name) for p, _ in parts]) for name in ("means2d", "conics", "depths", "radii")))
+        proj = Projection(*(torch.cat([getattr(p, name) for p, _ in parts]) for name in ("means2d", "conics", "depths", "radii")),
+                          compensations=torch.cat([p.compensations for p, _ in parts]) if settings.antialiased else None)
         colors = torch.cat([c for _, c in parts])
     extra = gaussian_normals(means, quats, scales, centers) if normals else None
     images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
         feats = torch.cat([colors[c], proj.depths[c, :, None]] + ([extra[c]] if extra is not None else []), dim=-1)
         img, alpha = rasterize_to_pixels(
-            proj.means2d[c], proj.conics[c], feats, opacities, proj.depths[c], proj.radii[c], width, height
+            proj.means2d[c], proj.conics[c], feats, proj.opacities(opacities, c), proj.depths[c], proj.radii[c], width, height
         )
         images.append(img[..., :3])
         depths.append(img[..., 3:4] / alpha.clamp_min(1e-10))
@@ -124,6 +140,7 @@ def rasterize_torch(
         "radii": proj.radii,
         "depths": proj.depths,
         "conics": proj.conics,
+        "compensations": proj.compensations,
         "width": width,
         "height": height,
         "n_cameras": viewmats.shape[0],
@@ -182,6 +199,7 @@ def rasterize_cuda(
         packed=settings.packed,
         tile_size=settings.tile_size,
         render_mode="RGB+ED",
+        rasterize_mode="antialiased" if settings.antialiased else "classic",
     )
     info["packed"] = settings.packed
     if normals:
