@@ -1,6 +1,7 @@
 """Real-capture faults on the default scene: changing exposure, and camera poses that are a little off.
 
-    python bench/bench_capture.py [--case exposure|poses|multiscale|all] [--steps 1200] [--resolution 128]
+    python bench/bench_capture.py [--case exposure|poses|multiscale|real|all] [--steps 1200] [--resolution 128]
+                                  [--data ../shared/data] [--scenes fern,fox]
 
 ``exposure``: each training image is multiplied by a random exposure in [0.6, 1.5] and a
 white-balance factor per channel in [0.95, 1.05] (seeded), then clipped to [0, 1]; test images
@@ -19,6 +20,13 @@ rendered at twice the resolution). Its own table: test PSNR per scale, and
 ``bench/results/capture/multiscale.png``: the first test view at each scale (rows: ground truth,
 classic, antialiased; shown at full size, pixels repeated).
 
+``real``: real captures from ``--data`` (skipped with a note where absent): LLFF fern at
+504x378 with its official poses (``--downscale 8``, every 8th photo held out) and the fox
+hand-held photos at 270x480 (``--downscale 4``, its ``transforms.json`` poses). Runs: the default
+recipe; with ``--splat.pose-opt``; ``--splat.appearance exposure``; ``--splat.antialiased``; all three.
+Scored at the given test poses and after fitting each test pose against the trained scene
+(``render3d eval --refine-test-poses``, 100 steps), with SSIM and the training time.
+
 All runs use the default splat recipe, the same steps and the same seed, and print one table:
 test PSNR / SSIM at the given test poses, camera errors, seconds.
 """
@@ -36,7 +44,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import describe  # noqa: E402
+from common import header  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402
@@ -143,6 +151,41 @@ def multiscale(tmp: Path, steps: int, resolution: int) -> list[str]:
     return rows
 
 
+REAL_SCENES = {"fern": ("fern", 8), "fox": ("fox", 4)}  # folder under --data, --downscale
+REAL_VARIANTS = {
+    "default recipe": {},
+    "--splat.pose-opt": {"pose_opt": True},
+    "--splat.appearance exposure": {"appearance": "exposure"},
+    "--splat.antialiased": {"antialiased": True},
+    "all three": {"pose_opt": True, "appearance": "exposure", "antialiased": True},
+}
+
+
+def real_captures(tmp: Path, data: Path, scenes: list[str], steps: int) -> list[str]:
+    """Train each variant on each real capture; table rows (scene, run, PSNR at given / refined test poses, SSIM, s)."""
+    from render3d.evaluate import evaluate_split, refine_split_poses
+
+    rows = []
+    for name in scenes:
+        folder, downscale = REAL_SCENES[name]
+        if not (data / folder).is_dir():
+            print(f"{name}: skipped, no {data / folder}", flush=True)
+            continue
+        scene = load_scene(data / folder, downscale=downscale)
+        for variant, options in REAL_VARIANTS.items():
+            config = TrainConfig(steps=steps, out=str(tmp / f"{name}-{len(rows)}"), save_every=0, progress=False)
+            start = time.perf_counter()
+            trainer = Trainer(config, SplatConfig(**options), scene=scene)
+            metrics = trainer.run()
+            seconds = time.perf_counter() - start
+            model = trainer.method.model
+            refined = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale)))
+            rows.append(f"| {name} | {variant} | {metrics['psnr']:.2f} dB | {refined['psnr']:.2f} dB | {metrics['ssim']:.3f} "
+                        f"| {seconds:.0f} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
     """(name, scene, method config) of each run of the chosen cases."""
     runs = []
@@ -161,12 +204,17 @@ def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", default="all", choices=("exposure", "poses", "multiscale", "all"))
+    parser.add_argument("--case", default="all", choices=("exposure", "poses", "multiscale", "real", "all"))
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                        help="folder holding fern/ and fox/ (case real)")
+    parser.add_argument("--scenes", default="fern,fox", help="real captures to train (case real): fern, fox")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=128)
     args = parser.parse_args()
-    rows, scale_rows = [], []
+    rows, scale_rows, real_rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.case in ("real", "all"):
+            real_rows = real_captures(Path(tmp), Path(args.data), [s for s in args.scenes.split(",") if s], args.steps)
         if args.case in ("multiscale", "all"):
             scale_rows = multiscale(Path(tmp), args.steps, args.resolution)
         clean = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
@@ -182,8 +230,7 @@ def main() -> None:
             rows.append((name, metrics["psnr"], metrics["ssim"], float(degrees.mean()),
                          100 * float(distances.mean()) / float(clean.scene_scale), time.perf_counter() - start))
             print(rows[-1], flush=True)
-    print(f"\nMachine: {describe()}\n\n`python bench/bench_capture.py --case {args.case} --steps {args.steps} "
-          f"--resolution {args.resolution}`, {time.strftime('%Y-%m-%d')}\n")
+    print("\n" + header() + "\n")
     if rows:
         print("| run | test PSNR | test SSIM | camera error | seconds |\n|---|---|---|---|---|")
     for name, psnr, ssim, degrees, percent, seconds in rows:
@@ -193,6 +240,10 @@ def main() -> None:
         print("| mode | " + " | ".join(scale_name(f) for f in SCALES) + " | seconds |")
         print("|---" * (len(SCALES) + 2) + "|")
         print("\n".join(scale_rows))
+    if real_rows:
+        print("\nReal captures: test PSNR at the given test poses and after fitting them (100 steps each)\n")
+        print("| scene | run | test PSNR | with refined test poses | test SSIM | seconds |\n|---|---|---|---|---|---|")
+        print("\n".join(real_rows))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def steps_mode(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- --mode cpu
 
-PATHS = {"old": "0", "new": "1", "base": "1"}  # RENDER3D_CPU_KERNELS value of each path
+PATHS = {"old": "torch", "new": "compiled", "base": "compiled"}  # the CPU kernel setting of each path
 SLOW_S = 10.0  # a call slower than this is timed once
 MAX_OLD_PAIRS = 60e6  # the old path holds ~100 bytes per box pixel of each Gaussian: skip it beyond this
 
@@ -149,25 +149,31 @@ class CpuPaths:
     """Switches the torch backend between its CPU paths, and times the compositing calls inside a render."""
 
     def __init__(self, baseline: Callable | None) -> None:
-        from render3d.splat import rasterize_numba, render
+        import dataclasses
+
+        from render3d.splat import kernels, rasterize_numba, render
 
         self.numba, self.current, self.baseline = rasterize_numba, rasterize_numba.rasterize_to_pixels_numba, baseline
         self.raster_seconds = 0.0
-        composite = render.rasterize_to_pixels
 
-        def timed_compositing(*args):
-            start = time.perf_counter()
-            out = composite(*args)
-            self.raster_seconds += time.perf_counter() - start
-            return out
+        def with_timed_compositing(*examples):
+            chosen = kernels.splat_kernels(*examples)
 
-        render.rasterize_to_pixels = timed_compositing
+            def timed_compositing(*args):
+                start = time.perf_counter()
+                out = chosen.composite(*args)
+                self.raster_seconds += time.perf_counter() - start
+                return out
+
+            return dataclasses.replace(chosen, composite=timed_compositing)
+
+        render.splat_kernels = with_timed_compositing
 
     def timed(self, fn: Callable[[], None], path: str) -> tuple[float, float]:
         """Seconds of one call of ``fn`` on ``path``, and of the compositing inside it."""
-        from render3d.splat.rasterize_cpu import ENV_VAR
+        from render3d.cpu_kernels import set_kernel_choice
 
-        os.environ[ENV_VAR] = PATHS[path]
+        set_kernel_choice(PATHS[path])
         self.numba.rasterize_to_pixels_numba = self.baseline if path == "base" else self.current
         self.raster_seconds = 0.0
         start = time.perf_counter()
@@ -268,10 +274,10 @@ def row(case: str, n: int, size: int, what: str, t: dict[str, tuple]) -> str:
 def cpu_mode(args: argparse.Namespace) -> None:
     import numba
 
-    from render3d.splat.rasterize_cpu import ENV_VAR, compiled_rasterizer_enabled
+    from render3d.cpu_kernels import ENV_VAR, kernels_enabled
 
-    if not compiled_rasterizer_enabled():
-        raise SystemExit(f"compiled rasteriser unavailable (numba missing or {ENV_VAR}=0)")
+    if not kernels_enabled():
+        raise SystemExit(f"compiled rasteriser unavailable (numba missing, --cpu-kernels torch or {ENV_VAR}=0)")
     repeats = args.repeats or 3
     with baseline_checkout(args.baseline_tree) as tree:
         paths = CpuPaths(load_baseline(tree) if tree else None)

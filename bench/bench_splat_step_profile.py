@@ -4,8 +4,8 @@
 
 Trains the default scene (torch backend) for a few steps, then times each stage of a step
 forward+backward on its own: 3D covariance and EWA projection, SH colours and the
-rasteriser (each as torch code, ``old``, and numba kernels, ``new``; see
-``RENDER3D_CPU_KERNELS``), the loss (L1 + SSIM), Adam, and a whole training step.
+rasteriser (each as torch code, ``old``, and numba kernels, ``new``: the two kernel sets of
+``render3d/splat/kernels.py``), the loss (L1 + SSIM), Adam, and a whole training step.
 Runs on one thread (torch and numba) and reports CPU time, best of ``--repeats``: on a
 shared machine that is the number that holds still; the shares are what to read.
 """
@@ -13,7 +13,6 @@ shared machine that is the number that holds still; the shares are what to read.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from typing import Callable
@@ -24,11 +23,8 @@ import torch.nn.functional as F
 
 from render3d.metrics import ssim
 from render3d.splat.method import SplatConfig
-from render3d.splat.project import covariance_3d, project_gaussians
-from render3d.cpu_kernels import ENV_VAR, kernels_enabled
-from render3d.splat.project_numba import project_gaussians_numba, sh_colors_numba
-from render3d.splat.rasterize_cpu import rasterize_to_pixels
-from render3d.splat.render import sh_colors
+from render3d.cpu_kernels import set_kernel_choice
+from render3d.splat.kernels import COMPILED_KERNELS, TORCH_KERNELS, SplatKernels
 from render3d.train import TrainConfig, Trainer
 
 
@@ -62,24 +58,20 @@ def main() -> None:
     centers = torch.linalg.inv(viewmats)[:, :3, 3]
     degree = model.active_sh_degree
 
-    def projection() -> None:
-        if kernels_enabled():
-            proj = project_gaussians_numba(leaf["means"], leaf["quats"], leaf["scales"], viewmats, Ks, width, height)
-        else:
-            proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
+    def projection(kernels: SplatKernels) -> None:
+        proj = kernels.project(leaf["means"], leaf["quats"], leaf["scales"], viewmats, Ks, width, height)
         (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
 
-    def colours() -> None:
-        colour_fn = sh_colors_numba if kernels_enabled() else sh_colors
-        colour_fn(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
+    def colours(kernels: SplatKernels) -> None:
+        kernels.colors(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
 
     with torch.no_grad():
-        proj = project_gaussians(leaf["means"], covariance_3d(leaf["quats"], leaf["scales"]), viewmats, Ks, width, height)
-        feats = torch.cat([sh_colors(leaf["means"], leaf["coeffs"], degree, centers)[0], proj.depths[0, :, None]], -1)
+        proj = TORCH_KERNELS.project(leaf["means"], leaf["quats"], leaf["scales"], viewmats, Ks, width, height)
+        feats = torch.cat([TORCH_KERNELS.colors(leaf["means"], leaf["coeffs"], degree, centers)[0], proj.depths[0, :, None]], -1)
     raster_in = [t.clone().requires_grad_() for t in (proj.means2d[0], proj.conics[0], feats, leaf["opacities"])]
 
-    def rasteriser() -> None:
-        img, alpha = rasterize_to_pixels(*raster_in, proj.depths[0], proj.radii[0], width, height)
+    def rasteriser(kernels: SplatKernels) -> None:
+        img, alpha = kernels.composite(*raster_in, proj.depths[0], proj.radii[0], width, height)
         (img.sum() + alpha.sum()).backward()
 
     rgb = (target * 0.9 + 0.05).requires_grad_()
@@ -96,13 +88,13 @@ def main() -> None:
             opt.step()
 
     rows = []
-    for label, value in (("new", "1"), ("old", "0")):
-        os.environ[ENV_VAR] = value
-        rows.append((f"covariance + projection fwd+bwd ({label})", cpu_ms(projection, args.repeats)))
-        rows.append((f"SH colours (degree {degree}) fwd+bwd ({label})", cpu_ms(colours, args.repeats)))
-        rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(rasteriser, args.repeats)))
+    for label, kernels in (("new", COMPILED_KERNELS), ("old", TORCH_KERNELS)):
+        set_kernel_choice(kernels.name)
+        rows.append((f"covariance + projection fwd+bwd ({label})", cpu_ms(lambda: projection(kernels), args.repeats)))
+        rows.append((f"SH colours (degree {degree}) fwd+bwd ({label})", cpu_ms(lambda: colours(kernels), args.repeats)))
+        rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(lambda: rasteriser(kernels), args.repeats)))
         rows.append((f"whole training step ({label})", cpu_ms(trainer.train_one_step, args.repeats)))
-    os.environ[ENV_VAR] = "1"
+    set_kernel_choice(None)
     rows += [
         ("loss (L1 + SSIM) fwd+bwd", cpu_ms(loss, args.repeats)),
         ("Adam, 6 parameter groups", cpu_ms(adam, args.repeats)),

@@ -2,7 +2,8 @@
 
     python bench/bench_train.py --mode job [--steps 1200] [--backend auto] [--rounds 1] [--warmup 20]
         [--variant NAME=VAR=VALUE,VAR=VALUE ...] [--baseline-tree DIR|REV] [--allocator]
-    python bench/bench_train.py --mode speed [--backend auto] [--resolution 800] [--gaussians 100000 300000] [--steps 200] [--warmup 20]
+    python bench/bench_train.py --mode speed [--backend auto] [--resolution 800 ...] [--gaussians 100000 300000] [--steps 200]
+        [--warmup 20] [--plot PNG]
     python bench/bench_train.py --mode threads [--method splat] [--steps 30] [--warmup 10] [--rounds 2]
 
 ``--mode job`` (the default): ``render3d train`` on the bundled scene, in a subprocess per
@@ -25,7 +26,11 @@ Targets on a 2-core CPU: under 180 s wall, at least 28 dB.
 ``--mode speed``: the splat trainer's steps/s at a fixed Gaussian count. Renders a few views
 of the default scene at ``--resolution``, starts from that many random Gaussians with
 densification switched off (so the count stays fixed), and times ``--steps`` steps after
-``--warmup`` untimed ones, for each of ``--gaussians``.
+``--warmup`` untimed ones, for each of ``--gaussians`` at each ``--resolution``. With several
+sizes and counts it fits the cost curve ``ms per step = a + b * megapixels + c * (100k Gaussians)
++ d * megapixels * (100k Gaussians)`` by least squares, prints it, and with ``--plot`` draws
+ms per step against megapixels, one line per count, with the fit (a user predicts a run's length
+from it: steps times the ms per step of their image size and Gaussian count).
 
 ``--mode threads``: the thread teams on the CPU, training steps/s under each OpenMP wait
 policy and thread split. PyTorch (its own libgomp) and numba's ``omp`` threading layer (the
@@ -135,21 +140,53 @@ def speed_mode(args: argparse.Namespace) -> None:
     from render3d.splat.method import SplatConfig
     from render3d.train import TrainConfig, Trainer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        scene = load_scene(generate_scene(f"{tmp}/scene", resolution=args.resolution, n_train=8, n_val=1, n_test=1))
     rows = []
-    for n in args.gaussians:
-        config = TrainConfig(steps=args.steps + args.warmup, backend=args.backend, out=f"{tempfile.gettempdir()}/bench-train-speed",
-                             save_every=0, progress=False)
-        # refine_start beyond the run: no densification, the count stays at n
-        splat = SplatConfig(init_points=n, init_scale=0.5, refine_start=10**9, refine_stop=10**9)
-        trainer = Trainer(config, splat, scene=scene)
-        rows.append((trainer.backend, n, time_steps(trainer, args.warmup, args.steps)))
+    for resolution in args.resolution:
+        with tempfile.TemporaryDirectory() as tmp:
+            scene = load_scene(generate_scene(f"{tmp}/scene", resolution=resolution, n_train=8, n_val=1, n_test=1))
+        for n in args.gaussians:
+            config = TrainConfig(steps=args.steps + args.warmup, backend=args.backend,
+                                 out=f"{tempfile.gettempdir()}/bench-train-speed", save_every=0, progress=False)
+            # refine_start beyond the run: no densification, the count stays at n
+            splat = SplatConfig(init_points=n, init_scale=0.5, refine_start=10**9, refine_stop=10**9)
+            trainer = Trainer(config, splat, scene=scene)
+            rows.append((trainer.backend, n, resolution, time_steps(trainer, args.warmup, args.steps)))
+            print(rows[-1], flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(header(f"device: {device}; {args.steps} timed steps after {args.warmup}, densification off") + "\n")
-    print(table_header(["backend", "gaussians", "size", "steps/s", "CPU ms per step"]))
-    for backend, n, timing in rows:
-        print(table_row([backend, n, f"{args.resolution}x{args.resolution}", f"{timing['steps_per_s']:.1f}", f"{timing['cpu_ms']:.0f}"]))
+    print(table_header(["backend", "gaussians", "size", "steps/s", "ms per step", "CPU ms per step"]))
+    for backend, n, resolution, timing in rows:
+        print(table_row([backend, n, f"{resolution}x{resolution}", f"{timing['steps_per_s']:.1f}",
+                         f"{1000 / timing['steps_per_s']:.0f}", f"{timing['cpu_ms']:.0f}"]))
+    if len(args.resolution) > 1 and len(args.gaussians) > 1:
+        cost_curve([(resolution ** 2 / 1e6, n / 1e5, 1000 / timing["steps_per_s"]) for _, n, resolution, timing in rows],
+                   args.plot)
+
+
+def cost_curve(points: list[tuple[float, float, float]], plot: str | None) -> None:
+    """Fit ``ms = a + b P + c G + d P G`` (P megapixels, G hundred thousand Gaussians) to ``points``, print it, and
+    with ``plot`` draw the measurements and the fit."""
+    import numpy as np
+
+    from render3d.video.plot import Series, line_plot
+
+    data = np.array(points)
+    design = np.stack([np.ones(len(data)), data[:, 0], data[:, 1], data[:, 0] * data[:, 1]], axis=1)
+    (a, b, c, d), *_ = np.linalg.lstsq(design, data[:, 2], rcond=None)
+    worst = np.max(np.abs(design @ np.array([a, b, c, d]) / data[:, 2] - 1))
+    print(f"\ncost curve: ms per step = {a:.0f} + {b:.0f} * megapixels + {c:.0f} * (100k Gaussians) + {d:.0f} * megapixels "
+          f"* (100k Gaussians); largest misfit {100 * worst:.0f}%")
+    if plot:
+        series = []
+        for g in sorted(set(data[:, 1])):
+            measured = data[data[:, 1] == g]
+            order = np.argsort(measured[:, 0])
+            label = f"{g * 100:g}k Gaussians"
+            series.append(Series(measured[order, 0].tolist(), measured[order, 2].tolist(), label, points=True))
+            xs = np.linspace(measured[:, 0].min(), measured[:, 0].max(), 20)
+            series.append(Series(xs.tolist(), (a + b * xs + c * g + d * xs * g).tolist(), f"fit, {label}", dashed=True, markers=False))
+        line_plot(series, Path(plot), "splat training step on the CPU", "image megapixels", "ms per step")
+        print(f"plot: {plot}")
 
 
 # ----------------------------------------------------------------------------- --mode threads
@@ -222,7 +259,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=VAR=VALUE,...", help="job: a row with these environment variables")
     parser.add_argument("--baseline-tree", default=None, metavar="DIR|REV", help="job: an older checkout (folder or git revision) as the 'before' row")
     parser.add_argument("--allocator", action="store_true", help="job: compare glibc malloc tuned and untuned")
-    parser.add_argument("--resolution", type=int, default=800, help="speed: image size of the rendered views")
+    parser.add_argument("--resolution", type=int, nargs="+", default=[800], help="speed: image sizes of the rendered views")
+    parser.add_argument("--plot", default=None, metavar="PNG", help="speed: draw the cost curve here (several sizes and counts)")
     parser.add_argument("--gaussians", type=int, nargs="+", default=[100_000, 300_000], help="speed: Gaussian counts to time")
     parser.add_argument("--method", default="splat", help="threads: splat or nerf")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -8,6 +8,7 @@ during training save a checkpoint and say how to resume (exit status 130, 143, 1
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import warnings
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     from render3d.registry import COMMANDS
 
     parser = argparse.ArgumentParser(prog="render3d", description="3D neural rendering: train, evaluate, render, export and view scenes.")
+    parser.add_argument("--cpu-kernels", choices=("compiled", "torch"), default=None,
+                        help="on the CPU, run the splat and NeRF kernels compiled with numba or as plain PyTorch (same results, "
+                             "slower); default: compiled, or torch where RENDER3D_CPU_KERNELS=0")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = dict(COMMANDS.items())  # a command plug-in that does not load is left out, with a warning
     for name in sorted(commands, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n)):
@@ -282,6 +286,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _one_line_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cpu_kernels is not None:
+        from render3d.cpu_kernels import ENV_VAR, set_kernel_choice
+
+        set_kernel_choice(args.cpu_kernels)
+        os.environ[ENV_VAR] = "0" if args.cpu_kernels == "torch" else "1"  # for worker processes the command starts
     if args.command in KERNEL_COMMANDS:
         start_kernel_warmup()
     try:

@@ -3,7 +3,12 @@
 Kernels live beside the torch code they replace (``render3d/splat/rasterize_numba.py``,
 ``render3d/splat/project_numba.py``, ``render3d/nerf/encoding_numba.py``); the torch code
 stays the reference they are tested against and the path taken where numba cannot be
-imported, for tensors that are not float32 on the CPU, or with ``RENDER3D_CPU_KERNELS=0``.
+imported, for tensors that are not float32 on the CPU, or where the kernel setting says
+``torch``.
+
+The setting is process-wide: ``render3d --cpu-kernels compiled|torch COMMAND ...`` on the
+command line, :func:`set_kernel_choice` in Python. Left unset, ``RENDER3D_CPU_KERNELS=0``
+means ``torch`` and anything else ``compiled``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch
 from torch import Tensor
 
 ENV_VAR = "RENDER3D_CPU_KERNELS"
+KERNEL_CHOICES = ("compiled", "torch")
+_choice: Optional[str] = None  # set_kernel_choice; None: from ENV_VAR
 
 # Calls into the kernels are serialised: numba's ``workqueue`` threading layer aborts on
 # concurrent launches (the viewer renders from its own thread while training runs).
@@ -48,9 +55,31 @@ def numba_available() -> bool:
     return True
 
 
+def set_kernel_choice(choice: Optional[str]) -> None:
+    """Run the ``compiled`` CPU kernels (where numba imports) or the pure-``torch`` code; None: as
+    ``RENDER3D_CPU_KERNELS`` says (``0``: torch).
+
+    Raises:
+        Render3DError: ``choice`` is not one of :data:`KERNEL_CHOICES`.
+    """
+    global _choice
+    if choice is not None and choice not in KERNEL_CHOICES:
+        from render3d.errors import Render3DError
+
+        raise Render3DError(f"--cpu-kernels {choice!r} is not known: use {' or '.join(KERNEL_CHOICES)}")
+    _choice = choice
+
+
+def kernel_choice() -> str:
+    """The CPU kernel setting in force: ``compiled`` or ``torch`` (see the module docstring)."""
+    if _choice is not None:
+        return _choice
+    return "torch" if os.environ.get(ENV_VAR, "1").strip() == "0" else "compiled"
+
+
 def kernels_enabled(*examples: Optional[Tensor]) -> bool:
     """Whether the compiled kernels run (for tensors like ``examples``: float32 on the CPU, no grad to skip)."""
-    if os.environ.get(ENV_VAR, "1").strip() == "0" or not numba_available():
+    if kernel_choice() == "torch" or not numba_available():
         return False
     return all(t is None or (t.device.type == "cpu" and t.dtype == torch.float32) for t in examples)
 

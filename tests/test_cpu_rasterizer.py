@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("numba")
 
-from render3d.splat.rasterize_cpu import ENV_VAR, compiled_rasterizer_enabled  # noqa: E402
+from render3d.cpu_kernels import ENV_VAR, kernels_enabled  # noqa: E402
 from render3d.splat.rasterize_numba import TILE, rasterize_to_pixels_numba  # noqa: E402
 from render3d.splat.rasterize_pairs import _pair_alpha, pixel_pairs, rasterize_to_pixels  # noqa: E402
 from render3d.splat.project import covariance_3d, project_gaussians  # noqa: E402
@@ -100,9 +100,11 @@ def test_more_channels_than_the_kernels_take_fall_back_to_the_torch_rasteriser()
     means2d, conics, feats, opacities, depths, radii = splats_2d(80, 30, 20, 9, seed=3)
     with pytest.raises(ValueError, match="at most 8 feature channels"):
         rasterize_to_pixels_numba(means2d, conics, feats, opacities, depths, radii, 30, 20)
-    from render3d.splat.rasterize_cpu import rasterize_to_pixels as dispatched
+    from render3d.splat.kernels import splat_kernels
 
-    img, alpha = dispatched(means2d, conics, feats, opacities, depths, radii, 30, 20)
+    kernels = splat_kernels(means2d)
+    assert kernels.name == "compiled"
+    img, alpha = kernels.composite(means2d, conics, feats, opacities, depths, radii, 30, 20)
     ref_img, ref_alpha = rasterize_to_pixels(means2d, conics, feats, opacities, depths, radii, 30, 20)
     assert img.shape == (20, 30, 9)
     close(img, ref_img, "colours")
@@ -264,7 +266,7 @@ def test_torch_backend_end_to_end_matches_the_fallback(monkeypatch, antialiased)
     results = {}
     for mode in ("1", "0"):
         monkeypatch.setenv(ENV_VAR, mode)
-        assert compiled_rasterizer_enabled(params["means"]) == (mode == "1")
+        assert kernels_enabled(params["means"]) == (mode == "1")
         inputs = {k: v.clone().requires_grad_() for k, v in params.items()}
         colors, depth, alphas, info = rasterize("torch", *inputs.values(), 3, viewmats, Ks, 70, 53,
                                                 RasterSettings(antialiased=antialiased),
@@ -293,7 +295,7 @@ def test_trains_with_the_fallback_forced(tiny_scene, tmp_path, monkeypatch):
     from render3d.train import TrainConfig, Trainer
 
     monkeypatch.setenv(ENV_VAR, "0")
-    assert not compiled_rasterizer_enabled()
+    assert not kernels_enabled()
     config = TrainConfig(steps=5, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
     trainer = Trainer(config, SplatConfig(init_points=300, sh_degree=1), scene=tiny_scene)
     stats = [trainer.step_once() for _ in range(5)]
@@ -365,3 +367,28 @@ def test_no_writable_cache_dir_still_works():
         print(offsets.tolist())
     """
     assert _python(code, {}).strip() == "[0, 1, 1, 1, 1, 1, 1]"
+
+
+def test_the_kernel_setting_overrides_the_environment(monkeypatch, tiny_scene_dir):
+    """``render3d --cpu-kernels`` / set_kernel_choice decide; RENDER3D_CPU_KERNELS only gives the default."""
+    from render3d.cli import main
+    from render3d.cpu_kernels import kernel_choice, set_kernel_choice
+    from render3d.errors import Render3DError
+    from render3d.splat.kernels import splat_kernels
+
+    example = torch.zeros(3)
+    try:
+        monkeypatch.setenv(ENV_VAR, "1")
+        set_kernel_choice("torch")
+        assert not kernels_enabled(example) and splat_kernels(example).name == "torch"
+        monkeypatch.setenv(ENV_VAR, "0")
+        set_kernel_choice("compiled")
+        assert kernels_enabled(example) and splat_kernels(example).name == "compiled"
+        set_kernel_choice(None)
+        assert kernel_choice() == "torch"  # the environment again
+        with pytest.raises(Render3DError, match="--cpu-kernels 'fast' is not known"):
+            set_kernel_choice("fast")
+        assert main(["--cpu-kernels", "compiled", "info", str(tiny_scene_dir)]) == 0
+        assert kernel_choice() == "compiled" and os.environ[ENV_VAR] == "1"  # worker processes inherit it
+    finally:
+        set_kernel_choice(None)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from render3d.cameras import Cameras
 from render3d.splat.model import GaussianSplats
-from render3d.splat.render import project
+from render3d.splat.kernels import splat_kernels
 
 
 def mean_compensations(model: GaussianSplats, cameras: Cameras, chunk: int = 8) -> Tensor:
@@ -30,15 +30,17 @@ def mean_compensations(model: GaussianSplats, cameras: Cameras, chunk: int = 8) 
         model: the Gaussians (any raster settings; the compensation is computed in the antialiased mode).
         cameras: the views to average over, usually the training cameras (``C`` views, projected ``chunk`` at a time).
     """
-    settings = replace(model.settings, antialiased=True)
+    settings = model.settings
     total = torch.zeros(model.num_gaussians)
     count = torch.zeros(model.num_gaussians)
     a = model.activated()
     with torch.no_grad():
         for start in range(0, len(cameras), chunk):
             cams = cameras[start:start + chunk].to(a["means"].device)
-            proj = project(a["means"].detach(), a["quats"].detach(), a["scales"].detach(), cams.viewmats, cams.K,
-                           cams.width, cams.height, settings)
+            means, quats, scales = a["means"].detach(), a["quats"].detach(), a["scales"].detach()
+            proj = splat_kernels(means, cams.viewmats).project(means, quats, scales, cams.viewmats, cams.K, cams.width,
+                                                                cams.height, settings.eps2d, settings.near_plane,
+                                                                settings.far_plane, antialiased=True)
             drawn = (proj.radii > 0).all(-1).float().cpu()
             total += (proj.compensations.float().cpu() * drawn).sum(0)
             count += drawn.sum(0)

@@ -3,8 +3,8 @@
 Drop-in for :func:`render3d.splat.rasterize_pairs.rasterize_to_pixels` (same arguments,
 same outputs, same compositing rules: ``alpha = min(0.999, o * exp(-sigma))``, skipped
 where ``sigma < 0`` or ``alpha < 1/255``, a pixel stops before the Gaussian that would take
-its transmittance to ``1e-4`` or below). :mod:`render3d.splat.rasterize_cpu` picks it for
-CPU tensors; ``RENDER3D_CPU_KERNELS=0`` in the environment forces the torch rasteriser.
+its transmittance to ``1e-4`` or below). :mod:`render3d.splat.kernels` picks it for float32
+CPU tensors unless the kernel setting says ``torch``.
 
 Layout (gsplat's CUDA design, adapted to a few CPU threads):
 
@@ -56,7 +56,7 @@ from torch import Tensor
 
 from render3d.cpu_kernels import launch
 from render3d.cpu_kernels import njit as _jit
-from render3d.splat.rasterize_cpu import MAX_FEATURES
+from render3d.splat.kernels import MAX_FEATURES
 from render3d.splat.rasterize_pairs import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 
 TILE = 16

@@ -1,4 +1,5 @@
-"""Render Gaussians with either backend: gsplat's CUDA ``rasterization`` or our torch rasteriser.
+"""Render Gaussians with either backend: gsplat's CUDA ``rasterization`` or our torch rasteriser
+(:mod:`render3d.splat.kernels`: project, colours, composite).
 
 Both take activated parameters (linear scales, opacities in [0, 1]) and SH coefficients,
 and return ``(colors [C, H, W, 3], depth [C, H, W, 1], alphas [C, H, W, 1], info)`` where
@@ -15,10 +16,9 @@ import torch
 from torch import Tensor
 
 from render3d.cameras import qvec_to_rotmat
-from render3d.cpu_kernels import kernels_enabled
-from render3d.splat.project import Projection, covariance_3d, project_gaussians
-from render3d.splat.rasterize_cpu import rasterize_to_pixels
-from render3d.splat.sh import eval_sh
+from render3d.splat.kernels import SplatKernels, splat_kernels
+from render3d.splat.project import Projection
+from render3d.splat.sh import sh_colors
 
 
 @dataclass
@@ -31,12 +31,6 @@ class RasterSettings:
     tile_size: int = 16
     packed: bool = True  # cuda only; strategies must be told the same
     antialiased: bool = False  # Mip-Splatting's 2D filter: opacities compensated for the eps2d blur (gsplat's mode)
-
-
-def sh_colors(means: Tensor, coeffs: Tensor, sh_degree: int, camera_centers: Tensor) -> Tensor:
-    """Per-camera Gaussian colours ``[C, N, 3]`` from SH coefficients ``[N, K, 3]``."""
-    dirs = means[None] - camera_centers[:, None]
-    return torch.clamp_min(eval_sh(sh_degree, dirs, coeffs[None].expand(dirs.shape[0], -1, -1, -1)) + 0.5, 0.0)
 
 
 def gaussian_normals(means: Tensor, quats: Tensor, scales: Tensor, camera_centers: Tensor) -> Tensor:
@@ -63,34 +57,13 @@ def _moved(means: Tensor, quats: Tensor, transform: Tensor) -> tuple[Tensor, Ten
     return means @ rotation.T + transform[:3, 3], moved_quats
 
 
-def _compiled(*tensors: Tensor) -> bool:
-    """Whether the compiled CPU kernels take these tensors (float32 on the CPU; no camera that needs gradients)."""
-    return kernels_enabled(*tensors) and not any(t.requires_grad for t in tensors[-2:])
-
-
-def project(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
-            settings: RasterSettings) -> Projection:
-    """The projection of Gaussians ``[N]`` into ``C`` cameras on the ``torch`` backend (compiled on the CPU where
-    :mod:`render3d.cpu_kernels` allows, else :func:`~render3d.splat.project.project_gaussians`)."""
-    if _compiled(means, quats, scales, viewmats, Ks):
-        from render3d.splat.project_numba import project_gaussians_numba
-
-        return project_gaussians_numba(means, quats, scales, viewmats, Ks, width, height, settings.eps2d,
-                                       settings.near_plane, settings.far_plane, settings.antialiased)
-    return project_gaussians(means, covariance_3d(quats, scales), viewmats, Ks, width, height, settings.eps2d,
-                             settings.near_plane, settings.far_plane, settings.antialiased)
-
-
 def _project_and_shade(means: Tensor, quats: Tensor, scales: Tensor, coeffs: Tensor, sh_degree: int, viewmats: Tensor,
-                       Ks: Tensor, centers: Tensor, width: int, height: int,
-                       settings: RasterSettings) -> tuple[Projection, Tensor]:
+                       Ks: Tensor, centers: Tensor, width: int, height: int, settings: RasterSettings,
+                       kernels: SplatKernels) -> tuple[Projection, Tensor]:
     """The projection of the Gaussians into ``C`` cameras and their SH colours ``[C, N, 3]``."""
-    proj = project(means, quats, scales, viewmats, Ks, width, height, settings)
-    if _compiled(means, quats, scales, coeffs, viewmats, Ks):
-        from render3d.splat.project_numba import sh_colors_numba
-
-        return proj, sh_colors_numba(means, coeffs, sh_degree, centers)
-    return proj, sh_colors(means, coeffs, sh_degree, centers)
+    proj = kernels.project(means, quats, scales, viewmats, Ks, width, height, settings.eps2d, settings.near_plane,
+                           settings.far_plane, settings.antialiased)
+    return proj, kernels.colors(means, coeffs, sh_degree, centers)
 
 
 def rasterize_torch(
@@ -109,18 +82,21 @@ def rasterize_torch(
     world_transforms: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Rendering of ``C`` cameras on the ``torch`` backend (colour, expected depth, alpha, info; ``info["normals"]``
-    when asked): projection, SH colours and compositing compiled with numba on the CPU (see
-    :mod:`render3d.cpu_kernels`; not for cameras that need gradients), else in pure PyTorch.
+    when asked): projection, SH colours and compositing by the kernels :func:`render3d.splat.kernels.splat_kernels`
+    picks (compiled with numba on the CPU, else pure PyTorch).
 
     ``world_transforms [C, 4, 4]`` (pose correction, :mod:`render3d.pose_correction`): camera ``c`` sees the
     Gaussians moved by ``world_transforms[c]``, differentiably, so the compiled kernels serve corrected cameras too.
     """
+    kernels = splat_kernels(means, quats, scales, opacities, coeffs, viewmats, Ks)
     centers = torch.linalg.inv(viewmats)[:, :3, 3]
     if world_transforms is None:
-        proj, colors = _project_and_shade(means, quats, scales, coeffs, sh_degree, viewmats, Ks, centers, width, height, settings)
+        proj, colors = _project_and_shade(means, quats, scales, coeffs, sh_degree, viewmats, Ks, centers, width, height, settings,
+                                          kernels)
     else:
         parts = [_project_and_shade(*_moved(means, quats, world_transforms[c]), scales, coeffs, sh_degree, viewmats[c:c + 1],
-                                    Ks[c:c + 1], centers[c:c + 1], width, height, settings) for c in range(viewmats.shape[0])]
+                                    Ks[c:c + 1], centers[c:c + 1], width, height, settings, kernels)
+                 for c in range(viewmats.shape[0])]
         proj = Projection(*(torch.cat([getattr(p, name) for p, _ in parts]) for name in ("means2d", "conics", "depths", "radii")),
                           compensations=torch.cat([p.compensations for p, _ in parts]) if settings.antialiased else None)
         colors = torch.cat([c for _, c in parts])
@@ -128,7 +104,7 @@ def rasterize_torch(
     images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
         feats = torch.cat([colors[c], proj.depths[c, :, None]] + ([extra[c]] if extra is not None else []), dim=-1)
-        img, alpha = rasterize_to_pixels(
+        img, alpha = kernels.composite(
             proj.means2d[c], proj.conics[c], feats, proj.opacities(opacities, c), proj.depths[c], proj.radii[c], width, height
         )
         images.append(img[..., :3])

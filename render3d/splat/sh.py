@@ -83,3 +83,10 @@ def rgb_to_sh(rgb: Tensor) -> Tensor:
 def sh_to_rgb(sh0: Tensor) -> Tensor:
     """Colour of a DC coefficient."""
     return sh0 * C0 + 0.5
+
+
+def sh_colors(means: Tensor, coeffs: Tensor, sh_degree: int, camera_centers: Tensor) -> Tensor:
+    """Per-camera Gaussian colours ``[C, N, 3]`` from SH coefficients ``[N, K, 3]``: ``max(SH(d) . coeffs + 0.5, 0)``
+    with ``d`` the direction from each of ``camera_centers [C, 3]`` to each of ``means [N, 3]``."""
+    dirs = means[None] - camera_centers[:, None]
+    return torch.clamp_min(eval_sh(sh_degree, dirs, coeffs[None].expand(dirs.shape[0], -1, -1, -1)) + 0.5, 0.0)
