@@ -152,16 +152,16 @@ def multiscale(tmp: Path, steps: int, resolution: int) -> list[str]:
 
 
 REAL_SCENES = {"fern": ("fern", 8), "fox": ("fox", 4)}  # folder under --data, --downscale
-REAL_VARIANTS = {
-    "default recipe": {},
-    "--splat.pose-opt": {"pose_opt": True},
-    "--splat.appearance exposure": {"appearance": "exposure"},
-    "--splat.antialiased": {"antialiased": True},
-    "all three": {"pose_opt": True, "appearance": "exposure", "antialiased": True},
+REAL_VARIANTS = {  # --variants key: (row name, method options)
+    "default": ("default recipe", {}),
+    "pose-opt": ("--splat.pose-opt", {"pose_opt": True}),
+    "exposure": ("--splat.appearance exposure", {"appearance": "exposure"}),
+    "antialiased": ("--splat.antialiased", {"antialiased": True}),
+    "all": ("all three", {"pose_opt": True, "appearance": "exposure", "antialiased": True}),
 }
 
 
-def real_captures(tmp: Path, data: Path, scenes: list[str], steps: int) -> list[str]:
+def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str], steps: int) -> list[str]:
     """Train each variant on each real capture; table rows (scene, run, PSNR at given / refined test poses, SSIM, s)."""
     from render3d.evaluate import evaluate_split, refine_split_poses
 
@@ -172,7 +172,7 @@ def real_captures(tmp: Path, data: Path, scenes: list[str], steps: int) -> list[
             print(f"{name}: skipped, no {data / folder}", flush=True)
             continue
         scene = load_scene(data / folder, downscale=downscale)
-        for variant, options in REAL_VARIANTS.items():
+        for variant, options in (REAL_VARIANTS[key] for key in variants):
             config = TrainConfig(steps=steps, out=str(tmp / f"{name}-{len(rows)}"), save_every=0, progress=False)
             start = time.perf_counter()
             trainer = Trainer(config, SplatConfig(**options), scene=scene)
@@ -208,13 +208,19 @@ def main() -> None:
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                         help="folder holding fern/ and fox/ (case real)")
     parser.add_argument("--scenes", default="fern,fox", help="real captures to train (case real): fern, fox")
+    parser.add_argument("--variants", default=",".join(REAL_VARIANTS),
+                        help=f"runs on each real capture (case real): {', '.join(REAL_VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=128)
     args = parser.parse_args()
+    unknown = [v for v in args.variants.split(",") if v and v not in REAL_VARIANTS]
+    if unknown or any(s and s not in REAL_SCENES for s in args.scenes.split(",")):
+        parser.error(f"--variants takes {', '.join(REAL_VARIANTS)}; --scenes takes {', '.join(REAL_SCENES)}")
     rows, scale_rows, real_rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         if args.case in ("real", "all"):
-            real_rows = real_captures(Path(tmp), Path(args.data), [s for s in args.scenes.split(",") if s], args.steps)
+            real_rows = real_captures(Path(tmp), Path(args.data), [s for s in args.scenes.split(",") if s],
+                                      [v for v in args.variants.split(",") if v], args.steps)
         if args.case in ("multiscale", "all"):
             scale_rows = multiscale(Path(tmp), args.steps, args.resolution)
         clean = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))

@@ -62,7 +62,7 @@ def main() -> None:
         proj = kernels.project(leaf["means"], leaf["quats"], leaf["scales"], viewmats, Ks, width, height)
         (proj.means2d.sum() + proj.conics.sum() + proj.depths.sum()).backward()
 
-    def colours(kernels: SplatKernels) -> None:
+    def colors(kernels: SplatKernels) -> None:
         kernels.colors(leaf["means"], leaf["coeffs"], degree, centers).sum().backward()
 
     with torch.no_grad():
@@ -70,7 +70,7 @@ def main() -> None:
         feats = torch.cat([TORCH_KERNELS.colors(leaf["means"], leaf["coeffs"], degree, centers)[0], proj.depths[0, :, None]], -1)
     raster_in = [t.clone().requires_grad_() for t in (proj.means2d[0], proj.conics[0], feats, leaf["opacities"])]
 
-    def rasteriser(kernels: SplatKernels) -> None:
+    def rasterizer(kernels: SplatKernels) -> None:
         img, alpha = kernels.composite(*raster_in, proj.depths[0], proj.radii[0], width, height)
         (img.sum() + alpha.sum()).backward()
 
@@ -91,8 +91,8 @@ def main() -> None:
     for label, kernels in (("new", COMPILED_KERNELS), ("old", TORCH_KERNELS)):
         set_kernel_choice(kernels.name)
         rows.append((f"covariance + projection fwd+bwd ({label})", cpu_ms(lambda: projection(kernels), args.repeats)))
-        rows.append((f"SH colours (degree {degree}) fwd+bwd ({label})", cpu_ms(lambda: colours(kernels), args.repeats)))
-        rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(lambda: rasteriser(kernels), args.repeats)))
+        rows.append((f"SH colours (degree {degree}) fwd+bwd ({label})", cpu_ms(lambda: colors(kernels), args.repeats)))
+        rows.append((f"rasteriser fwd+bwd ({label})", cpu_ms(lambda: rasterizer(kernels), args.repeats)))
         rows.append((f"whole training step ({label})", cpu_ms(trainer.train_one_step, args.repeats)))
     set_kernel_choice(None)
     rows += [

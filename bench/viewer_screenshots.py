@@ -27,7 +27,7 @@ from render3d.viewer.source import ViewerContent, load_content
 OUT = Path(__file__).resolve().parents[1] / "test-artifacts" / "viewer-opening"
 
 
-def initialised_content(spec: str) -> ViewerContent:
+def initialized_content(spec: str) -> ViewerContent:
     """``DATASET[:DOWNSCALE]``: the dataset with a splat model initialised from it."""
     from render3d.datasets import load_scene
     from render3d.splat.method import SplatConfig, SplatMethod
@@ -72,7 +72,7 @@ def main() -> None:
                                                         args=CHROMIUM_ARGS, viewport={"width": 1024, "height": 700})
         for view in args.views:
             name, _, source = view.partition("=")
-            content = initialised_content(source[5:]) if source.startswith("data:") else load_content(source, "torch")
+            content = initialized_content(source[5:]) if source.startswith("data:") else load_content(source, "torch")
             page = browser.new_page()
             position = shoot(page, content, out / f"{name}.png", args.side, args.timeout)
             page.close()

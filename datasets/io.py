@@ -170,8 +170,8 @@ def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im).astype(np.float64)
         peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        grey = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
+        gray = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
     has_alpha = im.mode in ("LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info)
     return np.asarray(im.convert("RGBA" if has_alpha else "RGB")).copy()
 

@@ -124,7 +124,7 @@ class RayBatcher:
         index = torch.randint(0, n, (total,), generator=self.generator)
         py = torch.randint(0, h, (total,), generator=self.generator)
         px = torch.randint(0, w, (total,), generator=self.generator)
-        random_colours = torch.rand(total, 3, generator=self.generator) if self.random_background else None
+        random_colors = torch.rand(total, 3, generator=self.generator) if self.random_background else None
         jitter = torch.rand(total, 1, generator=self.generator)
         index, py, px, jitter = index[mine], py[mine], px[mine], jitter[mine]
         origins, dirs = s.cameras.rays_at_pixels(index, px, py)
@@ -132,8 +132,8 @@ class RayBatcher:
         target = s.images[index, py, px].float() / 255.0
         alpha = None if s.alpha is None else s.alpha[index, py, px].float() / 255.0
         background = self.background
-        if random_colours is not None:
-            background = random_colours[mine]
+        if random_colors is not None:
+            background = random_colors[mine]
             target = target + (1.0 - alpha) * (background - self.background)
         to = lambda t: None if t is None else t.to(self.device)  # noqa: E731
         return Batch(

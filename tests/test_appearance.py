@@ -31,7 +31,7 @@ def test_the_correction_starts_as_the_identity_stays_zero_mean_and_saturates():
     assert torch.equal(correction(rgb, torch.tensor([1, 4])), rgb)
     with torch.no_grad():
         correction.values.normal_()
-    correction.recentre()
+    correction.recenter()
     assert torch.allclose(correction.values.mean(0), torch.zeros(3), atol=1e-6)
     out = correction(rgb, torch.tensor([2, 2]))
     assert torch.allclose(out, (rgb * torch.exp(correction.values[2])).clamp(0, 1), atol=1e-6)

@@ -21,14 +21,14 @@ def test_look_at_is_a_right_handed_opencv_frame():
     torch.testing.assert_close(R[:, 1], torch.tensor([0.0, 0.0, -1.0]))  # +y (image down) is world down
 
 
-def test_centre_ray_hits_the_target_and_corner_rays_diverge():
+def test_center_ray_hits_the_target_and_corner_rays_diverge():
     cam = simple_camera()
     origins, dirs = cam.generate_rays(0)
     assert origins.shape == dirs.shape == (30, 40, 3)
     torch.testing.assert_close(dirs.norm(dim=-1), torch.ones(30, 40))
-    centre = 0.5 * (dirs[14, 19] + dirs[15, 20])
-    centre = centre / centre.norm()
-    assert torch.allclose(centre, torch.tensor([0.0, 1.0, 0.0]), atol=2e-3)
+    center = 0.5 * (dirs[14, 19] + dirs[15, 20])
+    center = center / center.norm()
+    assert torch.allclose(center, torch.tensor([0.0, 1.0, 0.0]), atol=2e-3)
     # a pixel to the right has a ray with positive world x (camera +x = world +x here)
     assert dirs[15, 39, 0] > 0 and dirs[15, 0, 0] < 0
     # a pixel lower in the image points down (-z)

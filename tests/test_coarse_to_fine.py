@@ -24,7 +24,7 @@ def test_the_image_scale_doubles_to_full_size_at_the_set_share_of_the_run(tiny_s
     assert plain.image_scale(0) == 1.0
 
 
-def test_a_downscaled_batch_averages_colours_and_keeps_unknown_depth_unknown():
+def test_a_downscaled_batch_averages_colors_and_keeps_unknown_depth_unknown():
     K = intrinsics_matrix(40.0, 40.0, 16.0, 16.0)[None]
     cameras = Cameras(K, torch.eye(4)[None], 32, 32)
     rgb = torch.rand(1, 32, 32, 3)

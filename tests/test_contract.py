@@ -62,9 +62,9 @@ def test_a_plugin_method_trains_renders_and_evaluates_through_every_command(flat
 
     frames = iio.imread(tmp_path / "o.mp4")
     assert frames.shape[0] == 4
-    mean_colour = torch.from_numpy(frames[0].reshape(-1, 3).astype("float32").mean(0) / 255)
+    mean_color = torch.from_numpy(frames[0].reshape(-1, 3).astype("float32").mean(0) / 255)
     data_mean = tiny_scene.train.images.float().mean((0, 1, 2)) / 255
-    torch.testing.assert_close(mean_colour, data_mean, atol=0.05, rtol=0)  # it learned the mean colour
+    torch.testing.assert_close(mean_color, data_mean, atol=0.05, rtol=0)  # it learned the mean colour
     assert main(["export", str(run), "--format", "ply"]) == 2  # no Gaussians: one line, exit 2
     assert "needs Gaussians" in capsys.readouterr().err
 
@@ -79,16 +79,16 @@ def test_without_the_plugin_the_method_is_unknown_with_the_choices_listed(tiny_s
 
 
 @dataclass
-class ColourPriorConfig(LossConfig):
+class ColorPriorConfig(LossConfig):
     target: float = option("grey level renders are pulled toward", default=0.5)
 
 
-class ColourPrior(LossTerm):
+class ColorPrior(LossTerm):
     """The example loss term of docs/extending.md."""
 
     name = "colour-prior"
     description = "pull rendered colours toward a grey level"
-    config_type = ColourPriorConfig
+    config_type = ColorPriorConfig
 
     def losses(self, ctx: LossContext) -> dict[str, Tensor]:
         return {"colour_prior": (ctx.output.outputs["rgb"] - self.config.target).abs().mean()}
@@ -97,13 +97,13 @@ class ColourPrior(LossTerm):
 def test_a_loss_term_from_python_enters_the_loss_and_changes_the_result(tiny_scene, tmp_path):
     plain = trainer(tiny_scene, tmp_path, "plain", 40)
     pulled = Trainer(TrainConfig(steps=40, out=str(tmp_path / "grey"), save_every=0, progress=False, backend="torch"), splat_config(),
-                     scene=tiny_scene, loss_terms=[ColourPrior(ColourPriorConfig(weight=5.0, target=0.5))])
+                     scene=tiny_scene, loss_terms=[ColorPrior(ColorPriorConfig(weight=5.0, target=0.5))])
     plain.run()
     result = pulled.run()
     assert "loss/colour_prior" in pulled.history[-1] and result["loss_terms"] == ["colour-prior"]
     cam = tiny_scene.test.cameras[0]
-    grey = lambda t: float((t.method.model.render(cam).rgb - 0.5).abs().mean())  # noqa: E731
-    assert grey(pulled) < grey(plain) - 0.02  # measured: 0.298 against 0.339
+    gray = lambda t: float((t.method.model.render(cam).rgb - 0.5).abs().mean())  # noqa: E731
+    assert gray(pulled) < gray(plain) - 0.02  # measured: 0.298 against 0.339
 
 
 def test_weight_schedules_start_stop_and_anneal():

@@ -70,7 +70,7 @@ def close(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
 
 
 @pytest.mark.parametrize("scene", list(SCENES))
-def test_compiled_matches_the_torch_rasteriser(scene):
+def test_compiled_matches_the_torch_rasterizer(scene):
     n, width, height, channels, extra = SCENES[scene]
     means2d, conics, feats, opacities, depths, radii = splats_2d(n, width, height, channels, seed=len(scene), **extra)
     outputs, grads = [], []
@@ -96,7 +96,7 @@ def test_compiled_matches_the_torch_rasteriser(scene):
         assert alpha[:, 3 * TILE:].abs().max() == 0
 
 
-def test_more_channels_than_the_kernels_take_fall_back_to_the_torch_rasteriser():
+def test_more_channels_than_the_kernels_take_fall_back_to_the_torch_rasterizer():
     means2d, conics, feats, opacities, depths, radii = splats_2d(80, 30, 20, 9, seed=3)
     with pytest.raises(ValueError, match="at most 8 feature channels"):
         rasterize_to_pixels_numba(means2d, conics, feats, opacities, depths, radii, 30, 20)
@@ -122,7 +122,7 @@ def test_the_depth_order_is_a_stable_argsort():
     assert len(_depth_order(keys[:0].numpy())) == 0
 
 
-def test_the_vectorised_exp_is_as_accurate_as_documented():
+def test_the_vectorized_exp_is_as_accurate_as_documented():
     """The kernels' polynomial exp(-sigma) (no libm call, so the pixel loops vectorise): within
     5e-9 of the true value wherever alpha can reach 1/255 (sigma <= 5.6), within 7e-6 up to 12,
     and under 1/255 from there on for every opacity."""
@@ -240,20 +240,20 @@ def test_compiled_projection_matches_the_torch_projection(antialiased):
 
 
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_compiled_sh_colours_match_the_torch_colours(degree):
+def test_compiled_sh_colors_match_the_torch_colors(degree):
     params, viewmats, _ = _scene_3d(400)
     centers = torch.linalg.inv(viewmats)[:, :3, 3]
     results = []
     for fn in (sh_colors_numba, sh_colors):
         means, coeffs = params["means"].clone().requires_grad_(), params["coeffs"].clone().requires_grad_()
-        colours = fn(means, coeffs, degree, centers)
-        weights = torch.randn(colours.shape, generator=torch.Generator().manual_seed(3))
-        grads = torch.autograd.grad((colours * weights).sum(), [means, coeffs], allow_unused=True)
-        results.append((colours, [torch.zeros_like(t) if g is None else g for t, g in zip((means, coeffs), grads)]))
-    (colours, grads), (ref, ref_grads) = results
+        colors = fn(means, coeffs, degree, centers)
+        weights = torch.randn(colors.shape, generator=torch.Generator().manual_seed(3))
+        grads = torch.autograd.grad((colors * weights).sum(), [means, coeffs], allow_unused=True)
+        results.append((colors, [torch.zeros_like(t) if g is None else g for t, g in zip((means, coeffs), grads)]))
+    (colors, grads), (ref, ref_grads) = results
     if degree == 3:
         assert (ref == 0).any()  # clamped colours pass no gradient
-    close(colours, ref, "colours")
+    close(colors, ref, "colours")
     close(grads[0], ref_grads[0], "d/dmeans")
     close(grads[1], ref_grads[1], "d/dcoeffs")
 

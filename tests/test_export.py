@@ -135,7 +135,7 @@ def test_reference_ply_loads_renders_and_re_exports_byte_for_byte(tmp_path):
     assert copy.read_bytes() == REFERENCE_PLY.read_bytes()
 
 
-def test_splat_round_trip_within_its_quantisation(tiny_model, tiny_scene, tmp_path):
+def test_splat_round_trip_within_its_quantization(tiny_model, tiny_scene, tmp_path):
     file = save_splat(tiny_model, tmp_path / "scene.splat")
     assert file.stat().st_size == 32 * tiny_model.num_gaussians
     back = load_splat(file)

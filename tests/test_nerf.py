@@ -292,7 +292,7 @@ def test_cuda_nerf_with_nerfacc_estimator_learns(tiny_scene, tmp_path):
     assert metrics["psnr"] > before + 3.0, (before, metrics["psnr"])
 
 
-def test_random_background_recomposites_targets_on_each_rays_colour():
+def test_random_background_recomposites_targets_on_each_rays_color():
     from render3d.cameras import Cameras
     from render3d.datasets.scene import Split
     from render3d.batches import RayBatcher
@@ -314,7 +314,7 @@ def test_random_background_recomposites_targets_on_each_rays_colour():
     assert fixed.next(4).background.shape == (3,)  # off: the scene's background for every ray
 
 
-def test_unbounded_inward_facing_scenes_centre_the_core_on_the_cameras_focus():
+def test_unbounded_inward_facing_scenes_center_the_core_on_the_cameras_focus():
     from types import SimpleNamespace
 
     from render3d.cameras import look_at

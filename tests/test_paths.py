@@ -58,7 +58,7 @@ def test_keyframe_times_place_keyframes_in_time():
     torch.testing.assert_close(c2w[30], keys[2].c2w(), atol=1e-9, rtol=0)
 
 
-def test_orbit_looks_at_the_scene_centre():
+def test_orbit_looks_at_the_scene_center():
     eyes = torch.tensor([[4.0, 0, 2], [0, 4, 2], [-4, 0, 2], [0, -4, 2]], dtype=torch.float64) + torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
     target = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
     c2w = torch.stack([look_at(e, target, UP) for e in eyes]).float()
@@ -154,7 +154,7 @@ def test_missing_path_file_is_a_clear_error(tmp_path):
         load_path(tmp_path / ("n" * 300))  # a name the system refuses
 
 
-def test_huge_quaternion_values_are_normalised(tmp_path):
+def test_huge_quaternion_values_are_normalized(tmp_path):
     file = tmp_path / "big.json"
     file.write_text(json.dumps({"keyframes": [{"position": [0, 0, 0], "rotation": [1e200, 0, 0, 1e200]}]}))
     rotation = load_path(file).keyframes[0].rotation

@@ -53,13 +53,13 @@ def test_plane_sweep_stereo_puts_the_points_of_a_textured_plane_on_the_plane(lay
     else:
         cams = cameras_at([[-0.8, 0.0, 4.0], [0.8, 0.0, 4.0], [0.0, 0.8, 4.0]], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0])
     settings = StereoSettings(max_side=32) if "half" in layout else StereoSettings()
-    points, colours = stereo_points(plane_views(cams), cams, near=2.0, far=12.0, settings=settings)
+    points, colors = stereo_points(plane_views(cams), cams, near=2.0, far=12.0, settings=settings)
     side = min(64, settings.max_side)
     assert len(points) > 0.3 * 3 * side * side  # most of the (textured, overlapping) pixels survive fusion
     height = points[:, 2].abs()
     assert float(height.median()) < 0.04 and float((height < 0.15).float().mean()) > 0.95
     truth = texture(points[:, 0], points[:, 1]).clamp(0, 1)
-    assert float((colours[:, 0] - truth).abs().median()) < (0.05 if side == 64 else 0.15)  # each point keeps its colour there
+    assert float((colors[:, 0] - truth).abs().median()) < (0.05 if side == 64 else 0.15)  # each point keeps its colour there
 
 
 def test_stereo_refuses_what_it_cannot_use():
@@ -88,13 +88,13 @@ def sphere_views(radius: float = 1.0, size: int = 48) -> SimpleNamespace:
 def test_visual_hull_points_lie_around_the_object_and_never_in_empty_space():
     split = sphere_views()
     bounds = torch.tensor([[-3.0, -3.0, -3.0], [3.0, 3.0, 3.0]])
-    points, colours = visual_hull_points(split, bounds, 2000, torch.Generator().manual_seed(0))
+    points, colors = visual_hull_points(split, bounds, 2000, torch.Generator().manual_seed(0))
     assert len(points) == 2000
     distance = points.norm(dim=-1)
     # four silhouettes of a unit sphere carve a hull a little larger than it; uniform points in the
     # box would reach 5.2 and only 2 % of them would lie in the sphere
     assert float(distance.max()) < 1.7 and float((distance < 1.0).float().mean()) > 0.4
-    torch.testing.assert_close(colours.mean(0), torch.tensor([200, 40, 40]) / 255.0, atol=0.03, rtol=0)
+    torch.testing.assert_close(colors.mean(0), torch.tensor([200, 40, 40]) / 255.0, atol=0.03, rtol=0)
 
 
 def test_random_backgrounds_recomposite_the_targets_and_resume(tiny_scene):

@@ -50,8 +50,8 @@ def test_pseudo_views_lie_between_training_cameras_and_patches_cut_the_image():
     radius = sample.centers.norm(dim=-1)
     assert ((radius > 3.0) & (radius < 5.2)).all()  # near the ring of radius 4.1 (jitter), never through the scene
     forward = sample.c2w[:, :3, 2]
-    towards_centre = -torch.nn.functional.normalize(sample.centers, dim=-1)
-    assert ((forward * towards_centre).sum(-1) > 0.8).all()  # still looking at the scene
+    towards_center = -torch.nn.functional.normalize(sample.centers, dim=-1)
+    assert ((forward * towards_center).sum(-1) > 0.8).all()  # still looking at the scene
     state = views.state_dict()
     a = views.sample(2).c2w
     views.load_state_dict(state)
@@ -105,7 +105,7 @@ def orange_prior(tmp_path_factory):
     return trainer.model.eval()
 
 
-def test_sds_from_a_prior_trained_on_one_colour_pulls_a_render_toward_it(orange_prior):
+def test_sds_from_a_prior_trained_on_one_color_pulls_a_render_toward_it(orange_prior):
     """SDS steps from the orange prior move a blue image toward orange."""
     prior = orange_prior
     target = torch.tensor(ORANGE).float().view(1, 3, 1, 1) / 255 * 2 - 1
@@ -153,7 +153,7 @@ def test_a_prior_learns_only_from_the_runs_training_views(tmp_path, tiny_scene_d
 
 
 @pytest.mark.parametrize("method,mode", [("splat", "sds"), ("nerf", "sds"), ("splat", "targets")])
-def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_scene_dir, tmp_path, method, mode):
+def test_resume_with_regularizers_and_a_prior_is_bit_identical(tiny_scene, tiny_scene_dir, tmp_path, method, mode):
     from test_nerf import small_nerf
     from render3d.priors.fit import fit_prior
 
@@ -175,7 +175,7 @@ def test_resume_with_regularisers_and_a_prior_is_bit_identical(tiny_scene, tiny_
     assert [t.name for t in resumed.loss_terms] == regs.split(",") + [{"sds": "sds", "targets": "prior-targets"}[mode]]
 
 
-def test_regularisers_refuse_models_without_what_they_need(tiny_scene, tmp_path):
+def test_regularizers_refuse_models_without_what_they_need(tiny_scene, tmp_path):
     t = Trainer(TrainConfig(steps=2, reg="freq", out=str(tmp_path / "r"), progress=False), SplatConfig(init_points=200), scene=tiny_scene)
     with pytest.raises(Render3DError, match="--reg freq needs an encoding"):
         t.run()

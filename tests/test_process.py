@@ -69,7 +69,7 @@ def test_global_mapper_recovers_the_cameras_too(room, tmp_path):
     assert errors["rotation_median_deg"] < 1.0 and errors["center_median_pct"] < 1.0, errors
 
 
-def test_scene_is_upright_centred_and_unit_sized(room):
+def test_scene_is_upright_centered_and_unit_sized(room):
     """Cameras' mean up is +z, they look at the origin, and the farthest sits at distance 1."""
     _, scene, _ = room
     c2w = np.stack(list(processed_poses(scene).values()))

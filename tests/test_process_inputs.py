@@ -150,8 +150,8 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 def test_sharpness_is_lower_for_a_blurred_image():
     """The sharpness score of a grey image drops when it is blurred, and is zero for a flat one."""
-    grey = texture(HEIGHT, WIDTH)[..., 0] / 255.0
-    assert sharpness(ndimage.gaussian_filter(grey, 2.0)) < 0.2 * sharpness(grey)
+    gray = texture(HEIGHT, WIDTH)[..., 0] / 255.0
+    assert sharpness(ndimage.gaussian_filter(gray, 2.0)) < 0.2 * sharpness(gray)
     assert sharpness(np.full((HEIGHT, WIDTH), 0.5)) == pytest.approx(0.0)
 
 
@@ -165,7 +165,7 @@ def test_score_frames_measures_every_frame(videos):
         assert scores.sharpness[index] < 0.5 * np.median(scores.sharpness)
 
 
-def test_choose_frames_keeps_the_sharp_neighbour_of_a_blurred_frame(videos):
+def test_choose_frames_keeps_the_sharp_neighbor_of_a_blurred_frame(videos):
     """With two-frame windows, a window holding a blurred frame gives its sharp neighbour, never the blurred one."""
     kept = choose_frames(score_frames(videos["panning"]), FRAMES // 2)
     assert 13 in kept and 26 in kept  # the sharp neighbours of 12 and 27, in windows [12, 14) and [26, 28)

@@ -47,7 +47,7 @@ def random_splats_2d(n: int, width: int, height: int, opacity_range=(0.0, 1.0), 
 
 
 @pytest.mark.parametrize("opacity_range", [(0.0, 1.0), (0.9, 1.0)], ids=["translucent", "opaque-early-stop"])
-def test_rasteriser_matches_brute_force_values_and_gradients(opacity_range):
+def test_rasterizer_matches_brute_force_values_and_gradients(opacity_range):
     width, height = 37, 29
     means2d, conics, colors, opacities, depths, radii = random_splats_2d(80, width, height, opacity_range)
     inputs = [t.clone().requires_grad_() for t in (means2d, conics, colors, opacities)]

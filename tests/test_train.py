@@ -145,7 +145,7 @@ def test_cuda_backend_trains_with_both_strategies(tiny_scene, tmp_path, strategy
     assert metrics["psnr"] > 20.0, metrics["psnr"]
 
 
-def test_strategy_presets_fill_only_unset_regularisers_and_the_run_records_them(tiny_scene, tmp_path):
+def test_strategy_presets_fill_only_unset_regularizers_and_the_run_records_them(tiny_scene, tmp_path):
     """mcmc's 0.01 opacity / scale L1 applies only where no value was given; an explicit 0 trains with 0."""
     from render3d.cli import build_parser
     from render3d.config_cli import config_from_args

@@ -56,10 +56,10 @@ def test_fsq_round_trip_codes_values_codes():
     values = fsq.indices_to_values(codes)
     assert values.shape == (1, 4, 1000) and values.min() >= -1 and values.max() <= 1
     assert torch.equal(fsq.values_to_indices(values), codes)
-    quantised = fsq(torch.atanh(torch.rand(1, 4, 20000, generator=torch.Generator().manual_seed(0)) * 1.98 - 0.99))
-    torch.testing.assert_close(fsq.indices_to_values(fsq.values_to_indices(quantised)), quantised)
+    quantized = fsq(torch.atanh(torch.rand(1, 4, 20000, generator=torch.Generator().manual_seed(0)) * 1.98 - 0.99))
+    torch.testing.assert_close(fsq.indices_to_values(fsq.values_to_indices(quantized)), quantized)
     for i, levels in enumerate(fsq.levels):  # every level of every channel is reachable
-        assert len(torch.unique(quantised[0, i])) == levels
+        assert len(torch.unique(quantized[0, i])) == levels
 
 
 @pytest.mark.parametrize("kind", ["continuous", "discrete"])

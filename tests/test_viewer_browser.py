@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 ]
 # Share of canvas pixels in strong colour: the scene's objects are saturated, viser's own
 # background, grid and frustum lines are not.
-COLOURED_PIXELS_JS = """() => {
+COLORED_PIXELS_JS = """() => {
   const c = document.querySelector('canvas[data-engine]');
   const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
   const g = t.getContext('2d'); g.drawImage(c, 0, 0);
@@ -129,7 +129,7 @@ def live(tiny_scene_dir, tiny_scene, tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_page(live):
     page, client_id, started = live.open_page()
-    wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="the first server image on the canvas")
+    wait_for(lambda: page.evaluate(COLORED_PIXELS_JS) > 0.01, what="the first server image on the canvas")
     live.numbers["page_load_to_first_image_s"] = round(time.monotonic() - started, 2)
     return page, client_id
 
@@ -137,7 +137,7 @@ def first_page(live):
 def test_the_page_loads_and_shows_the_first_server_image(live, first_page):
     page, client_id = first_page
     assert live.renderer(client_id).frames_sent >= 1
-    assert page.evaluate(COLOURED_PIXELS_JS) > 0.01
+    assert page.evaluate(COLORED_PIXELS_JS) > 0.01
     live.shot(page, "01_first_image")
 
 
@@ -238,7 +238,7 @@ def test_two_pages_each_get_their_own_view(live, first_page):
         wait_for(lambda: r2.moving_frames > 0 and r2.last_side == 160, what="page 2's frame at rest")
         assert abs(live.camera(id1).position - pos1).max() < 1e-6  # page 1 kept its own view
         assert r1.moving_frames == moving1  # page 1 got live-training refreshes only, no motion frames
-        wait_for(lambda: page2.evaluate(COLOURED_PIXELS_JS) > 0.01, what="page 2's image")
+        wait_for(lambda: page2.evaluate(COLORED_PIXELS_JS) > 0.01, what="page 2's image")
         live.shot(page2, "07_second_page")
     finally:
         page2.close()
@@ -260,7 +260,7 @@ def test_a_page_closed_mid_render_harms_nothing(live):
     step = live.trainer.step
     wait_for(lambda: live.trainer.step > step, what="training to go on")
     page, client_id, started = live.open_page()
-    wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="a new page's first image")
+    wait_for(lambda: page.evaluate(COLORED_PIXELS_JS) > 0.01, what="a new page's first image")
     live.shot(page, "08_after_close")
     page.close()
 
@@ -279,7 +279,7 @@ def test_off_loopback_the_page_loads_through_the_tokened_url_only(live):
         assert not exposed.clients
         page.goto(exposed.url)
         wait_for(lambda: exposed.clients, what="the page opened with the token to connect")
-        wait_for(lambda: page.evaluate(COLOURED_PIXELS_JS) > 0.01, what="its first image")
+        wait_for(lambda: page.evaluate(COLORED_PIXELS_JS) > 0.01, what="its first image")
         live.shot(page, "09_token_url")
     finally:
         page.close()

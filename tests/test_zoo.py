@@ -35,8 +35,8 @@ def tiny_data(n: int = 32, size: int = 12, classes: int = 0) -> ImageData:
     """Blobs of varying position and brightness on a dark background: structured, learnable."""
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    centres = torch.randint(3, size - 3, (n, 2), generator=g)
-    d2 = (yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2
+    centers = torch.randint(3, size - 3, (n, 2), generator=g)
+    d2 = (yy[None] - centers[:, 0, None, None]) ** 2 + (xx[None] - centers[:, 1, None, None]) ** 2
     images = (255 * torch.exp(-d2 / 6.0)).round().to(torch.uint8)[:, None]
     labels = torch.arange(n) % classes if classes else None
     return ImageData("blobs", images[: n * 3 // 4], images[n * 3 // 4:], labels[: n * 3 // 4] if classes else None,

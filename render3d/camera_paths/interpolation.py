@@ -103,7 +103,7 @@ def _segment_params(n_keys: int, n_frames: int, loop: bool, times: Optional[Sequ
     return torch.from_numpy(np.interp(frame_times, knots, np.arange(len(knots), dtype=np.float64)))
 
 
-def _neighbours(values: Tensor, index: Tensor, loop: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _neighbors(values: Tensor, index: Tensor, loop: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Values at keyframes i-1, i, i+1, i+2 (clamped, or wrapped for a loop)."""
     n = values.shape[0]
     idx = [index - 1, index, index + 1, index + 2]
@@ -116,7 +116,7 @@ def catmull_rom(values: Tensor, u: Tensor, loop: bool = False) -> Tensor:
     n_segments = values.shape[0] if loop else values.shape[0] - 1
     index = u.floor().long().clamp(0, max(n_segments - 1, 0))
     t = (u - index)[:, None]
-    p0, p1, p2, p3 = _neighbours(values, index, loop)
+    p0, p1, p2, p3 = _neighbors(values, index, loop)
     m1, m2 = 0.5 * (p2 - p0), 0.5 * (p3 - p1)
     t2, t3 = t * t, t * t * t
     return (2 * t3 - 3 * t2 + 1) * p1 + (t3 - 2 * t2 + t) * m1 + (-2 * t3 + 3 * t2) * p2 + (t3 - t2) * m2
@@ -125,7 +125,7 @@ def catmull_rom(values: Tensor, u: Tensor, loop: bool = False) -> Tensor:
 def _linear(values: Tensor, u: Tensor, loop: bool) -> Tensor:
     n_segments = values.shape[0] if loop else values.shape[0] - 1
     index = u.floor().long().clamp(0, max(n_segments - 1, 0))
-    _, p1, p2, _ = _neighbours(values, index, loop)
+    _, p1, p2, _ = _neighbors(values, index, loop)
     t = (u - index)[:, None]
     return (1 - t) * p1 + t * p2
 
@@ -166,7 +166,7 @@ def interpolate_keyframes(
     blend = lambda v: (1 - s) * _linear(v, u, loop) + s * catmull_rom(v, u, loop)  # noqa: E731
     n_segments = len(keyframes) if loop else len(keyframes) - 1
     index = u.floor().long().clamp(0, n_segments - 1)
-    _, q1, q2, _ = _neighbours(quats, index, loop)
+    _, q1, q2, _ = _neighbors(quats, index, loop)
     q = (1 - s) * slerp(q1, q2, u - index) + s * catmull_rom(quats, u, loop)
     q = q / q.norm(dim=-1, keepdim=True)
     c2w = torch.eye(4, dtype=torch.float64).repeat(n_frames, 1, 1)

@@ -51,8 +51,8 @@ class SceneBox(nn.Module):
         """Unit-cube coordinates ``[P, 3]`` and a mask of points inside the field's domain."""
         lo, hi = self.aabb[0], self.aabb[1]
         if self.contracted:
-            centred = (x - 0.5 * (lo + hi)) / (0.5 * (hi - lo))  # the box becomes [-1, 1]^3
-            return (contract(centred) + 2.0) / 4.0, torch.ones_like(x[:, 0], dtype=torch.bool)
+            centered = (x - 0.5 * (lo + hi)) / (0.5 * (hi - lo))  # the box becomes [-1, 1]^3
+            return (contract(centered) + 2.0) / 4.0, torch.ones_like(x[:, 0], dtype=torch.bool)
         unit = (x - lo) / (hi - lo)
         return unit, ((unit >= 0) & (unit <= 1)).all(-1)
 

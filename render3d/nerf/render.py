@@ -46,7 +46,7 @@ def render_dense(field: nn.Module, origins: Tensor, dirs: Tensor, t_starts: Tens
     return RayBundleOutput(colors, opacities, depths, int(ray_ids.numel())), extras["weights"]  # nerfacc's depths are expected depths
 
 
-def normalised_distance(weighted_t: Tensor, opacity: Tensor) -> Tensor:
+def normalized_distance(weighted_t: Tensor, opacity: Tensor) -> Tensor:
     """Expected distance of the visible matter: ``sum(w t) / sum(w)`` (0 where nothing is seen)."""
     return weighted_t / opacity.clamp_min(torch.finfo(opacity.dtype).eps)
 
@@ -90,7 +90,7 @@ def render_front_to_back(field: nn.Module, origins: Tensor, dirs: Tensor, sample
         transmittance[alive] *= torch.exp(-(sigma * (t1 - t0)).sum(1))
         count += sigma_v.numel()
     opacity = opacity[:, None]
-    distance = normalised_distance(weighted_t[:, None], opacity)
+    distance = normalized_distance(weighted_t[:, None], opacity)
     if background is not None:
         color = color + background * (1.0 - opacity)
     return RayBundleOutput(color, opacity, distance, count)

@@ -5,7 +5,7 @@ Which views a sparse run sees and where its Gaussians start (``--views K``, ``--
 set up by :mod:`render3d.sparse_views`.
 
 - :mod:`.pseudo_views`: pseudo views and patch cameras, the views the loss terms render.
-- :mod:`.regularisers`: depth smoothness, opacity / scale, FreeNeRF frequency annealing and occlusion.
+- :mod:`.regularizers`: depth smoothness, opacity / scale, FreeNeRF frequency annealing and occlusion.
 - :mod:`.sds`: score distillation sampling from a frozen diffusion model.
 - :mod:`.targets`: pseudo targets the prior refines (``--prior-mode targets``).
 - :mod:`.data`, :mod:`.fit`: the prior's training patches (the run's own training views only) and ``prior fit``.

@@ -20,7 +20,7 @@ import torch
 from render3d.files import write_json
 from render3d.images import to_uint8, write_png
 
-REGULARISERS = {"splat": ["depth-tv", "opacity", "scale"], "nerf": ["depth-tv", "freq", "occlusion"], "vanilla-nerf": ["depth-tv", "freq", "occlusion"]}
+REGULARIZERS = {"splat": ["depth-tv", "opacity", "scale"], "nerf": ["depth-tv", "freq", "occlusion"], "vanilla-nerf": ["depth-tv", "freq", "occlusion"]}
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class BenchRow:
 def configurations(method: str, has_alpha: bool) -> list[Configuration]:
     """The non-learned configurations for ``method``: none, each regulariser, (splats) points from the
     training views and random backgrounds (with alpha), then everything together."""
-    regs = REGULARISERS.get(method, ["depth-tv"])
+    regs = REGULARIZERS.get(method, ["depth-tv"])
     rows = [Configuration("none")] + [Configuration(r, reg=r) for r in regs]
     if method != "splat":
         return rows + [Configuration("all", reg=",".join(regs))]

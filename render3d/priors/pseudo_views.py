@@ -27,17 +27,17 @@ class PseudoViews:
     """
 
     def __init__(self, cameras: Cameras, seed: int, position_noise: float = 0.05, angle_noise_deg: float = 5.0,
-                 neighbours: int = 3) -> None:
+                 neighbors: int = 3) -> None:
         from render3d.camera_paths.framing import scene_frame
 
         self.cameras = cameras.to("cpu")
         self.quats = rotmat_to_quat(self.cameras.c2w[:, :3, :3]).float()
-        centres = self.cameras.centers.double()
+        centers = self.cameras.centers.double()
         self.focus = scene_frame(self.cameras).center.double()
-        gaps = torch.cdist(centres, centres) + torch.eye(len(centres), dtype=torch.float64) * 1e30
-        k = max(1, min(neighbours, len(centres) - 1))
-        self.nearest = gaps.topk(k, largest=False).indices if len(centres) > 1 else torch.zeros(1, 1, dtype=torch.long)
-        self.position_noise = position_noise * float((centres - self.focus).norm(dim=-1).median())
+        gaps = torch.cdist(centers, centers) + torch.eye(len(centers), dtype=torch.float64) * 1e30
+        k = max(1, min(neighbors, len(centers) - 1))
+        self.nearest = gaps.topk(k, largest=False).indices if len(centers) > 1 else torch.zeros(1, 1, dtype=torch.long)
+        self.position_noise = position_noise * float((centers - self.focus).norm(dim=-1).median())
         self.angle_noise = torch.deg2rad(torch.tensor(angle_noise_deg))
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -75,21 +75,21 @@ def _frames(path: Path, size: tuple[int, int], frames: Iterator[bytes]) -> Itera
         frames.close()
 
 
-def sharpness(grey: np.ndarray) -> float:
+def sharpness(gray: np.ndarray) -> float:
     """Variance of the Laplacian of a grey image ``[H, W]`` in [0, 1]: higher is sharper."""
-    return float(ndimage.laplace(grey.astype(np.float32)).var())
+    return float(ndimage.laplace(gray.astype(np.float32)).var())
 
 
-def thumbnail(grey: np.ndarray) -> np.ndarray:
+def thumbnail(gray: np.ndarray) -> np.ndarray:
     """A ``THUMB_WIDTH``-wide block-averaged copy of ``grey [H, W]``, its mean removed (exposure changes cancel)."""
-    h, w = grey.shape
+    h, w = gray.shape
     step = max(1, w // THUMB_WIDTH)
     h2, w2 = (h // step) * step, (w // step) * step
-    small = grey[:h2, :w2].reshape(h2 // step, step, w2 // step, step).mean(axis=(1, 3))
+    small = gray[:h2, :w2].reshape(h2 // step, step, w2 // step, step).mean(axis=(1, 3))
     return (small - small.mean()).astype(np.float32)
 
 
-def _grey(rgb: np.ndarray) -> np.ndarray:
+def _gray(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
 
 
@@ -102,9 +102,9 @@ def score_frames(path: Path, tick: Callable[[], None] = lambda: None) -> FrameSc
     small_meta, frames = _read(path, scale)
     scores, thumbs = [], []
     for rgb in _frames(path, small_meta["size"], frames):
-        grey = _grey(rgb)
-        scores.append(sharpness(grey))
-        thumbs.append(thumbnail(grey))
+        gray = _gray(rgb)
+        scores.append(sharpness(gray))
+        thumbs.append(thumbnail(gray))
         tick()
     if not scores:
         raise Render3DError(f"video {path} holds no frames; is it a whole video file?")

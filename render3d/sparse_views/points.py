@@ -45,8 +45,8 @@ def _in_hull(split: Any, candidates: Tensor, min_alpha: float) -> tuple[Tensor, 
     alpha = split.alpha[..., 0].cpu()[views, vi, ui].float() / 255.0
     inside = (seen.sum(0) >= min(2, len(cameras))) & ((alpha > min_alpha) | ~seen).all(0)
     weight = seen.float()[..., None]
-    colours = (split.images.cpu()[views, vi, ui].float() / 255.0 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
-    return inside, colours
+    colors = (split.images.cpu()[views, vi, ui].float() / 255.0 * weight).sum(0) / weight.sum(0).clamp_min(1.0)
+    return inside, colors
 
 
 def visual_hull_points(split: Any, bounds: Tensor, count: int, generator: torch.Generator,
@@ -61,18 +61,18 @@ def visual_hull_points(split: Any, bounds: Tensor, count: int, generator: torch.
     """
     lo, hi = bounds[0].float().cpu(), bounds[1].float().cpu()
     batch = max(_HULL_MIN_BATCH, min(_HULL_MAX_BATCH, _HULL_PROJECTIONS // len(split.cameras)))
-    points, colours, kept = [], [], 0
+    points, colors, kept = [], [], 0
     for _ in range(_HULL_ROUNDS):
         candidates = lo + (hi - lo) * torch.rand(batch, 3, generator=generator)
-        inside, colour = _in_hull(split, candidates, min_alpha)
+        inside, color = _in_hull(split, candidates, min_alpha)
         points.append(candidates[inside])
-        colours.append(colour[inside])
+        colors.append(color[inside])
         kept += int(inside.sum())
         if kept >= count:
             break
     if kept < count:
         warnings.warn(f"the visual hull of the training views fills little of the scene's bounds: {kept} of {count} points found")
-    return torch.cat(points)[:count], torch.cat(colours)[:count]
+    return torch.cat(points)[:count], torch.cat(colors)[:count]
 
 
 def initial_points(scene: Any, source: str, count: int, seed: int) -> Any:
@@ -91,14 +91,14 @@ def initial_points(scene: Any, source: str, count: int, seed: int) -> Any:
     if source == "hull":
         if not has_masks:
             raise Render3DError(f"--points {asked} needs training images with alpha (masks); those of {scene.root} have none: use --points stereo")
-        points, colours = visual_hull_points(split, scene.bounds, count, generator)
+        points, colors = visual_hull_points(split, scene.bounds, count, generator)
     elif source == "stereo":
         if len(split) < 2:
             raise Render3DError(f"--points {asked} needs at least 2 training views: raise --views or use --points random")
         near, far = (float(x) for x in scene.near_far)
-        points, colours = stereo_points(split.images, split.cameras, near, far, max_points=count, generator=generator)
+        points, colors = stereo_points(split.images, split.cameras, near, far, max_points=count, generator=generator)
     else:
         raise Render3DError(f"--points {source}: choose one of {', '.join(POINT_SOURCES)}")
     if len(points) == 0:
         raise Render3DError(f"--points {asked} found no points in the training views of {scene.root}: use --points random")
-    return dataclasses.replace(scene, points=points.float(), point_colors=(colours.clamp(0, 1) * 255).round().to(torch.uint8))
+    return dataclasses.replace(scene, points=points.float(), point_colors=(colors.clamp(0, 1) * 255).round().to(torch.uint8))

@@ -23,13 +23,13 @@ def spread_views(cameras: Cameras, count: int) -> list[int]:
     n = len(cameras)
     if not 1 <= count <= n:
         raise Render3DError(f"--views {count}: the training split has {n} images; choose 1-{n}")
-    centres = cameras.centers.double()
-    chosen = [int((centres - centres.mean(0)).norm(dim=-1).argmin())]
-    distance = (centres - centres[chosen[0]]).norm(dim=-1)
+    centers = cameras.centers.double()
+    chosen = [int((centers - centers.mean(0)).norm(dim=-1).argmin())]
+    distance = (centers - centers[chosen[0]]).norm(dim=-1)
     while len(chosen) < count:
         nxt = int(distance.argmax())
         chosen.append(nxt)
-        distance = torch.minimum(distance, (centres - centres[nxt]).norm(dim=-1))
+        distance = torch.minimum(distance, (centers - centers[nxt]).norm(dim=-1))
     return sorted(chosen)
 
 

@@ -64,26 +64,26 @@ def _refine(score: Tensor, inverse_depths: Tensor) -> tuple[Tensor, Tensor]:
     return best, 1.0 / (inverse_depths[index] + shift * step)
 
 
-def plane_sweep(cameras: Cameras, grey: Tensor, ref: int, sources: list[int], near: float, far: float,
+def plane_sweep(cameras: Cameras, gray: Tensor, ref: int, sources: list[int], near: float, far: float,
                 settings: StereoSettings) -> tuple[Tensor, Tensor]:
     """Depth ``[H, W]`` of view ``ref`` (best plane, refined between planes) and its NCC score ``[H, W]``
     (0 where no source could vote)."""
     s = settings
-    height, width = grey.shape[1:]
+    height, width = gray.shape[1:]
     inverse_depths = torch.linspace(1.0 / near, 1.0 / far, s.planes)
-    reference = grey[ref][None]
+    reference = gray[ref][None]
     mean_r = _box(reference, s.window_radius)
     var_r = _box(reference**2, s.window_radius) - mean_r**2
     textured = var_r > s.min_texture
     total = torch.zeros(s.planes, height, width)
     votes = torch.zeros(s.planes, height, width)
-    centre = cameras.centers[ref]
-    step = unproject_depth(cameras, ref, torch.ones(height, width)) - centre  # world offset per unit of z-depth
-    points = centre + step[None] * (1.0 / inverse_depths)[:, None, None, None]  # [D, H, W, 3]
+    center = cameras.centers[ref]
+    step = unproject_depth(cameras, ref, torch.ones(height, width)) - center  # world offset per unit of z-depth
+    points = center + step[None] * (1.0 / inverse_depths)[:, None, None, None]  # [D, H, W, 3]
     for src in sources:
         u, v, z = cameras.project(points, src)
         grid = torch.stack([u / width * 2 - 1, v / height * 2 - 1], dim=-1)
-        warped = F.grid_sample(grey[src][None, None].expand(s.planes, 1, height, width), grid, align_corners=False,
+        warped = F.grid_sample(gray[src][None, None].expand(s.planes, 1, height, width), grid, align_corners=False,
                                padding_mode="border")[:, 0]
         seen = ((u >= 0.5) & (u <= width - 0.5) & (v >= 0.5) & (v <= height - 0.5) & (z > 0)).float()
         seen = _box(seen, s.window_radius) > 0.999  # the whole window lands inside the source image
@@ -98,15 +98,15 @@ def plane_sweep(cameras: Cameras, grey: Tensor, ref: int, sources: list[int], ne
     return depth, best
 
 
-def _grey_views(images: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+def _gray_views(images: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
     """Colour ``[V, h, w, 3]`` in [0, 1] and grey ``[V, h, w]`` views at ``width`` x ``height``, one view at a time."""
-    colours = []
+    colors = []
     for image in images:
         rgb = image.float() / 255.0 if not image.is_floating_point() else image.float()
         if rgb.shape[:2] != (height, width):
             rgb = F.interpolate(rgb.permute(2, 0, 1)[None], size=(height, width), mode="area")[0].permute(1, 2, 0)
-        colours.append(rgb)
-    rgb = torch.stack(colours)
+        colors.append(rgb)
+    rgb = torch.stack(colors)
     return rgb, (rgb * torch.tensor(_LUMA)).sum(-1)
 
 
@@ -126,18 +126,18 @@ def stereo_points(images: Tensor, cameras: Cameras, near: float, far: float, set
         raise ValueError(f"min_score must lie in (0, 1), got {settings.min_score}")
     scale = min(1.0, settings.max_side / max(cameras.width, cameras.height))
     cams = cameras.to("cpu").scaled(scale) if scale < 1.0 else cameras.to("cpu")
-    rgb, grey = _grey_views(images.cpu(), cams.width, cams.height)
-    centres = cams.centers
+    rgb, gray = _gray_views(images.cpu(), cams.width, cams.height)
+    centers = cams.centers
     sources, depth_maps, scores = [], [], []
     for ref in range(len(cams)):
-        gaps = (centres - centres[ref]).norm(dim=-1)
+        gaps = (centers - centers[ref]).norm(dim=-1)
         gaps[ref] = float("inf")
         sources.append(gaps.argsort()[: min(settings.sources, len(cams) - 1)].tolist())
-        depth, score = plane_sweep(cams, grey, ref, sources[ref], near, far, settings)
+        depth, score = plane_sweep(cams, gray, ref, sources[ref], near, far, settings)
         depth_maps.append(depth)
         scores.append(score)
     per_view = None if max_points is None else -(-max_points // len(cams))
-    points, colours = [], []
+    points, colors = [], []
     for ref in range(len(cams)):
         world = unproject_depth(cams, ref, depth_maps[ref])
         confirmed = torch.zeros_like(scores[ref], dtype=torch.bool)
@@ -150,5 +150,5 @@ def stereo_points(images: Tensor, cameras: Cameras, near: float, far: float, set
             pick = torch.randperm(len(keep[0]), generator=generator)[:per_view]
             keep = (keep[0][pick], keep[1][pick])
         points.append(world[keep])
-        colours.append(rgb[ref][keep])
-    return torch.cat(points), torch.cat(colours)
+        colors.append(rgb[ref][keep])
+    return torch.cat(points), torch.cat(colors)

@@ -47,7 +47,7 @@ class ExposureCorrection(nn.Module):
         self.values = nn.Parameter(torch.zeros(num_images, 3))  # log-gain per colour channel
 
     @torch.no_grad()
-    def recentre(self) -> None:
+    def recenter(self) -> None:
         """Remove the mean over the images from every log-gain (call after each optimiser step)."""
         self.values -= self.values.mean(0, keepdim=True)
 

@@ -29,7 +29,7 @@ REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step ru
 
 
 #: Opacity and scale L1 weights each strategy trains with unless told otherwise (3DGS-MCMC's 0.01).
-STRATEGY_REGULARISATION = {"mcmc": 0.01, "default": 0.0}
+STRATEGY_REGULARIZATION = {"mcmc": 0.01, "default": 0.0}
 
 
 @dataclass
@@ -164,7 +164,7 @@ class SplatConfig:
             raise Render3DError(f"--splat.max-gaussians {self.max_gaussians} must be at least 0 (0: no limit)")
         if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
             raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
-        preset = STRATEGY_REGULARISATION.get(self.strategy, 0.0)
+        preset = STRATEGY_REGULARIZATION.get(self.strategy, 0.0)
         if self.opacity_reg is None:
             self.opacity_reg = preset
         if self.scale_reg is None:
@@ -354,7 +354,7 @@ class SplatMethod(BaseMethod):
     def post_backward(self, step: int, out: StepOutput) -> None:
         """Densify after the optimiser step (the order of gsplat's own trainer); keep the appearance zero-mean."""
         if self.appearance is not None:
-            self.appearance.recentre()
+            self.appearance.recenter()
         info = out.state
         if self.config.strategy == "default":
             self.strategy.step_post_backward(

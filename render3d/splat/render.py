@@ -43,7 +43,7 @@ def gaussian_normals(means: Tensor, quats: Tensor, scales: Tensor, camera_center
     return normal[None] * flip
 
 
-def _normalised(normals: Tensor) -> Tensor:
+def _normalized(normals: Tensor) -> Tensor:
     """Alpha-weighted normal sums -> unit normals (0 where nothing was drawn)."""
     return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
@@ -124,7 +124,7 @@ def rasterize_torch(
         "gaussian_ids": None,
     }
     if normals:
-        info["normals"] = _normalised(torch.stack(normal_images))
+        info["normals"] = _normalized(torch.stack(normal_images))
     return torch.stack(images), torch.stack(depths), torch.stack(alphas), info
 
 
@@ -179,7 +179,7 @@ def rasterize_cuda(
     )
     info["packed"] = settings.packed
     if normals:
-        info["normals"] = _normalised(render[..., 3:6])
+        info["normals"] = _normalized(render[..., 3:6])
     return render[..., :3], render[..., -1:], alphas, info
 
 

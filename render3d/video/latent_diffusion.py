@@ -85,10 +85,10 @@ class LatentDiffusionWorldModel(CameraTransformer):
         self.latent_mean.copy_(flat.mean(1))
         self.latent_std.copy_(flat.std(1).clamp_min(1e-4))
 
-    def normalise(self, latents: Tensor) -> Tensor:
+    def normalize(self, latents: Tensor) -> Tensor:
         return (latents - self.latent_mean.view(-1, 1, 1)) / self.latent_std.view(-1, 1, 1)
 
-    def denormalise(self, x: Tensor) -> Tensor:
+    def denormalize(self, x: Tensor) -> Tensor:
         return x * self.latent_std.view(-1, 1, 1) + self.latent_mean.view(-1, 1, 1)
 
     # ----- the network -------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class LatentDiffusionWorldModel(CameraTransformer):
 
     def loss(self, latents: Tensor, actions: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, dict[str, float]]:
         """Mean squared ``v`` error of every latent frame after the first (see the module docstring)."""
-        x0 = self.normalise(latents)
+        x0 = self.normalize(latents)
         b, k = x0.shape[:2]
         levels = self.training_levels(b, k, generator)
         noise = torch.randn(x0.shape, generator=generator).to(x0)
@@ -163,7 +163,7 @@ class LatentDiffusionWorldModel(CameraTransformer):
         b, k = first.shape[0], actions.shape[1]
         if k > self.grid.frames:
             raise Render3DError(f"{k} latent frames is more than the {self.grid.frames} this model was built for")
-        frames = [self.normalise(first.transpose(1, 2)[:, 0])]  # each [B, C, h, w], normalised
+        frames = [self.normalize(first.transpose(1, 2)[:, 0])]  # each [B, C, h, w], normalised
         steps_t = schedule.respaced_steps(TIMESTEPS - 1, steps or self.config.sample_steps)
         caches = [KVCache() for _ in self.blocks]
         per, device = self.grid.per_frame, first.device
@@ -187,7 +187,7 @@ class LatentDiffusionWorldModel(CameraTransformer):
                 x0 = (abar.sqrt() * x - (1 - abar).sqrt() * v).clamp(-CLIP_X0, CLIP_X0)
                 x = schedule.ddim_update(x, x0, abar, abar_prev, 0.0, generator, last=j + 1 == len(steps_t))
             frames.append(x)
-        return self.denormalise(torch.stack(frames, 1)).transpose(1, 2)
+        return self.denormalize(torch.stack(frames, 1)).transpose(1, 2)
 
 
 def fork(cache: KVCache) -> KVCache:

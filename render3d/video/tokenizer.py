@@ -116,7 +116,7 @@ def temporal_conv(channels: int) -> CausalConv3d:
     return CausalConv3d(channels, channels, (3, 1, 1))
 
 
-class FactorisedResBlock(nn.Module):
+class FactorizedResBlock(nn.Module):
     """Two rounds of norm -> SiLU -> spatial 1x3x3 -> temporal 3x1x1 (causal), plus the input."""
 
     def __init__(self, cin: int, cout: int) -> None:
@@ -155,9 +155,9 @@ class Encoder(nn.Module):
         w2 = 2 * width
         self.net = nn.Sequential(
             spatial_conv(3 * BANDS, width),
-            FactorisedResBlock(width, width), FactorisedResBlock(width, width),
+            FactorizedResBlock(width, width), FactorizedResBlock(width, width),
             spatial_conv(width, w2, stride=2),
-            FactorisedResBlock(w2, w2), CausalTemporalAttention(w2, heads), FactorisedResBlock(w2, w2),
+            FactorizedResBlock(w2, w2), CausalTemporalAttention(w2, heads), FactorizedResBlock(w2, w2),
             FrameNorm(w2), nn.SiLU(), CausalConv3d(w2, out_channels, (1, 1, 1)),
         )
 
@@ -184,9 +184,9 @@ class Decoder(nn.Module):
         w2 = 2 * width
         self.net = nn.Sequential(
             spatial_conv(in_channels, w2),
-            FactorisedResBlock(w2, w2), CausalTemporalAttention(w2, heads), FactorisedResBlock(w2, w2),
+            FactorizedResBlock(w2, w2), CausalTemporalAttention(w2, heads), FactorizedResBlock(w2, w2),
             Upsample(w2, width),
-            FactorisedResBlock(width, width), FactorisedResBlock(width, width),
+            FactorizedResBlock(width, width), FactorizedResBlock(width, width),
             FrameNorm(width), nn.SiLU(), spatial_conv(width, 3 * BANDS),
         )
 

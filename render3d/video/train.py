@@ -146,7 +146,7 @@ class VideoTrainer(TrainLoop):
         write_json({"part": self.part, "train": asdict(self.config), **self.run_config(), "clips": self.clips.summary(),
                     "world_size": dist.world_size()}, self.run_dir / "config.json")
 
-    def optimise(self, loss: torch.Tensor, grad_clip: float, lr: float) -> None:
+    def optimize(self, loss: torch.Tensor, grad_clip: float, lr: float) -> None:
         """One optimiser step on ``loss`` at learning rate ``lr``."""
         self.check_finite(float(loss.detach()))
         for group in self.optimizer.param_groups:
@@ -218,7 +218,7 @@ class TokenizerTrainer(VideoTrainer):
         cfg = self.model.config
         self.model.train()
         loss, stats = self.model.loss(video)
-        self.optimise(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, 0, cfg.final_lr, self.step, self.fraction_done))
+        self.optimize(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, 0, cfg.final_lr, self.step, self.fraction_done))
         return {"loss": float(loss.detach()), **stats}
 
     def evaluate(self) -> dict[str, Any]:
@@ -352,7 +352,7 @@ class WorldModelTrainer(VideoTrainer):
         cfg = self.model.config
         self.model.train()
         loss, stats = self.model.loss(codes, actions, self.sampler)
-        self.optimise(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done))
+        self.optimize(loss, cfg.grad_clip, warmup_cosine_lr(cfg.lr, cfg.warmup, cfg.final_lr, self.step, self.fraction_done))
         return {"loss": float(loss.detach()), **stats}
 
     @torch.no_grad()

@@ -116,13 +116,13 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor, leve
     """
     half = 1.0 / (levels - 1)
     inv = torch.exp(-log_std)
-    centred = x - mean
-    upper, lower = (centred + half) * inv, (centred - half) * inv
+    centered = x - mean
+    upper, lower = (centered + half) * inv, (centered - half) * inv
     log_cdf_upper = torch.special.log_ndtr(upper)  # the lowest bin: (-inf, x + half]
     log_sf_lower = torch.special.log_ndtr(-lower)  # the highest bin: [x - half, inf)
     delta = torch.special.ndtr(upper) - torch.special.ndtr(lower)
     # far in a tail the difference of CDFs underflows: use the density times the bin width there
-    log_density = -0.5 * (centred * inv) ** 2 - log_std - 0.5 * math.log(2 * math.pi) + math.log(2 * half)
+    log_density = -0.5 * (centered * inv) ** 2 - log_std - 0.5 * math.log(2 * math.pi) + math.log(2 * half)
     log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), log_density)
     edge = 1.0 - half / 2
     return torch.where(x < -edge, log_cdf_upper, torch.where(x > edge, log_sf_lower, log_mid))

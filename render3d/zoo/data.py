@@ -197,15 +197,15 @@ def load_folder(folder: Path, size: int = 32, held_out: float = 0.1) -> ImageDat
             pil[-1].load()
         except (UnidentifiedImageError, OSError) as exc:
             raise Render3DError(f"cannot read image {p} ({type(exc).__name__}): remove or replace it") from None
-    grey = all(im.mode in ("L", "LA", "1", "I;16", "I") for im in pil)
+    gray = all(im.mode in ("L", "LA", "1", "I;16", "I") for im in pil)
     arrays = []
     for im in pil:
-        im = im.convert("L" if grey else "RGB")
+        im = im.convert("L" if gray else "RGB")
         w, h = im.size
         m = min(w, h)
         im = im.crop(((w - m) // 2, (h - m) // 2, (w - m) // 2 + m, (h - m) // 2 + m)).resize((size, size), Image.Resampling.LANCZOS)
         a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if grey else a.transpose(2, 0, 1))
+        arrays.append(a[None] if gray else a.transpose(2, 0, 1))
     images = torch.from_numpy(np.stack(arrays))
     images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))]
     n_test = max(1, int(round(len(images) * held_out)))

@@ -191,7 +191,7 @@ def blur3x3(images: Tensor) -> Tensor:
     return F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
 
 
-def nearest_neighbours(queries: Tensor, references: Tensor, batch: int = 256) -> tuple[Tensor, Tensor]:
+def nearest_neighbors(queries: Tensor, references: Tensor, batch: int = 256) -> tuple[Tensor, Tensor]:
     """For each query image, the pixel RMS distance to its nearest reference image, and that image's index."""
     ref = references.flatten(1).float()
     ref_sq = ref.pow(2).sum(1)
@@ -206,7 +206,7 @@ def nearest_neighbours(queries: Tensor, references: Tensor, batch: int = 256) ->
     return torch.cat(dist), torch.cat(index)
 
 
-def memorisation(samples: Tensor, train: Tensor, held_out: Tensor) -> dict[str, float]:
+def memorization(samples: Tensor, train: Tensor, held_out: Tensor) -> dict[str, float]:
     """How close samples come to training images, measured against how close unseen real images come.
 
     ``nn_rms``: median pixel RMS distance of a sample to its nearest training image;
@@ -214,7 +214,7 @@ def memorisation(samples: Tensor, train: Tensor, held_out: Tensor) -> dict[str, 
     ``copies``: the fraction of samples nearer to a training image than the nearest held-out
     image ever is (near-copies of the training set).
     """
-    d_samples, _ = nearest_neighbours(samples, train)
-    d_held, _ = nearest_neighbours(held_out, train)
+    d_samples, _ = nearest_neighbors(samples, train)
+    d_held, _ = nearest_neighbors(held_out, train)
     return {"nn_rms": float(d_samples.median()), "nn_rms_held_out": float(d_held.median()),
             "copies": float((d_samples < d_held.min()).float().mean())}

@@ -62,8 +62,8 @@ class MaskedConv2d(nn.Conv2d):
         mask[:, :, k + 1:, :] = 0
         g_out = _group(torch.arange(out_channels), out_channels, image_channels)[:, None]
         g_in = _group(torch.arange(in_channels), in_channels, image_channels)[None, :]
-        centre = (g_in < g_out) if mask_type == "A" else (g_in <= g_out)
-        mask[:, :, k, k] = centre.float()
+        center = (g_in < g_out) if mask_type == "A" else (g_in <= g_out)
+        mask[:, :, k, k] = center.float()
         self.register_buffer("mask", mask)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from render3d.errors import Render3DError
 from render3d.files import atomic_path, write_json, write_text_atomic
 from render3d.zoo.base import ZooModel, load
 from render3d.zoo.data import ImageData, load_images
-from render3d.zoo.metrics import blur3x3, feature_classifier, memorisation, nearest_neighbours, sample_quality
+from render3d.zoo.metrics import blur3x3, feature_classifier, memorization, nearest_neighbors, sample_quality
 from render3d.zoo.nets import slerp
 
 
@@ -83,7 +83,7 @@ SMALL_DATA = 10_000
 
 def nearest_pairs(samples: Tensor, train: Tensor, count: int = 32) -> Tensor:
     """``count`` samples each followed by its nearest training image (pixel RMS): a memorisation check."""
-    _, index = nearest_neighbours(samples[:count], train)
+    _, index = nearest_neighbors(samples[:count], train)
     return torch.stack([samples[:count], train[index]], 1).flatten(0, 1)
 
 
@@ -122,7 +122,7 @@ def evaluate_model(model: ZooModel, data: ImageData, classifier, real_features: 
     }
     small = len(data.train) < SMALL_DATA
     if small:
-        row.update(memorisation(samples, data.train.float() / 255.0, data.test.float() / 255.0))
+        row.update(memorization(samples, data.train.float() / 255.0, data.test.float() / 255.0))
     test = data.test[:n_eval].float() / 255.0
     if model.likelihood:  # unconditional (no labels), so every model answers the same question
         bpd = _batched(model.bits_per_dim, test)
@@ -189,7 +189,7 @@ def calibration_rows(data: ImageData, classifier, real: Tensor, n: int, generato
                          ("uniform noise", noise)):
         row = {"model": name, **sample_quality(real, classifier.embed(images))}
         if len(data.train) < SMALL_DATA:
-            row.update(memorisation(images, data.train.float() / 255.0, held_out))
+            row.update(memorization(images, data.train.float() / 255.0, held_out))
         rows.append(row)
     return rows
 

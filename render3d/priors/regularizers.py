@@ -79,30 +79,30 @@ class DepthSmoothness(LossTerm):
 
 
 @dataclass
-class GaussianRegulariserConfig(LossConfig):
+class GaussianRegularizerConfig(LossConfig):
     """Options of ``opacity`` and ``scale`` (CLI: ``--loss.opacity.NAME``, ``--loss.scale.NAME``)."""
 
     weight: float = option("weight of the penalty (3DGS-MCMC uses 0.01)", default=0.01)
 
 
-class OpacityRegulariser(LossTerm):
+class OpacityRegularizer(LossTerm):
     """Mean Gaussian opacity (L1: sparse, decisive Gaussians; 3DGS-MCMC's opacity regulariser)."""
 
     name = "opacity"
     description = "L1 on Gaussian opacities"
-    config_type = GaussianRegulariserConfig
+    config_type = GaussianRegularizerConfig
 
     def losses(self, ctx: LossContext) -> dict[str, Tensor]:
         _require(ctx.method, HasGaussians, self.name, "Gaussians")
         return {"opacity": ctx.method.model.gaussians(live=True).opacities().mean()}
 
 
-class ScaleRegulariser(LossTerm):
+class ScaleRegularizer(LossTerm):
     """Mean of each Gaussian's largest standard deviation, relative to the scene scale."""
 
     name = "scale"
     description = "L1 on the largest axis of each Gaussian (relative to the scene size)"
-    config_type = GaussianRegulariserConfig
+    config_type = GaussianRegularizerConfig
 
     def losses(self, ctx: LossContext) -> dict[str, Tensor]:
         _require(ctx.method, HasGaussians, self.name, "Gaussians")
