@@ -413,3 +413,28 @@ def test_the_package_pins_the_viser_release_the_guard_was_written_for():
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert f"viser=={VISER_VERSION}" in project["dependencies"]
     assert viser.__version__ == VISER_VERSION
+
+
+def test_the_frustums_follow_the_poses_training_refines(tiny_scene, tmp_path):
+    """With --splat.pose-opt the live viewer moves each training camera's frustum to its refined pose."""
+    import numpy as np
+
+    from render3d.splat.method import SplatConfig
+    from render3d.train import TrainConfig, Trainer
+    from render3d.viewer.camera import pose_of
+    from render3d.viewer.server import Viewer
+
+    config = TrainConfig(steps=20, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
+    trainer = Trainer(config, SplatConfig(init_points=500, sh_degree=0, pose_opt=True, lr_pose=1e-2), scene=tiny_scene)
+    viewer = Viewer(from_trainer(trainer), port=0, verbose=False)
+    try:
+        trainer.run()  # the last step refreshes the viewer
+        refined, given = trainer.method.refined_train_cameras(), tiny_scene.train.cameras
+        context = viewer.scene_context
+        moved = 0
+        for handle, i in zip(context.frustums, context._frustum_indices):
+            np.testing.assert_allclose(handle.position, pose_of(refined, i).position, atol=1e-6)
+            moved += not np.allclose(handle.position, pose_of(given, i).position, atol=1e-6)
+        assert moved > 0
+    finally:
+        viewer.stop()

@@ -63,6 +63,8 @@ class SceneContext:
         gui, scene, controls = viewer.server.gui, viewer.server.scene, viewer.controls
         lo, hi = self.content.bounds[0].tolist(), self.content.bounds[1].tolist()
         self.extent = float(np.linalg.norm(np.subtract(hi, lo))) or 1.0
+        self._frustum_indices: list[int] = []
+        self._frustum_cameras = self.content.train_cameras
         self.frustums = self._add_frustums()
         self.points = self._add_points()
         self._splats: Optional[Any] = None
@@ -103,9 +105,17 @@ class SceneContext:
                 f"/cameras/{i:04d}", fov=pose.fov, aspect=pose.aspect, scale=scale, thickness=1.5, thickness_units="screen",
                 image=image, format="jpeg", jpeg_quality=70, wxyz=pose.wxyz, position=pose.position,
             )
-            handle.on_click(lambda event, pose=pose: fly_to(event.client, pose))
+            handle.on_click(lambda event, i=int(i): fly_to(event.client, pose_of(self._frustum_cameras, i)))
             handles.append(handle)
+            self._frustum_indices.append(int(i))
         return handles
+
+    def move_frustums(self, cameras: Any) -> None:
+        """Put the training-camera frustums at ``cameras``' poses (the poses ``--splat.pose-opt`` has refined so far)."""
+        self._frustum_cameras = cameras
+        for handle, i in zip(self.frustums, self._frustum_indices):
+            pose = pose_of(cameras, i)
+            handle.wxyz, handle.position = pose.wxyz, pose.position
 
     def _add_points(self) -> Optional[Any]:
         pts, colors = self.content.points, self.content.point_colors

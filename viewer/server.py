@@ -203,7 +203,15 @@ class Viewer:
         period = max(self.training_refresh_seconds, self.renderer.full_render_seconds / IDLE_SHARE)
         if now - self._last_refresh >= period or event.step >= event.total_steps:
             self._last_refresh = now
+            self._follow_refined_poses()
             self.refresh()
+
+    def _follow_refined_poses(self) -> None:
+        """Move the frustums to the poses training has refined (on the training thread, between steps)."""
+        trainer = self.content.trainer
+        refined = trainer.method.refined_train_cameras() if trainer is not None else None
+        if refined is not None:
+            self.scene_context.move_frustums(refined)
 
     # ----- lifetime ------------------------------------------------------------------------
     def stop(self) -> None:
