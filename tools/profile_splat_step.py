@@ -1,6 +1,6 @@
 """Where a CPU splat training step's time goes, stage by stage, torch code and compiled kernels.
 
-    python bench/bench_splat_step_profile.py [--warmup 30] [--repeats 9]
+    python tools/profile_splat_step.py [--warmup 30] [--repeats 9]
 
 Trains the default scene (torch backend) for a few steps, then times each stage of a step
 forward+backward on its own: 3D covariance and EWA projection, SH colours and the

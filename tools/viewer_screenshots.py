@@ -1,6 +1,6 @@
 """Screenshots of the viewer's opening view in chromium, to look at by eye.
 
-    python bench/viewer_screenshots.py NAME=RUN_OR_PLY ... [NAME=data:DATASET[:DOWNSCALE] ...] [--out DIR]
+    python tools/viewer_screenshots.py NAME=RUN_OR_PLY ... [NAME=data:DATASET[:DOWNSCALE] ...] [--out DIR]
 
 Each ``NAME=...`` opens the viewer on a run folder, checkpoint or Gaussian PLY, or, with
 ``data:``, on a dataset with a splat model just initialised from it (no training: enough to
@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from bench_viewer import CHROMIUM_ARGS
-from render3d.viewer.render_loop import ViewSettings
-from render3d.viewer.server import Viewer
-from render3d.viewer.source import ViewerContent, load_content
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_viewer import CHROMIUM_ARGS  # noqa: E402
+from render3d.viewer.render_loop import ViewSettings  # noqa: E402
+from render3d.viewer.server import Viewer  # noqa: E402
+from render3d.viewer.source import ViewerContent, load_content  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "test-artifacts" / "viewer-opening"
 
