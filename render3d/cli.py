@@ -151,6 +151,10 @@ def cmd_eval(args: argparse.Namespace, argv: Sequence[str]) -> int:
         refined = refine_split_poses(run.model, split, float(run.scene.scene_scale), args.refine_steps)
         fitted = evaluate_split(run.model, refined, run.run_dir / "renders" / f"{args.split}_refined_poses")
         metrics["refined_poses"] = {"steps": args.refine_steps, **fitted}
+    if args.appearance_fit == "half":
+        from render3d.evaluate import evaluate_appearance_fit
+
+        metrics["appearance_fit"] = evaluate_appearance_fit(run.model, split)
     write_json(metrics, run.run_dir / f"eval_{args.split}.json")
     _print_metrics(metrics, run.run_dir)
     return 0
@@ -206,6 +210,9 @@ def add_eval_parser(sub: Any) -> None:
         "--splat.pose-opt); metrics.json holds both, the fitted scores under refined_poses",
     )
     ev.add_argument("--refine-steps", type=positive_int, default=100, help="optimiser steps per view of --refine-test-poses (default: 100)")
+    ev.add_argument("--appearance-fit", choices=("none", "half"), default="none",
+                    help="half: also score with NeRF-W's protocol, a per-channel gain fitted on the left half of each view "
+                         "and scored on its right half (for captures whose exposure changes); under appearance_fit")
     ev.add_argument("--error-maps", action="store_true", help="also write per-view |render - ground truth| heat maps to renders/<split>_errors/")
     ev.set_defaults(func=cmd_eval)
 

@@ -82,3 +82,36 @@ def test_bad_appearance_options_are_one_line_and_exit_2(option, value, capsys):
     assert main(["train", option, value, "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error:") and option in err
+
+
+def test_the_appearance_fit_protocol_fits_on_the_left_half_and_scores_the_right(tiny_scene):
+    """A model whose renders are each test image at half its exposure: NeRF-W's protocol fits a gain of 2 on the left
+    half and scores the right half as (almost) exact, while the plain score stays low."""
+    from render3d.evaluate import evaluate_appearance_fit, evaluate_split
+    from render3d.protocol import RenderOutput
+
+    split = tiny_scene.test
+
+    class DarkenedImages:
+        def render(self, cameras, mode="rgb"):
+            i = next(j for j in range(len(split)) if torch.equal(split.cameras[j].c2w, cameras.c2w))
+            rgb = split.image_float(i)[None] * 0.5
+            return RenderOutput(rgb=rgb, depth=torch.zeros_like(rgb[..., :1]), alpha=torch.ones_like(rgb[..., :1]))
+
+    plain = evaluate_split(DarkenedImages(), split)
+    fitted = evaluate_appearance_fit(DarkenedImages(), split)
+    assert plain["psnr"] < 15 and fitted["psnr"] > 40 and fitted["views"] == len(split)
+    for row in fitted["per_view"]:
+        assert row["gain"] == pytest.approx([2.0, 2.0, 2.0], rel=0.02)
+
+
+def test_eval_reports_the_appearance_fit_under_its_own_key(splat_run, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(splat_run, run)  # the shared run folder stays as the other tests expect it
+    assert main(["eval", str(run), "--appearance-fit", "half", "--backend", "torch"]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["poses"] == "given" and metrics["appearance_fit"]["protocol"] == "half"
+    assert metrics["appearance_fit"]["views"] == metrics["views"] and metrics["appearance_fit"]["psnr"] > 0
