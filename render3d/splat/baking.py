@@ -33,11 +33,11 @@ def mean_compensations(model: GaussianSplats, cameras: Cameras, chunk: int = 8) 
     settings = model.settings
     total = torch.zeros(model.num_gaussians)
     count = torch.zeros(model.num_gaussians)
-    a = model.activated()
     with torch.no_grad():
+        a = model.activated()
+        means, quats, scales = a["means"], a["quats"], a["scales"]
         for start in range(0, len(cameras), chunk):
-            cams = cameras[start:start + chunk].to(a["means"].device)
-            means, quats, scales = a["means"].detach(), a["quats"].detach(), a["scales"].detach()
+            cams = cameras[start:start + chunk].to(means.device)
             proj = splat_kernels(means, cams.viewmats).project(means, quats, scales, cams.viewmats, cams.K, cams.width,
                                                                 cams.height, settings.eps2d, settings.near_plane,
                                                                 settings.far_plane, antialiased=True)
