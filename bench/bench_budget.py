@@ -1,6 +1,7 @@
-"""Time budgets and coarse-to-fine images on the default scene at a real resolution (400 px by default).
+"""Time budgets and coarse-to-fine images at a real resolution: the default scene at 400 px, or a capture.
 
     python bench/bench_budget.py [--resolution 400] [--steps 3000] [--budget 150] [--rows reference,truncated,planned,coarse]
+    python bench/bench_budget.py --data FOLDER --downscale 8 --budget 300 --rows planned,planned+coarse+antialiased
 
 Rows, each one splat run of the default recipe on the same scene, in this process:
 
@@ -11,6 +12,10 @@ Rows, each one splat run of the default recipe on the same scene, in this proces
 - ``planned``: ``--steps N --max-seconds B`` now (the schedule is planned onto the budget);
 - ``coarse``: ``planned`` plus ``--splat.resolution-start 0.25`` (the first steps on quarter-size images);
 - ``capped``: ``planned`` plus ``--splat.max-gaussians 15000`` (a Gaussian budget).
+
+A row may add options to any of the first three with ``+``: ``coarse``, ``capped``, ``antialiased``
+(``--splat.antialiased``) and ``exposure`` (``--splat.appearance exposure``), e.g.
+``planned+coarse+antialiased``.
 
 Prints test PSNR / SSIM, steps, seconds, Gaussians and peak RSS of the process so far, and the
 machine (with a plain matmul's GFLOP/s) before and after, so the table can be compared across machines.
@@ -33,7 +38,24 @@ from render3d.datasets.synthetic import generate_scene  # noqa: E402
 from render3d.splat.method import SplatConfig  # noqa: E402
 from render3d.train import TrainConfig, Trainer  # noqa: E402
 
-ROWS = ("reference", "truncated", "planned", "coarse", "capped")
+BASES = ("reference", "truncated", "planned")
+OPTIONS = {  # what each ``+NAME`` of a row sets in SplatConfig
+    "coarse": {"resolution_start": 0.25},
+    "capped": {"max_gaussians": 15_000},
+    "antialiased": {"antialiased": True},
+    "exposure": {"appearance": "exposure"},
+}
+ROWS = ("reference", "truncated", "planned", "coarse", "capped")  # the default scene's table
+SHORTHANDS = {"coarse": "planned+coarse", "capped": "planned+capped"}
+
+
+def row_parts(row: str) -> tuple[str, list[str]]:
+    """``(base, options)`` of a row name such as ``planned+coarse+antialiased``; ValueError if unknown."""
+    base, *options = SHORTHANDS.get(row, row).split("+")
+    unknown = [name for name in options if name not in OPTIONS]
+    if base not in BASES or unknown:
+        raise ValueError(f"unknown row {row!r}: a row is one of {', '.join(BASES)}, then +OPTION from {', '.join(OPTIONS)}")
+    return base, options
 
 
 class TruncatedTrainer(Trainer):
@@ -45,10 +67,11 @@ class TruncatedTrainer(Trainer):
 
 
 def run(row: str, scene, folder: Path, steps: int, budget: float) -> dict:
-    config = TrainConfig(steps=steps, max_seconds=0.0 if row == "reference" else budget, out=str(folder / row), save_every=0,
+    base, options = row_parts(row)
+    config = TrainConfig(steps=steps, max_seconds=0.0 if base == "reference" else budget, out=str(folder / row), save_every=0,
                          progress=False)
-    method = SplatConfig(resolution_start=0.25 if row == "coarse" else 1.0, max_gaussians=15_000 if row == "capped" else 0)
-    trainer_type = TruncatedTrainer if row == "truncated" else Trainer
+    method = SplatConfig(**{key: value for name in options for key, value in OPTIONS[name].items()})
+    trainer_type = TruncatedTrainer if base == "truncated" else Trainer
     started = time.perf_counter()
     metrics = trainer_type(config, method, scene=scene).run()
     return {"row": row, "psnr": metrics["psnr"], "ssim": metrics["ssim"], "steps": metrics["steps"],
@@ -62,20 +85,29 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=400)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--budget", type=float, default=150.0, help="seconds of training of the budgeted rows")
-    parser.add_argument("--rows", default=",".join(ROWS[:4]), help=f"comma-separated, of {', '.join(ROWS)}")
+    parser.add_argument("--rows", default=",".join(ROWS[:4]),
+                        help=f"comma-separated: {', '.join(ROWS)}, or a base ({', '.join(BASES)}) with +OPTION ({', '.join(OPTIONS)})")
+    parser.add_argument("--data", default=None, help="a dataset folder instead of the default scene (e.g. fern)")
+    parser.add_argument("--downscale", type=int, default=1, help="with --data: load images downscaled by this factor")
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
-    unknown = set(rows) - set(ROWS)
-    if unknown:
-        parser.error(f"unknown rows {sorted(unknown)}: use {', '.join(ROWS)}")
+    for row in rows:
+        try:
+            row_parts(row)
+        except ValueError as error:
+            parser.error(str(error))
     machine = describe()  # before the runs, and again after
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        scene = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
+        if args.data:
+            scene = load_scene(args.data, downscale=args.downscale)
+        else:
+            scene = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
         for row in rows:
             results.append(run(row, scene, Path(tmp), args.steps, args.budget))
             print(results[-1], flush=True)
-    print(f"\nMachine before: {machine}\nMachine after: {describe()}\n\n`python bench/bench_budget.py --resolution {args.resolution} "
+    scene_args = f"--data {args.data} --downscale {args.downscale}" if args.data else f"--resolution {args.resolution}"
+    print(f"\nMachine before: {machine}\nMachine after: {describe()}\n\n`python bench/bench_budget.py {scene_args} "
           f"--steps {args.steps} --budget {args.budget:g} --rows {','.join(rows)}`, {time.strftime('%Y-%m-%d')}\n")
     print("| run | test PSNR | SSIM | steps (planned) | train s | Gaussians | peak RSS |\n|---|---|---|---|---|---|---|")
     for r in results:

@@ -1,8 +1,8 @@
 """Where a CPU splat training step's time goes, stage by stage, torch code and compiled kernels.
 
-    python tools/profile_splat_step.py [--warmup 30] [--repeats 9]
+    python tools/profile_splat_step.py [--warmup 30] [--repeats 9] [--data FOLDER --downscale N]
 
-Trains the default scene (torch backend) for a few steps, then times each stage of a step
+Trains the default scene (or ``--data``, e.g. fern with ``--downscale 8``; torch backend) for a few steps, then times each stage of a step
 forward+backward on its own: 3D covariance and EWA projection, SH colours and the
 rasteriser (each as torch code, ``old``, and numba kernels, ``new``: the two kernel sets of
 ``render3d/splat/kernels.py``), the loss (L1 + SSIM), Adam, and a whole training step.
@@ -42,11 +42,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warmup", type=int, default=30, help="training steps before timing")
     parser.add_argument("--repeats", type=int, default=9, help="timed calls per stage")
+    parser.add_argument("--data", default=None, help="a dataset folder (default: the bundled default scene)")
+    parser.add_argument("--downscale", type=int, default=1, help="load the dataset's images downscaled by this factor")
     args = parser.parse_args()
     torch.set_num_threads(1)
     numba.set_num_threads(1)
 
-    config = TrainConfig(steps=300, backend="torch", out=tempfile.mkdtemp(), save_every=0, progress=False)
+    config = TrainConfig(data=args.data, downscale=args.downscale, steps=1200, backend="torch", out=tempfile.mkdtemp(), save_every=0, progress=False)
     trainer = Trainer(config, SplatConfig())
     for _ in range(args.warmup):
         trainer.step_once()
