@@ -6,7 +6,7 @@
 ``exposure``: each training image is multiplied by a random exposure in [0.6, 1.5] and a
 white-balance factor per channel in [0.95, 1.05] (seeded), then clipped to [0, 1]; test images
 are left as rendered. Runs: clean images; changed images; changed images with
-``--splat.appearance exposure``.
+``--splat.appearance exposure``; and with ``--splat.appearance embedding``.
 
 ``poses``: each training camera is turned by 1 degree about a random axis and moved by 2% of
 the scene scale in a random direction (seeded); test cameras are exact. Runs: clean poses;
@@ -22,8 +22,11 @@ classic, antialiased; shown at full size, pixels repeated).
 
 ``real``: real captures from ``--data`` (skipped with a note where absent): LLFF fern at
 504x378 with its official poses (``--downscale 8``, every 8th photo held out) and the fox
-hand-held photos at 270x480 (``--downscale 4``, its ``transforms.json`` poses). Runs: the default
-recipe; with ``--splat.pose-opt``; ``--splat.appearance exposure``; ``--splat.antialiased``; all three.
+hand-held photos at 270x480 (``--downscale 4``, its ``transforms.json`` poses); ``fern-sfm`` is fern
+with the poses ``render3d data process`` finds for its 1008x756 photos, trained at 504x378 (not in
+the default ``--scenes``). Runs: the default
+recipe; with ``--splat.pose-opt``; ``--splat.appearance exposure`` (or ``embedding``); ``--splat.antialiased``;
+all three (pose-opt, exposure, antialiased).
 Scored at the given test poses, after fitting each test pose against the trained scene
 (``render3d eval --refine-test-poses``, 100 steps) and with NeRF-W's appearance fit
 (``render3d eval --appearance-fit half``), with SSIM and the training time.
@@ -152,11 +155,31 @@ def multiscale(tmp: Path, steps: int, resolution: int) -> list[str]:
     return rows
 
 
-REAL_SCENES = {"fern": ("fern", 8), "fox": ("fox", 4)}  # folder under --data, --downscale
+REAL_SCENES = {  # --scenes key: (folder under --data, --downscale, photos to pose with `render3d data process` first, or None)
+    "fern": ("fern", 8, None),
+    "fox": ("fox", 4, None),
+    "fern-sfm": ("fern", 2, "images_4"),
+}
+
+
+def real_scene(data: Path, tmp: Path, name: str):
+    """The real capture ``name`` (:data:`REAL_SCENES`), None where its data is absent. ``fern-sfm`` is fern's
+    1008x756 photos posed by ``render3d data process`` (pycolmap), trained at 504x378 like ``fern``."""
+    from render3d.process import ProcessConfig, process_capture
+
+    folder, downscale, photos = REAL_SCENES[name]
+    if not (data / folder).is_dir():
+        return None
+    path = data / folder
+    if photos is not None:
+        path = tmp / name
+        process_capture([data / folder / photos], ProcessConfig(out=str(path), progress=False))
+    return load_scene(path, downscale=downscale)
 REAL_VARIANTS = {  # --variants key: (row name, method options)
     "default": ("default recipe", {}),
     "pose-opt": ("--splat.pose-opt", {"pose_opt": True}),
     "exposure": ("--splat.appearance exposure", {"appearance": "exposure"}),
+    "embedding": ("--splat.appearance embedding", {"appearance": "embedding"}),
     "antialiased": ("--splat.antialiased", {"antialiased": True}),
     "all": ("all three", {"pose_opt": True, "appearance": "exposure", "antialiased": True}),
 }
@@ -168,11 +191,10 @@ def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str],
 
     rows = []
     for name in scenes:
-        folder, downscale = REAL_SCENES[name]
-        if not (data / folder).is_dir():
-            print(f"{name}: skipped, no {data / folder}", flush=True)
+        scene = real_scene(data, tmp, name)
+        if scene is None:
+            print(f"{name}: skipped, no {data / REAL_SCENES[name][0]}", flush=True)
             continue
-        scene = load_scene(data / folder, downscale=downscale)
         for variant, options in (REAL_VARIANTS[key] for key in variants):
             config = TrainConfig(steps=steps, out=str(tmp / f"{name}-{len(rows)}"), save_every=0, progress=False)
             start = time.perf_counter()
@@ -194,7 +216,8 @@ def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
     if which in ("exposure", "all"):
         changed = replace(clean, train=replace(clean.train, images=change_exposure(clean.train.images)))
         runs += [("exposure: clean images", clean, SplatConfig()), ("exposure: changed", changed, SplatConfig()),
-                 ("exposure: changed, --splat.appearance exposure", changed, SplatConfig(appearance="exposure"))]
+                 ("exposure: changed, --splat.appearance exposure", changed, SplatConfig(appearance="exposure")),
+                 ("exposure: changed, --splat.appearance embedding", changed, SplatConfig(appearance="embedding"))]
     if which in ("poses", "all"):
         cameras = clean.train.cameras
         moved = replace(cameras, c2w=disturb_poses(cameras.c2w, 0.02 * float(clean.scene_scale)))
@@ -209,7 +232,7 @@ def main() -> None:
     parser.add_argument("--case", default="all", choices=("exposure", "poses", "multiscale", "real", "all"))
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
                         help="folder holding fern/ and fox/ (case real)")
-    parser.add_argument("--scenes", default="fern,fox", help="real captures to train (case real): fern, fox")
+    parser.add_argument("--scenes", default="fern,fox", help="real captures to train (case real): fern, fox, fern-sfm")
     parser.add_argument("--variants", default=",".join(REAL_VARIANTS),
                         help=f"runs on each real capture (case real): {', '.join(REAL_VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1200)

@@ -1,4 +1,5 @@
-"""Per-image exposure and white balance learned in training (``--splat.appearance exposure``)."""
+"""Per-image appearance learned in training: exposure and white balance (``--splat.appearance exposure``) and
+per-image codes read by the colours (``--splat.appearance embedding``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from helpers import resumed_matches_uninterrupted
 
 from render3d.cli import main
-from render3d.splat.appearance import ExposureCorrection, RowAdam
+from render3d.splat.appearance import AppearanceEmbedding, ExposureCorrection, RowAdam
 from render3d.splat.method import SplatConfig
 from render3d.train import TrainConfig, Trainer
 
@@ -39,6 +40,42 @@ def test_the_correction_starts_as_the_identity_stays_zero_mean_and_saturates():
     assert correction.values.grad[2].abs().sum() > 0 and correction.values.grad[[0, 1, 3, 4]].abs().sum() == 0
 
 
+def test_the_embedding_starts_as_the_identity_and_its_corrections_average_to_zero():
+    """Codes start at zero (the identity); once recentred, the corrections of all the training images average to zero
+    for every Gaussian and direction (no cast can move into the scene); a step's gradient reaches only its images' codes."""
+    torch.manual_seed(0)
+    embedding = AppearanceEmbedding(5, scene_scale=2.0)
+    colors, means, centers = torch.rand(1, 50, 3), torch.randn(50, 3), torch.randn(1, 3)
+    assert torch.equal(embedding(colors, means, centers, torch.tensor([3])), colors)
+    with torch.no_grad():
+        embedding.codes.normal_()
+    embedding.recenter()
+    every_image = torch.stack([embedding(colors, means, centers, torch.tensor([i]))[0] for i in range(5)])
+    assert (every_image - colors).abs().max() > 0.01
+    torch.testing.assert_close(every_image.mean(0), colors[0], atol=1e-5, rtol=0)
+    embedding(colors.expand(2, -1, -1), means, centers.expand(2, -1), torch.tensor([1, 4])).sum().backward()
+    assert embedding.codes.grad[[1, 4]].abs().sum() > 0 and embedding.codes.grad[[0, 2, 3]].abs().sum() == 0
+
+
+def test_the_embedding_learns_each_training_image_exposure(tiny_scene, tmp_path):
+    """After training on images with changed exposure, the brightening each image's code gives the Gaussians' colours
+    tracks that image's exposure (correlation of the logs > 0.8), and the test views (the code 0) still score."""
+    scene, gains = changed_exposure(tiny_scene)
+    config = TrainConfig(steps=300, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
+    trainer = Trainer(config, SplatConfig(init_points=1500, sh_degree=1, appearance="embedding"), scene=scene)
+    metrics = trainer.run()
+    means, embedding = trainer.method.model.activated()["means"], trainer.method.appearance
+    centers = scene.train.cameras.c2w[:, :3, 3]
+    grey = torch.full((1, means.shape[0], 3), 0.5)
+    with torch.no_grad():  # each image's mean brightening of grey Gaussians seen from its camera
+        learned = torch.stack([embedding(grey, means, centers[i:i + 1], torch.tensor([i])).mean() / 0.5
+                               for i in range(len(centers))])
+    true = gains.log().mean(1)
+    correlation = torch.corrcoef(torch.stack([learned.clamp_min(1e-3).log(), true - true.mean()]))[0, 1]
+    assert correlation > 0.8, (correlation, learned, true)
+    assert metrics["psnr"] > 18  # the average look still renders the scene (plain training scores 21.6 here)
+
+
 def test_row_adam_moves_only_the_rows_a_step_saw():
     """Rows without a gradient in a step keep their values, even after earlier steps moved them (plain Adam drifts)."""
     table = torch.nn.Parameter(torch.zeros(4, 3))
@@ -65,19 +102,43 @@ def test_learned_gains_follow_each_training_image_exposure(tiny_scene, tmp_path)
     assert correlation > 0.8, (correlation, learned, true)
 
 
-def test_training_with_the_correction_resumes_exactly(tiny_scene, tmp_path):
-    """The per-image values and their optimiser state are in the checkpoint: a resumed run equals an uninterrupted one."""
+@pytest.mark.parametrize("mode", ["exposure", "embedding"])
+def test_training_with_the_appearance_resumes_exactly(mode, tiny_scene, tmp_path):
+    """The per-image values (and the embedding's MLP) and their optimiser state are in the checkpoint: a resumed run
+    equals an uninterrupted one."""
     scene, _ = changed_exposure(tiny_scene)
 
     def make(name: str) -> Trainer:
         config = TrainConfig(steps=20, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
-        return Trainer(config, SplatConfig(init_points=500, sh_degree=1, appearance="exposure"), scene=scene)
+        return Trainer(config, SplatConfig(init_points=500, sh_degree=1, appearance=mode), scene=scene)
 
     resumed = resumed_matches_uninterrupted(make, 10, scene)
-    assert resumed.method.appearance is not None and resumed.method.appearance.values.abs().sum() > 0
+    appearance = resumed.method.appearance
+    assert appearance is not None and next(appearance.parameters()).abs().sum() > 0
 
 
-@pytest.mark.parametrize("option, value", [("--splat.appearance", "sepia"), ("--splat.lr-appearance", "-1")])
+def test_a_checkpoint_from_before_the_embedding_restores_its_exposure(tiny_scene, tmp_path):
+    """Exposure checkpoints written before ``--splat.appearance embedding`` (``values`` and ``optimizer``) still load."""
+    scene, _ = changed_exposure(tiny_scene)
+
+    def make(name: str) -> Trainer:
+        config = TrainConfig(steps=10, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
+        return Trainer(config, SplatConfig(init_points=300, sh_degree=1, appearance="exposure"), scene=scene)
+
+    trained = make("old")
+    for _ in range(5):
+        trained.step_once()
+    state = trained.method.state_dict()
+    state["appearance"] = {"values": state["appearance"]["state"]["values"],
+                           "optimizer": state["appearance"]["optimizers"]["appearance"]}
+    fresh = make("new").method
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.appearance.values, trained.method.appearance.values, rtol=0, atol=0)
+    assert fresh.optimizers()["appearance"].state_dict()["state"]
+
+
+@pytest.mark.parametrize("option, value", [("--splat.appearance", "sepia"), ("--splat.lr-appearance", "-1"),
+                                           ("--splat.lr-appearance-mlp", "0")])
 def test_bad_appearance_options_are_one_line_and_exit_2(option, value, capsys):
     assert main(["train", option, value, "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()

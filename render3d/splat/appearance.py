@@ -1,4 +1,5 @@
-"""Per-image exposure and white balance, learned in training (``--splat.appearance exposure``).
+"""Per-image appearance learned in training: exposure and white balance (``--splat.appearance exposure``)
+or a per-image latent code fed to the Gaussians' colours (``--splat.appearance embedding``).
 
 Phones change exposure and white balance from frame to frame; a scene fitted to every frame
 as it is bakes those changes into floaters and view-dependent colour. :class:`ExposureCorrection`
@@ -14,15 +15,31 @@ The log-gains are kept zero-mean over the training images, so the corrections av
 a colour cast common to every image stays in the scene (it cannot drift into the
 correction), and what renders, evaluation and exports show, with no correction, is the
 average appearance of the training images.
+
+:class:`AppearanceEmbedding` is the general form, for light that changes more than a camera's
+gain can say (clouds, shadows, a lamp switched on): nerfacto's and gsplat's ``app_opt`` idea,
+a learned latent code ``e_i`` per training image that the colour model reads. Here it acts on
+each Gaussian's SH colour ``c`` seen along the view direction ``d`` from position ``x``::
+
+    c_i' = c + A(c, d, x / s) e_i,    with mean_j e_j = 0
+
+``A`` is a small MLP giving a ``3 x D`` matrix, ``s`` the scene scale. The correction is linear in
+the code, so with the codes kept zero-mean the corrections average to zero over the training
+images, exactly, for every Gaussian and direction: as with ``exposure``, no cast moves into the
+scene, and renders, evaluation and exports (the code ``0``) show the average appearance, with
+nothing to bake.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: ``--splat.appearance`` values.
-APPEARANCE_MODES = ("none", "exposure")
+APPEARANCE_MODES = ("none", "exposure", "embedding")
 
 
 class ExposureCorrection(nn.Module):
@@ -55,6 +72,62 @@ class ExposureCorrection(nn.Module):
         """``rgb [B, H, W, 3]`` of the images ``indices [B]``, corrected."""
         gain = torch.exp(self.values[indices.to(self.values.device)])[:, None, None, :]
         return (rgb * gain).clamp(0.0, 1.0)  # a camera saturates: a brighter exposure clips as the photo did
+
+
+class AppearanceEmbedding(nn.Module):
+    """Zero-mean per-image latent codes that modulate the Gaussians' colours (see the module docstring).
+
+    Args:
+        num_images: training images, indexed as ``Batch.indices`` index them.
+        scene_scale: the scene's scale ``s``; positions reach the MLP as ``x / s``.
+        dim: length ``D`` of each image's code.
+        hidden: width of the MLP's two hidden layers.
+
+    Examples:
+        >>> embedding = AppearanceEmbedding(4, scene_scale=1.0)
+        >>> colors, means, centers = torch.rand(2, 100, 3), torch.randn(100, 3), torch.randn(2, 3)
+        >>> torch.equal(embedding(colors, means, centers, torch.tensor([0, 3])), colors)   # the identity until trained
+        True
+    """
+
+    def __init__(self, num_images: int, scene_scale: float, dim: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.scene_scale = float(scene_scale)
+        self.codes = nn.Parameter(torch.zeros(num_images, dim))  # one row per training image, learned with RowAdam
+        self.mlp = nn.Sequential(nn.Linear(9, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 3 * dim))
+
+    @torch.no_grad()
+    def recenter(self) -> None:
+        """Remove the mean over the images from every code (call after each optimiser step)."""
+        self.codes -= self.codes.mean(0, keepdim=True)
+
+    def forward(self, colors: Tensor, means: Tensor, centers: Tensor, indices: Tensor) -> Tensor:
+        """Colours ``[C, N, 3]`` of ``N`` Gaussians at ``means [N, 3]`` seen from ``centers [C, 3]`` by the training images
+        ``indices [C]``, corrected by those images' codes (``[C, N, 3]``; the input where a code is 0)."""
+        directions = F.normalize(means[None] - centers[:, None], dim=-1)
+        positions = (means / self.scene_scale)[None].expand_as(directions)
+        matrices = self.mlp(torch.cat([colors, directions, positions], dim=-1)).unflatten(-1, (3, -1))  # [C, N, 3, D]
+        codes = self.codes[indices.to(self.codes.device)]  # [C, D]
+        return colors + torch.einsum("cnkd,cd->cnk", matrices, codes)
+
+
+def make_appearance(mode: str, num_images: int, scene_scale: float) -> Optional[nn.Module]:
+    """The per-image appearance module of ``--splat.appearance mode`` for ``num_images`` training images (None for ``none``)."""
+    if mode == "exposure":
+        return ExposureCorrection(num_images)
+    if mode == "embedding":
+        return AppearanceEmbedding(num_images, scene_scale)
+    return None
+
+
+def appearance_optimizers(appearance: Optional[nn.Module], lr: float, lr_mlp: float) -> dict[str, torch.optim.Optimizer]:
+    """Optimisers of an appearance module: :class:`RowAdam` on its per-image rows (``appearance``) and, for
+    :class:`AppearanceEmbedding`, Adam on its MLP (``appearance_mlp``)."""
+    if appearance is None:
+        return {}
+    if isinstance(appearance, AppearanceEmbedding):
+        return {"appearance": RowAdam([appearance.codes], lr=lr), "appearance_mlp": torch.optim.Adam(appearance.mlp.parameters(), lr=lr_mlp)}
+    return {"appearance": RowAdam(appearance.parameters(), lr=lr)}
 
 
 class RowAdam(torch.optim.Optimizer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Optional
 
 import torch
@@ -17,7 +18,7 @@ from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
 from render3d.pose_correction import PoseCorrection
-from render3d.splat.appearance import APPEARANCE_MODES, ExposureCorrection, RowAdam
+from render3d.splat.appearance import APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers, make_appearance
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
@@ -70,11 +71,14 @@ class SplatConfig:
             ``default`` 0), filled in when the config is made. Default: None.
         scale_reg (Optional[float]): L1 penalty on scales; None: the strategy's preset (``mcmc`` 0.01, ``default``
             0), filled in when the config is made. Default: None.
-        appearance (str): Per-image appearance learned in training: ``none``, or ``exposure`` (a gain per colour
-            channel and training image, zero-mean over the images; renders, evaluation and exports show the average).
+        appearance (str): Per-image appearance learned in training: ``none``; ``exposure`` (a gain per colour
+            channel and training image); or ``embedding`` (a latent code per training image that a small MLP turns
+            into a change of each Gaussian's colour, for light that changes more than exposure). Either is zero-mean
+            over the images; renders, evaluation and exports show the average (:mod:`render3d.splat.appearance`).
             Default: "none".
-        lr_appearance (float): Learning rate of the per-image appearance (``appearance``; each image's gain moves only
-            in the steps that draw it). Default: 0.1.
+        lr_appearance (float): Learning rate of the per-image appearance (``appearance``: each image's gain or code
+            moves only in the steps that draw it). Default: 0.1.
+        lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
         resolution_start (float): Coarse to fine: train the first steps on images scaled by this factor (e.g. 0.25);
             the scale doubles at even intervals until full size at ``resolution_full`` of the run; 1: full size
             throughout. Default: 1.0.
@@ -97,7 +101,7 @@ class SplatConfig:
         >>> SplatConfig(appearance="gain")
         Traceback (most recent call last):
             ...
-        render3d.errors.Render3DError: --splat.appearance 'gain' is not known: use none or exposure
+        render3d.errors.Render3DError: --splat.appearance 'gain' is not known: use none or exposure or embedding
     """
 
     sh_degree: int = option("highest spherical-harmonics degree (0-3)", default=3)
@@ -126,11 +130,13 @@ class SplatConfig:
     ssim_weight: float = option("weight of (1 - SSIM) in the loss; the rest is L1", default=0.2)
     opacity_reg: Optional[float] = option("L1 penalty on opacities; default: the strategy's (mcmc 0.01, default 0)", default=None)
     scale_reg: Optional[float] = option("L1 penalty on scales; default: the strategy's (mcmc 0.01, default 0)", default=None)
-    appearance: str = option("per-image appearance learned in training: none, or exposure (a gain per colour channel and "
-                             "training image, zero-mean over the images; renders, evaluation and exports show the average)",
-                             default="none")
-    lr_appearance: float = option("learning rate of the per-image appearance (--splat.appearance; each image's gain moves "
-                                  "only in the steps that draw it)", default=0.1)
+    appearance: str = option("per-image appearance learned in training: none; exposure (a gain per colour channel and "
+                             "training image); or embedding (a latent code per image that a small MLP turns into a change "
+                             "of each Gaussian's colour). Zero-mean over the images: renders, evaluation and exports show "
+                             "the average", default="none")
+    lr_appearance: float = option("learning rate of the per-image appearance (--splat.appearance; each image's gain or code "
+                                  "moves only in the steps that draw it)", default=0.1)
+    lr_appearance_mlp: float = option("learning rate of the MLP of --splat.appearance embedding", default=1e-3)
     resolution_start: float = option("coarse to fine: train the first steps on images scaled by this factor (e.g. 0.25); "
                                      "the scale doubles at even intervals until full size at --splat.resolution-full "
                                      "of the run; 1: full size throughout", default=1.0)
@@ -152,7 +158,7 @@ class SplatConfig:
         records the values used)."""
         if self.appearance not in APPEARANCE_MODES:
             raise Render3DError(f"--splat.appearance {self.appearance!r} is not known: use {' or '.join(APPEARANCE_MODES)}")
-        for name in ("lr_appearance", "lr_pose"):
+        for name in ("lr_appearance", "lr_appearance_mlp", "lr_pose"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise Render3DError(f"--splat.{name.replace('_', '-')} {value} must be a number above 0")
@@ -232,8 +238,10 @@ class SplatMethod(BaseMethod):
         self._optimizers = self._make_optimizers()
         self.strategy.check_sanity(model.params, self._optimizers)
         # per-image appearance: trained with the Gaussians, but not one of gsplat's parameter groups
-        self.appearance = ExposureCorrection(len(batches.split)).to(model.params["means"].device) if c.appearance == "exposure" else None
-        self._appearance_optimizer = self._make_appearance_optimizer()
+        self.appearance = make_appearance(c.appearance, len(batches.split), scene_scale)
+        if self.appearance is not None:
+            self.appearance.to(model.params["means"].device)
+        self._appearance_optimizers = self._make_appearance_optimizers()
         self.poses = PoseCorrection(len(batches.split), scene_scale).to(model.params["means"].device) if c.pose_opt else None
         self._pose_optimizer = RowAdam(self.poses.parameters(), lr=c.lr_pose) if self.poses is not None else None
         self.strategy_state = (
@@ -282,15 +290,13 @@ class SplatMethod(BaseMethod):
             for name, lr in lrs.items()
         }
 
-    def _make_appearance_optimizer(self) -> Optional[torch.optim.Optimizer]:
-        if self.appearance is None:
-            return None
-        return RowAdam(self.appearance.parameters(), lr=self.config.lr_appearance)
+    def _make_appearance_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return appearance_optimizers(self.appearance, self.config.lr_appearance, self.config.lr_appearance_mlp)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed), and the
         per-image appearance's and pose corrections' when they are on."""
-        extra = {"appearance": self._appearance_optimizer, "poses": self._pose_optimizer}
+        extra = {**self._appearance_optimizers, "poses": self._pose_optimizer}
         return {**self._optimizers, **{k: opt for k, opt in extra.items() if opt is not None}}
 
     def refined_train_cameras(self) -> Optional[Cameras]:
@@ -332,8 +338,10 @@ class SplatMethod(BaseMethod):
         transforms = None
         if self.poses is not None:
             transforms = self.poses.world_transforms(batch.cameras.c2w.to(self.poses.deltas), batch.indices)
-        colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background, world_transforms=transforms)
-        if self.appearance is not None:
+        color_fn = partial(self.appearance, indices=batch.indices) if isinstance(self.appearance, AppearanceEmbedding) else None
+        colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background, world_transforms=transforms,
+                                                           color_fn=color_fn)
+        if isinstance(self.appearance, ExposureCorrection):
             colors = self.appearance(colors, batch.indices)
         losses = {
             "l1": (1 - c.ssim_weight) * F.l1_loss(colors, batch.rgb),
@@ -387,8 +395,9 @@ class SplatMethod(BaseMethod):
             "optimizers": {k: opt.state_dict() for k, opt in self._optimizers.items()},
             "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
             "batches": self.batches.state_dict(),
-            **({} if self.appearance is None else {"appearance": {"values": self.appearance.values.detach().cpu(),
-                                                                  "optimizer": self._appearance_optimizer.state_dict()}}),
+            **({} if self.appearance is None else {"appearance": {
+                "state": {k: v.detach().cpu() for k, v in self.appearance.state_dict().items()},
+                "optimizers": {k: opt.state_dict() for k, opt in self._appearance_optimizers.items()}}}),
             **({} if self.poses is None else {"poses": {"deltas": self.poses.deltas.detach().cpu(),
                                                         "optimizer": self._pose_optimizer.state_dict()},
                                               "train_c2w": self.refined_train_cameras().c2w.detach().cpu()}),
@@ -408,10 +417,13 @@ class SplatMethod(BaseMethod):
         }
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            with torch.no_grad():
-                self.appearance.values.copy_(state["appearance"]["values"])
-            self._appearance_optimizer = self._make_appearance_optimizer()
-            self._appearance_optimizer.load_state_dict(state["appearance"]["optimizer"])
+            saved = state["appearance"]
+            if "values" in saved:  # checkpoints from before --splat.appearance embedding (exposure only)
+                saved = {"state": {"values": saved["values"]}, "optimizers": {"appearance": saved["optimizer"]}}
+            self.appearance.load_state_dict(saved["state"])
+            self._appearance_optimizers = self._make_appearance_optimizers()
+            for k, opt in self._appearance_optimizers.items():
+                opt.load_state_dict(saved["optimizers"][k])
         if self.poses is not None and "poses" in state:
             with torch.no_grad():
                 self.poses.deltas.copy_(state["poses"]["deltas"])

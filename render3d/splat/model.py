@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from render3d.cameras import Cameras
 from render3d.protocol import Gaussians, RenderOutput
-from render3d.splat.render import RasterSettings, rasterize
+from render3d.splat.render import ColorFn, RasterSettings, rasterize
 from render3d.splat.sh import num_sh_bases, rgb_to_sh
 
 PARAM_NAMES = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -116,11 +116,12 @@ class GaussianSplats(nn.Module):
 
     def rasterize(
         self, cameras: Cameras, background: Optional[Tensor] = None, sh_degree: Optional[int] = None, normals: bool = False,
-        world_transforms: Optional[Tensor] = None,
+        world_transforms: Optional[Tensor] = None, color_fn: Optional[ColorFn] = None,
     ) -> tuple[Tensor, Tensor, Tensor, dict]:
         """Render ``cameras`` and return gsplat-style ``(colors, depth, alphas, info)`` (used in training);
         ``normals`` adds ``info["normals"]``; ``world_transforms [C, 4, 4]`` corrects the cameras' poses
-        (:mod:`render3d.pose_correction`)."""
+        (:mod:`render3d.pose_correction`); ``color_fn`` changes the Gaussians' colours (see
+        :func:`render3d.splat.render.rasterize`)."""
         a = self.activated()
         cams = cameras.to(a["means"].device)
         return rasterize(
@@ -139,6 +140,7 @@ class GaussianSplats(nn.Module):
             self.background if background is None else background,
             normals,
             None if world_transforms is None else world_transforms.to(a["means"]),
+            color_fn,
         )
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:

@@ -10,7 +10,7 @@ and return ``(colors [C, H, W, 3], depth [C, H, W, 1], alphas [C, H, W, 1], info
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from render3d.cameras import qvec_to_rotmat
 from render3d.splat.kernels import SplatKernels, splat_kernels
 from render3d.splat.project import Projection
 from render3d.splat.sh import sh_colors
+
+#: ``color_fn(colors [C, N, 3], means [N, 3], camera_centers [C, 3]) -> colors [C, N, 3]`` (see :func:`rasterize`).
+ColorFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -80,6 +83,7 @@ def rasterize_torch(
     settings: RasterSettings,
     normals: bool = False,
     world_transforms: Optional[Tensor] = None,
+    color_fn: Optional[ColorFn] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Rendering of ``C`` cameras on the ``torch`` backend (colour, expected depth, alpha, info; ``info["normals"]``
     when asked): projection, SH colours and compositing by the kernels :func:`render3d.splat.kernels.splat_kernels`
@@ -100,6 +104,8 @@ def rasterize_torch(
         proj = Projection(*(torch.cat([getattr(p, name) for p, _ in parts]) for name in ("means2d", "conics", "depths", "radii")),
                           compensations=torch.cat([p.compensations for p, _ in parts]) if settings.antialiased else None)
         colors = torch.cat([c for _, c in parts])
+    if color_fn is not None:
+        colors = color_fn(colors, means, centers)
     extra = gaussian_normals(means, quats, scales, centers) if normals else None
     images, depths, alphas, normal_images = [], [], [], []
     for c in range(viewmats.shape[0]):
@@ -142,21 +148,26 @@ def rasterize_cuda(
     settings: RasterSettings,
     normals: bool = False,
     world_transforms: Optional[Tensor] = None,
+    color_fn: Optional[ColorFn] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """gsplat's fused CUDA rasteriser with the same inputs and outputs as :func:`rasterize_torch`
     (``world_transforms`` become corrected view matrices: gsplat differentiates through them).
 
-    With ``normals`` the colours are evaluated here and the normals ride along as three
-    more feature channels (gsplat rasterises any number of channels when ``sh_degree`` is None).
+    With ``normals`` or ``color_fn`` the colours are evaluated here (and the normals ride along as three
+    more feature channels: gsplat rasterises any number of channels when ``sh_degree`` is None).
     """
     from gsplat import rasterization
 
     if world_transforms is not None:
         viewmats = viewmats @ world_transforms
     colors, degree = coeffs, sh_degree
-    if normals:
+    if normals or color_fn is not None:
         centers = torch.linalg.inv(viewmats)[:, :3, 3]
-        colors = torch.cat([sh_colors(means, coeffs, sh_degree, centers), gaussian_normals(means, quats, scales, centers)], dim=-1)
+        colors = sh_colors(means, coeffs, sh_degree, centers)
+        if color_fn is not None:
+            colors = color_fn(colors, means, centers)
+        if normals:
+            colors = torch.cat([colors, gaussian_normals(means, quats, scales, centers)], dim=-1)
         degree = None
     render, alphas, info = rasterization(
         means=means,
@@ -199,6 +210,7 @@ def rasterize(
     background: Optional[Tensor] = None,
     normals: bool = False,
     world_transforms: Optional[Tensor] = None,
+    color_fn: Optional[ColorFn] = None,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
     """Render with ``backend`` (``cuda`` or ``torch``), compositing on ``background`` [3] if given.
 
@@ -208,6 +220,8 @@ def rasterize(
         normals: also render world-space unit normals into ``info["normals"] [C, H, W, 3]``.
         world_transforms: ``[C, 4, 4]`` per-camera pose corrections as rigid maps of the world
             (:func:`render3d.pose_correction.world_transforms`); gradients reach them.
+        color_fn: changes the Gaussians' colours before compositing, ``color_fn(colors [C, N, 3], means [N, 3],
+            camera_centers [C, 3]) -> [C, N, 3]`` (per-image appearance, :mod:`render3d.splat.appearance`).
 
     Returns ``(colors [C, H, W, 3], depth [C, H, W, 1], alphas [C, H, W, 1], info)``. Scene models wrap this:
     :meth:`render3d.splat.GaussianSplats.render` takes :class:`render3d.cameras.Cameras`.
@@ -228,7 +242,8 @@ def rasterize(
     settings = settings or RasterSettings()
     fn = rasterize_cuda if backend == "cuda" else rasterize_torch
     colors, depth, alphas, info = fn(
-        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings, normals, world_transforms
+        means, quats, scales, opacities, coeffs, sh_degree, viewmats, Ks, width, height, settings, normals, world_transforms,
+        color_fn,
     )
     if background is not None:
         colors = colors + (1.0 - alphas) * background.to(colors)
