@@ -57,6 +57,7 @@ def test_the_embedding_starts_as_the_identity_and_its_corrections_average_to_zer
     assert embedding.codes.grad[[1, 4]].abs().sum() > 0 and embedding.codes.grad[[0, 2, 3]].abs().sum() == 0
 
 
+@pytest.mark.slow
 def test_the_embedding_learns_each_training_image_exposure(tiny_scene, tmp_path):
     """After training on images with changed exposure, the brightening each image's code gives the Gaussians' colours
     tracks that image's exposure (correlation of the logs > 0.8), and the test views (the code 0) still score."""
@@ -66,9 +67,9 @@ def test_the_embedding_learns_each_training_image_exposure(tiny_scene, tmp_path)
     metrics = trainer.run()
     means, embedding = trainer.method.model.activated()["means"], trainer.method.appearance
     centers = scene.train.cameras.c2w[:, :3, 3]
-    grey = torch.full((1, means.shape[0], 3), 0.5)
-    with torch.no_grad():  # each image's mean brightening of grey Gaussians seen from its camera
-        learned = torch.stack([embedding(grey, means, centers[i:i + 1], torch.tensor([i])).mean() / 0.5
+    gray = torch.full((1, means.shape[0], 3), 0.5)
+    with torch.no_grad():  # each image's mean brightening of gray Gaussians seen from its camera
+        learned = torch.stack([embedding(gray, means, centers[i:i + 1], torch.tensor([i])).mean() / 0.5
                                for i in range(len(centers))])
     true = gains.log().mean(1)
     correlation = torch.corrcoef(torch.stack([learned.clamp_min(1e-3).log(), true - true.mean()]))[0, 1]
@@ -90,6 +91,7 @@ def test_row_adam_moves_only_the_rows_a_step_saw():
     assert torch.allclose(table[0], torch.full((3,), -0.1)) and (table[3] == 0).all()
 
 
+@pytest.mark.slow
 def test_learned_gains_follow_each_training_image_exposure(tiny_scene, tmp_path):
     """After training, each image's learned gain tracks the exposure it was given (correlation of the logs > 0.8)."""
     scene, gains = changed_exposure(tiny_scene)
@@ -176,3 +178,34 @@ def test_eval_reports_the_appearance_fit_under_its_own_key(splat_run, tmp_path):
     metrics = json.loads((run / "eval_test.json").read_text())
     assert metrics["poses"] == "given" and metrics["appearance_fit"]["protocol"] == "half"
     assert metrics["appearance_fit"]["views"] == metrics["views"] and metrics["appearance_fit"]["psnr"] > 0
+
+
+@pytest.mark.slow
+def test_a_nerf_learns_each_training_image_exposure_and_resumes_exactly(tiny_scene, tmp_path):
+    """``--nerf.appearance exposure``: the per-image gains of the rays' colours track each image's exposure
+    (correlation of the logs > 0.8), and a resumed run equals an uninterrupted one."""
+    from dataclasses import replace as replace_config
+
+    from test_nerf import small_nerf
+
+    scene, gains = changed_exposure(tiny_scene)
+    config = replace_config(small_nerf("nerf"), appearance="exposure")
+
+    def make(name: str, steps: int = 20) -> Trainer:
+        train = TrainConfig(method="nerf", steps=steps, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
+        return Trainer(train, config, scene=scene)
+
+    resumed_matches_uninterrupted(make, 10, scene)
+    trainer = make("long", steps=300)
+    trainer.run()
+    learned = trainer.method.appearance.values.detach().mean(1)
+    true = gains.log().mean(1)
+    correlation = torch.corrcoef(torch.stack([learned, true - true.mean()]))[0, 1]
+    assert correlation > 0.8, (correlation, learned, true)
+
+
+@pytest.mark.parametrize("option, value", [("--nerf.appearance", "embedding"), ("--nerf.lr-appearance", "0")])
+def test_bad_nerf_appearance_options_are_one_line_and_exit_2(option, value, capsys):
+    assert main(["train", "--method", "nerf", option, value, "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error:") and option in err

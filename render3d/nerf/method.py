@@ -20,12 +20,18 @@ from torch import Tensor, nn
 from render3d.batches import RayBatcher
 from render3d.cameras import Cameras
 from render3d.config_cli import option
+from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, NerfaccGridEstimator, RayEstimator
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
+from render3d.splat.appearance import ExposureCorrection, RowAdam
 from render3d.training import distributed as dist
+
+
+#: ``appearance`` values of the NeRF methods (the splats' ``embedding`` is not implemented for fields).
+NERF_APPEARANCE_MODES = ("none", "exposure")
 
 
 @dataclass
@@ -39,12 +45,29 @@ class NerfSceneConfig:
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 8192.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
+        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
+            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
+            show the average). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
+            Default: 0.1.
     """
 
     scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
     box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
     render_chunk: int = option("rays per chunk when rendering images", default=8192)
     random_background: bool = option("train on random background colours where the data has alpha", default=True)
+    appearance: str = option("per-image appearance learned in training: none or exposure (a gain per colour channel and "
+                             "training image, zero-mean over the images; renders, evaluation and exports show the average)",
+                             default="none")
+    lr_appearance: float = option("learning rate of the per-image gains (each moves only in the steps that draw its image)",
+                                  default=0.1)
+
+    def __post_init__(self) -> None:
+        """Check the appearance options (one line naming the option)."""
+        if self.appearance not in NERF_APPEARANCE_MODES:
+            raise Render3DError(f"--nerf.appearance {self.appearance!r} is not known: use {' or '.join(NERF_APPEARANCE_MODES)}")
+        if not (math.isfinite(self.lr_appearance) and self.lr_appearance > 0):
+            raise Render3DError(f"--nerf.lr-appearance {self.lr_appearance} must be a number above 0")
 
 
 @dataclass
@@ -58,6 +81,11 @@ class NerfConfig(NerfSceneConfig):
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 8192.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
+        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
+            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
+            show the average). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
+            Default: 0.1.
         levels (int): Hash-grid levels. Default: 12.
         features (int): Features per level. Default: 2.
         log2_table_size (int): Base-2 logarithm of each level's hash table size. Default: 16.
@@ -122,6 +150,11 @@ class VanillaNerfConfig(NerfSceneConfig):
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 4096.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
+        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
+            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
+            show the average). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
+            Default: 0.1.
         pos_frequencies (int): Positional-encoding frequencies of points. Default: 10.
         dir_frequencies (int): Positional-encoding frequencies of directions. Default: 4.
         hidden (int): MLP width (the paper: 256). Default: 128.
@@ -165,8 +198,6 @@ def scene_box(scene: Any, mode: str, padding: float) -> SceneBox:
     captures keep the data's bounds; contracted inward-facing ones centre on the cameras' focus.
     """
     if mode not in ("auto", "box", "contract"):
-        from render3d.errors import Render3DError
-
         raise Render3DError(f"unknown scene domain {mode!r}: use auto, box or contract")
     contracted = mode == "contract" or (mode == "auto" and scene.train.alpha is None)
     lo, hi = scene.bounds[0].float(), scene.bounds[1].float()
@@ -235,6 +266,9 @@ class NerfMethod(BaseMethod):
         self.lr_scale = math.sqrt(self.num_rays * dist.world_size() / default_rays)
         self.last_samples = 0
         self.optimizer = self._make_optimizer()
+        # per-image exposure: trained with the field, on the rays' colours (as the splats' on their renders)
+        self.appearance = ExposureCorrection(len(batches.split)).to(next(model.parameters()).device) if config.appearance == "exposure" else None
+        self.appearance_optimizer = RowAdam(self.appearance.parameters(), lr=config.lr_appearance) if self.appearance is not None else None
 
     @classmethod
     def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
@@ -265,7 +299,8 @@ class NerfMethod(BaseMethod):
         return torch.optim.Adam(groups, lr=self.config.lr, eps=1e-15)  # not fused: at 1200 default-scene steps fused lost 0.48 dB
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
+        """Adam over the model, and the per-image gains' when ``appearance`` is ``exposure``."""
+        return {"model": self.optimizer, **({} if self.appearance_optimizer is None else {"appearance": self.appearance_optimizer})}
 
     def before_step(self, step: int) -> None:
         """Refresh the estimator (occupancy grid) and set the learning rate."""
@@ -279,14 +314,17 @@ class NerfMethod(BaseMethod):
 
     def losses(self, step: int, batch: Batch) -> StepOutput:
         out = self.model.render_rays(batch.origins, batch.directions, batch.background, stratified=True, jitter=batch.jitter)
-        losses = {"rgb": F.mse_loss(out.rgb, batch.rgb), **self.model.estimator.losses(out, batch.rgb)}
-        outputs = {"rgb": out.rgb, "depth": out.distance * batch.z_scale, "alpha": out.alpha}
+        rgb = out.rgb if self.appearance is None else self.appearance(out.rgb[:, None, None], batch.indices)[:, 0, 0]
+        losses = {"rgb": F.mse_loss(rgb, batch.rgb), **self.model.estimator.losses(out, batch.rgb)}
+        outputs = {"rgb": rgb, "depth": out.distance * batch.z_scale, "alpha": out.alpha}
         stats = {"samples_per_ray": out.num_samples / max(len(batch.rgb), 1)}
         return StepOutput(losses, outputs, stats, state=out.num_samples)
 
     def post_backward(self, step: int, out: StepOutput) -> None:
         """Adapt the ray batch so the next step evaluates about ``target_samples`` field samples (per rank:
-        the ranks' mean count, so they all choose the same batch)."""
+        the ranks' mean count, so they all choose the same batch); keep the per-image gains zero-mean."""
+        if self.appearance is not None:
+            self.appearance.recenter()
         num_samples = int(dist.mean_over_ranks(float(out.state)))
         if self.target_samples and num_samples > 0:
             self.num_rays = int(min(max(self.num_rays * self.target_samples / num_samples, 256), 1 << 16))
@@ -308,6 +346,8 @@ class NerfMethod(BaseMethod):
             "optimizer": self.optimizer.state_dict(),
             "num_rays": self.num_rays,
             "batches": self.batches.state_dict(),
+            **({} if self.appearance is None else {"appearance": {"state": {"values": self.appearance.values.detach().cpu()},
+                                                                  "optimizers": {"appearance": self.appearance_optimizer.state_dict()}}}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -315,6 +355,10 @@ class NerfMethod(BaseMethod):
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_rays = int(state["num_rays"])
         self.batches.load_state_dict(state["batches"])
+        if self.appearance is not None and "appearance" in state:
+            self.appearance.load_state_dict(state["appearance"]["state"])
+            self.appearance_optimizer = RowAdam(self.appearance.parameters(), lr=self.config.lr_appearance)
+            self.appearance_optimizer.load_state_dict(state["appearance"]["optimizers"]["appearance"])
 
 
 class VanillaNerfMethod(NerfMethod):
