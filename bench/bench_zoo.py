@@ -139,8 +139,8 @@ def measure(models: list[str], threads: int, options: dict[str, Any], steps: int
     rows = []
     for name in models:
         cls = registry()[name]
-        labelled = name in ("gan", "diffusion")
-        spec = ImageSpec(1, 28, 10 if labelled else 0)
+        labeled = name in ("gan", "diffusion")
+        spec = ImageSpec(1, 28, 10 if labeled else 0)
         fields = set(cls.config_type.__dataclass_fields__)
         if not set(options) <= fields:
             rows.append({"model": name, "threads": threads, **options, "error": "option not supported"})
@@ -148,7 +148,7 @@ def measure(models: list[str], threads: int, options: dict[str, Any], steps: int
         torch.manual_seed(0)
         model = cls(cls.config_type(**options), spec)
         x = torch.rand(64, 1, 28, 28)
-        y = torch.randint(0, 10, (64,)) if labelled else None
+        y = torch.randint(0, 10, (64,)) if labeled else None
         model.fit(x, y)
         with FlopCounterMode(display=False) as counter:
             model.fit(x, y)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -32,7 +31,7 @@ from render3d.sparse_views.points import POINT_SOURCES, initial_points
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 from render3d.training.random_stream import RandomStream
-from render3d.training.run_dir import run_dir_for
+from render3d.training.run_dir import default_run_path, run_dir_for
 
 PRIOR_TERMS = {"sds": "sds", "targets": "prior-targets"}  # --prior-mode: the loss term the prior runs as
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -179,8 +178,7 @@ def load_data(config: TrainConfig) -> Any:
 def default_run_dir(config: TrainConfig) -> Path:
     """Where a run without ``--out`` goes: ``runs/<scene>-<method>-<time>`` (``-N`` added when taken, see
     :func:`render3d.training.run_dir.run_dir_for`)."""
-    name = Path(config.data).name if config.data else "default-scene"
-    return Path("runs") / f"{name}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return default_run_path(Path(config.data).name if config.data else "default-scene", config.method)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -245,8 +243,8 @@ class Trainer(TrainLoop):
         config.validate()
         super().__init__(budget_seconds=config.max_seconds, save_every=config.save_every, eval_every=config.eval_every,
                          progress=config.progress, callbacks=callbacks)
-        if config.data is not None:  # absolute, so --resume works from any folder
-            config.data = str(Path(config.data).expanduser().resolve())
+        if config.data is not None:  # absolute, so --resume works from any folder (a copy: the caller's config is kept)
+            config = replace(config, data=str(Path(config.data).expanduser().resolve()))
         self.config = config
         self.method_class = get_method(config.method)
         self.method_config = method_config if method_config is not None else self.method_class.config_type()

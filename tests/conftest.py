@@ -9,7 +9,7 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 #: Fixtures that train a model before their tests run (tens of seconds): the tests using them are ``slow``.
-TRAINING_FIXTURES = {"boxes", "boxes_diffusion"}
+TRAINING_FIXTURES = {"boxes", "boxes_diffusion", "orange_prior"}
 
 
 def pytest_collection_modifyitems(items: list) -> None:

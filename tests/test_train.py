@@ -29,6 +29,7 @@ def make_trainer(scene, tmp_path, steps: int, name: str = "run", backend: str = 
     return Trainer(config, small_splat_config(**overrides), scene=scene)
 
 
+@pytest.mark.slow
 def test_training_reaches_a_psnr_floor_and_writes_the_run_folder(tiny_scene, tmp_path):
     trainer = make_trainer(tiny_scene, tmp_path, steps=300, **QUALITY_SCHEDULE)
     untrained = trainer.evaluate("test", write_images=False)["psnr"]
@@ -180,3 +181,12 @@ def test_a_negative_gaussian_budget_is_one_line_and_exit_2(capsys):
     assert main(["train", "--splat.max-gaussians", "-1", "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--splat.max-gaussians" in err, err
+
+
+def test_a_trainer_keeps_the_callers_config_and_records_the_data_as_an_absolute_path(tiny_scene_dir, tmp_path, monkeypatch):
+    """A trainer built in Python works on a copy: the caller's config keeps its relative data path."""
+    monkeypatch.chdir(tiny_scene_dir.parent)
+    config = TrainConfig(data=tiny_scene_dir.name, steps=1, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
+    trainer = Trainer(config, SplatConfig(init_points=100, sh_degree=0))
+    assert config.data == tiny_scene_dir.name
+    assert trainer.config.data == str(tiny_scene_dir.resolve())

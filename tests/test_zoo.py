@@ -262,6 +262,7 @@ def test_held_out_real_scores_near_zero_and_noise_far(fashion, tmp_path):
 
 
 @FASHION
+@pytest.mark.slow
 def test_default_diffusion_trained_for_a_minute_beats_noise_and_blur(fashion, tmp_path):
     """A regression to noise (or to blobs) of the default diffusion model is caught here."""
     from render3d.zoo.metrics import blur3x3, kernel_inception_distance

@@ -3,10 +3,17 @@ existing run is refused unless the command resumes it or asks to overwrite it.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
 from render3d.errors import Render3DError
+
+
+def default_run_path(*parts: str) -> Path:
+    """Where a run without ``--out`` goes: ``runs/<parts joined by ->-<YYYYmmdd-HHMMSS>`` (``-N`` is added when it is
+    taken, see :func:`claim_new_run_dir`)."""
+    return Path("runs") / "-".join([*parts, time.strftime("%Y%m%d-%H%M%S")])
 
 
 def refuse_existing_run(out: Path, checkpoint_name: str, *, resuming: bool, overwrite: bool, what: str = "run") -> None:

@@ -9,7 +9,6 @@ resume. A run folder holds ``model.pt`` (model, optimiser, step, random states, 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +22,7 @@ from render3d.files import write_json
 from render3d.training import Callback, TrainLoop, backward_and_step
 from render3d.training import distributed as dist
 from render3d.training.random_stream import RandomStream
-from render3d.training.run_dir import run_dir_for
+from render3d.training.run_dir import default_run_path, run_dir_for
 from render3d.video.checkpoint import CHECKPOINT_NAME, checkpoint_file, read_checkpoint
 from render3d.video.clips import ClipSet, load_clips, require_posed
 from render3d.video.latent_diffusion import LatentDiffusionWorldModel, LatentGrid
@@ -91,7 +90,7 @@ class VideoTrainer(TrainLoop):
         self.clips = clips
         self.device = resolve_device(config.device)
         self.total_steps = config.steps
-        default = Path("runs") / f"video-{self.part}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = default_run_path("video", self.part)
         self.run_dir = run_dir_for(config.out, default, CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite,
                                    what="video model")
         self.sampler = torch.Generator().manual_seed(config.seed)

@@ -13,8 +13,7 @@ at that moment (``info["step_gflop"]``, ``info["matmul_gflops"]``).
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,7 +26,7 @@ from render3d.files import write_json
 from render3d.training import Callback, TrainLoop
 from render3d.training import distributed as dist
 from render3d.training.random_stream import RandomStream
-from render3d.training.run_dir import run_dir_for
+from render3d.training.run_dir import default_run_path, run_dir_for
 from render3d.zoo.base import ZOO_CHECKPOINT_NAME, ModelConfig, ZooModel, get_model_class, read_checkpoint
 from render3d.zoo.data import SOURCES, ImageData, load_images
 
@@ -97,7 +96,7 @@ class ZooTrainer(TrainLoop):
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
                          progress=config.progress, callbacks=callbacks)
         if config.data not in SOURCES and Path(config.data).expanduser().is_dir():  # absolute, so --resume works from any folder
-            config.data = str(Path(config.data).expanduser().resolve())
+            config = replace(config, data=str(Path(config.data).expanduser().resolve()))  # a copy: the caller's is kept
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -108,7 +107,7 @@ class ZooTrainer(TrainLoop):
         with self.random.active():  # every rank builds the same model
             self.model: ZooModel = model_cls(model_config or model_cls.config_type(), self.data.spec)
             self.model.optimizers = self.model.configure_optimizers()
-        default = Path("runs") / f"zoo-{self.data.name}-{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default = default_run_path("zoo", self.data.name, model_name)
         self.run_dir = run_dir_for(config.out, default, ZOO_CHECKPOINT_NAME, resuming=resuming, overwrite=config.overwrite,
                                    what="zoo run")
         self.total_steps = config.steps or math.inf  # (the progress bar then shows no ETA)
