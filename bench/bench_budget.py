@@ -2,6 +2,7 @@
 
     python bench/bench_budget.py [--resolution 400] [--steps 3000] [--budget 150] [--rows reference,truncated,planned,coarse]
     python bench/bench_budget.py --data FOLDER --downscale 8 --budget 300 --rows planned,planned+coarse+antialiased
+    python bench/bench_budget.py --data FOLDER --downscale 8 --budget 300 --method nerf --rows planned
 
 Rows, each one splat run of the default recipe on the same scene, in this process:
 
@@ -15,7 +16,8 @@ Rows, each one splat run of the default recipe on the same scene, in this proces
 
 A row may add options to any of the first three with ``+``: ``coarse``, ``capped``, ``antialiased``
 (``--splat.antialiased``) and ``exposure`` (``--splat.appearance exposure``), e.g.
-``planned+coarse+antialiased``.
+``planned+coarse+antialiased``. ``--method nerf`` trains the hash-grid NeRF's default recipe instead
+(its rows take ``+exposure`` only).
 
 Prints test PSNR / SSIM, steps, seconds, Gaussians and peak RSS of the process so far, and the
 machine (with a plain matmul's GFLOP/s) before and after, so the table can be compared across machines.
@@ -35,6 +37,7 @@ from common import describe  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402
+from render3d.nerf.method import NerfConfig  # noqa: E402
 from render3d.splat.method import SplatConfig  # noqa: E402
 from render3d.train import TrainConfig, Trainer  # noqa: E402
 
@@ -49,12 +52,17 @@ ROWS = ("reference", "truncated", "planned", "coarse", "capped")  # the default 
 SHORTHANDS = {"coarse": "planned+coarse", "capped": "planned+capped"}
 
 
-def row_parts(row: str) -> tuple[str, list[str]]:
+NERF_OPTIONS = ("exposure",)  # the options a --method nerf row may add
+
+
+def row_parts(row: str, method: str = "splat") -> tuple[str, list[str]]:
     """``(base, options)`` of a row name such as ``planned+coarse+antialiased``; ValueError if unknown."""
     base, *options = SHORTHANDS.get(row, row).split("+")
-    unknown = [name for name in options if name not in OPTIONS]
+    allowed = OPTIONS if method == "splat" else NERF_OPTIONS
+    unknown = [name for name in options if name not in allowed]
     if base not in BASES or unknown:
-        raise ValueError(f"unknown row {row!r}: a row is one of {', '.join(BASES)}, then +OPTION from {', '.join(OPTIONS)}")
+        raise ValueError(f"unknown row {row!r} for --method {method}: a row is one of {', '.join(BASES)}, "
+                         f"then +OPTION from {', '.join(allowed)}")
     return base, options
 
 
@@ -66,17 +74,18 @@ class TruncatedTrainer(Trainer):
         return self.step
 
 
-def run(row: str, scene, folder: Path, steps: int, budget: float) -> dict:
-    base, options = row_parts(row)
-    config = TrainConfig(steps=steps, max_seconds=0.0 if base == "reference" else budget, out=str(folder / row), save_every=0,
-                         progress=False)
-    method = SplatConfig(**{key: value for name in options for key, value in OPTIONS[name].items()})
+def run(row: str, scene, folder: Path, steps: int, budget: float, method_name: str = "splat") -> dict:
+    base, options = row_parts(row, method_name)
+    config = TrainConfig(method=method_name, steps=steps, max_seconds=0.0 if base == "reference" else budget,
+                         out=str(folder / row), save_every=0, progress=False)
+    settings = {key: value for name in options for key, value in OPTIONS[name].items()}
+    method = SplatConfig(**settings) if method_name == "splat" else NerfConfig(**settings)
     trainer_type = TruncatedTrainer if base == "truncated" else Trainer
     started = time.perf_counter()
     metrics = trainer_type(config, method, scene=scene).run()
     return {"row": row, "psnr": metrics["psnr"], "ssim": metrics["ssim"], "steps": metrics["steps"],
             "planned": metrics["planned_steps"], "seconds": time.perf_counter() - started,
-            "train_seconds": metrics["train_seconds"], "gaussians": int(metrics["gaussians"]),
+            "train_seconds": metrics["train_seconds"], "gaussians": int(metrics.get("gaussians", 0)),
             "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -89,11 +98,12 @@ def main() -> None:
                         help=f"comma-separated: {', '.join(ROWS)}, or a base ({', '.join(BASES)}) with +OPTION ({', '.join(OPTIONS)})")
     parser.add_argument("--data", default=None, help="a dataset folder instead of the default scene (e.g. fern)")
     parser.add_argument("--downscale", type=int, default=1, help="with --data: load images downscaled by this factor")
+    parser.add_argument("--method", default="splat", choices=("splat", "nerf"), help="what the rows train")
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     for row in rows:
         try:
-            row_parts(row)
+            row_parts(row, args.method)
         except ValueError as error:
             parser.error(str(error))
     machine = describe()  # before the runs, and again after
@@ -104,9 +114,10 @@ def main() -> None:
         else:
             scene = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
         for row in rows:
-            results.append(run(row, scene, Path(tmp), args.steps, args.budget))
+            results.append(run(row, scene, Path(tmp), args.steps, args.budget, args.method))
             print(results[-1], flush=True)
     scene_args = f"--data {args.data} --downscale {args.downscale}" if args.data else f"--resolution {args.resolution}"
+    scene_args += f" --method {args.method}" if args.method != "splat" else ""
     print(f"\nMachine before: {machine}\nMachine after: {describe()}\n\n`python bench/bench_budget.py {scene_args} "
           f"--steps {args.steps} --budget {args.budget:g} --rows {','.join(rows)}`, {time.strftime('%Y-%m-%d')}\n")
     print("| run | test PSNR | SSIM | steps (planned) | train s | Gaussians | peak RSS |\n|---|---|---|---|---|---|---|")
