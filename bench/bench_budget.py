@@ -123,7 +123,7 @@ def main() -> None:
     print("| run | test PSNR | SSIM | steps (planned) | train s | Gaussians | peak RSS |\n|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['row']} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['steps']} ({r['planned']}) | {r['train_seconds']:.0f} | "
-              f"{r['gaussians']:,} | {r['rss_gb']:.2f} GB |")
+              f"{format(r['gaussians'], ',') if r['gaussians'] else '-'} | {r['rss_gb']:.2f} GB |")
 
 
 if __name__ == "__main__":
