@@ -115,6 +115,22 @@ def test_training_with_pose_correction_resumes_exactly(tiny_scene, tmp_path):
     assert resumed.method.poses is not None and resumed.method.poses.deltas.abs().sum() > 0
 
 
+def test_corrections_wait_for_pose_opt_start_then_learn(tiny_scene, tmp_path):
+    """With ``pose_opt_start`` the corrections stay at the identity for that share of the run, then move; the learning
+    rate decays from there."""
+    config = TrainConfig(steps=20, out=str(tmp_path / "run"), save_every=0, progress=False, backend="torch")
+    trainer = Trainer(config, SplatConfig(init_points=300, sh_degree=1, pose_opt=True, pose_opt_start=0.5, lr_pose=1e-2),
+                      scene=tiny_scene)
+    for _ in range(10):
+        trainer.step_once()
+    assert trainer.method.poses.deltas.abs().sum() == 0
+    assert trainer.method.optimizers()["poses"].param_groups[0]["lr"] == pytest.approx(1e-2)
+    for _ in range(10):
+        trainer.step_once()
+    assert trainer.method.poses.deltas.abs().sum() > 0
+    assert trainer.method.optimizers()["poses"].param_groups[0]["lr"] < 1e-2
+
+
 def test_a_pose_correction_starts_as_the_identity():
     correction = PoseCorrection(3, scale=4.0)
     cameras = one_camera()
@@ -136,6 +152,7 @@ def test_eval_refine_test_poses_writes_both_scores(tiny_scene_dir, tmp_path, cap
 
 @pytest.mark.parametrize("argv, field", [(["train", "--splat.lr-pose", "0"], "--splat.lr-pose"),
                                          (["train", "--splat.pose-reg", "-1"], "--splat.pose-reg"),
+                                         (["train", "--splat.pose-opt-start", "1"], "--splat.pose-opt-start"),
                                          (["eval", "runs/none", "--refine-steps", "0"], "--refine-steps")])
 def test_bad_pose_options_exit_2_naming_the_option(argv, field, capsys):
     """A bad value ends in exit status 2 and an error line naming the option (after argparse's usage, for eval)."""

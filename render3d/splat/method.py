@@ -87,8 +87,10 @@ class SplatConfig:
         pose_opt (bool): Learn a rigid correction of each training camera's pose (for poses from structure from
             motion); checkpoints, the viewer and ``render --path`` use the corrected poses. Default: False.
         lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step that draws the
-            image; decays 10x over the run). Default: 1e-3.
+            image; decays 10x from ``pose_opt_start`` to the end of the run). Default: 1e-2.
         pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        pose_opt_start (float): Share of the run (0-1) trained on the given poses before the corrections start
+            learning, so they align to a scene that has formed. Default: 0.3.
         antialiased (bool): Mip-Splatting's 2D filter (gsplat's ``antialiased`` mode): each Gaussian's opacity is
             compensated for the screen-space blur, so renders at other resolutions or distances than training's do not
             swell or alias; PLY exports bake the compensation in. Default: False.
@@ -145,8 +147,10 @@ class SplatConfig:
     pose_opt: bool = option("learn a rigid correction of each training camera's pose (for poses from structure from "
                             "motion); checkpoints, the viewer and render --path use the corrected poses", default=False)
     lr_pose: float = option("learning rate of the pose corrections (radians and scene scales per step that draws the "
-                            "image; decays 10x over the run)", default=1e-3)
+                            "image; decays 10x from --splat.pose-opt-start to the end of the run)", default=1e-2)
     pose_reg: float = option("weight of the L2 penalty on the pose corrections", default=1e-3)
+    pose_opt_start: float = option("share of the run (0-1) trained on the given poses before the corrections start "
+                                   "learning", default=0.3)
     antialiased: bool = option("Mip-Splatting's 2D filter (gsplat's antialiased mode): opacities compensated for the "
                                "screen-space blur, so renders at other resolutions or distances do not swell or alias; "
                                "PLY exports bake the compensation in", default=False)
@@ -168,6 +172,8 @@ class SplatConfig:
             raise Render3DError(f"--splat.resolution-full {self.resolution_full} must be between 0 and 1")
         if self.max_gaussians < 0:
             raise Render3DError(f"--splat.max-gaussians {self.max_gaussians} must be at least 0 (0: no limit)")
+        if not (math.isfinite(self.pose_opt_start) and 0 <= self.pose_opt_start < 1):
+            raise Render3DError(f"--splat.pose-opt-start {self.pose_opt_start} must be at least 0 and below 1")
         if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
             raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
         preset = STRATEGY_REGULARIZATION.get(self.strategy, 0.0)
@@ -244,6 +250,7 @@ class SplatMethod(BaseMethod):
         self._appearance_optimizers = self._make_appearance_optimizers()
         self.poses = PoseCorrection(len(batches.split), scene_scale).to(model.params["means"].device) if c.pose_opt else None
         self._pose_optimizer = RowAdam(self.poses.parameters(), lr=c.lr_pose) if self.poses is not None else None
+        self._pose_start_step = int(c.pose_opt_start * total_steps)
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
             if c.strategy == "default"
@@ -308,9 +315,11 @@ class SplatMethod(BaseMethod):
         lr0 = self.config.lr_means * self.scene_scale * math.sqrt(self.global_batch)
         for group in self._optimizers["means"].param_groups:
             group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
-        if self._pose_optimizer is not None:
+        if self._pose_optimizer is not None:  # decays 10x from where the corrections start learning to the end
+            start = self._pose_start_step
+            fraction = min(max(step - start, 0), self.total_steps - start) / max(self.total_steps - start, 1)
             for group in self._pose_optimizer.param_groups:
-                group["lr"] = self.config.lr_pose * 0.1 ** (min(step, self.total_steps) / self.total_steps)
+                group["lr"] = self.config.lr_pose * 0.1 ** fraction
         interval = scaled(self.config.sh_degree_interval, self.total_steps)
         self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
 
@@ -336,7 +345,7 @@ class SplatMethod(BaseMethod):
         c = self.config
         background = None if batch.background is None else batch.background[:, None, None, :]
         transforms = None
-        if self.poses is not None:
+        if self.poses is not None and step >= self._pose_start_step:  # before it, the given poses (corrections stay put)
             transforms = self.poses.world_transforms(batch.cameras.c2w.to(self.poses.deltas), batch.indices)
         color_fn = partial(self.appearance, indices=batch.indices) if isinstance(self.appearance, AppearanceEmbedding) else None
         colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background, world_transforms=transforms,
@@ -351,7 +360,7 @@ class SplatMethod(BaseMethod):
             losses["opacity_reg"] = c.opacity_reg * torch.sigmoid(self.model.params["opacities"]).mean()
         if c.scale_reg > 0:
             losses["scale_reg"] = c.scale_reg * torch.exp(self.model.params["scales"]).mean()
-        if self.poses is not None and c.pose_reg > 0:
+        if transforms is not None and c.pose_reg > 0:
             losses["pose_reg"] = c.pose_reg * self.poses.penalty(batch.indices)
         outputs = {"rgb": colors, "depth": depth, "alpha": alphas}
         return StepOutput(losses, outputs, {"gaussians": float(self.model.num_gaussians)}, state=info)
