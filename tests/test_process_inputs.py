@@ -7,6 +7,7 @@ ffmpeg) and stops before pycolmap does any work, so the whole file takes a few s
 from __future__ import annotations
 
 import _thread
+import signal
 import subprocess
 import threading
 import time
@@ -405,7 +406,11 @@ def test_call_reraises_the_workers_exception_in_the_caller():
 
 
 def interrupt_during(work, token) -> None:
-    """``Stages.call(work, token=token)`` with Ctrl-C (KeyboardInterrupt in the main thread) 0.3 s in; it must propagate."""
+    """``Stages.call(work, token=token)`` with Ctrl-C (KeyboardInterrupt in the main thread) 0.3 s in; it must propagate.
+
+    Python's own Ctrl-C handler is put in place for the call: a test run started as a background job of a
+    non-interactive shell inherits SIGINT ignored, and then ``interrupt_main`` does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
@@ -413,6 +418,7 @@ def interrupt_during(work, token) -> None:
             Stages.call(work, token=token)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_keyboard_interrupt_cancels_the_token_and_propagates():
