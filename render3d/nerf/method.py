@@ -26,7 +26,7 @@ from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, Nerfa
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
-from render3d.splat.appearance import ExposureCorrection, RowAdam
+from render3d.splat.appearance import ExposureCorrection, RowAdam, appearance_state, load_appearance_state
 from render3d.training import distributed as dist
 
 
@@ -346,8 +346,7 @@ class NerfMethod(BaseMethod):
             "optimizer": self.optimizer.state_dict(),
             "num_rays": self.num_rays,
             "batches": self.batches.state_dict(),
-            **({} if self.appearance is None else {"appearance": {"state": {"values": self.appearance.values.detach().cpu()},
-                                                                  "optimizers": {"appearance": self.appearance_optimizer.state_dict()}}}),
+            **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, {"appearance": self.appearance_optimizer})}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -356,9 +355,8 @@ class NerfMethod(BaseMethod):
         self.num_rays = int(state["num_rays"])
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            self.appearance.load_state_dict(state["appearance"]["state"])
             self.appearance_optimizer = RowAdam(self.appearance.parameters(), lr=self.config.lr_appearance)
-            self.appearance_optimizer.load_state_dict(state["appearance"]["optimizers"]["appearance"])
+            load_appearance_state(self.appearance, {"appearance": self.appearance_optimizer}, state["appearance"])
 
 
 class VanillaNerfMethod(NerfMethod):

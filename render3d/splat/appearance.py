@@ -130,6 +130,22 @@ def appearance_optimizers(appearance: Optional[nn.Module], lr: float, lr_mlp: fl
     return {"appearance": RowAdam(appearance.parameters(), lr=lr)}
 
 
+def appearance_state(appearance: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
+    """A checkpoint entry for an appearance module and its optimisers (:func:`load_appearance_state` reads it)."""
+    return {"state": {k: v.detach().cpu() for k, v in appearance.state_dict().items()},
+            "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()}}
+
+
+def load_appearance_state(appearance: nn.Module, optimizers: dict[str, torch.optim.Optimizer], saved: dict) -> None:
+    """Restore :func:`appearance_state` output into ``appearance`` and its freshly made ``optimizers``. Also reads the
+    entry of checkpoints from before ``--splat.appearance embedding`` (exposure only: ``values`` and ``optimizer``)."""
+    if "values" in saved:
+        saved = {"state": {"values": saved["values"]}, "optimizers": {"appearance": saved["optimizer"]}}
+    appearance.load_state_dict(saved["state"])
+    for k, opt in optimizers.items():
+        opt.load_state_dict(saved["optimizers"][k])
+
+
 class RowAdam(torch.optim.Optimizer):
     """Adam on a table ``[rows, D]`` that moves only the rows with a non-zero gradient (lazy Adam).
 

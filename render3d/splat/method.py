@@ -18,7 +18,8 @@ from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
 from render3d.pose_correction import PoseCorrection
-from render3d.splat.appearance import APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers, make_appearance
+from render3d.splat.appearance import (APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers,
+                                       appearance_state, load_appearance_state, make_appearance)
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
@@ -404,9 +405,7 @@ class SplatMethod(BaseMethod):
             "optimizers": {k: opt.state_dict() for k, opt in self._optimizers.items()},
             "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
             "batches": self.batches.state_dict(),
-            **({} if self.appearance is None else {"appearance": {
-                "state": {k: v.detach().cpu() for k, v in self.appearance.state_dict().items()},
-                "optimizers": {k: opt.state_dict() for k, opt in self._appearance_optimizers.items()}}}),
+            **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, self._appearance_optimizers)}),
             **({} if self.poses is None else {"poses": {"deltas": self.poses.deltas.detach().cpu(),
                                                         "optimizer": self._pose_optimizer.state_dict()},
                                               "train_c2w": self.refined_train_cameras().c2w.detach().cpu()}),
@@ -426,13 +425,8 @@ class SplatMethod(BaseMethod):
         }
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            saved = state["appearance"]
-            if "values" in saved:  # checkpoints from before --splat.appearance embedding (exposure only)
-                saved = {"state": {"values": saved["values"]}, "optimizers": {"appearance": saved["optimizer"]}}
-            self.appearance.load_state_dict(saved["state"])
             self._appearance_optimizers = self._make_appearance_optimizers()
-            for k, opt in self._appearance_optimizers.items():
-                opt.load_state_dict(saved["optimizers"][k])
+            load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
         if self.poses is not None and "poses" in state:
             with torch.no_grad():
                 self.poses.deltas.copy_(state["poses"]["deltas"])
