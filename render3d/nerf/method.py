@@ -26,7 +26,7 @@ from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, Nerfa
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
-from render3d.splat.appearance import ExposureCorrection, RowAdam, appearance_state, load_appearance_state
+from render3d.splat.appearance import appearance_optimizers, appearance_state, load_appearance_state, make_appearance
 from render3d.training import distributed as dist
 
 
@@ -267,8 +267,10 @@ class NerfMethod(BaseMethod):
         self.last_samples = 0
         self.optimizer = self._make_optimizer()
         # per-image exposure: trained with the field, on the rays' colours (as the splats' on their renders)
-        self.appearance = ExposureCorrection(len(batches.split)).to(next(model.parameters()).device) if config.appearance == "exposure" else None
-        self.appearance_optimizer = RowAdam(self.appearance.parameters(), lr=config.lr_appearance) if self.appearance is not None else None
+        self.appearance = make_appearance(config.appearance, len(batches.split), scene_scale=1.0)  # none or exposure
+        if self.appearance is not None:
+            self.appearance.to(next(model.parameters()).device)
+        self._appearance_optimizers = appearance_optimizers(self.appearance, config.lr_appearance)
 
     @classmethod
     def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
@@ -300,7 +302,7 @@ class NerfMethod(BaseMethod):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Adam over the model, and the per-image gains' when ``appearance`` is ``exposure``."""
-        return {"model": self.optimizer, **({} if self.appearance_optimizer is None else {"appearance": self.appearance_optimizer})}
+        return {"model": self.optimizer, **self._appearance_optimizers}
 
     def before_step(self, step: int) -> None:
         """Refresh the estimator (occupancy grid) and set the learning rate."""
@@ -346,7 +348,7 @@ class NerfMethod(BaseMethod):
             "optimizer": self.optimizer.state_dict(),
             "num_rays": self.num_rays,
             "batches": self.batches.state_dict(),
-            **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, {"appearance": self.appearance_optimizer})}),
+            **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, self._appearance_optimizers)}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -355,8 +357,8 @@ class NerfMethod(BaseMethod):
         self.num_rays = int(state["num_rays"])
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            self.appearance_optimizer = RowAdam(self.appearance.parameters(), lr=self.config.lr_appearance)
-            load_appearance_state(self.appearance, {"appearance": self.appearance_optimizer}, state["appearance"])
+            self._appearance_optimizers = appearance_optimizers(self.appearance, self.config.lr_appearance)
+            load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
 
 
 class VanillaNerfMethod(NerfMethod):

@@ -120,12 +120,14 @@ def make_appearance(mode: str, num_images: int, scene_scale: float) -> Optional[
     return None
 
 
-def appearance_optimizers(appearance: Optional[nn.Module], lr: float, lr_mlp: float) -> dict[str, torch.optim.Optimizer]:
+def appearance_optimizers(appearance: Optional[nn.Module], lr: float, lr_mlp: Optional[float] = None) -> dict[str, torch.optim.Optimizer]:
     """Optimisers of an appearance module: :class:`RowAdam` on its per-image rows (``appearance``) and, for
-    :class:`AppearanceEmbedding`, Adam on its MLP (``appearance_mlp``)."""
+    :class:`AppearanceEmbedding`, Adam on its MLP (``appearance_mlp``, at ``lr_mlp``, which it requires)."""
     if appearance is None:
         return {}
     if isinstance(appearance, AppearanceEmbedding):
+        if lr_mlp is None:
+            raise ValueError("an AppearanceEmbedding needs lr_mlp, the learning rate of its MLP")
         return {"appearance": RowAdam([appearance.codes], lr=lr), "appearance_mlp": torch.optim.Adam(appearance.mlp.parameters(), lr=lr_mlp)}
     return {"appearance": RowAdam(appearance.parameters(), lr=lr)}
 

@@ -11,8 +11,8 @@ from render3d.errors import Render3DError
 
 
 def default_run_path(*parts: str) -> Path:
-    """Where a run without ``--out`` goes: ``runs/<parts joined by ->-<YYYYmmdd-HHMMSS>`` (``-N`` is added when it is
-    taken, see :func:`claim_new_run_dir`)."""
+    """Where a run without ``--out`` goes: ``runs/PART-PART-...-YYYYmmdd-HHMMSS`` (``-N`` is added when it is taken,
+    see :func:`claim_new_run_dir`)."""
     return Path("runs") / "-".join([*parts, time.strftime("%Y%m%d-%H%M%S")])
 
 
