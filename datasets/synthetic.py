@@ -25,10 +25,9 @@ import math
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from torch import Tensor
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at, opencv_to_opengl
 from render3d.errors import Render3DError
+from render3d.runtime import torch_threads
 
 GENERATOR = "render3d.datasets.synthetic"
 GENERATOR_VERSION = 2
@@ -672,7 +672,7 @@ def generate_scene(
     try:
         scene = _Scene.parse(description)
         meta = _scene_meta(params, description)
-        with torch.inference_mode(), _torch_threads(1):
+        with torch.inference_mode(), torch_threads(1):
             for split, n in zip(_SPLITS, (n_train, n_val, n_test)):
                 _write_split(tmp, split, make_cameras(n, resolution, split, seed, description), scene, meta)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -681,17 +681,6 @@ def generate_scene(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run torch ops on ``n`` threads (small tensors: extra threads only add contention)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _publish(tmp: Path, out_dir: Path, params: dict[str, Any]) -> None:

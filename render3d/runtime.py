@@ -32,7 +32,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 ENV_VAR = "RENDER3D_PROCESS_SETUP"
 
@@ -100,3 +101,21 @@ def configure_process() -> dict[str, bool]:
     if os.environ.get(ENV_VAR, "1").strip() == "0":
         return {"openmp_passive": False, "numba_threads": False, "malloc": False}
     return {"openmp_passive": passive_openmp(), "numba_threads": match_numba_threads(), "malloc": tune_malloc()}
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with torch's CPU ops on ``count`` threads (0: as they are), then restore the earlier count.
+
+    Trainers take their ``--threads`` this way while they run, so building one in a notebook
+    changes no process-wide setting.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -207,6 +207,22 @@ def test_resume_continues_to_the_same_result(tmp_path):
     assert load(tmp_path / "b").info["steps"] == 6
 
 
+def test_threads_apply_while_a_trainer_runs_and_no_longer(tmp_path, monkeypatch):
+    """``--threads`` is not a process-wide side effect of building a trainer in Python."""
+    from render3d.zoo.train import ZooTrainConfig, ZooTrainer
+
+    before = torch.get_num_threads()
+    seen = []
+    config = ZooTrainConfig(data="blobs", steps=2, batch_size=8, progress=False, save_every=0, threads=before + 1,
+                            out=str(tmp_path / "run"))
+    trainer = ZooTrainer("diffusion", config, registry()["diffusion"].config_type(**TINY["diffusion"]), tiny_data(16))
+    assert torch.get_num_threads() == before
+    step = trainer.train_one_step
+    monkeypatch.setattr(trainer, "train_one_step", lambda: seen.append(torch.get_num_threads()) or step())
+    trainer.run()
+    assert seen == [before + 1] * 2 and torch.get_num_threads() == before
+
+
 # ----- data and metrics -------------------------------------------------------------------
 def test_faces_and_folder_sources(tmp_path):
     faces = load_images("faces")

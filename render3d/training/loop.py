@@ -32,6 +32,7 @@ from typing import Any, ContextManager, Iterator, Optional
 from tqdm import tqdm
 
 from render3d.errors import Render3DError
+from render3d.runtime import torch_threads
 from render3d.training import distributed as dist
 from render3d.training.callbacks import Callback, StepEvent
 from render3d.training.random_stream import RandomStream
@@ -104,8 +105,9 @@ class TrainLoop:
     random: Optional[RandomStream] = None  # the run's own random stream; each step runs inside it
 
     def __init__(self, *, budget_seconds: float = 0.0, save_every: int = 0, eval_every: int = 0, log_every: int = 1,
-                 progress: bool = True, callbacks: Optional[list[Callback]] = None) -> None:
+                 progress: bool = True, callbacks: Optional[list[Callback]] = None, threads: int = 0) -> None:
         self.budget_seconds = float(budget_seconds)
+        self.threads = int(threads)  # torch CPU threads while run() runs (0: as they are)
         self.save_every = int(save_every)
         self.eval_every = int(eval_every)
         self.log_every = int(log_every)
@@ -276,10 +278,16 @@ class TrainLoop:
     def run(self) -> dict[str, Any]:
         """Train until the step count or the time budget; returns the final metrics (``{}`` on ranks other than 0).
 
+        Torch runs on ``threads`` CPU threads meanwhile (where set), and on as many as before afterwards.
+
         Raises:
             TrainingInterrupted: a stop signal arrived; a checkpoint was written first.
             RankFailed: another rank of a distributed run failed.
         """
+        with torch_threads(self.threads):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         if dist.is_main():
             self.begin()
         for cb in self.callbacks:

@@ -26,11 +26,12 @@ class RayTracedScene:
 
     def render(self, cameras: Cameras, mode: str = "rgb") -> RenderOutput:
         """RGB composited on :attr:`background`, z-depth and coverage of every camera."""
-        from render3d.datasets.synthetic import _torch_threads, render_view
+        from render3d.datasets.synthetic import render_view
+        from render3d.runtime import torch_threads
 
         rgbs, depths, alphas = [], [], []
         cameras = cameras.to("cpu")
-        with torch.inference_mode(), _torch_threads(1):
+        with torch.inference_mode(), torch_threads(1):
             for i in range(len(cameras)):
                 rgba, depth, _mask = render_view(cameras, i, self._scene)
                 rgba_t = torch.from_numpy(rgba).float() / 255.0

@@ -83,9 +83,8 @@ class VideoTrainer(TrainLoop):
         if config.steps < 1 or config.batch_size < 1 or not config.budget >= 0:
             raise Render3DError("--steps and --batch-size must be at least 1 and --budget at least 0")
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, eval_every=config.eval_every,
-                         log_every=config.log_every, progress=config.progress, callbacks=callbacks)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+                         log_every=config.log_every, progress=config.progress, callbacks=callbacks,
+                         threads=config.threads)
         self.config = config
         self.clips = clips
         self.device = resolve_device(config.device)

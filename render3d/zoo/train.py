@@ -94,12 +94,10 @@ class ZooTrainer(TrainLoop):
         if not config.steps and not config.budget:
             raise Render3DError("--steps 0 and --budget 0 would train forever: set one of them")
         super().__init__(budget_seconds=config.budget, save_every=config.save_every, log_every=config.log_every,
-                         progress=config.progress, callbacks=callbacks)
+                         progress=config.progress, callbacks=callbacks, threads=config.threads)
         if config.data not in SOURCES and Path(config.data).expanduser().is_dir():  # absolute, so --resume works from any folder
             config = replace(config, data=str(Path(config.data).expanduser().resolve()))  # a copy: the caller's is kept
         self.config = config
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self.data = data if data is not None else load_images(config.data, config.size)
         model_cls = get_model_class(model_name)
         self.batch_size = config.batch_size or model_cls.default_batch_size
