@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, table_header, table_row  # noqa: E402
+
 
 def run(args: list[str], threads: int, out: Path) -> tuple[float, dict]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -39,19 +42,20 @@ def main() -> None:
     parser.add_argument("--method", default="splat")
     args = parser.parse_args()
     n, cores = args.nproc, os.cpu_count() or 1
-    common = ["--method", args.method, "--backend", args.backend]
+    shared = ["--method", args.method, "--backend", args.backend]
     rows = [
         (f"1 process x {cores} threads, batch {n}", ["--steps", str(args.steps), "--batch-size", str(n)], cores),
         (f"{n} processes x {max(1, cores // n)} threads, batch 1", ["--steps", str(args.steps), "--nproc", str(n)], max(1, cores // n)),
         (f"1 process x {cores} threads, batch 1", ["--steps", str(args.steps * n)], cores),
     ]
-    print(f"{'configuration':>38} {'steps':>6} {'images':>7} {'wall s':>7} {'train s':>8} {'images/s':>9} {'PSNR':>6}")
+    print(header(f"{args.method} on the default scene, backend {args.backend}") + "\n")
+    print(table_header(["configuration", "steps", "images", "wall s", "train s", "images/s", "PSNR"]))
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, extra, threads) in enumerate(rows):
-            wall, m = run(common + extra, threads, Path(tmp) / f"run{i}")
+            wall, m = run(shared + extra, threads, Path(tmp) / f"run{i}")
             images = m["steps"] * (n if i < 2 else 1)
-            print(f"{name:>38} {m['steps']:>6} {images:>7} {wall:>7.1f} {m['train_seconds']:>8.1f} {images / m['train_seconds']:>9.1f} "
-                  f"{m['psnr']:>6.2f}", flush=True)
+            print(table_row([name, m["steps"], images, f"{wall:.1f}", f"{m['train_seconds']:.1f}",
+                             f"{images / m['train_seconds']:.1f}", f"{m['psnr']:.2f}"]), flush=True)
 
 
 if __name__ == "__main__":

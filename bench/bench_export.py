@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, table_header, table_row  # noqa: E402
+
 
 def timed(args: list[str]) -> float:
     """Seconds one ``render3d`` command takes (run in this process, output hidden)."""
@@ -50,7 +53,7 @@ def main() -> None:
     from render3d.train import load_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [Path(r) for r in args.run] or [train(m, args.steps, Path(tmp) / m) for m in METHODS]
+        runs = [Path(r) for r in args.run] or [train(m, args.steps, Path(tmp) / m) for m in METHODS.names()]
         rows = []
         for run in runs:
             ckpt = load_checkpoint(run)
@@ -59,12 +62,12 @@ def main() -> None:
                            "--resolution", f"{args.size}x{args.size}", "--out", f"{tmp}/orbit.mp4"])
             mesh = timed(["export", str(run), "--format", "mesh", "--mesh-resolution", str(args.mesh_resolution), "--out", f"{tmp}/mesh.ply"])
             rows.append((ckpt["method"], ckpt["step"], args.frames / video, mesh))
-    device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device}; orbit video {args.size}x{args.size}, {args.frames} frames; mesh {args.mesh_resolution} voxels, all training views")
-    print(f"{'method':>8} {'steps':>6} {'video fps':>10} {'mesh s':>8}")
-    for method, steps, vfps, mesh in rows:
-        print(f"{method:>8} {steps:>6} {vfps:>10.2f} {mesh:>8.1f}")
-
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(header(f"Device: {device}; orbit video {args.size}x{args.size}, {args.frames} frames; mesh {args.mesh_resolution} "
+                 "voxels, all training views"))
+    print(table_header(["method", "steps", "video fps", "mesh s"]))
+    for method, steps, video_fps, mesh in rows:
+        print(table_row([method, steps, f"{video_fps:.2f}", f"{mesh:.1f}"]))
 
 if __name__ == "__main__":
     main()

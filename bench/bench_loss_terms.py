@@ -17,6 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, table_header, table_row  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,7 +29,8 @@ def main() -> None:
     parser.add_argument("--terms", nargs="*", default=["", "depth:0.1", "mask:0.1", "depth:0.1,mask:0.1"],
                         help="one --loss spec per row ('' = no term)")
     args = parser.parse_args()
-    print(f"{'--loss':>22} {'steps':>6} {'train s':>8} {'PSNR':>6} {'SSIM':>6} {'depth MAE':>10} {'gaussians':>10}")
+    print(header(f"{args.method} on the default scene, backend {args.backend}") + "\n")
+    print(table_header(["--loss", "steps", "train s", "PSNR", "SSIM", "depth MAE", "Gaussians"]))
     with tempfile.TemporaryDirectory() as tmp:
         for i, spec in enumerate(args.terms):
             out = Path(tmp) / f"run{i}"
@@ -34,9 +38,9 @@ def main() -> None:
                    "--backend", args.backend, "--no-progress", "--loss", spec]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             m = json.loads((out / "metrics.json").read_text())
-            gaussians = f"{int(m['gaussians']):>10}" if "gaussians" in m else f"{'-':>10}"
-            print(f"{spec or 'none':>22} {m['steps']:>6} {m['train_seconds']:>8.1f} {m['psnr']:>6.2f} {m['ssim']:>6.3f} "
-                  f"{m.get('depth_mae', float('nan')):>10.4f} {gaussians}", flush=True)
+            print(table_row([spec or "none", m["steps"], f"{m['train_seconds']:.1f}", f"{m['psnr']:.2f}", f"{m['ssim']:.3f}",
+                             f"{m.get('depth_mae', float('nan')):.4f}", int(m["gaussians"]) if "gaussians" in m else "-"]),
+                  flush=True)
 
 
 if __name__ == "__main__":

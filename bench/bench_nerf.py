@@ -19,16 +19,21 @@ configure_process()  # as the render3d command does, before torch loads (OpenMP 
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from render3d.cpu_kernels import ENV_VAR
-from render3d.methods import get_method
-from render3d.metrics import psnr
-from render3d.train import TrainConfig, Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, table_header, table_row  # noqa: E402
+
+from render3d.cpu_kernels import ENV_VAR  # noqa: E402
+from render3d.methods import get_method  # noqa: E402
+from render3d.metrics import psnr  # noqa: E402
+from render3d.train import TrainConfig, Trainer  # noqa: E402
 
 PATHS = {"old": "0", "new": "1"}  # RENDER3D_CPU_KERNELS value of each path
 
@@ -108,19 +113,17 @@ def main() -> None:
                 for r in runs:
                     r.render_view(index, kind)
     trainer = runs[0].trainer
-    device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else "CPU"
     views = len(trainer.scene.test)
-    print(f"device: {device}, scene: {trainer.scene.root}, {views} test views of {trainer.scene.test.cameras.width}x"
-          f"{trainer.scene.test.cameras.height}; load average at the end {os.getloadavg()}")
-    print("| path | method | backend | steps | train s | train rays/s | samples/ray | test PSNR | render rays/s | "
-          "preview rays/s | preview PSNR |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(header(f"Device: {device}; scene: {trainer.scene.root}, {views} test views of {trainer.scene.test.cameras.width}x"
+                 f"{trainer.scene.test.cameras.height}"))
+    print(table_header(["path", "method", "backend", "steps", "train s", "train rays/s", "samples/ray", "test PSNR",
+                        "render rays/s", "preview rays/s", "preview PSNR"]))
     for r in runs:
         full, preview = r.render["full"], r.render["preview"]
-        print(f"| {r.name} | {args.method} | {r.trainer.backend} | {r.trainer.step} | {r.train_seconds:.1f} | "
-              f"{r.rays / r.train_seconds:.0f} | {r.samples / max(r.rays, 1):.1f} | {full[2] / views:.2f} | "
-              f"{full[1] / full[0]:.0f} | {preview[1] / preview[0]:.0f} | {preview[2] / views:.2f} |")
-
+        print(table_row([r.name, args.method, r.trainer.backend, r.trainer.step, f"{r.train_seconds:.1f}",
+                         f"{r.rays / r.train_seconds:.0f}", f"{r.samples / max(r.rays, 1):.1f}", f"{full[2] / views:.2f}",
+                         f"{full[1] / full[0]:.0f}", f"{preview[1] / preview[0]:.0f}", f"{preview[2] / views:.2f}"]))
 
 if __name__ == "__main__":
     main()

@@ -24,15 +24,19 @@ import os
 import shutil
 import statistics
 import tempfile
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from render3d.viewer.camera import CameraPose
-from render3d.viewer.device_share import DeviceShare
-from render3d.viewer.render_loop import SceneRenderer, ViewSettings
-from render3d.viewer.source import ViewerContent, from_trainer, load_content
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, table_header, table_row  # noqa: E402
+
+from render3d.viewer.camera import CameraPose  # noqa: E402
+from render3d.viewer.device_share import DeviceShare  # noqa: E402
+from render3d.viewer.render_loop import SceneRenderer, ViewSettings  # noqa: E402
+from render3d.viewer.source import ViewerContent, from_trainer, load_content  # noqa: E402
 
 SHARED_PLY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "splat_ply" / "inria_3dgs_iter7000.ply"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-quic",
@@ -210,18 +214,18 @@ def latency_rows(args: argparse.Namespace, content: ViewerContent, paths: list[s
     nerf = load_content(args.nerf or train_nerf(args.nerf_steps, args.backend), args.backend)
     scenes = [(f"{Path(args.ply).name} ({content.model.num_gaussians} Gaussians)", content, False),  # type: ignore[attr-defined]
               (f"NeRF {nerf.name}", nerf, False), (f"NeRF {nerf.name}, preview (moving frames)", nerf, True)]
-    print("\n| scene | path | side (px) | render ms | JPEG ms | frames/s |")
-    print("|---|---|---|---|---|---|")
+    print("\n" + table_header(["scene", "path", "side (px)", "render ms", "JPEG ms", "frames/s"]))
     for name, scene, moving in scenes:
         for side in (256, 512, 1024):
             for path in paths:
                 os.environ[ENV_VAR] = PATHS[path]
                 for row in latency_table(scene, [side], moving):
                     if len(row) == 2:
-                        print(f"| {name} | {path} | {row[0]} | failed: {row[1]} | | |", flush=True)
+                        print(table_row([name, path, row[0], f"failed: {row[1]}", "", ""]), flush=True)
                     else:
                         _, render_ms, jpeg_ms = row
-                        print(f"| {name} | {path} | {side} | {render_ms:.0f} | {jpeg_ms:.1f} | {1000 / (render_ms + jpeg_ms):.2f} |", flush=True)
+                        print(table_row([name, path, side, f"{render_ms:.0f}", f"{jpeg_ms:.1f}",
+                                         f"{1000 / (render_ms + jpeg_ms):.2f}"]), flush=True)
 
 
 def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
@@ -230,16 +234,16 @@ def latency_and_browser(args: argparse.Namespace, browser: bool) -> None:
 
     content = load_content(args.ply, args.backend)
     paths = ["new"] if args.backend == "cuda" else ["old", "new"]
-    print(f"torch threads {torch.get_num_threads()}, backend {args.backend}; load average {os.getloadavg()}")
+    print(header(f"Backend: {args.backend}"))
     if not args.only_browser:
         latency_rows(args, content, paths)
     if browser:
         for path in paths:
             os.environ[ENV_VAR] = PATHS[path]
-            print(f"\n| browser (chromium, SwiftShader), {Path(args.ply).name}, max side {args.browser_side} px, {path} path | value |")
-            print("|---|---|")
+            print("\n" + table_header([f"browser (chromium, SwiftShader), {Path(args.ply).name}, max side "
+                                        f"{args.browser_side} px, {path} path", "value"]))
             for key, value in browser_numbers(content, args.browser_side, args.orbit_seconds).items():
-                print(f"| {key} | {value:.2f} |", flush=True)
+                print(table_row([key, f"{value:.2f}"]), flush=True)
     os.environ[ENV_VAR] = PATHS["new"]
 
 
@@ -266,10 +270,11 @@ def main() -> None:
         return
     times = training_overhead(args.overhead_steps, browser, args.overhead_repeats)
     base = times["no viewer"]
-    print(f"\n| training {args.overhead_steps} steps (64 px scene), median of {args.overhead_repeats} | seconds | vs no viewer |\n|---|---|---|")
+    print("\n" + table_header([f"training {args.overhead_steps} steps (64 px scene), median of {args.overhead_repeats}", "seconds",
+                               "vs no viewer"]))
     for name, seconds in times.items():
         share = f"{100 * seconds / base:.1f}% of the no-viewer time" if name.startswith(" ") else f"{100 * (seconds / base - 1):+.1f}%"
-        print(f"| {name} | {seconds:.2f} | {share} |")
+        print(table_row([name, f"{seconds:.2f}", share]))
 
 
 if __name__ == "__main__":
