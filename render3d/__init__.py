@@ -1,3 +1,13 @@
 """render3d: 3D neural rendering (Gaussian Splatting, NeRF) on CPU and CUDA."""
 
 __version__ = "0.1.0"
+
+
+def load(path, backend: str = "auto"):  # type: ignore[no-untyped-def]
+    """The trained model in a run folder or file, whichever trainer wrote it (:func:`render3d.loading.load`).
+
+    Importing ``render3d`` stays light (no torch) until this is called.
+    """
+    from render3d.loading import load as load_model
+
+    return load_model(path, backend=backend)

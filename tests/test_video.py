@@ -208,6 +208,15 @@ def test_world_model_loss_falls_and_run_folders_hold_their_files(boxes):
     assert (boxes["root"] / "world" / "tokenizer.pt").is_file()
 
 
+def test_render3d_load_tells_a_tokenizer_from_a_world_model(boxes):
+    import render3d
+    from render3d.video.generate import VideoModel
+    from render3d.video.tokenizer import VideoTokenizer
+
+    assert isinstance(render3d.load(boxes["root"] / "tok"), VideoTokenizer)
+    assert isinstance(render3d.load(boxes["root"] / "world" / "model.pt"), VideoModel)
+
+
 def test_camera_conditioning_matters_each_generation_is_closest_to_its_own_path(boxes):
     assert_follows_its_own_camera_path(boxes["root"] / "world")
 

@@ -10,6 +10,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "RasterSettings": ".render",
     "rasterize": ".render",
     "ExposureCorrection": ".appearance",
+    "AppearanceEmbedding": ".appearance",
     "load_ply": ".ply",
     "save_ply": ".ply",
     "load_splat": ".ply",
