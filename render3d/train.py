@@ -387,8 +387,10 @@ class Trainer(TrainLoop):
 
         So a time budget plans the whole run: learning-rate decay, densification and the SH
         degree reach their ends as the budget does, instead of stopping part-way. The planned
-        step never repeats or goes back, and periodic events (densify every N steps) happen at
-        the planned steps the run lands on.
+        step never repeats or goes back. Periodic events (densify every N steps, refresh the
+        occupancy grid) happen at the first planned step that reaches or passes each of their
+        steps (:func:`render3d.training.loop.periodic_step`), so a planned run densifies as often
+        as its schedule says.
         """
         if self.budget_seconds <= 0:
             planned = self.step

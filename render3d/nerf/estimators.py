@@ -38,6 +38,7 @@ class RayEstimator(nn.Module):
     """Base class: no state to update and no auxiliary losses."""
 
     step_size: float
+    update_every: int = 1  # steps between refreshes of the state (see update)
 
     def update(self, step: int, field: nn.Module) -> None:
         """Refresh internal state before training step ``step``."""

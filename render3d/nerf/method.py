@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
 from render3d.splat.appearance import appearance_optimizers, appearance_state, load_appearance_state, make_appearance
 from render3d.training import distributed as dist
+from render3d.training.loop import periodic_step
 
 
 #: ``appearance`` values of the NeRF methods (the splats' ``embedding`` is not implemented for fields).
@@ -257,6 +258,7 @@ class NerfMethod(BaseMethod):
         self.spec = spec  # what load_model needs to rebuild the model: box, contraction, near, far, background
         self.batches = batches
         self.total_steps = total_steps
+        self._previous_step: Optional[int] = None  # the last planned step the estimator saw (see periodic_step)
         default_rays, self.target_samples = config.ray_budget()
         if batch_size:  # a fixed number of rays per step and rank
             self.num_rays, self.target_samples = batch_size, 0
@@ -307,7 +309,9 @@ class NerfMethod(BaseMethod):
     def before_step(self, step: int) -> None:
         """Refresh the estimator (occupancy grid) and set the learning rate."""
         self.model.train()
-        self.model.estimator.update(step, self.model.field)
+        estimator = self.model.estimator
+        estimator.update(periodic_step(self._previous_step, step, estimator.update_every), self.model.field)
+        self._previous_step = step
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(step, self.total_steps) * self.lr_scale
 

@@ -41,6 +41,24 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 REPEAT_SECONDS = 2.0  # a second signal this soon after the first is the same request, forwarded
 
 
+def periodic_step(previous: Optional[int], step: int, every: int) -> int:
+    """The step an event due every ``every`` steps (densification, an occupancy-grid refresh) is told.
+
+    A run whose ``--max-seconds`` plans it (:meth:`render3d.train.Trainer.planned_step`) may move
+    several planned steps per real step, so ``step % every == 0`` would miss most events. Where a
+    multiple of ``every`` lies in ``(previous, step]`` that multiple is returned, so the event
+    happens now, as it would have there; otherwise ``step`` itself. ``previous`` is the planned
+    step before this one (None: ``step - 1``). A run of consecutive steps is unchanged.
+
+    Examples:
+        >>> periodic_step(98, 101, 100), periodic_step(101, 104, 100), periodic_step(None, 200, 100)
+        (100, 104, 200)
+    """
+    previous = step - 1 if previous is None else previous
+    multiple = step - step % every
+    return multiple if multiple > previous else step
+
+
 class TrainingInterrupted(Exception):
     """Training stopped on a signal after writing a checkpoint (``exit_code``: 128 + signal number)."""
 
