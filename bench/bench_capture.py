@@ -11,8 +11,10 @@ are left as rendered. Runs: clean images; changed images; changed images with
 ``poses``: each training camera is turned by 1 degree about a random axis and moved by 2% of
 the scene scale in a random direction (seeded); test cameras are exact. Runs: clean poses;
 disturbed poses; disturbed poses with ``--splat.pose-opt``, and with its earlier defaults (corrections
-learning from the first step at a tenth of today's learning rate). The camera error columns compare the
-poses training ends with (refined where pose-opt is on) against the clean ones.
+learning from the first step at a tenth of today's learning rate). Test PSNR is given at the clean test
+poses and after fitting each test pose to the trained scene (``eval --refine-test-poses``). The camera error
+columns compare the poses training ends with (refined where pose-opt is on) against the clean ones, as
+they are and after the one rigid map that best aligns them (``align_poses``).
 
 ``multiscale`` (the Mip-NeRF protocol): train at ``--resolution`` in the classic mode and with
 ``--splat.antialiased``; score the test views at full size, at 1/2, 1/4 and 1/8 (the ground truth
@@ -30,7 +32,8 @@ recipe; with ``--splat.pose-opt``; ``--splat.appearance exposure`` (or ``embeddi
 all three (pose-opt, exposure, antialiased).
 Scored at the given test poses, after fitting each test pose against the trained scene
 (``render3d eval --refine-test-poses``, 100 steps) and with NeRF-W's appearance fit
-(``render3d eval --appearance-fit half``), with SSIM and the training time.
+(``render3d eval --appearance-fit half``), with SSIM and the training time. The first test photo and each
+run's render of it (at the given pose), side by side: ``bench/results/capture/real-SCENE.png``.
 
 All runs use the default splat recipe, the same steps and the same seed, and print one table:
 test PSNR / SSIM at the given test poses, camera errors, seconds.
@@ -53,9 +56,12 @@ from common import header  # noqa: E402
 
 from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402
-from render3d.pose_correction import pose_changes, so3_exp  # noqa: E402
+from render3d.evaluate import evaluate_split, refine_split_poses  # noqa: E402
+from render3d.pose_correction import align_poses, pose_changes, so3_exp  # noqa: E402
 from render3d.splat.method import SplatConfig  # noqa: E402
 from render3d.train import TrainConfig, Trainer  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "capture"
 
 
 def change_exposure(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -150,9 +156,8 @@ def multiscale(tmp: Path, steps: int, resolution: int) -> list[str]:
         name = "--splat.antialiased" if antialiased else "classic"
         rows.append(f"| {name} | " + " | ".join(f"{value:.2f} dB" for value in scores) + f" | {seconds:.0f} |")
         print(rows[-1], flush=True)
-    results = Path(__file__).resolve().parent / "results" / "capture"
-    results.mkdir(parents=True, exist_ok=True)
-    write_scale_grid(results / "multiscale.png", models, scene.test, zoomed)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_scale_grid(RESULTS / "multiscale.png", models, scene.test, zoomed)
     return rows
 
 
@@ -188,7 +193,7 @@ REAL_VARIANTS = {  # --variants key: (row name, method options)
 
 def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str], steps: int) -> list[str]:
     """Train each variant on each real capture; table rows (scene, run, PSNR at given / refined test poses, SSIM, s)."""
-    from render3d.evaluate import evaluate_appearance_fit, evaluate_split, refine_split_poses
+    from render3d.evaluate import evaluate_appearance_fit
 
     rows = []
     for name in scenes:
@@ -196,6 +201,7 @@ def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str],
         if scene is None:
             print(f"{name}: skipped, no {data / REAL_SCENES[name][0]}", flush=True)
             continue
+        views = [scene.test.image_float(0)]  # the photo, then each run's render of it
         for variant, options in (REAL_VARIANTS[key] for key in variants):
             config = TrainConfig(steps=steps, out=str(tmp / f"{name}-{len(rows)}"), save_every=0, progress=False)
             start = time.perf_counter()
@@ -205,10 +211,22 @@ def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str],
             model = trainer.method.model
             refined = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale)))
             fitted = evaluate_appearance_fit(model, scene.test)
+            views.append(render_like(model, scene.test, 0, views[0]))
             rows.append(f"| {name} | {variant} | {metrics['psnr']:.2f} dB | {refined['psnr']:.2f} dB | {fitted['psnr']:.2f} dB "
                         f"| {metrics['ssim']:.3f} | {seconds:.0f} |")
             print(rows[-1], flush=True)
+        write_side_by_side(RESULTS / f"real-{name}.png", views)
     return rows
+
+
+def write_side_by_side(path: Path, images: list[torch.Tensor]) -> None:
+    """``images [H, W, 3]`` in one row, a 4-pixel white gap between them, as a PNG."""
+    from render3d.images import to_uint8, write_png
+
+    gap = torch.ones(images[0].shape[0], 4, 3)
+    cells = [cell for image in images for cell in (image, gap)][:-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(path, to_uint8(torch.cat(cells, dim=1)))
 
 
 def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
@@ -258,17 +276,28 @@ def main() -> None:
             start = time.perf_counter()
             trainer = Trainer(config, method_config, scene=scene)
             metrics = trainer.run()
+            seconds = time.perf_counter() - start
             refined = trainer.method.refined_train_cameras()
-            final = (refined if refined is not None else scene.train.cameras).c2w
-            degrees, distances = pose_changes(final.double(), truth.double())
-            rows.append((name, metrics["psnr"], metrics["ssim"], float(degrees.mean()),
-                         100 * float(distances.mean()) / float(clean.scene_scale), time.perf_counter() - start))
+            final = (refined if refined is not None else scene.train.cameras).c2w.double()
+            degrees, distances = pose_changes(final, truth.double())
+            aligned_degrees, aligned_distances = pose_changes(align_poses(final, truth.double()), truth.double())
+            model = trainer.method.model
+            refined_test = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale)))
+            percent = 100 / float(clean.scene_scale)
+            rows.append((name, metrics["psnr"], refined_test["psnr"], metrics["ssim"], float(degrees.mean()),
+                         percent * float(distances.mean()), float(aligned_degrees.mean()),
+                         percent * float(aligned_distances.mean()), seconds))
             print(rows[-1], flush=True)
     print("\n" + header() + "\n")
     if rows:
-        print("| run | test PSNR | test SSIM | camera error | seconds |\n|---|---|---|---|---|")
-    for name, psnr, ssim, degrees, percent, seconds in rows:
-        print(f"| {name} | {psnr:.2f} dB | {ssim:.3f} | {degrees:.3f}°, {percent:.2f}% of the scene scale | {seconds:.0f} |")
+        print("Camera error: mean rotation and distance (in % of the scene scale) from the clean training poses, as "
+              "the poses are and after the one rigid map that best aligns them (pose refinement may move the whole "
+              "capture with the scene)\n")
+        print("| run | test PSNR | refined test poses | test SSIM | camera error | aligned camera error | seconds |\n"
+              "|---|---|---|---|---|---|---|")
+    for name, psnr, refined_psnr, ssim, degrees, percent, aligned_degrees, aligned_percent, seconds in rows:
+        print(f"| {name} | {psnr:.2f} dB | {refined_psnr:.2f} dB | {ssim:.3f} | {degrees:.3f}°, {percent:.2f}% "
+              f"| {aligned_degrees:.3f}°, {aligned_percent:.2f}% | {seconds:.0f} |")
     if scale_rows:
         print(f"\nMulti-scale: trained at {args.resolution} px, test PSNR at each scale\n")
         print("| mode | " + " | ".join(scale_name(f) for f in SCALES) + " | seconds |")

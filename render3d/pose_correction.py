@@ -179,6 +179,25 @@ def pose_changes(refined_c2w: Tensor, given_c2w: Tensor) -> tuple[Tensor, Tensor
     return torch.rad2deg(torch.acos(cosine)), (refined_c2w[:, :3, 3] - given_c2w[:, :3, 3]).norm(dim=-1)
 
 
+def align_poses(c2w: Tensor, reference_c2w: Tensor) -> Tensor:
+    """``c2w [C, 4, 4]`` moved by the one rigid map that best lays its camera centres on ``reference_c2w``'s.
+
+    Pose refinement can move every camera and the scene together without changing a render
+    (the gauge freedom), so camera errors are compared after this alignment (Kabsch on the
+    camera centres, as BARF's evaluation does). Needs three cameras or more.
+    """
+    centres, reference = c2w[:, :3, 3], reference_c2w[:, :3, 3]
+    mean, reference_mean = centres.mean(0), reference.mean(0)
+    u, _, vt = torch.linalg.svd((reference - reference_mean).T @ (centres - mean))
+    sign = torch.ones(3, dtype=c2w.dtype, device=c2w.device)
+    sign[-1] = torch.sign(torch.linalg.det(u @ vt))
+    rotation = u @ torch.diag(sign) @ vt
+    aligned = c2w.clone()
+    aligned[:, :3, :3] = rotation @ c2w[:, :3, :3]
+    aligned[:, :3, 3] = (centres - mean) @ rotation.T + reference_mean
+    return aligned
+
+
 def write_refined_poses(path: Path, split: Any, refined: Cameras) -> None:
     """Write the refined training poses next to the given ones (``refined_poses.json`` of a run; OpenCV camera-to-world)."""
     from render3d.files import write_json

@@ -12,7 +12,7 @@ from helpers import resumed_matches_uninterrupted
 
 from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.cli import main
-from render3d.pose_correction import (PoseCorrection, corrected_c2w, fit_poses, pose_changes, so3_exp,
+from render3d.pose_correction import (PoseCorrection, align_poses, corrected_c2w, fit_poses, pose_changes, so3_exp,
                                       world_transforms)
 from render3d.runs import load_run
 from render3d.splat.method import SplatConfig
@@ -30,6 +30,22 @@ def disturbed(cameras: Cameras, degrees: float, distance: float, seed: int = 0) 
     c2w[:, :3, :3] = c2w[:, :3, :3] @ so3_exp(axis * math.radians(degrees))
     c2w[:, :3, 3] += direction * distance
     return replace(cameras, c2w=c2w)
+
+
+def test_align_poses_undoes_a_rigid_motion_of_every_camera_and_no_more():
+    generator = torch.Generator().manual_seed(3)
+    truth = torch.eye(4, dtype=torch.float64).repeat(8, 1, 1)
+    truth[:, :3, :3] = so3_exp(torch.randn(8, 3, generator=generator, dtype=torch.float64))
+    truth[:, :3, 3] = torch.randn(8, 3, generator=generator, dtype=torch.float64) * 2
+    motion = torch.eye(4, dtype=torch.float64)
+    motion[:3, :3] = so3_exp(torch.tensor([[0.3, -0.5, 0.2]], dtype=torch.float64))[0]
+    motion[:3, 3] = torch.tensor([0.5, 1.0, -2.0])
+    moved = motion @ truth
+    degrees, distances = pose_changes(align_poses(moved, truth), truth)
+    assert degrees.max() < 1e-4 and distances.max() < 1e-6
+    jittered = disturbed(Cameras(torch.eye(3).expand(8, 3, 3), truth.float(), 8, 8), 2.0, 0.1).c2w.double()
+    degrees, distances = pose_changes(align_poses(motion @ jittered, truth), truth)
+    assert 0.5 < float(degrees.mean()) < 3.0 and 0.02 < float(distances.mean()) < 0.15
 
 
 def blob_model(sh_degree: int = 0, seed: int = 0) -> GaussianSplats:
