@@ -10,7 +10,7 @@ import torch
 from helpers import resumed_matches_uninterrupted
 
 from render3d.cli import main
-from render3d.splat.appearance import AppearanceEmbedding, ExposureCorrection, RowAdam
+from render3d.appearance import AppearanceEmbedding, ExposureCorrection, RowAdam
 from render3d.splat.method import SplatConfig
 from render3d.train import TrainConfig, Trainer
 

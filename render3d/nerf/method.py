@@ -26,7 +26,7 @@ from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, Nerfa
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
-from render3d.splat.appearance import appearance_optimizers, appearance_state, load_appearance_state, make_appearance
+from render3d.appearance import appearance_optimizers, appearance_state, load_appearance_state, make_appearance
 from render3d.training import distributed as dist
 from render3d.training.loop import periodic_step
 

@@ -18,7 +18,7 @@ from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
 from render3d.pose_correction import PoseCorrection
-from render3d.splat.appearance import (APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers,
+from render3d.appearance import (APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers,
                                        appearance_state, load_appearance_state, make_appearance)
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
@@ -76,7 +76,7 @@ class SplatConfig:
         appearance (str): Per-image appearance learned in training: ``none``; ``exposure`` (a gain per colour
             channel and training image); or ``embedding`` (a latent code per training image that a small MLP turns
             into a change of each Gaussian's colour, for light that changes more than exposure). Either is zero-mean
-            over the images; renders, evaluation and exports show the average (:mod:`render3d.splat.appearance`).
+            over the images; renders, evaluation and exports show the average (:mod:`render3d.appearance`).
             Default: "none".
         lr_appearance (float): Learning rate of the per-image appearance (``appearance``: each image's gain or code
             moves only in the steps that draw it). Default: 0.1.

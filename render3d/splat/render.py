@@ -221,7 +221,7 @@ def rasterize(
         world_transforms: ``[C, 4, 4]`` per-camera pose corrections as rigid maps of the world
             (:func:`render3d.pose_correction.world_transforms`); gradients reach them.
         color_fn: changes the Gaussians' colours before compositing, ``color_fn(colors [C, N, 3], means [N, 3],
-            camera_centers [C, 3]) -> [C, N, 3]`` (per-image appearance, :mod:`render3d.splat.appearance`).
+            camera_centers [C, 3]) -> [C, N, 3]`` (per-image appearance, :mod:`render3d.appearance`).
 
     Returns ``(colors [C, H, W, 3], depth [C, H, W, 1], alphas [C, H, W, 1], info)``. Scene models wrap this:
     :meth:`render3d.splat.GaussianSplats.render` takes :class:`render3d.cameras.Cameras`.

@@ -1,5 +1,7 @@
-"""Per-image appearance learned in training: exposure and white balance (``--splat.appearance exposure``)
-or a per-image latent code fed to the Gaussians' colours (``--splat.appearance embedding``).
+"""Per-image appearance learned in training: exposure and white balance (``--splat.appearance exposure``,
+``--nerf.appearance exposure``) or a per-image latent code fed to the Gaussians' colours
+(``--splat.appearance embedding``). The splat and NeRF methods build theirs with :func:`make_appearance`
+and :func:`appearance_optimizers` and checkpoint them with :func:`appearance_state`.
 
 Phones change exposure and white balance from frame to frame; a scene fitted to every frame
 as it is bakes those changes into floaters and view-dependent colour. :class:`ExposureCorrection`
