@@ -1,6 +1,7 @@
 """Per-image appearance learned in training: exposure and white balance (``--splat.appearance exposure``,
 ``--nerf.appearance exposure``) or a per-image latent code fed to the Gaussians' colours
-(``--splat.appearance embedding``). The splat and NeRF methods build theirs with :func:`make_appearance`
+(``--splat.appearance embedding``, ``--nerf.appearance embedding``: on each ray's colour, with the
+point where the ray ends as the position). The splat and NeRF methods build theirs with :func:`make_appearance`
 and :func:`appearance_optimizers` and checkpoint them with :func:`appearance_state`.
 
 Phones change exposure and white balance from frame to frame; a scene fitted to every frame
@@ -77,7 +78,8 @@ class ExposureCorrection(nn.Module):
 
 
 class AppearanceEmbedding(nn.Module):
-    """Zero-mean per-image latent codes that modulate the Gaussians' colours (see the module docstring).
+    """Zero-mean per-image latent codes that modulate the Gaussians' colours, or a NeRF's ray colours
+    (:meth:`on_rays`; see the module docstring).
 
     Args:
         num_images: training images, indexed as ``Batch.indices`` index them.
@@ -107,10 +109,19 @@ class AppearanceEmbedding(nn.Module):
         """Colours ``[C, N, 3]`` of ``N`` Gaussians at ``means [N, 3]`` seen from ``centers [C, 3]`` by the training images
         ``indices [C]``, corrected by those images' codes (``[C, N, 3]``; the input where a code is 0)."""
         directions = F.normalize(means[None] - centers[:, None], dim=-1)
-        positions = (means / self.scene_scale)[None].expand_as(directions)
-        matrices = self.mlp(torch.cat([colors, directions, positions], dim=-1)).unflatten(-1, (3, -1))  # [C, N, 3, D]
-        codes = self.codes[indices.to(self.codes.device)]  # [C, D]
-        return colors + torch.einsum("cnkd,cd->cnk", matrices, codes)
+        codes = self.codes[indices.to(self.codes.device)][:, None].expand(-1, means.shape[0], -1)  # [C, N, D]
+        return self.correct(colors, directions, means[None].expand_as(directions), codes)
+
+    def on_rays(self, rgb: Tensor, points: Tensor, directions: Tensor, indices: Tensor) -> Tensor:
+        """Ray colours ``rgb [R, 3]`` of the training images ``indices [R]`` (the NeRF methods), corrected by those
+        images' codes; ``points [R, 3]`` is where each ray ends (its expected depth), ``directions [R, 3]`` its direction."""
+        return self.correct(rgb, F.normalize(directions, dim=-1), points, self.codes[indices.to(self.codes.device)])
+
+    def correct(self, colors: Tensor, directions: Tensor, positions: Tensor, codes: Tensor) -> Tensor:
+        """``colors + A(colors, directions, positions / s) codes``: all ``[..., 3]`` but ``codes [..., D]``."""
+        features = torch.cat([colors, directions, positions / self.scene_scale], dim=-1)
+        matrices = self.mlp(features).unflatten(-1, (3, -1))  # [..., 3, D]
+        return colors + (matrices @ codes[..., None])[..., 0]
 
 
 def make_appearance(mode: str, num_images: int, scene_scale: float) -> Optional[nn.Module]:

@@ -204,7 +204,37 @@ def test_a_nerf_learns_each_training_image_exposure_and_resumes_exactly(tiny_sce
     assert correlation > 0.8, (correlation, learned, true)
 
 
-@pytest.mark.parametrize("option, value", [("--nerf.appearance", "embedding"), ("--nerf.lr-appearance", "0")])
+@pytest.mark.slow
+def test_a_nerf_embedding_learns_each_training_image_exposure_and_resumes_exactly(tiny_scene, tmp_path):
+    """``--nerf.appearance embedding``: the brightening each image's code gives gray rays tracks that image's exposure
+    (correlation of the logs > 0.8), and a resumed run equals an uninterrupted one."""
+    from dataclasses import replace as replace_config
+
+    from test_nerf import small_nerf
+
+    scene, gains = changed_exposure(tiny_scene)
+    config = replace_config(small_nerf("nerf"), appearance="embedding")
+
+    def make(name: str, steps: int = 20) -> Trainer:
+        train = TrainConfig(method="nerf", steps=steps, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
+        return Trainer(train, config, scene=scene)
+
+    resumed_matches_uninterrupted(make, 10, scene)
+    trainer = make("long", steps=300)
+    metrics = trainer.run()
+    embedding, cameras = trainer.method.appearance, scene.train.cameras
+    origins = cameras.c2w[:, :3, 3]
+    with torch.no_grad():  # each image's brightening of a gray ray from its camera to the scene's centre
+        learned = embedding.on_rays(torch.full((len(cameras), 3), 0.5), torch.zeros(len(cameras), 3), -origins,
+                                    torch.arange(len(cameras))).mean(1) / 0.5
+    true = gains.log().mean(1)
+    correlation = torch.corrcoef(torch.stack([learned.clamp_min(1e-3).log(), true - true.mean()]))[0, 1]
+    assert correlation > 0.8, (correlation, learned, true)
+    assert metrics["psnr"] > 15
+
+
+@pytest.mark.parametrize("option, value", [("--nerf.appearance", "bilateral"), ("--nerf.lr-appearance", "0"),
+                                           ("--nerf.lr-appearance-mlp", "-1")])
 def test_bad_nerf_appearance_options_are_one_line_and_exit_2(option, value, capsys):
     assert main(["train", "--method", "nerf", option, value, "--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()

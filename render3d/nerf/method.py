@@ -26,13 +26,14 @@ from render3d.nerf.estimators import GridEstimator, HierarchicalEstimator, Nerfa
 from render3d.nerf.field import HashField, SceneBox, VanillaField
 from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
-from render3d.appearance import appearance_optimizers, appearance_state, load_appearance_state, make_appearance
+from render3d.appearance import (AppearanceEmbedding, appearance_optimizers, appearance_state, load_appearance_state,
+                                 make_appearance)
 from render3d.training import distributed as dist
 from render3d.training.loop import periodic_step
 
 
-#: ``appearance`` values of the NeRF methods (the splats' ``embedding`` is not implemented for fields).
-NERF_APPEARANCE_MODES = ("none", "exposure")
+#: ``appearance`` values of the NeRF methods.
+NERF_APPEARANCE_MODES = ("none", "exposure", "embedding")
 
 
 @dataclass
@@ -46,29 +47,33 @@ class NerfSceneConfig:
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 8192.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
-        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
-            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
-            show the average). Default: "none".
-        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
-            Default: 0.1.
+        appearance (str): Per-image appearance learned in training, on each ray's colour: ``none``, ``exposure`` (a gain
+            per colour channel and training image) or ``embedding`` (a code per training image that a small MLP turns into
+            a change of the colour, from the colour, the ray's direction and where it ends). Zero-mean over the images:
+            renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
+        lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
     """
 
     scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
     box_padding: float = option("grow the data's bounds by this fraction on each side", default=0.05)
     render_chunk: int = option("rays per chunk when rendering images", default=8192)
     random_background: bool = option("train on random background colours where the data has alpha", default=True)
-    appearance: str = option("per-image appearance learned in training: none or exposure (a gain per colour channel and "
-                             "training image, zero-mean over the images; renders, evaluation and exports show the average)",
-                             default="none")
-    lr_appearance: float = option("learning rate of the per-image gains (each moves only in the steps that draw its image)",
-                                  default=0.1)
+    appearance: str = option("per-image appearance learned in training, on each ray's colour: none, exposure (a gain per "
+                             "colour channel and training image) or embedding (a code per training image that a small MLP "
+                             "turns into a change of the colour). Zero-mean over the images: renders, evaluation and exports "
+                             "show the average", default="none")
+    lr_appearance: float = option("learning rate of the per-image gains or codes", default=0.1)
+    lr_appearance_mlp: float = option("learning rate of the MLP of --nerf.appearance embedding", default=1e-3)
 
     def __post_init__(self) -> None:
         """Check the appearance options (one line naming the option)."""
         if self.appearance not in NERF_APPEARANCE_MODES:
-            raise Render3DError(f"--nerf.appearance {self.appearance!r} is not known: use {' or '.join(NERF_APPEARANCE_MODES)}")
-        if not (math.isfinite(self.lr_appearance) and self.lr_appearance > 0):
-            raise Render3DError(f"--nerf.lr-appearance {self.lr_appearance} must be a number above 0")
+            raise Render3DError(f"--nerf.appearance {self.appearance!r} is not known: use {', '.join(NERF_APPEARANCE_MODES)}")
+        for name in ("lr_appearance", "lr_appearance_mlp"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise Render3DError(f"--nerf.{name.replace('_', '-')} {value} must be a number above 0")
 
 
 @dataclass
@@ -82,11 +87,12 @@ class NerfConfig(NerfSceneConfig):
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 8192.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
-        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
-            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
-            show the average). Default: "none".
-        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
-            Default: 0.1.
+        appearance (str): Per-image appearance learned in training, on each ray's colour: ``none``, ``exposure`` (a gain
+            per colour channel and training image) or ``embedding`` (a code per training image that a small MLP turns into
+            a change of the colour, from the colour, the ray's direction and where it ends). Zero-mean over the images:
+            renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
+        lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
         levels (int): Hash-grid levels. Default: 12.
         features (int): Features per level. Default: 2.
         log2_table_size (int): Base-2 logarithm of each level's hash table size. Default: 16.
@@ -151,11 +157,12 @@ class VanillaNerfConfig(NerfSceneConfig):
         box_padding (float): Grow the data's bounds by this fraction on each side. Default: 0.05.
         render_chunk (int): Rays per chunk when rendering images. Default: 4096.
         random_background (bool): Train on random background colours where the data has alpha. Default: True.
-        appearance (str): Per-image appearance learned in training: ``none`` or ``exposure`` (a gain per colour channel
-            and training image applied to its rays' colours, zero-mean over the images; renders, evaluation and exports
-            show the average). Default: "none".
-        lr_appearance (float): Learning rate of the per-image gains (each moves only in the steps that draw its image).
-            Default: 0.1.
+        appearance (str): Per-image appearance learned in training, on each ray's colour: ``none``, ``exposure`` (a gain
+            per colour channel and training image) or ``embedding`` (a code per training image that a small MLP turns into
+            a change of the colour, from the colour, the ray's direction and where it ends). Zero-mean over the images:
+            renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
+        lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
+        lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
         pos_frequencies (int): Positional-encoding frequencies of points. Default: 10.
         dir_frequencies (int): Positional-encoding frequencies of directions. Default: 4.
         hidden (int): MLP width (the paper: 256). Default: 128.
@@ -268,11 +275,12 @@ class NerfMethod(BaseMethod):
         self.lr_scale = math.sqrt(self.num_rays * dist.world_size() / default_rays)
         self.last_samples = 0
         self.optimizer = self._make_optimizer()
-        # per-image exposure: trained with the field, on the rays' colours (as the splats' on their renders)
-        self.appearance = make_appearance(config.appearance, len(batches.split), scene_scale=1.0)  # none or exposure
+        # per-image appearance: trained with the field, on the rays' colours (as the splats' on their renders)
+        box = spec["box"]
+        self.appearance = make_appearance(config.appearance, len(batches.split), scene_scale=float((box[1] - box[0]).max()) / 2)
         if self.appearance is not None:
             self.appearance.to(next(model.parameters()).device)
-        self._appearance_optimizers = appearance_optimizers(self.appearance, config.lr_appearance)
+        self._appearance_optimizers = appearance_optimizers(self.appearance, config.lr_appearance, config.lr_appearance_mlp)
 
     @classmethod
     def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
@@ -303,7 +311,7 @@ class NerfMethod(BaseMethod):
         return torch.optim.Adam(groups, lr=self.config.lr, eps=1e-15)  # not fused: at 1200 default-scene steps fused lost 0.48 dB
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Adam over the model, and the per-image gains' when ``appearance`` is ``exposure``."""
+        """Adam over the model, and the per-image appearance's optimisers when ``appearance`` is on."""
         return {"model": self.optimizer, **self._appearance_optimizers}
 
     def before_step(self, step: int) -> None:
@@ -320,11 +328,20 @@ class NerfMethod(BaseMethod):
 
     def losses(self, step: int, batch: Batch) -> StepOutput:
         out = self.model.render_rays(batch.origins, batch.directions, batch.background, stratified=True, jitter=batch.jitter)
-        rgb = out.rgb if self.appearance is None else self.appearance(out.rgb[:, None, None], batch.indices)[:, 0, 0]
+        rgb = self._with_appearance(out, batch)
         losses = {"rgb": F.mse_loss(rgb, batch.rgb), **self.model.estimator.losses(out, batch.rgb)}
         outputs = {"rgb": rgb, "depth": out.distance * batch.z_scale, "alpha": out.alpha}
         stats = {"samples_per_ray": out.num_samples / max(len(batch.rgb), 1)}
         return StepOutput(losses, outputs, stats, state=out.num_samples)
+
+    def _with_appearance(self, out: Any, batch: Batch) -> Tensor:
+        """The rays' colours ``[R, 3]`` with their images' appearance (``appearance``), else as rendered."""
+        if isinstance(self.appearance, AppearanceEmbedding):
+            ends = batch.origins + batch.directions * out.distance.reshape(-1, 1)
+            return self.appearance.on_rays(out.rgb, ends, batch.directions, batch.indices)
+        if self.appearance is not None:
+            return self.appearance(out.rgb[:, None, None], batch.indices)[:, 0, 0]
+        return out.rgb
 
     def post_backward(self, step: int, out: StepOutput) -> None:
         """Adapt the ray batch so the next step evaluates about ``target_samples`` field samples (per rank:
@@ -361,7 +378,7 @@ class NerfMethod(BaseMethod):
         self.num_rays = int(state["num_rays"])
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            self._appearance_optimizers = appearance_optimizers(self.appearance, self.config.lr_appearance)
+            self._appearance_optimizers = appearance_optimizers(self.appearance, self.config.lr_appearance, self.config.lr_appearance_mlp)
             load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
 
 
