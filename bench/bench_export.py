@@ -11,6 +11,7 @@ prints one row per run.
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import tempfile
@@ -22,14 +23,13 @@ from common import header, table_header, table_row  # noqa: E402
 
 
 def timed(args: list[str]) -> float:
-    """Seconds one ``render3d`` command takes (run in this process, output hidden)."""
+    """Seconds one ``render3d`` command takes (run in this process, output hidden); NaN where it fails (its
+    one-line error is printed above the table, e.g. no mesh from a NeRF trained too briefly)."""
     from render3d.cli import main
 
     start = time.perf_counter()
     code = main(args + ["--no-progress"])
-    if code != 0:
-        raise SystemExit(f"render3d {' '.join(args)} failed with exit status {code}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start if code == 0 else float("nan")
 
 
 def train(method: str, steps: int, out: Path) -> Path:
@@ -67,7 +67,7 @@ def main() -> None:
                  "voxels, all training views"))
     print(table_header(["method", "steps", "video fps", "mesh s"]))
     for method, steps, video_fps, mesh in rows:
-        print(table_row([method, steps, f"{video_fps:.2f}", f"{mesh:.1f}"]))
+        print(table_row([method, steps, f"{video_fps:.2f}", "failed" if math.isnan(mesh) else f"{mesh:.1f}"]))
 
 if __name__ == "__main__":
     main()
