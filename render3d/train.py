@@ -388,9 +388,8 @@ class Trainer(TrainLoop):
         So a time budget plans the whole run: learning-rate decay, densification and the SH
         degree reach their ends as the budget does, instead of stopping part-way. The planned
         step never repeats or goes back. Periodic events (densify every N steps, refresh the
-        occupancy grid) happen at the first planned step that reaches or passes each of their
-        steps (:func:`render3d.training.loop.periodic_step`), so a planned run densifies as often
-        as its schedule says.
+        occupancy grid) start and stop where the plan says but keep their cadence in real steps
+        (:func:`render3d.training.loop.periodic_step`): what they read needs that many steps.
         """
         if self.budget_seconds <= 0:
             planned = self.step

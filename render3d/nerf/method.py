@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from render3d.nerf.sampler import OccupancyGrid
 from render3d.appearance import (AppearanceEmbedding, appearance_optimizers, appearance_state, load_appearance_state,
                                  make_appearance)
 from render3d.training import distributed as dist
-from render3d.training.loop import periodic_step
+from render3d.training.loop import RealStepCounter, periodic_step
 
 
 #: ``appearance`` values of the NeRF methods.
@@ -265,7 +265,7 @@ class NerfMethod(BaseMethod):
         self.spec = spec  # what load_model needs to rebuild the model: box, contraction, near, far, background
         self.batches = batches
         self.total_steps = total_steps
-        self._previous_step: Optional[int] = None  # the last planned step the estimator saw (see periodic_step)
+        self._real_steps = RealStepCounter()  # the occupancy grid keeps its cadence in real steps (see periodic_step)
         default_rays, self.target_samples = config.ray_budget()
         if batch_size:  # a fixed number of rays per step and rank
             self.num_rays, self.target_samples = batch_size, 0
@@ -318,8 +318,7 @@ class NerfMethod(BaseMethod):
         """Refresh the estimator (occupancy grid) and set the learning rate."""
         self.model.train()
         estimator = self.model.estimator
-        estimator.update(periodic_step(self._previous_step, step, estimator.update_every), self.model.field)
-        self._previous_step = step
+        estimator.update(periodic_step(self._real_steps.take(step), step, estimator.update_every), self.model.field)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(step, self.total_steps) * self.lr_scale
 

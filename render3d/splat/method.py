@@ -24,7 +24,7 @@ from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
 from render3d.splat.strategies import make_strategy
 from render3d.training import distributed as dist
-from render3d.training.loop import periodic_step
+from render3d.training.loop import RealStepCounter, periodic_step
 from render3d.training.optim import adam
 
 REFERENCE_STEPS = 30_000  # the 3DGS schedule below is written for a 30k-step run
@@ -253,7 +253,7 @@ class SplatMethod(BaseMethod):
         self.poses = PoseCorrection(len(batches.split), scene_scale).to(model.params["means"].device) if c.pose_opt else None
         self._pose_optimizer = RowAdam(self.poses.parameters(), lr=c.lr_pose) if self.poses is not None else None
         self._pose_start_step = int(c.pose_opt_start * total_steps)
-        self._previous_step: Optional[int] = None  # the last planned step densification saw (see periodic_step)
+        self._real_steps = RealStepCounter()  # densification keeps its cadence in real steps (see periodic_step)
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
             if c.strategy == "default"
@@ -376,7 +376,7 @@ class SplatMethod(BaseMethod):
         if self.appearance is not None:
             self.appearance.recenter()
         info = out.state
-        step, self._previous_step = periodic_step(self._previous_step, step, self.config.refine_every), step
+        step = periodic_step(self._real_steps.take(step), step, self.config.refine_every)
         if self.config.strategy == "default":
             self.strategy.step_post_backward(
                 self.model.params, self._optimizers, self.strategy_state, step, info, packed=bool(info.get("packed", False))

@@ -41,22 +41,41 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 REPEAT_SECONDS = 2.0  # a second signal this soon after the first is the same request, forwarded
 
 
-def periodic_step(previous: Optional[int], step: int, every: int) -> int:
-    """The step an event due every ``every`` steps (densification, an occupancy-grid refresh) is told.
+def periodic_step(step: int, planned: int, every: int) -> int:
+    """The step an event due every ``every`` steps (densification, an occupancy-grid refresh) is told in a run
+    whose planned step ``planned`` may run ahead of its real step ``step``.
 
-    A run whose ``--max-seconds`` plans it (:meth:`render3d.train.Trainer.planned_step`) may move
-    several planned steps per real step, so ``step % every == 0`` would miss most events. Where a
-    multiple of ``every`` lies in ``(previous, step]`` that multiple is returned, so the event
-    happens now, as it would have there; otherwise ``step`` itself. ``previous`` is the planned
-    step before this one (None: ``step - 1``). A run of consecutive steps is unchanged.
+    A run whose ``--max-seconds`` plans it (:meth:`render3d.train.Trainer.planned_step`) moves
+    several planned steps per real step. Its start and stop (refine from step N to M) follow the
+    plan, but the event keeps its cadence in real steps, since what it reads needs that many
+    steps to gather (gsplat's densification averages the gradients since the last one). So the
+    result is a multiple of ``every`` (``planned`` rounded down) exactly when ``step`` is one, and
+    otherwise a step that is not a multiple. Where ``step == planned`` it is ``planned``.
 
     Examples:
-        >>> periodic_step(98, 101, 100), periodic_step(101, 104, 100), periodic_step(None, 200, 100)
-        (100, 104, 200)
+        >>> periodic_step(10, 25, 10), periodic_step(11, 27, 10), periodic_step(12, 30, 10), periodic_step(7, 7, 10)
+        (20, 27, 29, 7)
     """
-    previous = step - 1 if previous is None else previous
-    multiple = step - step % every
-    return multiple if multiple > previous else step
+    if step % every == 0:
+        return planned - planned % every
+    return planned - 1 if every > 1 and planned % every == 0 else planned
+
+
+class RealStepCounter:
+    """Counts the real steps of a method whose hooks see planned steps (for :func:`periodic_step`).
+
+    It starts from the first planned step it sees (a new run: 0; a resumed one: where it left off),
+    so it needs no checkpoint entry; a resumed planned run keeps the cadence, its phase may move.
+    """
+
+    def __init__(self) -> None:
+        self.next: Optional[int] = None
+
+    def take(self, planned: int) -> int:
+        """This step's real step (call once per step)."""
+        step = planned if self.next is None else self.next
+        self.next = step + 1
+        return step
 
 
 class TrainingInterrupted(Exception):
