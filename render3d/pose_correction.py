@@ -146,7 +146,9 @@ def fit_poses(render: CorrectedRender, cameras: Cameras, targets: Callable[[int]
     """Fit a correction to each camera against a frozen model; returns ``deltas [C, 6]``.
 
     Each view is fitted alone with Adam on the L1 photometric error, its learning rate decaying
-    tenfold over ``steps``.
+    tenfold over ``steps``. Each view keeps the correction with the lowest error seen, the given
+    pose (zero) included, so a fit that wanders off (a blurry scene, a view that sees little of
+    it) never leaves a view worse than it started.
 
     Args:
         render: renders one camera through a world transform (:data:`CorrectedRender`).
@@ -160,15 +162,21 @@ def fit_poses(render: CorrectedRender, cameras: Cameras, targets: Callable[[int]
         target = targets(i).to(camera.device)
         delta = torch.zeros(1, 6, device=camera.device, requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=lr)
-        for step in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * 0.1 ** (step / max(1, steps))
+        best, best_loss = torch.zeros(6), float("inf")
+        for step in range(steps + 1):
             rgb = render(camera, world_transforms(camera.c2w, delta, scale))
             loss = F.l1_loss(rgb[0], target)
+            error = float(loss.detach())
+            if error < best_loss:  # the error of the correction before this step's update
+                best, best_loss = delta.detach()[0].cpu().clone(), error
+            if step == steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.1 ** (step / max(1, steps))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        fitted[i] = delta.detach()[0].cpu()
+        fitted[i] = best
     return fitted
 
 
