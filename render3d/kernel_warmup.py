@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
@@ -47,18 +48,26 @@ class Warmup:
         self.done = threading.Event()
         self.seconds: Optional[float] = None
         self._announced = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="render3d-kernel-warmup", daemon=True)
         self._start = time.perf_counter()
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            compile_all()
+            compile_all(self._stop.is_set)
         except Exception as exc:  # the kernels then compile lazily, as without a warm-up
             warnings.warn(f"compiling the CPU kernels ahead failed ({type(exc).__name__}: {exc}); they compile on first use")
         finally:
             self.seconds = time.perf_counter() - self._start
             self.done.set()
+
+    def stop(self) -> None:
+        """Skip the workloads not yet begun and wait for the one running (at exit: a program that ends, say on a
+        bad option, while the thread is inside torch or numba would abort with ``terminate called``)."""
+        self._stop.set()
+        if not self.in_warmup_thread():
+            self._thread.join()
 
     def in_warmup_thread(self) -> bool:
         """True on the warm-up's own thread (its kernel launches must not wait for itself)."""
@@ -96,6 +105,7 @@ def start(announce: Callable[[str], None] = _to_stderr) -> Optional[Warmup]:
     with _lock:
         if _current is None:
             _current = Warmup(announce)
+            atexit.register(_current.stop)
         return _current
 
 
@@ -105,8 +115,9 @@ def wait() -> None:
         _current.wait()
 
 
-def compile_all() -> None:
-    """Run every kernel specialisation once on tiny inputs (forward and backward where training needs it).
+def compile_all(stopped: Callable[[], bool] = lambda: False) -> None:
+    """Run every kernel specialisation once on tiny inputs (forward and backward where training needs it);
+    ``stopped()`` true skips the workloads not yet begun.
 
     It draws from its own generator only: it runs beside the command's main thread, whose
     seeded global random stream it must not touch (ranks of a distributed run would diverge).
@@ -114,15 +125,17 @@ def compile_all() -> None:
     import torch
 
     generator = torch.Generator().manual_seed(0)
-    _splat_workload(generator)
-    _nerf_workload(generator)
+    for workload in (_splat_training_workload, _splat_render_workload, _nerf_workload):
+        if stopped():
+            return
+        workload(generator)
 
 
-def _splat_workload(generator) -> None:
+def _tiny_splats(generator) -> tuple:
+    """A 48-Gaussian model (SH degree 3) and one 16x16 camera looking at it."""
     import torch
 
     from render3d.cameras import Cameras, look_at
-    from render3d.protocol import render_preview
     from render3d.splat.model import GaussianSplats, init_params
 
     points = torch.randn(48, 3, generator=generator) * 0.3
@@ -130,9 +143,23 @@ def _splat_workload(generator) -> None:
                            torch.ones(3))
     eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in ([0.0, -0.3, -2.5], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0]))
     K = torch.tensor([[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]])
-    cameras = Cameras(K=K[None], c2w=look_at(eye, target, up)[None].float(), width=16, height=16)
+    return model, Cameras(K=K[None], c2w=look_at(eye, target, up)[None].float(), width=16, height=16)
+
+
+def _splat_training_workload(generator) -> None:
+    import torch
+
+    model, cameras = _tiny_splats(generator)
     colors, depth, alphas, _ = model.rasterize(cameras, background=torch.ones(3))  # training: RGB + depth, backward
     (colors.sum() + depth.sum() + alphas.sum()).backward()
+
+
+def _splat_render_workload(generator) -> None:
+    import torch
+
+    from render3d.protocol import render_preview
+
+    model, cameras = _tiny_splats(generator)
     with torch.no_grad():
         for mode in ("rgb", "normal"):  # one pass gives rgb, depth and alpha; normals use the wide features
             model.render(cameras, mode=mode)

@@ -73,7 +73,7 @@ def test_a_launch_waits_for_the_warmup_and_announces_a_long_one_once(monkeypatch
     from render3d import cpu_kernels
 
     release = threading.Event()
-    monkeypatch.setattr(kernel_warmup, "compile_all", lambda: release.wait(10))
+    monkeypatch.setattr(kernel_warmup, "compile_all", lambda stopped: release.wait(10))
     monkeypatch.setattr(kernel_warmup, "QUIET_SECONDS", 0.2)
     said: list[str] = []
     warmup = kernel_warmup.Warmup(said.append)
@@ -87,9 +87,28 @@ def test_a_launch_waits_for_the_warmup_and_announces_a_long_one_once(monkeypatch
     assert len(said) == 1 and "compiling the CPU kernels" in said[0]
 
 
+def test_a_command_that_stops_during_the_warmup_exits_cleanly():
+    """A bad option found while the warm-up runs: one line and exit status 2, not ``terminate called`` and an abort
+    (the process used to end with the warm-up thread inside torch)."""
+    command = [sys.executable, "-m", "render3d", "train", "--method", "nerf", "--nerf.appearance", "bilateral", "--steps", "1"]
+    for _ in range(3):
+        run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 2 and "terminate" not in run.stderr, run.stderr
+        assert run.stderr.strip().startswith("error: --nerf.appearance")
+
+
+def test_stop_skips_the_workloads_not_yet_begun(monkeypatch):
+    ran: list[str] = []
+    monkeypatch.setattr(kernel_warmup, "_splat_training_workload", lambda generator: ran.append("training"))
+    monkeypatch.setattr(kernel_warmup, "_splat_render_workload", lambda generator: ran.append("render"))
+    monkeypatch.setattr(kernel_warmup, "_nerf_workload", lambda generator: ran.append("nerf"))
+    kernel_warmup.compile_all(lambda: len(ran) >= 1)
+    assert ran == ["training"]
+
+
 def test_a_quick_warmup_says_nothing(monkeypatch):
     """A warm cache (the warm-up ends at once) prints nothing."""
-    monkeypatch.setattr(kernel_warmup, "compile_all", lambda: None)
+    monkeypatch.setattr(kernel_warmup, "compile_all", lambda stopped: None)
     said: list[str] = []
     warmup = kernel_warmup.Warmup(said.append)
     warmup.wait()
