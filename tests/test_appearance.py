@@ -180,40 +180,29 @@ def test_eval_reports_the_appearance_fit_under_its_own_key(splat_run, tmp_path):
     assert metrics["appearance_fit"]["views"] == metrics["views"] and metrics["appearance_fit"]["psnr"] > 0
 
 
+def learned_log_gains(method, cameras) -> torch.Tensor:
+    """Each training image's learned log-brightening ``[N]``: its gain (``exposure``), or what its code does to a gray
+    ray from its camera to the scene's centre (``embedding``)."""
+    appearance = method.appearance
+    if isinstance(appearance, ExposureCorrection):
+        return appearance.values.detach().mean(1)
+    with torch.no_grad():
+        gray = torch.full((len(cameras), 3), 0.5)
+        brightened = appearance.on_rays(gray, torch.zeros(len(cameras), 3), -cameras.c2w[:, :3, 3], torch.arange(len(cameras)))
+    return (brightened.mean(1) / 0.5).clamp_min(1e-3).log()
+
+
 @pytest.mark.slow
-def test_a_nerf_learns_each_training_image_exposure_and_resumes_exactly(tiny_scene, tmp_path):
-    """``--nerf.appearance exposure``: the per-image gains of the rays' colours track each image's exposure
-    (correlation of the logs > 0.8), and a resumed run equals an uninterrupted one."""
+@pytest.mark.parametrize("mode", ["exposure", "embedding"])
+def test_a_nerf_learns_each_training_image_exposure_and_resumes_exactly(tiny_scene, tmp_path, mode):
+    """``--nerf.appearance exposure|embedding``: what each image's gain or code does to its rays' colours tracks that
+    image's exposure (correlation of the logs > 0.8), and a resumed run equals an uninterrupted one."""
     from dataclasses import replace as replace_config
 
     from test_nerf import small_nerf
 
     scene, gains = changed_exposure(tiny_scene)
-    config = replace_config(small_nerf("nerf"), appearance="exposure")
-
-    def make(name: str, steps: int = 20) -> Trainer:
-        train = TrainConfig(method="nerf", steps=steps, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
-        return Trainer(train, config, scene=scene)
-
-    resumed_matches_uninterrupted(make, 10, scene)
-    trainer = make("long", steps=300)
-    trainer.run()
-    learned = trainer.method.appearance.values.detach().mean(1)
-    true = gains.log().mean(1)
-    correlation = torch.corrcoef(torch.stack([learned, true - true.mean()]))[0, 1]
-    assert correlation > 0.8, (correlation, learned, true)
-
-
-@pytest.mark.slow
-def test_a_nerf_embedding_learns_each_training_image_exposure_and_resumes_exactly(tiny_scene, tmp_path):
-    """``--nerf.appearance embedding``: the brightening each image's code gives gray rays tracks that image's exposure
-    (correlation of the logs > 0.8), and a resumed run equals an uninterrupted one."""
-    from dataclasses import replace as replace_config
-
-    from test_nerf import small_nerf
-
-    scene, gains = changed_exposure(tiny_scene)
-    config = replace_config(small_nerf("nerf"), appearance="embedding")
+    config = replace_config(small_nerf("nerf"), appearance=mode)
 
     def make(name: str, steps: int = 20) -> Trainer:
         train = TrainConfig(method="nerf", steps=steps, out=str(tmp_path / name), save_every=0, progress=False, backend="torch")
@@ -222,13 +211,8 @@ def test_a_nerf_embedding_learns_each_training_image_exposure_and_resumes_exactl
     resumed_matches_uninterrupted(make, 10, scene)
     trainer = make("long", steps=300)
     metrics = trainer.run()
-    embedding, cameras = trainer.method.appearance, scene.train.cameras
-    origins = cameras.c2w[:, :3, 3]
-    with torch.no_grad():  # each image's brightening of a gray ray from its camera to the scene's centre
-        learned = embedding.on_rays(torch.full((len(cameras), 3), 0.5), torch.zeros(len(cameras), 3), -origins,
-                                    torch.arange(len(cameras))).mean(1) / 0.5
-    true = gains.log().mean(1)
-    correlation = torch.corrcoef(torch.stack([learned.clamp_min(1e-3).log(), true - true.mean()]))[0, 1]
+    learned, true = learned_log_gains(trainer.method, scene.train.cameras), gains.log().mean(1)
+    correlation = torch.corrcoef(torch.stack([learned, true - true.mean()]))[0, 1]
     assert correlation > 0.8, (correlation, learned, true)
     assert metrics["psnr"] > 15
 
