@@ -280,7 +280,7 @@ class NerfMethod(BaseMethod):
         self.appearance = make_appearance(config.appearance, len(batches.split), scene_scale=float((box[1] - box[0]).max()) / 2)
         if self.appearance is not None:
             self.appearance.to(next(model.parameters()).device)
-        self._appearance_optimizers = appearance_optimizers(self.appearance, config.lr_appearance, config.lr_appearance_mlp)
+        self._appearance_optimizers = self._make_appearance_optimizers()
 
     @classmethod
     def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
@@ -309,6 +309,9 @@ class NerfMethod(BaseMethod):
         if tables:
             groups.insert(0, {"params": tables, "weight_decay": 0.0})
         return torch.optim.Adam(groups, lr=self.config.lr, eps=1e-15)  # not fused: at 1200 default-scene steps fused lost 0.48 dB
+
+    def _make_appearance_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return appearance_optimizers(self.appearance, self.config.lr_appearance, self.config.lr_appearance_mlp)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Adam over the model, and the per-image appearance's optimisers when ``appearance`` is on."""
@@ -377,7 +380,7 @@ class NerfMethod(BaseMethod):
         self.num_rays = int(state["num_rays"])
         self.batches.load_state_dict(state["batches"])
         if self.appearance is not None and "appearance" in state:
-            self._appearance_optimizers = appearance_optimizers(self.appearance, self.config.lr_appearance, self.config.lr_appearance_mlp)
+            self._appearance_optimizers = self._make_appearance_optimizers()
             load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
 
 
