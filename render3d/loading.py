@@ -1,7 +1,7 @@
 """One verb for every trained model: :func:`load` reads a run folder or file and returns its model.
 
-The trainers write three kinds of run folder; each kind keeps its own loader, which ``load``
-picks from what the folder or file holds:
+Each trainer writes its own kind of run folder and keeps its own loader; ``load`` picks the
+loader from what the folder or file holds:
 
 ========================================  ==========================  =====================================
 what ``path`` holds                       loader                      returns
@@ -25,8 +25,6 @@ from typing import Any
 
 from render3d.errors import Render3DError
 
-SPLAT_FILE_SUFFIXES = (".ply", ".splat")
-
 
 def checkpoint_kind(path: str | Path) -> str:
     """What the run folder or file at ``path`` holds: ``scene``, ``zoo``, ``video-tokenizer`` or ``video-world-model``.
@@ -35,14 +33,16 @@ def checkpoint_kind(path: str | Path) -> str:
         Render3DError: ``path`` is missing or holds no render3d model.
     """
     from render3d.checkpoints import load_weights
+    from render3d.runs import SPLAT_SUFFIXES
     from render3d.train import CHECKPOINT_NAME
+    from render3d.video.checkpoint import CHECKPOINT_NAME as MODEL_NAME  # the zoo's and the video models' file
 
     p = Path(path).expanduser()
     if p.is_dir():
         if (p / CHECKPOINT_NAME).is_file():
             return "scene"
-        p = p / "model.pt"
-    elif p.suffix.lower() in SPLAT_FILE_SUFFIXES and p.is_file():
+        p = p / MODEL_NAME
+    elif p.suffix.lower() in SPLAT_SUFFIXES and p.is_file():
         return "scene"
     if not p.is_file():
         raise Render3DError(f"no model at {path}: pass a run folder of render3d train, zoo train, video tokenizer train "
