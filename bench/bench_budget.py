@@ -15,7 +15,8 @@ Rows, each one splat run of the default recipe on the same scene, in this proces
 - ``capped``: ``planned`` plus ``--splat.max-gaussians 15000`` (a Gaussian budget).
 
 A row may add options to any of the first three with ``+``: ``coarse``, ``capped``, ``antialiased``
-(``--splat.antialiased``) and ``exposure`` (``--splat.appearance exposure``), e.g.
+(``--splat.antialiased``), ``exposure`` (``--splat.appearance exposure``) and ``slowdecay``
+(``--splat.lr-means-final 0.1``: positions end at a tenth of their learning rate, not a hundredth), e.g.
 ``planned+coarse+antialiased``. ``--method nerf`` trains the hash-grid NeRF's default recipe instead
 (its rows take ``+exposure`` only).
 
@@ -47,6 +48,7 @@ OPTIONS = {  # what each ``+NAME`` of a row sets in SplatConfig
     "capped": {"max_gaussians": 15_000},
     "antialiased": {"antialiased": True},
     "exposure": {"appearance": "exposure"},
+    "slowdecay": {"lr_means_final": 0.1},
 }
 ROWS = ("reference", "truncated", "planned", "coarse", "capped")  # the default scene's table
 SHORTHANDS = {"coarse": "planned+coarse", "capped": "planned+capped"}

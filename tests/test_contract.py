@@ -196,6 +196,24 @@ def test_a_planned_run_densifies_every_n_real_steps(tiny_scene, tmp_path):
     assert [step for step in seen if step % 10 == 0] == [0, 20, 50, 70, 100, 120]
 
 
+@pytest.mark.parametrize("final", [0.01, 0.1])
+def test_the_position_learning_rate_decays_to_its_final_share(tiny_scene, tmp_path, final):
+    t = trainer(tiny_scene, tmp_path, f"lr-{final}", 10, splat_config(lr_means_final=final))
+    lr0 = t.method.config.lr_means * t.method.scene_scale
+    for step, share in ((0, 1.0), (5, final ** 0.5), (10, final)):
+        t.method.before_step(step)
+        assert t.method.optimizers()["means"].param_groups[0]["lr"] == pytest.approx(lr0 * share)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "nan"])
+def test_a_bad_final_position_learning_rate_is_one_line_and_exit_2(value, capsys):
+    from render3d.cli import main
+
+    assert main(["train", "--splat.lr-means-final", value, "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--splat.lr-means-final" in err
+
+
 @pytest.mark.parametrize("field, value", [("steps", -3), ("steps", 0), ("max_seconds", float("nan")), ("grad_clip", -1.0), ("eval_every", -1)])
 def test_bad_training_options_are_one_line_errors(tiny_scene, tmp_path, field, value):
     with pytest.raises(Render3DError, match="must be"):

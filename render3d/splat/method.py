@@ -60,7 +60,9 @@ class SplatConfig:
         reset_every (int): Reset opacities every N steps of a 30k-step run (scaled; ``default`` strategy). Default:
             3000.
         grow_grad2d (float): Screen-space gradient above which a Gaussian is cloned or split. Default: 0.0002.
-        lr_means (float): Learning rate of positions, times the scene scale; decays 100x over the run. Default: 1.6e-4.
+        lr_means (float): Learning rate of positions, times the scene scale; decays to ``lr_means_final`` times itself
+            over the run. Default: 1.6e-4.
+        lr_means_final (float): Share of ``lr_means`` left at the end of the run (3DGS: 0.01). Default: 0.01.
         lr_scales (float): Learning rate of log-scales. Default: 5e-3.
         lr_quats (float): Learning rate of rotations. Default: 1e-3.
         lr_opacities (float): Learning rate of opacity logits. Default: 5e-2.
@@ -123,7 +125,9 @@ class SplatConfig:
     refine_every: int = option("densify every N steps (not scaled: the gradient statistics need this many steps)", default=100)
     reset_every: int = option("reset opacities every N steps of a 30k-step run (scaled; default strategy)", default=3000)
     grow_grad2d: float = option("screen-space gradient above which a Gaussian is cloned or split", default=0.0002)
-    lr_means: float = option("learning rate of positions, times the scene scale; decays 100x over the run", default=1.6e-4)
+    lr_means: float = option("learning rate of positions, times the scene scale; decays to --splat.lr-means-final times "
+                             "itself over the run", default=1.6e-4)
+    lr_means_final: float = option("share of --splat.lr-means left at the end of the run (3DGS: 0.01)", default=0.01)
     lr_scales: float = option("learning rate of log-scales", default=5e-3)
     lr_quats: float = option("learning rate of rotations", default=1e-3)
     lr_opacities: float = option("learning rate of opacity logits", default=5e-2)
@@ -172,6 +176,8 @@ class SplatConfig:
             raise Render3DError(f"--splat.resolution-start {self.resolution_start} must be above 0 and at most 1")
         if not (math.isfinite(self.resolution_full) and 0 <= self.resolution_full <= 1):
             raise Render3DError(f"--splat.resolution-full {self.resolution_full} must be between 0 and 1")
+        if not (math.isfinite(self.lr_means_final) and 0 < self.lr_means_final <= 1):
+            raise Render3DError(f"--splat.lr-means-final {self.lr_means_final} must be above 0 and at most 1")
         if self.max_gaussians < 0:
             raise Render3DError(f"--splat.max-gaussians {self.max_gaussians} must be at least 0 (0: no limit)")
         if not (math.isfinite(self.pose_opt_start) and 0 <= self.pose_opt_start < 1):
@@ -314,10 +320,10 @@ class SplatMethod(BaseMethod):
         return None if self.poses is None else self.poses.apply(self.batches.split.cameras)
 
     def before_step(self, step: int) -> None:
-        """Exponential decay of the position learning rate (x0.01 over the run) and SH warm-up."""
+        """Exponential decay of the position learning rate (to ``lr_means_final`` of it over the run) and SH warm-up."""
         lr0 = self.config.lr_means * self.scene_scale * math.sqrt(self.global_batch)
         for group in self._optimizers["means"].param_groups:
-            group["lr"] = lr0 * 0.01 ** (min(step, self.total_steps) / self.total_steps)
+            group["lr"] = lr0 * self.config.lr_means_final ** (min(step, self.total_steps) / self.total_steps)
         if self._pose_optimizer is not None:  # decays 10x from where the corrections start learning to the end
             start = self._pose_start_step
             fraction = min(max(step - start, 0), self.total_steps - start) / max(self.total_steps - start, 1)
