@@ -91,6 +91,32 @@ def test_compiled_hash_encoding_matches_the_torch_path(monkeypatch, frequency_li
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5 * float(ref_grad.abs().max()))
 
 
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_hash_encoding_gradient_in_the_points_matches_the_naive_reference(monkeypatch, kernels):
+    """The points' gradient (learned camera poses move them) of the compiled kernels and of the torch path against
+    autograd through the naive reference, with dense and hashed levels, and with the table frozen."""
+    if kernels == "1":
+        pytest.importorskip("numba")
+    monkeypatch.setenv(ENV_VAR, kernels)
+    torch.manual_seed(0)
+    enc = HashEncoding(levels=6, features=2, log2_table_size=12, base_resolution=4, max_resolution=128)
+    nn.init.normal_(enc.embeddings)
+    x = (0.05 + 0.9 * torch.rand(60, 3)).requires_grad_(True)
+    weights = torch.randn(60, enc.output_dim)
+    (grad,) = torch.autograd.grad((enc(x) * weights).sum(), x)
+    (expected,) = torch.autograd.grad((naive_hash_encoding(enc, x) * weights).sum(), x)
+    torch.testing.assert_close(grad, expected, atol=1e-3, rtol=1e-4)
+    assert expected.abs().max() > 1.0  # a gradient that is not trivially zero
+    enc.embeddings.requires_grad_(False)  # the table frozen (test-pose fitting): the points' gradient alone
+    (frozen,) = torch.autograd.grad((enc(x) * weights).sum(), x)
+    torch.testing.assert_close(frozen, grad)
+    # points that need no gradient (training on given poses) leave the table's gradient as it was
+    enc.embeddings.requires_grad_(True)
+    (table_grad,) = torch.autograd.grad((enc(x.detach()) * weights).sum(), enc.embeddings)
+    (expected_table,) = torch.autograd.grad((naive_hash_encoding(enc, x.detach()) * weights).sum(), enc.embeddings)
+    torch.testing.assert_close(table_grad, expected_table, atol=1e-5, rtol=1e-5)
+
+
 def test_hash_encoding_gradients_reach_only_touched_rows():
     enc = HashEncoding(levels=2, features=2, log2_table_size=10, base_resolution=4, max_resolution=8)
     enc(torch.tensor([[0.5, 0.5, 0.5]])).sum().backward()

@@ -96,8 +96,11 @@ class HashEncoding(nn.Module):
         return torch.cat(parts, dim=1), w
 
     def forward(self, x: Tensor) -> Tensor:
-        """Features ``[P, levels * features]`` of points ``x [P, 3]`` in [0, 1] (no gradient to ``x``)."""
-        x = x.detach().clamp(0.0, 1.0)
+        """Features ``[P, levels * features]`` of points ``x [P, 3]`` in [0, 1].
+
+        Differentiable in the table and, where ``x`` requires it (learned camera poses), in ``x``.
+        """
+        x = x.clamp(0.0, 1.0)
         if kernels_enabled(x, self.embeddings):
             from render3d.nerf.encoding_numba import hash_encode_numba
 
@@ -133,6 +136,8 @@ _PRIMES_INT32 = tuple(p - 2**32 if p >= 2**31 else p for p in PRIMES)
 class _TrilinearGather(torch.autograd.Function):
     """``sum_c w[c] * table[index[c]]``: ``table [T, F]``, ``index, w [8, N]`` -> ``[N, F]``.
 
+    Where ``w`` requires it (the points do), its gradient is ``grad · table[index[c]]``.
+
     The backward accumulates with one ``bincount`` per feature on CPU, about ten times
     faster there than ``index_add_`` (autograd's backward of a gather); on a GPU it uses
     ``index_add_``, whose atomics are fast and which, unlike ``bincount``, needs no host sync.
@@ -140,21 +145,27 @@ class _TrilinearGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table: Tensor, index: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(index, w)
+        ctx.save_for_backward(table, index, w)
         ctx.rows = table.shape[0]
         corners = table.index_select(0, index.reshape(-1)).reshape(*index.shape, table.shape[1])
         return (corners * w[..., None]).sum(dim=0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        index, w = ctx.saved_tensors
+        table, index, w = ctx.saved_tensors
         flat = index.reshape(-1)
+        w_grad = None
+        if ctx.needs_input_grad[2]:
+            corners = table.index_select(0, flat).reshape(*index.shape, table.shape[1])
+            w_grad = (corners * grad[None]).sum(dim=-1)
+        if not ctx.needs_input_grad[0]:
+            return None, None, w_grad
         if grad.device.type != "cpu":
             table_grad = grad.new_zeros(ctx.rows, grad.shape[1])
             table_grad.index_add_(0, flat, (w[..., None] * grad[None]).reshape(-1, grad.shape[1]))
-            return table_grad, None, None
+            return table_grad, None, w_grad
         columns = [torch.bincount(flat, weights=(w * grad[:, f]).reshape(-1), minlength=ctx.rows) for f in range(grad.shape[1])]
-        return torch.stack(columns, dim=1).to(grad.dtype), None, None
+        return torch.stack(columns, dim=1).to(grad.dtype), None, w_grad
 
 
 def sh_encoding(directions: Tensor) -> Tensor:

@@ -13,8 +13,10 @@ registers:
   ``row_c`` of the table's gradient. Levels own disjoint rows of the table, so threads that
   take different levels never write the same row: no atomics, and the sums come out in the
   same order whatever the thread count (bit for bit the same run to run).
-
-Points get no gradient (the encoding's input is detached, as in the torch path).
+- **Points' gradient** (:func:`_backward_points`, ``prange`` over blocks of points; only when the
+  points require it, as they do when camera poses are learned): ``dL/dx`` sums, over levels and
+  corners, ``(grad · table[row_c]) · dw_c/dx``, where ``dw_c/dx = ±res · w_y w_z`` (and alike for
+  ``y`` and ``z``). Each thread writes its own points' rows.
 """
 
 from __future__ import annotations
@@ -101,24 +103,66 @@ def _backward(points, grad, resolutions, sizes, offsets, dense, table_grad):
                     table_grad[rows[c], f] += weights[c] * g
 
 
+_POINT_BLOCK = 1024
+
+
+@njit(parallel=True)
+def _backward_points(points, grad, table, resolutions, sizes, offsets, dense, points_grad):
+    """``points_grad [P, 3]``: ``dL/dpoints`` (the trilinear weights' slopes times each corner's ``grad · row``)."""
+    n_feat = table.shape[1]
+    n_points = points.shape[0]
+    for block in numba.prange((n_points + _POINT_BLOCK - 1) // _POINT_BLOCK):
+        rows = np.empty(8, np.int64)
+        weights = np.empty(8, np.float32)
+        for p in range(block * _POINT_BLOCK, min(n_points, (block + 1) * _POINT_BLOCK)):
+            x, y, z = points[p, 0], points[p, 1], points[p, 2]
+            gx, gy, gz = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+            for level in range(resolutions.shape[0]):
+                res = resolutions[level]
+                _corners(x, y, z, res, sizes[level], offsets[level], dense[level], rows, weights)
+                fx, fy, fz = _cell(res, x)[1], _cell(res, y)[1], _cell(res, z)[1]
+                for c in range(8):
+                    dot = np.float32(0.0)
+                    for f in range(n_feat):
+                        dot += table[rows[c], f] * grad[p, level * n_feat + f]
+                    dx, dy, dz = c & 1, (c >> 1) & 1, (c >> 2) & 1
+                    wx = fx if dx else _ONE - fx
+                    wy = fy if dy else _ONE - fy
+                    wz = fz if dz else _ONE - fz
+                    slope = dot * res
+                    gx += (slope if dx else -slope) * wy * wz
+                    gy += (slope if dy else -slope) * wx * wz
+                    gz += (slope if dz else -slope) * wx * wy
+            points_grad[p, 0], points_grad[p, 1], points_grad[p, 2] = gx, gy, gz
+
+
 class _HashGridFunction(torch.autograd.Function):
-    """Autograd wrapper of the kernels: the gradient goes to the table only."""
+    """Autograd wrapper of the kernels: gradients to the table and, where they require it, to the points."""
 
     @staticmethod
     def forward(ctx, table: Tensor, points: Tensor, levels: tuple[np.ndarray, ...]) -> Tensor:  # type: ignore[override]
         pts = points.detach().contiguous().numpy()
+        rows = table.detach().contiguous().numpy()
         out = np.empty((len(pts), len(levels[0]) * table.shape[1]), np.float32)
         with launch():
-            _forward(pts, table.detach().contiguous().numpy(), *levels, out)
+            _forward(pts, rows, *levels, out)
         ctx.points, ctx.levels, ctx.rows = pts, levels, table.shape
+        ctx.table = rows if ctx.needs_input_grad[1] else None
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        table_grad = np.zeros(ctx.rows, np.float32)
+        g = grad.detach().float().contiguous().numpy()
+        table_grad = points_grad = None
         with launch():
-            _backward(ctx.points, grad.detach().float().contiguous().numpy(), *ctx.levels, table_grad)
-        return torch.from_numpy(table_grad), None, None
+            if ctx.needs_input_grad[0]:
+                table_grad = np.zeros(ctx.rows, np.float32)
+                _backward(ctx.points, g, *ctx.levels, table_grad)
+            if ctx.needs_input_grad[1]:
+                points_grad = np.empty(ctx.points.shape, np.float32)
+                _backward_points(ctx.points, g, ctx.table, *ctx.levels, points_grad)
+        as_tensor = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+        return as_tensor(table_grad), as_tensor(points_grad), None
 
 
 def hash_encode_numba(table: Tensor, points: Tensor, resolutions: Tensor, sizes: Tensor, offsets: Tensor,
@@ -127,7 +171,7 @@ def hash_encode_numba(table: Tensor, points: Tensor, resolutions: Tensor, sizes:
 
     ``resolutions``, ``sizes``, ``offsets``, ``dense`` ``[L]``: each level's grid resolution,
     table size (a power of two where hashed), first row and whether it is indexed densely.
-    Differentiable w.r.t. ``table``.
+    Differentiable w.r.t. ``table`` and ``points``.
     """
     levels = (resolutions.float().numpy(), sizes.long().numpy(), offsets.long().numpy(), dense.numpy())
     return _HashGridFunction.apply(table, points, levels)
