@@ -22,6 +22,7 @@ refinement of ``render3d eval --refine-test-poses`` (gsplat's and nerfbaselines'
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from render3d.appearance import RowAdam
 from render3d.cameras import Cameras
 
 
@@ -59,6 +61,23 @@ def correction_matrices(deltas: Tensor, scale: float = 1.0) -> Tensor:
 def corrected_c2w(c2w: Tensor, deltas: Tensor, scale: float = 1.0) -> Tensor:
     """``c2w [B, 4, 4] · Δ(deltas [B, 6])``: the corrected camera-to-world matrices."""
     return c2w @ correction_matrices(deltas.to(c2w), scale)
+
+
+def camera_motions(c2w: Tensor, deltas: Tensor, scale: float = 1.0) -> Tensor:
+    """Rigid maps ``M [B, 4, 4]`` that carry each camera's rays to its corrected camera's: ``M = c2w · Δ · c2w⁻¹``.
+
+    A ray ``(o, d)`` of camera ``b`` becomes ``(M o, M_R d)`` (``M_R`` the rotation part), the
+    same pixel's ray of ``c2w · Δ``. The inverse of :func:`world_transforms`. Differentiable in ``deltas``.
+    """
+    return corrected_c2w(c2w, deltas, scale) @ torch.linalg.inv(c2w)
+
+
+def move_rays(motions: Tensor, origins: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays ``origins, directions [R, 3]`` carried by their own rigid maps ``motions [R, 4, 4]``
+    (:func:`camera_motions` gathered per ray)."""
+    rotation = motions[:, :3, :3]
+    moved_origins = (rotation @ origins[:, :, None])[..., 0] + motions[:, :3, 3]
+    return moved_origins, (rotation @ directions[:, :, None])[..., 0]
 
 
 def world_transforms(c2w: Tensor, deltas: Tensor, scale: float = 1.0) -> Tensor:
@@ -125,6 +144,10 @@ class PoseCorrection(nn.Module):
         """:func:`world_transforms` ``[B, 4, 4]`` of the images ``indices [B]`` (differentiable)."""
         return world_transforms(c2w, self._rows(indices), self.scale)
 
+    def camera_motions(self, c2w: Tensor, indices: Tensor) -> Tensor:
+        """:func:`camera_motions` ``[B, 4, 4]`` of the images ``indices [B]`` (differentiable)."""
+        return camera_motions(c2w, self._rows(indices), self.scale)
+
     def penalty(self, indices: Tensor) -> Tensor:
         """Mean squared correction of the images ``indices`` (rotation in radians, translation in scene scales)."""
         return (self._rows(indices) ** 2).sum(-1).mean()
@@ -135,6 +158,81 @@ class PoseCorrection(nn.Module):
         index = torch.arange(len(cameras))
         c2w = self.corrected_c2w(cameras.c2w.to(self.deltas), index).to(cameras.c2w)
         return Cameras(cameras.K, c2w, cameras.width, cameras.height, cameras.distortion)
+
+
+def check_pose_options(prefix: str, lr_pose: float, pose_reg: float, pose_opt_start: float) -> None:
+    """One line naming the option (``--PREFIX.lr-pose`` ...) for a bad pose-learning value.
+
+    Raises:
+        Render3DError: ``lr_pose`` is not above 0, ``pose_reg`` below 0, or ``pose_opt_start`` outside [0, 1).
+    """
+    from render3d.errors import Render3DError
+
+    if not (math.isfinite(lr_pose) and lr_pose > 0):
+        raise Render3DError(f"--{prefix}.lr-pose {lr_pose} must be a number above 0")
+    if not (math.isfinite(pose_reg) and pose_reg >= 0):
+        raise Render3DError(f"--{prefix}.pose-reg {pose_reg} must be a number of at least 0")
+    if not (math.isfinite(pose_opt_start) and 0 <= pose_opt_start < 1):
+        raise Render3DError(f"--{prefix}.pose-opt-start {pose_opt_start} must be at least 0 and below 1")
+
+
+class PoseLearning:
+    """A :class:`PoseCorrection` as a method trains it: its lazy Adam (:class:`~render3d.appearance.RowAdam`:
+    an image's row moves only in the steps that draw it), its start and its learning-rate decay.
+
+    The corrections stay at the given poses for the first ``start`` share of the run, then learn at
+    ``lr``, decaying tenfold to the end of the run.
+
+    Args:
+        num_images: training images.
+        scale: the scene scale (translations are learned in its units).
+        lr: learning rate where the corrections start.
+        start: share of the run (0-1) before they start.
+        total_steps: the run's (planned) steps.
+        device: where the corrections live.
+
+    Examples:
+        >>> learning = PoseLearning(3, scale=1.0, lr=1e-2, start=0.5, total_steps=100, device=torch.device("cpu"))
+        >>> learning.active(10), learning.active(50)
+        (False, True)
+    """
+
+    def __init__(self, num_images: int, scale: float, lr: float, start: float, total_steps: int, device: torch.device) -> None:
+        self.correction = PoseCorrection(num_images, scale).to(device)
+        self.lr = lr
+        self.total_steps = total_steps
+        self.start_step = int(start * total_steps)
+        self.optimizer = RowAdam(self.correction.parameters(), lr=lr)
+
+    def active(self, step: int) -> bool:
+        """Whether the corrections learn (and apply) at ``step``."""
+        return step >= self.start_step
+
+    def set_learning_rate(self, step: int) -> None:
+        """The learning rate of ``step``: ``lr`` at the start, decaying 10x to the end of the run."""
+        span = max(self.total_steps - self.start_step, 1)
+        fraction = min(max(step - self.start_step, 0), span) / span
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * 0.1 ** fraction
+
+    def refined(self, cameras: Cameras) -> Cameras:
+        """The training ``cameras`` with their corrections."""
+        return self.correction.apply(cameras)
+
+    def state_dict(self, cameras: Cameras) -> dict:
+        """Checkpoint entries: the corrections with their optimiser (``poses``) and the refined poses (``train_c2w``:
+        the viewer's frustums and ``render --path train`` read them)."""
+        return {"poses": {"deltas": self.correction.deltas.detach().cpu(), "optimizer": self.optimizer.state_dict()},
+                "train_c2w": self.refined(cameras).c2w.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s ``poses`` entry (where a checkpoint has one)."""
+        if "poses" not in state:
+            return
+        with torch.no_grad():
+            self.correction.deltas.copy_(state["poses"]["deltas"])
+        self.optimizer = RowAdam(self.correction.parameters(), lr=self.lr)
+        self.optimizer.load_state_dict(state["poses"]["optimizer"])
 
 
 #: ``render(cameras [1], world_transforms [1, 4, 4]) -> rgb [1, H, W, 3]``, differentiable in the transforms.

@@ -1,4 +1,4 @@
-"""Camera pose correction: learned in training (``--splat.pose-opt``) and fitted to test views (``eval --refine-test-poses``)."""
+"""Camera pose correction: learned in training (``--splat.pose-opt``, ``--nerf.pose-opt``) and fitted to test views (``eval --refine-test-poses``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from render3d.cameras import Cameras, intrinsics_matrix, look_at
 from render3d.cli import main
 from render3d.pose_correction import (PoseCorrection, align_poses, corrected_c2w, fit_poses, pose_changes, so3_exp,
                                       world_transforms)
+from render3d.nerf.estimators import GridEstimator
+from render3d.nerf.field import HashField, SceneBox
+from render3d.nerf.method import NerfConfig
+from render3d.nerf.model import NerfModel
+from render3d.nerf.sampler import OccupancyGrid
 from render3d.runs import load_run
 from render3d.splat.method import SplatConfig
 from render3d.splat.model import GaussianSplats, init_params
@@ -113,6 +118,30 @@ def test_moving_the_world_renders_what_the_corrected_camera_sees():
     assert (moved - model.render(camera).rgb).abs().max() > 0.05  # the correction changes the image
 
 
+def hash_nerf(seed: int = 0) -> NerfModel:
+    """An untrained hash-grid NeRF over the cube [-1, 1]^3 whose tables are drawn large enough to give a textured image."""
+    torch.manual_seed(seed)
+    box = SceneBox(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), contracted=False)
+    field = HashField(box, levels=4, log2_table_size=12, base_resolution=4, max_resolution=32, hidden=16)
+    torch.nn.init.normal_(field.encoding.embeddings, 0.0, 1.0)
+    estimator = GridEstimator(OccupancyGrid(box, 8), near=0.5, far=6.0, samples_per_ray=64)
+    return NerfModel(field, estimator, torch.ones(3), render_chunk=4096).eval()
+
+
+def test_nerf_rays_moved_by_the_correction_render_what_the_corrected_camera_sees():
+    """A NeRF renders a corrected camera by carrying its rays (camera_motions, move_rays): the same image as the
+    camera at the corrected pose, and a gradient reaches the correction through the hash encoding."""
+    model = hash_nerf()
+    camera = one_camera(24)
+    deltas = torch.tensor([[0.03, -0.02, 0.05, 0.04, -0.03, 0.02]], requires_grad=True)
+    moved = model.render_corrected(camera, world_transforms(camera.c2w, deltas, 2.0))
+    direct = model.render(replace(camera, c2w=corrected_c2w(camera.c2w, deltas.detach(), 2.0))).rgb
+    torch.testing.assert_close(moved.detach(), direct, atol=1e-4, rtol=0)
+    assert (direct - model.render(camera).rgb).abs().max() > 0.05  # the correction changes the image
+    moved.mean().backward()
+    assert torch.isfinite(deltas.grad).all() and deltas.grad.abs().min() > 0
+
+
 def test_a_fit_that_wanders_off_keeps_the_given_pose():
     """With a learning rate far too high the fit diverges; the view keeps the best correction it saw, never one
     with a larger error than the given pose's (the fox capture's refined test poses once scored 4.8 dB)."""
@@ -154,7 +183,7 @@ def test_training_learns_corrections_and_saves_them_with_the_run(tiny_scene_dir,
     scene = trainer.scene
     metrics = trainer.run()
     assert metrics["poses"] == "given"
-    corrections = trainer.method.poses.deltas.detach()
+    corrections = trainer.method.poses.correction.deltas.detach()
     assert torch.isfinite(corrections).all() and (corrections.abs().sum(1) > 0).sum() >= 8
     saved = json.loads((tmp_path / "run" / "refined_poses.json").read_text())
     assert len(saved["frames"]) == len(scene.train)
@@ -170,7 +199,29 @@ def test_training_with_pose_correction_resumes_exactly(tiny_scene, tmp_path):
         return Trainer(config, SplatConfig(init_points=500, sh_degree=1, pose_opt=True), scene=tiny_scene)
 
     resumed = resumed_matches_uninterrupted(make, 10, tiny_scene)
-    assert resumed.method.poses is not None and resumed.method.poses.deltas.abs().sum() > 0
+    assert resumed.method.poses is not None and resumed.method.poses.correction.deltas.abs().sum() > 0
+
+
+def small_nerf_with_poses(**options) -> NerfConfig:
+    return NerfConfig(levels=6, log2_table_size=12, max_resolution=64, hidden=32, samples_per_ray=48, target_samples=4096,
+                      initial_rays=256, grid_resolution=16, grid_warmup=20, grid_every=4, pose_opt=True, **options)
+
+
+def test_nerf_pose_correction_learns_saves_and_resumes_exactly(tiny_scene_dir, tiny_scene, tmp_path):
+    """``--nerf.pose-opt``: every ray moves with its camera's correction; the corrections learn, resume exactly (the
+    field they trained is bit for bit the uninterrupted run's) and are saved with the run."""
+    def make(name: str) -> Trainer:
+        config = TrainConfig(data=str(tiny_scene_dir), method="nerf", steps=20, out=str(tmp_path / name), save_every=0,
+                             progress=False, backend="torch")
+        return Trainer(config, small_nerf_with_poses(pose_opt_start=0.0), scene=tiny_scene)
+
+    resumed = resumed_matches_uninterrupted(make, 10, tiny_scene)
+    corrections = resumed.method.poses.correction.deltas.detach()
+    assert torch.isfinite(corrections).all() and (corrections.abs().sum(1) > 0).sum() >= 12
+    saved = json.loads((resumed.run_dir / "refined_poses.json").read_text())
+    refined = resumed.method.refined_train_cameras().c2w
+    assert torch.allclose(torch.tensor(saved["frames"][5]["c2w"], dtype=torch.float64), refined[5].double(), atol=1e-6)
+    assert torch.allclose(load_run(resumed.run_dir, "torch").scene.train.cameras.c2w, refined, atol=1e-6)
 
 
 def test_corrections_wait_for_pose_opt_start_then_learn(tiny_scene, tmp_path):
@@ -181,11 +232,11 @@ def test_corrections_wait_for_pose_opt_start_then_learn(tiny_scene, tmp_path):
                       scene=tiny_scene)
     for _ in range(10):
         trainer.step_once()
-    assert trainer.method.poses.deltas.abs().sum() == 0
+    assert trainer.method.poses.correction.deltas.abs().sum() == 0
     assert trainer.method.optimizers()["poses"].param_groups[0]["lr"] == pytest.approx(1e-2)
     for _ in range(10):
         trainer.step_once()
-    assert trainer.method.poses.deltas.abs().sum() > 0
+    assert trainer.method.poses.correction.deltas.abs().sum() > 0
     assert trainer.method.optimizers()["poses"].param_groups[0]["lr"] < 1e-2
 
 
@@ -197,10 +248,12 @@ def test_a_pose_correction_starts_as_the_identity():
     assert float(correction.penalty(torch.tensor([0, 2])).detach()) == 0.0
 
 
-def test_eval_refine_test_poses_writes_both_scores(tiny_scene_dir, tmp_path, capsys):
+@pytest.mark.parametrize("method_options", [["--splat.init-points", "300"],
+                                            ["--method", "nerf", "--nerf.levels", "4", "--nerf.log2-table-size", "12",
+                                             "--nerf.max-resolution", "32", "--nerf.hidden", "16"]], ids=["splat", "nerf"])
+def test_eval_refine_test_poses_writes_both_scores(tiny_scene_dir, tmp_path, capsys, method_options):
     run = tmp_path / "run"
-    assert main(["train", str(tiny_scene_dir), "--steps", "30", "--splat.init-points", "300", "--out", str(run),
-                 "--backend", "torch"]) == 0
+    assert main(["train", str(tiny_scene_dir), "--steps", "30", *method_options, "--out", str(run), "--backend", "torch"]) == 0
     assert main(["eval", str(run), "--refine-test-poses", "--refine-steps", "5", "--backend", "torch"]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert metrics["poses"] == "given" and metrics["refined_poses"]["steps"] == 5
@@ -211,6 +264,8 @@ def test_eval_refine_test_poses_writes_both_scores(tiny_scene_dir, tmp_path, cap
 @pytest.mark.parametrize("argv, field", [(["train", "--splat.lr-pose", "0"], "--splat.lr-pose"),
                                          (["train", "--splat.pose-reg", "-1"], "--splat.pose-reg"),
                                          (["train", "--splat.pose-opt-start", "1"], "--splat.pose-opt-start"),
+                                         (["train", "--method", "nerf", "--nerf.lr-pose", "-1"], "--nerf.lr-pose"),
+                                         (["train", "--method", "nerf", "--nerf.pose-opt-start", "nan"], "--nerf.pose-opt-start"),
                                          (["eval", "runs/none", "--refine-steps", "0"], "--refine-steps")])
 def test_bad_pose_options_exit_2_naming_the_option(argv, field, capsys):
     """A bad value ends in exit status 2 and an error line naming the option (after argparse's usage, for eval)."""

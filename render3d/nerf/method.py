@@ -10,8 +10,8 @@ number of field samples per step, as nerfacc's examples do.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from render3d.nerf.model import NerfModel
 from render3d.nerf.sampler import OccupancyGrid
 from render3d.appearance import (AppearanceEmbedding, appearance_optimizers, appearance_state, load_appearance_state,
                                  make_appearance)
+from render3d.pose_correction import PoseLearning, check_pose_options, move_rays
 from render3d.training import distributed as dist
 from render3d.training.loop import RealStepCounter, periodic_step
 
@@ -53,6 +54,14 @@ class NerfSceneConfig:
             renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
         lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
         lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
+        pose_opt (bool): Learn a rigid correction of each training camera's pose (for poses from structure from
+            motion): each ray moves with its camera's correction; checkpoints, the viewer and ``render --path`` use the
+            corrected poses (:mod:`render3d.pose_correction`). Default: False.
+        lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step; decays 10x from
+            ``pose_opt_start`` to the end of the run). Default: 1e-3.
+        pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        pose_opt_start (float): Share of the run (0-1) trained on the given poses before the corrections start
+            learning. Default: 0.1.
     """
 
     scene: str = option("scene domain: auto, box (bounded by the data's bounds) or contract (unbounded, mip-NeRF 360)", default="auto")
@@ -65,15 +74,23 @@ class NerfSceneConfig:
                              "show the average", default="none")
     lr_appearance: float = option("learning rate of the per-image gains or codes", default=0.1)
     lr_appearance_mlp: float = option("learning rate of the MLP of --nerf.appearance embedding", default=1e-3)
+    pose_opt: bool = option("learn a rigid correction of each training camera's pose (for poses from structure from "
+                            "motion); checkpoints, the viewer and render --path use the corrected poses", default=False)
+    lr_pose: float = option("learning rate of the pose corrections (radians and scene scales per step; decays 10x from "
+                            "--nerf.pose-opt-start to the end of the run)", default=1e-3)
+    pose_reg: float = option("weight of the L2 penalty on the pose corrections", default=1e-3)
+    pose_opt_start: float = option("share of the run (0-1) trained on the given poses before the corrections start "
+                                   "learning", default=0.1)
 
     def __post_init__(self) -> None:
-        """Check the appearance options (one line naming the option)."""
+        """Check the appearance and pose options (one line naming the option)."""
         if self.appearance not in NERF_APPEARANCE_MODES:
             raise Render3DError(f"--nerf.appearance {self.appearance!r} is not known: use {', '.join(NERF_APPEARANCE_MODES)}")
         for name in ("lr_appearance", "lr_appearance_mlp"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise Render3DError(f"--nerf.{name.replace('_', '-')} {value} must be a number above 0")
+        check_pose_options("nerf", self.lr_pose, self.pose_reg, self.pose_opt_start)
 
 
 @dataclass
@@ -93,6 +110,14 @@ class NerfConfig(NerfSceneConfig):
             renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
         lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
         lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
+        pose_opt (bool): Learn a rigid correction of each training camera's pose (for poses from structure from
+            motion): each ray moves with its camera's correction; checkpoints, the viewer and ``render --path`` use the
+            corrected poses (:mod:`render3d.pose_correction`). Default: False.
+        lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step; decays 10x from
+            ``pose_opt_start`` to the end of the run). Default: 1e-3.
+        pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        pose_opt_start (float): Share of the run (0-1) trained on the given poses before the corrections start
+            learning. Default: 0.1.
         levels (int): Hash-grid levels. Default: 12.
         features (int): Features per level. Default: 2.
         log2_table_size (int): Base-2 logarithm of each level's hash table size. Default: 16.
@@ -163,6 +188,14 @@ class VanillaNerfConfig(NerfSceneConfig):
             renders, evaluation and exports show the average (:mod:`render3d.appearance`). Default: "none".
         lr_appearance (float): Learning rate of the per-image gains or codes. Default: 0.1.
         lr_appearance_mlp (float): Learning rate of the MLP of ``appearance embedding``. Default: 1e-3.
+        pose_opt (bool): Learn a rigid correction of each training camera's pose (for poses from structure from
+            motion): each ray moves with its camera's correction; checkpoints, the viewer and ``render --path`` use the
+            corrected poses (:mod:`render3d.pose_correction`). Default: False.
+        lr_pose (float): Learning rate of the pose corrections (radians and scene scales per step; decays 10x from
+            ``pose_opt_start`` to the end of the run). Default: 1e-3.
+        pose_reg (float): Weight of the L2 penalty on the pose corrections. Default: 1e-3.
+        pose_opt_start (float): Share of the run (0-1) trained on the given poses before the corrections start
+            learning. Default: 0.1.
         pos_frequencies (int): Positional-encoding frequencies of points. Default: 10.
         dir_frequencies (int): Positional-encoding frequencies of directions. Default: 4.
         hidden (int): MLP width (the paper: 256). Default: 128.
@@ -259,7 +292,8 @@ class NerfMethod(BaseMethod):
     description = "hash-grid NeRF (Instant-NGP style)"
     config_type: type = NerfConfig
 
-    def __init__(self, config: Any, model: NerfModel, batches: RayBatcher, total_steps: int, spec: dict, batch_size: int = 0) -> None:
+    def __init__(self, config: Any, model: NerfModel, batches: RayBatcher, total_steps: int, spec: dict, batch_size: int = 0,
+                 scene_scale: float = 1.0) -> None:
         self.config = config
         self.model = model
         self.spec = spec  # what load_model needs to rebuild the model: box, contraction, near, far, background
@@ -281,6 +315,8 @@ class NerfMethod(BaseMethod):
         if self.appearance is not None:
             self.appearance.to(next(model.parameters()).device)
         self._appearance_optimizers = self._make_appearance_optimizers()
+        self.poses = PoseLearning(len(batches.split), scene_scale, config.lr_pose, config.pose_opt_start, total_steps,
+                                  next(model.parameters()).device) if config.pose_opt else None
 
     @classmethod
     def create(cls, config: Any, scene: Any, backend: str, device: torch.device, total_steps: int, seed: int,
@@ -292,7 +328,7 @@ class NerfMethod(BaseMethod):
         spec = {"box": box.aabb.cpu(), "contracted": box.contracted, "near": near * 0.5, "far": far, "background": scene.background.float().cpu()}
         model = build_model(config, spec, backend).to(device)
         batches = RayBatcher(scene.train, device, seed, scene.background, config.random_background)
-        return cls(config, model, batches, total_steps, spec, batch_size)
+        return cls(config, model, batches, total_steps, spec, batch_size, float(scene.scene_scale))
 
     @classmethod
     def load_model(cls, config: Any, state: dict, backend: str, device: torch.device) -> NerfModel:
@@ -314,27 +350,51 @@ class NerfMethod(BaseMethod):
         return appearance_optimizers(self.appearance, self.config.lr_appearance, self.config.lr_appearance_mlp)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Adam over the model, and the per-image appearance's optimisers when ``appearance`` is on."""
-        return {"model": self.optimizer, **self._appearance_optimizers}
+        """Adam over the model, and the per-image appearance's and pose corrections' optimisers when they are on."""
+        poses = {} if self.poses is None else {"poses": self.poses.optimizer}
+        return {"model": self.optimizer, **self._appearance_optimizers, **poses}
+
+    def refined_train_cameras(self) -> Optional[Cameras]:
+        """The training cameras with their learned pose corrections (``pose_opt``), else None."""
+        return None if self.poses is None else self.poses.refined(self.batches.split.cameras)
 
     def before_step(self, step: int) -> None:
-        """Refresh the estimator (occupancy grid) and set the learning rate."""
+        """Refresh the estimator (occupancy grid) and set the learning rates."""
         self.model.train()
         estimator = self.model.estimator
         estimator.update(periodic_step(self._real_steps.take(step), step, estimator.update_every), self.model.field)
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate(step, self.total_steps) * self.lr_scale
+        if self.poses is not None:
+            self.poses.set_learning_rate(step)
 
     def next_batch(self, step: int) -> Batch:
         return self.batches.next(self.num_rays)
 
     def losses(self, step: int, batch: Batch) -> StepOutput:
+        """MSE on the rays' colours, the estimator's own terms, and the pose corrections' penalty (``pose_opt``)."""
+        pose_reg = None
+        if self.poses is not None and self.poses.active(step):  # each ray moves with its camera's correction
+            batch, pose_reg = self._corrected_rays(batch)
         out = self.model.render_rays(batch.origins, batch.directions, batch.background, stratified=True, jitter=batch.jitter)
         rgb = self._with_appearance(out, batch)
         losses = {"rgb": F.mse_loss(rgb, batch.rgb), **self.model.estimator.losses(out, batch.rgb)}
+        if pose_reg is not None and self.config.pose_reg > 0:
+            losses["pose_reg"] = self.config.pose_reg * pose_reg
         outputs = {"rgb": rgb, "depth": out.distance * batch.z_scale, "alpha": out.alpha}
         stats = {"samples_per_ray": out.num_samples / max(len(batch.rgb), 1)}
         return StepOutput(losses, outputs, stats, state=out.num_samples)
+
+    def _corrected_rays(self, batch: Batch) -> tuple[Batch, Tensor]:
+        """``batch`` with each ray carried by its camera's correction (differentiably), and the penalty of the
+        corrections of the images it drew."""
+        correction = self.poses.correction
+        images = torch.unique(batch.indices)
+        c2w = self.batches.split.cameras.c2w[images].to(correction.deltas)
+        motions = torch.zeros(len(self.batches.split), 4, 4, dtype=c2w.dtype, device=c2w.device)
+        motions = motions.index_copy(0, images.to(c2w.device), correction.camera_motions(c2w, images))
+        origins, directions = move_rays(motions[batch.indices.to(c2w.device)], batch.origins.to(c2w), batch.directions.to(c2w))
+        return replace(batch, origins=origins.to(batch.origins), directions=directions.to(batch.directions)), correction.penalty(images)
 
     def _with_appearance(self, out: Any, batch: Batch) -> Tensor:
         """The rays' colours ``[R, 3]`` with their images' appearance (``appearance``), else as rendered."""
@@ -372,6 +432,7 @@ class NerfMethod(BaseMethod):
             "num_rays": self.num_rays,
             "batches": self.batches.state_dict(),
             **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, self._appearance_optimizers)}),
+            **({} if self.poses is None else self.poses.state_dict(self.batches.split.cameras)),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -382,6 +443,8 @@ class NerfMethod(BaseMethod):
         if self.appearance is not None and "appearance" in state:
             self._appearance_optimizers = self._make_appearance_optimizers()
             load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
+        if self.poses is not None:
+            self.poses.load_state_dict(state)
 
 
 class VanillaNerfMethod(NerfMethod):

@@ -10,14 +10,15 @@ from torch import Tensor, nn
 from render3d.cameras import Cameras
 from render3d.nerf.estimators import RayEstimator
 from render3d.nerf.render import RayBundleOutput
+from render3d.pose_correction import move_rays
 from render3d.protocol import RenderOutput
 
 
 class NerfModel(nn.Module):
     """A field plus its estimator; implements :class:`render3d.protocol.SceneModel`,
     :class:`~render3d.protocol.Meshable` (density + marching cubes), :class:`~render3d.protocol.Bounded`,
-    :class:`~render3d.protocol.HasDensity`, :class:`~render3d.protocol.FrequencyLimited` and
-    :class:`~render3d.protocol.Previewable`."""
+    :class:`~render3d.protocol.HasDensity`, :class:`~render3d.protocol.FrequencyLimited`,
+    :class:`~render3d.protocol.Previewable` and :class:`~render3d.protocol.PoseDifferentiable`."""
 
     def __init__(self, field_module: nn.Module, estimator: RayEstimator, background: Tensor, render_chunk: int) -> None:
         super().__init__()
@@ -33,11 +34,15 @@ class NerfModel(nn.Module):
         background = self.background if background is None else background
         return (estimator or self.estimator).render(self.field, origins, dirs, background, stratified, jitter)
 
-    def render_camera(self, cameras: Cameras, index: int, estimator: Optional[RayEstimator] = None) -> tuple[Tensor, Tensor, Tensor]:
+    def render_camera(self, cameras: Cameras, index: int, estimator: Optional[RayEstimator] = None,
+                      motion: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
         """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera,
-        rendered in chunks of rays (with gradients when they are enabled)."""
+        rendered in chunks of rays (with gradients when they are enabled); ``motion [4, 4]`` carries its rays to a
+        corrected camera's (:func:`render3d.pose_correction.camera_motions`)."""
         origins, dirs = cameras.generate_rays(index)
         o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        if motion is not None:
+            o, d = move_rays(motion.to(o).expand(len(o), 4, 4), o, d)
         chunk = self.render_chunk
         parts = [self.render_rays(o[s : s + chunk], d[s : s + chunk], estimator=estimator) for s in range(0, len(o), chunk)]
         rgb = torch.cat([p.rgb for p in parts])
@@ -53,6 +58,13 @@ class NerfModel(nn.Module):
         views = [self.render_camera(cams, i, estimator) for i in range(len(cams))]
         rgb, depth, alpha = (torch.stack(parts) for parts in zip(*views))
         return RenderOutput(rgb=rgb.clamp(0, 1), depth=depth * (alpha > 1e-3), alpha=alpha)
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
+        """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``, differentiable
+        in them (the :class:`~render3d.protocol.PoseDifferentiable` capability: ``eval --refine-test-poses``)."""
+        cams = cameras.to(self.background.device)
+        motions = torch.linalg.inv(world_transforms)  # the world moved by D is the camera moved by D⁻¹
+        return torch.stack([self.render_camera(cams, i, motion=motions[i])[0] for i in range(len(cams))])
 
     def density(self, points: Tensor) -> Tensor:
         """Volume density ``[P]`` at world points (the :class:`~render3d.protocol.HasDensity` capability)."""

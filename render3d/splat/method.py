@@ -17,8 +17,8 @@ from render3d.config_cli import option
 from render3d.errors import Render3DError
 from render3d.methods import Batch, BaseMethod, StepOutput
 from render3d.metrics import ssim
-from render3d.pose_correction import PoseCorrection
-from render3d.appearance import (APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, RowAdam, appearance_optimizers,
+from render3d.pose_correction import PoseLearning, check_pose_options
+from render3d.appearance import (APPEARANCE_MODES, AppearanceEmbedding, ExposureCorrection, appearance_optimizers,
                                        appearance_state, load_appearance_state, make_appearance)
 from render3d.splat.model import GaussianSplats, init_params, random_points
 from render3d.splat.render import RasterSettings
@@ -168,7 +168,7 @@ class SplatConfig:
         records the values used)."""
         if self.appearance not in APPEARANCE_MODES:
             raise Render3DError(f"--splat.appearance {self.appearance!r} is not known: use {' or '.join(APPEARANCE_MODES)}")
-        for name in ("lr_appearance", "lr_appearance_mlp", "lr_pose"):
+        for name in ("lr_appearance", "lr_appearance_mlp"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise Render3DError(f"--splat.{name.replace('_', '-')} {value} must be a number above 0")
@@ -180,10 +180,7 @@ class SplatConfig:
             raise Render3DError(f"--splat.lr-means-final {self.lr_means_final} must be above 0 and at most 1")
         if self.max_gaussians < 0:
             raise Render3DError(f"--splat.max-gaussians {self.max_gaussians} must be at least 0 (0: no limit)")
-        if not (math.isfinite(self.pose_opt_start) and 0 <= self.pose_opt_start < 1):
-            raise Render3DError(f"--splat.pose-opt-start {self.pose_opt_start} must be at least 0 and below 1")
-        if not (math.isfinite(self.pose_reg) and self.pose_reg >= 0):
-            raise Render3DError(f"--splat.pose-reg {self.pose_reg} must be a number of at least 0")
+        check_pose_options("splat", self.lr_pose, self.pose_reg, self.pose_opt_start)
         preset = STRATEGY_REGULARIZATION.get(self.strategy, 0.0)
         if self.opacity_reg is None:
             self.opacity_reg = preset
@@ -256,9 +253,8 @@ class SplatMethod(BaseMethod):
         if self.appearance is not None:
             self.appearance.to(model.params["means"].device)
         self._appearance_optimizers = self._make_appearance_optimizers()
-        self.poses = PoseCorrection(len(batches.split), scene_scale).to(model.params["means"].device) if c.pose_opt else None
-        self._pose_optimizer = RowAdam(self.poses.parameters(), lr=c.lr_pose) if self.poses is not None else None
-        self._pose_start_step = int(c.pose_opt_start * total_steps)
+        self.poses = PoseLearning(len(batches.split), scene_scale, c.lr_pose, c.pose_opt_start, total_steps,
+                                  model.params["means"].device) if c.pose_opt else None
         self._real_steps = RealStepCounter()  # densification keeps its cadence in real steps (see periodic_step)
         self.strategy_state = (
             self.strategy.initialize_state(scene_scale=scene_scale)
@@ -312,23 +308,20 @@ class SplatMethod(BaseMethod):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One Adam per parameter group (gsplat's strategies edit them when Gaussians are added or removed), and the
         per-image appearance's and pose corrections' when they are on."""
-        extra = {**self._appearance_optimizers, "poses": self._pose_optimizer}
-        return {**self._optimizers, **{k: opt for k, opt in extra.items() if opt is not None}}
+        poses = {} if self.poses is None else {"poses": self.poses.optimizer}
+        return {**self._optimizers, **self._appearance_optimizers, **poses}
 
     def refined_train_cameras(self) -> Optional[Cameras]:
         """The training cameras with their learned pose corrections (``pose_opt``), else None."""
-        return None if self.poses is None else self.poses.apply(self.batches.split.cameras)
+        return None if self.poses is None else self.poses.refined(self.batches.split.cameras)
 
     def before_step(self, step: int) -> None:
         """Exponential decay of the position learning rate (to ``lr_means_final`` of it over the run) and SH warm-up."""
         lr0 = self.config.lr_means * self.scene_scale * math.sqrt(self.global_batch)
         for group in self._optimizers["means"].param_groups:
             group["lr"] = lr0 * self.config.lr_means_final ** (min(step, self.total_steps) / self.total_steps)
-        if self._pose_optimizer is not None:  # decays 10x from where the corrections start learning to the end
-            start = self._pose_start_step
-            fraction = min(max(step - start, 0), self.total_steps - start) / max(self.total_steps - start, 1)
-            for group in self._pose_optimizer.param_groups:
-                group["lr"] = self.config.lr_pose * 0.1 ** fraction
+        if self.poses is not None:
+            self.poses.set_learning_rate(step)
         interval = scaled(self.config.sh_degree_interval, self.total_steps)
         self.model.active_sh_degree = min(step // interval, self.model.max_sh_degree)
 
@@ -354,8 +347,9 @@ class SplatMethod(BaseMethod):
         c = self.config
         background = None if batch.background is None else batch.background[:, None, None, :]
         transforms = None
-        if self.poses is not None and step >= self._pose_start_step:  # before it, the given poses (corrections stay put)
-            transforms = self.poses.world_transforms(batch.cameras.c2w.to(self.poses.deltas), batch.indices)
+        if self.poses is not None and self.poses.active(step):  # before it, the given poses (corrections stay put)
+            correction = self.poses.correction
+            transforms = correction.world_transforms(batch.cameras.c2w.to(correction.deltas), batch.indices)
         color_fn = partial(self.appearance, indices=batch.indices) if isinstance(self.appearance, AppearanceEmbedding) else None
         colors, depth, alphas, info = self.model.rasterize(batch.cameras, background=background, world_transforms=transforms,
                                                            color_fn=color_fn)
@@ -370,7 +364,7 @@ class SplatMethod(BaseMethod):
         if c.scale_reg > 0:
             losses["scale_reg"] = c.scale_reg * torch.exp(self.model.params["scales"]).mean()
         if transforms is not None and c.pose_reg > 0:
-            losses["pose_reg"] = c.pose_reg * self.poses.penalty(batch.indices)
+            losses["pose_reg"] = c.pose_reg * self.poses.correction.penalty(batch.indices)
         outputs = {"rgb": colors, "depth": depth, "alpha": alphas}
         return StepOutput(losses, outputs, {"gaussians": float(self.model.num_gaussians)}, state=info)
 
@@ -415,9 +409,7 @@ class SplatMethod(BaseMethod):
             "strategy_state": {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in self.strategy_state.items()},
             "batches": self.batches.state_dict(),
             **({} if self.appearance is None else {"appearance": appearance_state(self.appearance, self._appearance_optimizers)}),
-            **({} if self.poses is None else {"poses": {"deltas": self.poses.deltas.detach().cpu(),
-                                                        "optimizer": self._pose_optimizer.state_dict()},
-                                              "train_c2w": self.refined_train_cameras().c2w.detach().cpu()}),
+            **({} if self.poses is None else self.poses.state_dict(self.batches.split.cameras)),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -436,8 +428,5 @@ class SplatMethod(BaseMethod):
         if self.appearance is not None and "appearance" in state:
             self._appearance_optimizers = self._make_appearance_optimizers()
             load_appearance_state(self.appearance, self._appearance_optimizers, state["appearance"])
-        if self.poses is not None and "poses" in state:
-            with torch.no_grad():
-                self.poses.deltas.copy_(state["poses"]["deltas"])
-            self._pose_optimizer = RowAdam(self.poses.parameters(), lr=self.config.lr_pose)
-            self._pose_optimizer.load_state_dict(state["poses"]["optimizer"])
+        if self.poses is not None:
+            self.poses.load_state_dict(state)
