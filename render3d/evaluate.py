@@ -116,7 +116,8 @@ def refine_split_poses(model: SceneModel, split: Any, scene_scale: float, steps:
         p.requires_grad_(False)
     cameras = split.cameras.to(next(iter(model.buffers())).device) if isinstance(model, torch.nn.Module) else split.cameras
     try:
-        deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps)
+        deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps,
+                           pixels=model.pose_fit_pixels)
     finally:
         for p, flag in zip(parameters, trainable):
             p.requires_grad_(flag)

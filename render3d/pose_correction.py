@@ -235,12 +235,14 @@ class PoseLearning:
         self.optimizer.load_state_dict(state["poses"]["optimizer"])
 
 
-#: ``render(cameras [1], world_transforms [1, 4, 4]) -> rgb [1, H, W, 3]``, differentiable in the transforms.
-CorrectedRender = Callable[[Cameras, Tensor], Tensor]
+#: ``render(cameras [1], world_transforms [1, 4, 4], pixels=None) -> rgb [1, H, W, 3]`` (``[1, N, 3]`` at ``pixels
+#: [N]``, flat indices), differentiable in the transforms: a :class:`~render3d.protocol.PoseDifferentiable`'s
+#: ``render_corrected``.
+CorrectedRender = Callable[..., Tensor]
 
 
 def fit_poses(render: CorrectedRender, cameras: Cameras, targets: Callable[[int], Tensor], scale: float,
-              steps: int = 100, lr: float = 5e-3) -> Tensor:
+              steps: int = 100, lr: float = 5e-3, pixels: int = 0, seed: int = 0) -> Tensor:
     """Fit a correction to each camera against a frozen model; returns ``deltas [C, 6]``.
 
     Each view is fitted alone with Adam on the L1 photometric error, its learning rate decaying
@@ -253,16 +255,24 @@ def fit_poses(render: CorrectedRender, cameras: Cameras, targets: Callable[[int]
         cameras: ``C`` views to refine.
         targets: ``targets(i)`` is view ``i``'s image ``[H, W, 3]`` in [0, 1].
         scale: the scene scale (translations are fitted in its units).
+        pixels: compare only this many pixels of each view, a fixed random subset (drawn from ``seed``), every step;
+            0 or at least the view's size: the whole view.
     """
     fitted = torch.zeros(len(cameras), 6)
+    generator = torch.Generator().manual_seed(seed)
     for i in range(len(cameras)):
         camera = cameras[i]
         target = targets(i).to(camera.device)
+        subset = None
+        if 0 < pixels < target.shape[0] * target.shape[1]:
+            subset = torch.randperm(target.shape[0] * target.shape[1], generator=generator)[:pixels].to(camera.device)
+            target = target.reshape(-1, 3)[subset]
         delta = torch.zeros(1, 6, device=camera.device, requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=lr)
         best, best_loss = torch.zeros(6), float("inf")
         for step in range(steps + 1):
-            rgb = render(camera, world_transforms(camera.c2w, delta, scale))
+            transforms = world_transforms(camera.c2w, delta, scale)
+            rgb = render(camera, transforms) if subset is None else render(camera, transforms, subset)
             loss = F.l1_loss(rgb[0], target)
             error = float(loss.detach())
             if error < best_loss:  # the error of the correction before this step's update

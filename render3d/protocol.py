@@ -30,7 +30,7 @@ A new method implements what it can; nothing outside its folder changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -191,10 +191,18 @@ class Previewable(Protocol):
 
 @runtime_checkable
 class PoseDifferentiable(Protocol):
-    """A model whose renders are differentiable in the camera pose (:mod:`render3d.pose_correction`)."""
+    """A model whose renders are differentiable in the camera pose (:mod:`render3d.pose_correction`).
 
-    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
-        """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``."""
+    ``pose_fit_pixels`` is how many pixels of a view a pose fit compares each step (0: the whole
+    view): a model that renders ray by ray (a NeRF) fits a fixed random subset, a rasteriser
+    the whole image it draws anyway.
+    """
+
+    pose_fit_pixels: int
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor, pixels: Optional[Tensor] = None) -> Tensor:
+        """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``; with
+        ``pixels [N]`` (flat indices into ``H * W``) only those pixels, ``[C, N, 3]``."""
         ...
 
 

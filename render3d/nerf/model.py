@@ -34,20 +34,30 @@ class NerfModel(nn.Module):
         background = self.background if background is None else background
         return (estimator or self.estimator).render(self.field, origins, dirs, background, stratified, jitter)
 
+    def render_ray_set(self, origins: Tensor, dirs: Tensor, estimator: Optional[RayEstimator] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Colour ``[R, 3]``, opacity ``[R, 1]`` and distance ``[R, 1]`` of rays ``origins, dirs [R, 3]``, rendered in
+        chunks of ``render_chunk`` rays (with gradients when they are enabled)."""
+        chunk = self.render_chunk
+        parts = [self.render_rays(origins[s : s + chunk], dirs[s : s + chunk], estimator=estimator)
+                 for s in range(0, len(origins), chunk)]
+        return (torch.cat([p.rgb for p in parts]), torch.cat([p.alpha for p in parts]),
+                torch.cat([p.distance for p in parts]))
+
     def render_camera(self, cameras: Cameras, index: int, estimator: Optional[RayEstimator] = None,
-                      motion: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera,
-        rendered in chunks of rays (with gradients when they are enabled); ``motion [4, 4]`` carries its rays to a
-        corrected camera's (:func:`render3d.pose_correction.camera_motions`)."""
+                      motion: Optional[Tensor] = None, pixels: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Colour ``[H, W, 3]``, z-depth ``[H, W, 1]`` (of the visible matter) and opacity ``[H, W, 1]`` of one camera
+        (with gradients when they are enabled); ``motion [4, 4]`` carries its rays to a corrected camera's
+        (:func:`render3d.pose_correction.camera_motions`); with ``pixels [N]`` (flat indices) only those: ``[N, ...]``."""
         origins, dirs = cameras.generate_rays(index)
         o, d = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        if pixels is not None:
+            o, d = o[pixels], d[pixels]
         if motion is not None:
             o, d = move_rays(motion.to(o).expand(len(o), 4, 4), o, d)
-        chunk = self.render_chunk
-        parts = [self.render_rays(o[s : s + chunk], d[s : s + chunk], estimator=estimator) for s in range(0, len(o), chunk)]
-        rgb = torch.cat([p.rgb for p in parts])
-        alpha = torch.cat([p.alpha for p in parts])
-        z = torch.cat([p.distance for p in parts]) * (d @ cameras.c2w[index, :3, 2])[:, None]
+        rgb, alpha, distance = self.render_ray_set(o, d, estimator)
+        z = distance * (d @ cameras.c2w[index, :3, 2])[:, None]
+        if pixels is not None:
+            return rgb, z, alpha
         shape = (cameras.height, cameras.width)
         return rgb.reshape(*shape, 3), z.reshape(*shape, 1), alpha.reshape(*shape, 1)
 
@@ -59,12 +69,16 @@ class NerfModel(nn.Module):
         rgb, depth, alpha = (torch.stack(parts) for parts in zip(*views))
         return RenderOutput(rgb=rgb.clamp(0, 1), depth=depth * (alpha > 1e-3), alpha=alpha)
 
-    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
+    #: a pose fit compares a fixed random subset of each view's pixels (rays cost the same one by one)
+    pose_fit_pixels = 8192
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor, pixels: Optional[Tensor] = None) -> Tensor:
         """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``, differentiable
-        in them (the :class:`~render3d.protocol.PoseDifferentiable` capability: ``eval --refine-test-poses``)."""
+        in them (the :class:`~render3d.protocol.PoseDifferentiable` capability: ``eval --refine-test-poses``); only the
+        rays of ``pixels [N]`` (flat indices) where given: ``[C, N, 3]``."""
         cams = cameras.to(self.background.device)
         motions = torch.linalg.inv(world_transforms)  # the world moved by D is the camera moved by D⁻¹
-        return torch.stack([self.render_camera(cams, i, motion=motions[i])[0] for i in range(len(cams))])
+        return torch.stack([self.render_camera(cams, i, motion=motions[i], pixels=pixels)[0] for i in range(len(cams))])
 
     def density(self, points: Tensor) -> Tensor:
         """Volume density ``[P]`` at world points (the :class:`~render3d.protocol.HasDensity` capability)."""

@@ -169,10 +169,14 @@ class GaussianSplats(nn.Module):
         extras = {"normal": info["normals"]} if mode == "normal" else {}
         return RenderOutput(rgb=colors.clamp(0, 1), depth=depth * (alphas > 1e-3), alpha=alphas, extras=extras)
 
-    def render_corrected(self, cameras: Cameras, world_transforms: Tensor) -> Tensor:
+    #: a pose fit compares whole views (the rasteriser draws every pixel anyway)
+    pose_fit_pixels = 0
+
+    def render_corrected(self, cameras: Cameras, world_transforms: Tensor, pixels: Optional[Tensor] = None) -> Tensor:
         """``rgb [C, H, W, 3]`` of ``cameras`` with corrected poses, differentiable in ``world_transforms [C, 4, 4]``
-        (the :class:`~render3d.protocol.PoseDifferentiable` capability)."""
-        return self.rasterize(cameras, world_transforms=world_transforms)[0]
+        (the :class:`~render3d.protocol.PoseDifferentiable` capability); ``[C, N, 3]`` at ``pixels [N]`` (flat indices)."""
+        rgb = self.rasterize(cameras, world_transforms=world_transforms)[0]
+        return rgb if pixels is None else rgb.reshape(rgb.shape[0], -1, 3)[:, pixels.to(rgb.device)]
 
     def render_normals(self, cameras: Cameras) -> Tensor:
         """World-space unit normals ``[C, H, W, 3]`` (each Gaussian's shortest axis, facing the camera)."""
