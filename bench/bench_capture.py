@@ -1,7 +1,7 @@
 """Real-capture faults on the default scene: changing exposure, and camera poses that are a little off.
 
     python bench/bench_capture.py [--case exposure|poses|multiscale|real|all] [--steps 1200] [--resolution 128]
-                                  [--data ../shared/data] [--scenes fern,fox]
+                                  [--method splat|nerf] [--refine-steps 100] [--data ../shared/data] [--scenes fern,fox]
 
 ``exposure``: each training image is multiplied by a random exposure in [0.6, 1.5] and a
 white-balance factor per channel in [0.95, 1.05] (seeded), then clipped to [0, 1]; test images
@@ -15,6 +15,9 @@ learning from the first step at a tenth of today's learning rate). Test PSNR is 
 poses and after fitting each test pose to the trained scene (``eval --refine-test-poses``). The camera error
 columns compare the poses training ends with (refined where pose-opt is on) against the clean ones, as
 they are and after the one rigid map that best aligns them (``align_poses``).
+
+``--method nerf`` runs the exposure and poses cases with the hash-grid NeRF (``--nerf.appearance``,
+``--nerf.pose-opt``) instead of the splats; ``--refine-steps`` sets the steps of each test view's pose fit.
 
 ``multiscale`` (the Mip-NeRF protocol): train at ``--resolution`` in the classic mode and with
 ``--splat.antialiased``; score the test views at full size, at 1/2, 1/4 and 1/8 (the ground truth
@@ -47,6 +50,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -58,6 +62,7 @@ from render3d.datasets import load_scene  # noqa: E402
 from render3d.datasets.synthetic import generate_scene  # noqa: E402
 from render3d.evaluate import evaluate_split, refine_split_poses  # noqa: E402
 from render3d.pose_correction import align_poses, pose_changes, so3_exp  # noqa: E402
+from render3d.nerf.method import NerfConfig  # noqa: E402
 from render3d.splat.method import SplatConfig  # noqa: E402
 from render3d.train import TrainConfig, Trainer  # noqa: E402
 
@@ -191,7 +196,8 @@ REAL_VARIANTS = {  # --variants key: (row name, method options)
 }
 
 
-def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str], steps: int) -> list[str]:
+def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str], steps: int,
+                  refine_steps: int = 100) -> list[str]:
     """Train each variant on each real capture; table rows (scene, run, PSNR at given / refined test poses, SSIM, s)."""
     from render3d.evaluate import evaluate_appearance_fit
 
@@ -209,7 +215,7 @@ def real_captures(tmp: Path, data: Path, scenes: list[str], variants: list[str],
             metrics = trainer.run()
             seconds = time.perf_counter() - start
             model = trainer.method.model
-            refined = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale)))
+            refined = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale), refine_steps))
             fitted = evaluate_appearance_fit(model, scene.test)
             views.append(render_like(model, scene.test, 0, views[0]))
             rows.append(f"| {name} | {variant} | {metrics['psnr']:.2f} dB | {refined['psnr']:.2f} dB | {fitted['psnr']:.2f} dB "
@@ -229,22 +235,29 @@ def write_side_by_side(path: Path, images: list[torch.Tensor]) -> None:
     write_png(path, to_uint8(torch.cat(cells, dim=1)))
 
 
-def cases(clean, which: str) -> list[tuple[str, object, SplatConfig]]:
+def method_config(method: str, **options):
+    """The ``method``'s config (``splat`` or ``nerf``) with ``options``."""
+    return SplatConfig(**options) if method == "splat" else NerfConfig(**options)
+
+
+def cases(clean, which: str, method: str = "splat") -> list[tuple[str, object, object]]:
     """(name, scene, method config) of each run of the chosen cases."""
     runs = []
+    config = partial(method_config, method)
     if which in ("exposure", "all"):
         changed = replace(clean, train=replace(clean.train, images=change_exposure(clean.train.images)))
-        runs += [("exposure: clean images", clean, SplatConfig()), ("exposure: changed", changed, SplatConfig()),
-                 ("exposure: changed, --splat.appearance exposure", changed, SplatConfig(appearance="exposure")),
-                 ("exposure: changed, --splat.appearance embedding", changed, SplatConfig(appearance="embedding"))]
+        runs += [("exposure: clean images", clean, config()), ("exposure: changed", changed, config()),
+                 (f"exposure: changed, --{method}.appearance exposure", changed, config(appearance="exposure")),
+                 (f"exposure: changed, --{method}.appearance embedding", changed, config(appearance="embedding"))]
     if which in ("poses", "all"):
         cameras = clean.train.cameras
         moved = replace(cameras, c2w=disturb_poses(cameras.c2w, 0.02 * float(clean.scene_scale)))
         disturbed = replace(clean, train=replace(clean.train, cameras=moved))
-        runs += [("poses: clean", clean, SplatConfig()), ("poses: disturbed", disturbed, SplatConfig()),
-                 ("poses: disturbed, --splat.pose-opt", disturbed, SplatConfig(pose_opt=True)),
-                 ("poses: disturbed, --splat.pose-opt with the earlier defaults (--splat.pose-opt-start 0 --splat.lr-pose 1e-3)",
-                  disturbed, SplatConfig(pose_opt=True, pose_opt_start=0.0, lr_pose=1e-3))]
+        runs += [("poses: clean", clean, config()), ("poses: disturbed", disturbed, config()),
+                 (f"poses: disturbed, --{method}.pose-opt", disturbed, config(pose_opt=True))]
+        if method == "splat":
+            runs.append(("poses: disturbed, --splat.pose-opt with the earlier defaults (--splat.pose-opt-start 0 "
+                         "--splat.lr-pose 1e-3)", disturbed, SplatConfig(pose_opt=True, pose_opt_start=0.0, lr_pose=1e-3)))
     return runs
 
 
@@ -256,6 +269,9 @@ def main() -> None:
     parser.add_argument("--scenes", default="fern,fox", help="real captures to train (case real): fern, fox, fern-sfm")
     parser.add_argument("--variants", default=",".join(REAL_VARIANTS),
                         help=f"runs on each real capture (case real): {', '.join(REAL_VARIANTS)}")
+    parser.add_argument("--method", default="splat", choices=("splat", "nerf"),
+                        help="the method of the exposure and poses cases")
+    parser.add_argument("--refine-steps", type=int, default=100, help="steps of each test view's pose fit")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=128)
     args = parser.parse_args()
@@ -266,15 +282,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.case in ("real", "all"):
             real_rows = real_captures(Path(tmp), Path(args.data), [s for s in args.scenes.split(",") if s],
-                                      [v for v in args.variants.split(",") if v], args.steps)
+                                      [v for v in args.variants.split(",") if v], args.steps, args.refine_steps)
         if args.case in ("multiscale", "all"):
             scale_rows = multiscale(Path(tmp), args.steps, args.resolution)
         clean = load_scene(generate_scene(Path(tmp) / "scene", resolution=args.resolution))
         truth = clean.train.cameras.c2w
-        for index, (name, scene, method_config) in enumerate(cases(clean, args.case)):
-            config = TrainConfig(steps=args.steps, out=str(Path(tmp) / f"run{index}"), save_every=0, progress=False)
+        for index, (name, scene, options) in enumerate(cases(clean, args.case, args.method)):
+            config = TrainConfig(method=args.method, steps=args.steps, out=str(Path(tmp) / f"run{index}"), save_every=0,
+                                 progress=False)
             start = time.perf_counter()
-            trainer = Trainer(config, method_config, scene=scene)
+            trainer = Trainer(config, options, scene=scene)
             metrics = trainer.run()
             seconds = time.perf_counter() - start
             refined = trainer.method.refined_train_cameras()
@@ -282,7 +299,8 @@ def main() -> None:
             degrees, distances = pose_changes(final, truth.double())
             aligned_degrees, aligned_distances = pose_changes(align_poses(final, truth.double()), truth.double())
             model = trainer.method.model
-            refined_test = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale)))
+            refined_test = evaluate_split(model, refine_split_poses(model, scene.test, float(scene.scene_scale),
+                                                                    args.refine_steps))
             percent = 100 / float(clean.scene_scale)
             rows.append((name, metrics["psnr"], refined_test["psnr"], metrics["ssim"], float(degrees.mean()),
                          percent * float(distances.mean()), float(aligned_degrees.mean()),
