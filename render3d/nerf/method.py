@@ -389,11 +389,10 @@ class NerfMethod(BaseMethod):
         """``batch`` with each ray carried by its camera's correction (differentiably), and the penalty of the
         corrections of the images it drew."""
         correction = self.poses.correction
-        images = torch.unique(batch.indices)
+        images, image_of_ray = torch.unique(batch.indices, return_inverse=True)
         c2w = self.batches.split.cameras.c2w[images].to(correction.deltas)
-        motions = torch.zeros(len(self.batches.split), 4, 4, dtype=c2w.dtype, device=c2w.device)
-        motions = motions.index_copy(0, images.to(c2w.device), correction.camera_motions(c2w, images))
-        origins, directions = move_rays(motions[batch.indices.to(c2w.device)], batch.origins.to(c2w), batch.directions.to(c2w))
+        motions = correction.camera_motions(c2w, images)[image_of_ray.to(c2w.device)]
+        origins, directions = move_rays(motions, batch.origins.to(c2w), batch.directions.to(c2w))
         return replace(batch, origins=origins.to(batch.origins), directions=directions.to(batch.directions)), correction.penalty(images)
 
     def _with_appearance(self, out: Any, batch: Batch) -> Tensor:
