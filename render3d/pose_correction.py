@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from render3d.appearance import RowAdam
 from render3d.cameras import Cameras
+from render3d.errors import Render3DError
 
 
 def so3_exp(omega: Tensor) -> Tensor:
@@ -166,8 +167,6 @@ def check_pose_options(prefix: str, lr_pose: float, pose_reg: float, pose_opt_st
     Raises:
         Render3DError: ``lr_pose`` is not above 0, ``pose_reg`` below 0, or ``pose_opt_start`` outside [0, 1).
     """
-    from render3d.errors import Render3DError
-
     if not (math.isfinite(lr_pose) and lr_pose > 0):
         raise Render3DError(f"--{prefix}.lr-pose {lr_pose} must be a number above 0")
     if not (math.isfinite(pose_reg) and pose_reg >= 0):
@@ -231,7 +230,6 @@ class PoseLearning:
             return
         with torch.no_grad():
             self.correction.deltas.copy_(state["poses"]["deltas"])
-        self.optimizer = RowAdam(self.correction.parameters(), lr=self.lr)
         self.optimizer.load_state_dict(state["poses"]["optimizer"])
 
 
