@@ -117,7 +117,7 @@ def refine_split_poses(model: SceneModel, split: Any, scene_scale: float, steps:
     cameras = split.cameras.to(next(iter(model.buffers())).device) if isinstance(model, torch.nn.Module) else split.cameras
     try:
         deltas = fit_poses(model.render_corrected, cameras, split.image_float, scene_scale, steps=steps,
-                           pixels=model.pose_fit_pixels)
+                           pixels=getattr(model, "pose_fit_pixels", 0))
     finally:
         for p, flag in zip(parameters, trainable):
             p.requires_grad_(flag)

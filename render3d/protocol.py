@@ -193,12 +193,10 @@ class Previewable(Protocol):
 class PoseDifferentiable(Protocol):
     """A model whose renders are differentiable in the camera pose (:mod:`render3d.pose_correction`).
 
-    ``pose_fit_pixels`` is how many pixels of a view a pose fit compares each step (0: the whole
-    view): a model that renders ray by ray (a NeRF) fits a fixed random subset, a rasteriser
-    the whole image it draws anyway.
+    A model may also set ``pose_fit_pixels``, how many pixels of a view a pose fit compares each
+    step (0, the default: the whole view, rendered with ``pixels=None``): a model that renders ray
+    by ray (a NeRF) fits a fixed random subset, a rasteriser the whole image it draws anyway.
     """
-
-    pose_fit_pixels: int
 
     def render_corrected(self, cameras: Cameras, world_transforms: Tensor, pixels: Optional[Tensor] = None) -> Tensor:
         """``rgb [C, H, W, 3]`` of ``cameras`` seeing the world moved by ``world_transforms [C, 4, 4]``; with
